@@ -1,0 +1,25 @@
+//! Sekisho's own certificate authority.
+//!
+//! A two-level CA kept in one directory (a root, and an issuing CA that signs everything
+//! else): terminal client certificates (from a key made here, or from a terminal's CSR), the
+//! gateway's TLS server certificate, CRLs, and PKCS#12 bundles for installation. Certificates
+//! and CRLs are shaped for rustls-webpki, which checks them in the gateway.
+
+mod authority;
+mod cadir;
+mod crl;
+mod csr;
+mod encoding;
+mod error;
+mod keyfile;
+mod pkcs12;
+mod terminal_id;
+
+pub use authority::{Authority, CaOptions, IssuedCert, KeyAlgorithm, serial_hex};
+pub use cadir::write_private_file;
+pub use crl::{Crl, ParsedCrl, RevocationReason, RevokedEntry, crl_pem, parse_crl};
+pub use encoding::normalize_serial_hex;
+pub use error::CaError;
+pub use keyfile::KeyPem;
+pub use pkcs12::{Pkcs12Encryption, pkcs12, pkcs12_with};
+pub use terminal_id::TerminalId;

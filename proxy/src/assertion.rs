@@ -1,0 +1,217 @@
+//! The signed identity assertion the upstream receives in `Sekisho-Assertion`: a short-lived
+//! ES256 JWT naming the terminal (and, in later stages, the person and patient). Its public key
+//! is published as a JWKS (`jwks.json` in the data dir and on the management listener), so the
+//! upstream trusts the assertion, not headers a client could have sent.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde::Serialize;
+
+/// Lifetime of an assertion; the upstream must see it within this many seconds.
+pub const LIFETIME_SECS: i64 = 30;
+
+pub struct AssertionSigner {
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+    kid: String,
+    /// `{"alg":"ES256","typ":"JWT","kid":…}`, base64url, made once.
+    header_b64: String,
+    issuer: String,
+    audience: String,
+    jwk: serde_json::Value,
+}
+
+/// What the gateway vouches for on one request.
+#[derive(Serialize, Debug, Default)]
+pub struct Claims<'a> {
+    pub iss: &'a str,
+    pub aud: &'a str,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    /// `urn:sekisho:terminal:<facility>:<terminal>`
+    pub sub: &'a str,
+    pub terminal: &'a str,
+    pub facility: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient: Option<&'a str>,
+    pub action: &'a str,
+    pub route: &'a str,
+}
+
+impl AssertionSigner {
+    /// Creates the key on first use (0600) and writes the JWKS next to it.
+    pub fn load_or_create(
+        key_path: &Path,
+        jwks_path: &Path,
+        issuer: String,
+        audience: String,
+    ) -> Result<Self> {
+        let rng = SystemRandom::new();
+        let pkcs8 = if key_path.exists() {
+            let pem = std::fs::read_to_string(key_path)
+                .with_context(|| format!("cannot read {}", key_path.display()))?;
+            pem_to_der(&pem)
+                .with_context(|| format!("{} is not a PKCS#8 PEM key", key_path.display()))?
+        } else {
+            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| anyhow::anyhow!("cannot generate the assertion key"))?;
+            let der = doc.as_ref().to_vec();
+            sekisho_ca::write_private_file(key_path, der_to_pem("PRIVATE KEY", &der).as_bytes())?;
+            der
+        };
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+            .map_err(|_| anyhow::anyhow!("{} is not a P-256 key", key_path.display()))?;
+        let public = key.public_key().as_ref();
+        // Uncompressed point: 0x04 || x || y.
+        let (x, y) = (
+            B64URL.encode(&public[1..33]),
+            B64URL.encode(&public[33..65]),
+        );
+        // RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
+        let thumb_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+        let kid = B64URL.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            thumb_input.as_bytes(),
+        ));
+        let jwk = serde_json::json!({"kty":"EC","crv":"P-256","x":x,"y":y,"kid":kid,"use":"sig","alg":"ES256"});
+        let jwks = serde_json::to_vec_pretty(&serde_json::json!({ "keys": [jwk] }))?;
+        write_if_changed(jwks_path, &jwks)?;
+        let header = serde_json::json!({"alg":"ES256","typ":"JWT","kid":kid});
+        Ok(AssertionSigner {
+            key,
+            rng,
+            header_b64: B64URL.encode(serde_json::to_vec(&header)?),
+            kid,
+            issuer,
+            audience,
+            jwk,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk] })
+    }
+
+    pub fn sign(&self, claims: &Claims<'_>) -> Result<String> {
+        let payload = B64URL.encode(serde_json::to_vec(claims)?);
+        let signing_input = format!("{}.{}", self.header_b64, payload);
+        let sig = self
+            .key
+            .sign(&self.rng, signing_input.as_bytes())
+            .map_err(|_| anyhow::anyhow!("assertion signing failed"))?;
+        Ok(format!("{signing_input}.{}", B64URL.encode(sig.as_ref())))
+    }
+}
+
+fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(data) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(der.secret_pkcs8_der().to_vec())
+}
+
+fn der_to_pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+
+    #[test]
+    fn signs_a_jwt_the_jwks_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AssertionSigner::load_or_create(
+            &dir.path().join("a.key"),
+            &dir.path().join("jwks.json"),
+            "sekisho.test".into(),
+            "http://up".into(),
+        )
+        .unwrap();
+        let claims = Claims {
+            iss: s.issuer(),
+            aud: s.audience(),
+            iat: 10,
+            nbf: 10,
+            exp: 40,
+            jti: "r1",
+            sub: "urn:sekisho:terminal:f:t",
+            terminal: "t",
+            facility: "f",
+            action: "view",
+            route: "/",
+            ..Default::default()
+        };
+        let jwt = s.sign(&claims).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let jwks: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("jwks.json")).unwrap()).unwrap();
+        let k = &jwks["keys"][0];
+        assert_eq!(k["kid"], s.kid());
+        let mut point = vec![4u8];
+        point.extend(B64URL.decode(k["x"].as_str().unwrap()).unwrap());
+        point.extend(B64URL.decode(k["y"].as_str().unwrap()).unwrap());
+        let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point);
+        let sig = B64URL.decode(parts[2]).unwrap();
+        let input = format!("{}.{}", parts[0], parts[1]);
+        key.verify(input.as_bytes(), &sig).unwrap();
+        assert!(key.verify(b"other", &sig).is_err());
+        let payload: serde_json::Value =
+            serde_json::from_slice(&B64URL.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(payload["terminal"], "t");
+        assert!(payload.get("patient").is_none());
+        // Reloading keeps the same key.
+        let again = AssertionSigner::load_or_create(
+            &dir.path().join("a.key"),
+            &dir.path().join("jwks.json"),
+            "x".into(),
+            "y".into(),
+        )
+        .unwrap();
+        assert_eq!(again.kid(), s.kid());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("a.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

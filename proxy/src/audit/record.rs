@@ -1,0 +1,182 @@
+//! One audit record: what the gateway decided about one request (or one TLS, enrollment or
+//! registry event). Its canonical form is the compact JSON of the struct in field order with
+//! absent optional fields left out; those exact bytes are stored and hashed into the tree.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// UTC, RFC 3339 with milliseconds; set when the record is appended if empty.
+    pub time: String,
+    pub request_id: String,
+    /// "request" | "outcome" | "tls" | "enrollment" | "registry" | ... (a free-form code).
+    pub event: String,
+    /// Gateway node name; set when the record is appended if empty.
+    pub node: String,
+    /// Client ip:port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// "permit" | "deny".
+    pub decision: String,
+    /// Stable reason code, e.g. "ok", "terminal_suspended", "route_not_mapped".
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+    /// Short free text; never request or response bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl AuditRecord {
+    /// The canonical bytes: what is stored and hashed.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        // A struct of strings and integers always serialises.
+        serde_json::to_vec(self).expect("an audit record serialises")
+    }
+}
+
+/// A record ready for the writer: time and node filled in, canonical bytes computed.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub json: String,
+    pub ts_ms: i64,
+    pub request_id: String,
+    pub event: String,
+    pub decision: String,
+    pub node: String,
+    pub terminal: Option<String>,
+    pub user: Option<String>,
+    pub patient: Option<String>,
+    pub break_glass_id: Option<String>,
+}
+
+impl Prepared {
+    pub fn new(mut rec: AuditRecord, node: &str) -> Prepared {
+        let now = OffsetDateTime::now_utc();
+        let ts = if rec.time.is_empty() {
+            rec.time = format_time(now);
+            now
+        } else {
+            OffsetDateTime::parse(&rec.time, &Rfc3339).unwrap_or(now)
+        };
+        if rec.node.is_empty() {
+            rec.node = node.to_string();
+        }
+        let json = String::from_utf8(rec.canonical_json()).expect("JSON is UTF-8");
+        Prepared {
+            json,
+            ts_ms: (ts.unix_timestamp_nanos() / 1_000_000) as i64,
+            request_id: rec.request_id,
+            event: rec.event,
+            decision: rec.decision,
+            node: rec.node,
+            terminal: rec.terminal,
+            user: rec.user,
+            patient: rec.patient,
+            break_glass_id: rec.break_glass_id,
+        }
+    }
+}
+
+/// UTC, RFC 3339, milliseconds: `2025-04-01T09:30:00.123Z`.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fmt)
+        .expect("a UTC time formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_is_in_field_order_and_skips_absent_fields() {
+        let rec = AuditRecord {
+            time: "2025-04-01T09:30:00.123Z".into(),
+            request_id: "r1".into(),
+            event: "request".into(),
+            node: "gw1".into(),
+            terminal: Some("t1".into()),
+            decision: "deny".into(),
+            reason: "terminal_suspended".into(),
+            upstream_status: Some(200),
+            ..Default::default()
+        };
+        assert_eq!(
+            String::from_utf8(rec.canonical_json()).unwrap(),
+            r#"{"time":"2025-04-01T09:30:00.123Z","request_id":"r1","event":"request","node":"gw1","terminal":"t1","decision":"deny","reason":"terminal_suspended","upstream_status":200}"#
+        );
+        let back: AuditRecord = serde_json::from_slice(&rec.canonical_json()).unwrap();
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn time_and_node_are_filled_in() {
+        let p = Prepared::new(
+            AuditRecord {
+                request_id: "r".into(),
+                ..Default::default()
+            },
+            "gw9",
+        );
+        let rec: AuditRecord = serde_json::from_str(&p.json).unwrap();
+        assert_eq!(rec.node, "gw9");
+        assert_eq!(
+            rec.time.len(),
+            "2025-04-01T09:30:00.123Z".len(),
+            "{}",
+            rec.time
+        );
+        assert!(rec.time.ends_with('Z'));
+        let parsed = OffsetDateTime::parse(&rec.time, &Rfc3339).unwrap();
+        assert_eq!((parsed.unix_timestamp_nanos() / 1_000_000) as i64, p.ts_ms);
+        // A caller's time is kept.
+        let p = Prepared::new(
+            AuditRecord {
+                time: "2025-04-01T09:30:00.123Z".into(),
+                node: "a".into(),
+                ..Default::default()
+            },
+            "gw9",
+        );
+        assert_eq!(p.ts_ms, 1_743_499_800_123);
+        assert_eq!(p.node, "a");
+    }
+
+    #[test]
+    fn format_time_uses_utc_milliseconds() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_743_499_800_123_456_789).unwrap();
+        assert_eq!(format_time(t), "2025-04-01T09:30:00.123Z");
+        let jst = t.to_offset(time::UtcOffset::from_hms(9, 0, 0).unwrap());
+        assert_eq!(format_time(jst), "2025-04-01T09:30:00.123Z");
+    }
+}

@@ -1,0 +1,658 @@
+//! Audit log tests: each runs on SQLite and on PostgreSQL.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sqlx::Row;
+
+use super::merkle::leaf_hash;
+use super::*;
+use crate::store::testdb::TestDb;
+use crate::store::{DbKind, Store};
+
+const ORIGIN: &str = "sekisho.test/audit";
+
+fn config(node: &str, max_batch: usize) -> AuditConfig {
+    AuditConfig {
+        max_batch,
+        max_wait: Duration::from_millis(1),
+        node: node.into(),
+        origin: ORIGIN.into(),
+    }
+}
+
+fn record(n: u64) -> AuditRecord {
+    AuditRecord {
+        request_id: format!("req-{n}"),
+        event: "request".into(),
+        peer: Some("192.0.2.10:50000".into()),
+        terminal: Some("T0001".into()),
+        facility: Some("F001".into()),
+        user: Some("D000123456".into()),
+        qualification: Some("Medical Doctor".into()),
+        patient: Some(format!("P{:05}", n % 97)),
+        method: Some("GET".into()),
+        route: Some("/api/patients/{id}".into()),
+        action: Some("view".into()),
+        decision: if n % 5 == 0 {
+            "deny".into()
+        } else {
+            "permit".into()
+        },
+        reason: if n % 5 == 0 {
+            "no_consent".into()
+        } else {
+            "ok".into()
+        },
+        purpose_of_use: Some("TREAT".into()),
+        ..Default::default()
+    }
+}
+
+async fn open_log(
+    store: &Store,
+    key: &CheckpointKey,
+    node: &str,
+    max_batch: usize,
+) -> (AuditLog, AuditMetrics) {
+    let metrics = AuditMetrics::new();
+    let log = AuditLog::open(
+        store.clone(),
+        key.clone(),
+        config(node, max_batch),
+        metrics.clone(),
+    )
+    .await
+    .unwrap();
+    (log, metrics)
+}
+
+fn key() -> CheckpointKey {
+    CheckpointKey::generate(ORIGIN).unwrap()
+}
+
+async fn checkpoint_sizes(store: &Store) -> Vec<u64> {
+    let sizes: Vec<i64> =
+        sqlx::query_scalar("SELECT tree_size FROM audit_checkpoints ORDER BY tree_size")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    sizes.into_iter().map(|s| s as u64).collect()
+}
+
+/// The index range a problem names: `record 7: …` → (7, 7), `records 3-9: …` → (3, 9).
+fn problem_span(p: &str) -> Option<(u64, u64)> {
+    let (head, _) = p.split_once(':')?;
+    if let Some(n) = head.strip_prefix("record ") {
+        let n = n.parse().ok()?;
+        return Some((n, n));
+    }
+    let (a, b) = head.strip_prefix("records ")?.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// The problem that names exactly `span` and says `what`.
+fn find<'a>(report: &'a VerifyReport, span: (u64, u64), what: &str) -> Option<&'a String> {
+    report
+        .problems
+        .iter()
+        .find(|p| problem_span(p) == Some(span) && p.contains(what))
+}
+
+/// The range between the two checkpoints around record `k`: (previous size, next size - 1).
+fn batch_of(sizes: &[u64], k: u64) -> (u64, u64) {
+    let prev = sizes.iter().copied().filter(|&s| s <= k).max().unwrap_or(0);
+    let next = sizes.iter().copied().find(|&s| s > k).unwrap();
+    (prev, next - 1)
+}
+
+/// Appends `n` records in waves of `wave` concurrent appends (so batches hold several records).
+async fn fill(log: &AuditLog, n: u64, wave: u64) {
+    let mut i = 0;
+    while i < n {
+        let mut tasks = Vec::new();
+        for j in i..(i + wave).min(n) {
+            let log = log.clone();
+            tasks.push(tokio::spawn(
+                async move { log.append(record(j)).await.unwrap() },
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        i += wave;
+    }
+}
+
+async fn verify_clean(store: &Store, vkey: &str, records: u64) {
+    let report = verify(store, vkey).await.unwrap();
+    assert!(report.is_clean(), "{:#?}", report.problems);
+    assert_eq!(report.records, records);
+}
+
+#[tokio::test]
+async fn concurrent_appends_are_group_committed() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let key = key();
+        let (log, metrics) = open_log(&db.store, &key, "gw1", 512).await;
+        let mut tasks = Vec::new();
+        for t in 0..64u64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for n in (t..2000).step_by(64) {
+                    got.push(log.append(record(n)).await.unwrap());
+                }
+                got
+            }));
+        }
+        let mut indexes = Vec::new();
+        for t in tasks {
+            indexes.extend(t.await.unwrap());
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..2000).collect::<Vec<u64>>(), "{kind:?}");
+
+        let batches = checkpoint_sizes(&db.store).await;
+        assert_eq!(*batches.last().unwrap(), 2000);
+        assert!(
+            batches.len() < 500,
+            "{kind:?}: {} batches for 2000 records",
+            batches.len()
+        );
+        assert_eq!(metrics.records.get(), 2000);
+        assert_eq!(metrics.failures.get(), 0);
+
+        // Every stored record is the canonical JSON of what was appended, with time and node.
+        let row = sqlx::query("SELECT record, node, request_id FROM audit_records WHERE idx = 0")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        let stored: AuditRecord = serde_json::from_str(&row.get::<String, _>(0)).unwrap();
+        assert_eq!(stored.node, "gw1");
+        assert_eq!(row.get::<String, _>(1), "gw1");
+        assert_eq!(row.get::<String, _>(2), stored.request_id);
+        assert!(
+            stored.time.ends_with('Z') && stored.time.len() == 24,
+            "{}",
+            stored.time
+        );
+
+        log.shutdown().await;
+        let report = verify(&db.store, &key.verifier_key()).await.unwrap();
+        assert!(report.is_clean(), "{kind:?}: {:#?}", report.problems);
+        assert_eq!(report.records, 2000);
+        assert_eq!(report.checkpoints, batches.len() as u64);
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_one_log() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        // A second pool on the same database, as another gateway process would have.
+        let other = Store::open(&db.url).await.unwrap();
+        let key_a = key();
+        let key_b = key();
+        let (a, _) = open_log(&db.store, &key_a, "gw-a", 64).await;
+        let (b, _) = open_log(&other, &key_b, "gw-b", 64).await;
+        let mut tasks = Vec::new();
+        for t in 0..32u64 {
+            let log = if t % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                for n in (t..1000).step_by(32) {
+                    got.push(log.append(record(n)).await.unwrap());
+                }
+                got
+            }));
+        }
+        let mut indexes = Vec::new();
+        for t in tasks {
+            indexes.extend(t.await.unwrap());
+        }
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..1000).collect::<Vec<u64>>(), "{kind:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+
+        let nodes: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT node FROM audit_checkpoints ORDER BY node")
+                .fetch_all(db.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            nodes,
+            ["gw-a", "gw-b"],
+            "{kind:?}: both replicas wrote batches"
+        );
+
+        // Both replicas' keys: clean. One key only: the other's checkpoints do not verify.
+        let both = format!("{}\n{}", key_a.verifier_key(), key_b.verifier_key());
+        verify_clean(&db.store, &both, 1000).await;
+        let only_a = verify(&db.store, &key_a.verifier_key()).await.unwrap();
+        assert!(
+            only_a.problems.iter().any(|p| p.contains("bad signature")),
+            "{kind:?}: {:#?}",
+            only_a.problems
+        );
+        other.close().await;
+    }
+}
+
+#[tokio::test]
+async fn tampering_is_found() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let pool = db.store.pool();
+        let key = key();
+        let vkey = key.verifier_key();
+        let (log, _) = open_log(&db.store, &key, "gw1", 8).await;
+        fill(&log, 100, 20).await;
+        log.shutdown().await;
+        let sizes = checkpoint_sizes(&db.store).await;
+        assert!(
+            sizes.len() >= 13,
+            "{kind:?}: batches of at most 8 records: {sizes:?}"
+        );
+        verify_clean(&db.store, &vkey, 100).await;
+
+        let get = |k: i64| async move {
+            let row = sqlx::query("SELECT record, leaf_hash FROM audit_records WHERE idx = $1")
+                .bind(k)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (row.get::<String, _>(0), row.get::<Vec<u8>, _>(1))
+        };
+        let set = |k: i64, rec: String, leaf: Vec<u8>| async move {
+            sqlx::query("UPDATE audit_records SET record = $1, leaf_hash = $2 WHERE idx = $3")
+                .bind(rec)
+                .bind(leaf)
+                .bind(k)
+                .execute(pool)
+                .await
+                .unwrap();
+        };
+
+        // 1. A record's JSON changed, its leaf hash left: the record itself is named.
+        let (orig, orig_leaf) = get(37).await;
+        let forged = orig.replace("\"decision\":\"permit\"", "\"decision\":\"deny\"");
+        assert_ne!(forged, orig);
+        set(37, forged.clone(), orig_leaf.clone()).await;
+        let r = verify(&db.store, &vkey).await.unwrap();
+        assert!(
+            find(&r, (37, 37), "changed").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        assert!(
+            find(&r, batch_of(&sizes, 37), "changed, inserted or removed").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+
+        // 2. Changed and its leaf hash recomputed: only the checkpoint root shows it, and the
+        //    problem names the records between the two checkpoints around it.
+        set(37, forged.clone(), leaf_hash(forged.as_bytes()).to_vec()).await;
+        let r = verify(&db.store, &vkey).await.unwrap();
+        assert!(
+            find(&r, (37, 37), "").is_none(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        assert!(
+            find(&r, batch_of(&sizes, 37), "changed, inserted or removed").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        set(37, orig, orig_leaf).await;
+        verify_clean(&db.store, &vkey, 100).await;
+
+        // 3. A record removed.
+        let row = sqlx::query("SELECT idx, leaf_hash, record, ts, request_id, event, decision, node FROM audit_records WHERE idx = 50")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_records WHERE idx = 50")
+            .execute(pool)
+            .await
+            .unwrap();
+        let r = verify(&db.store, &vkey).await.unwrap();
+        assert!(
+            find(&r, (50, 50), "removed").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        let restore = |row: sqlx::any::AnyRow| async move {
+            sqlx::query("INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                .bind(row.get::<i64, _>(0))
+                .bind(row.get::<Vec<u8>, _>(1))
+                .bind(row.get::<String, _>(2))
+                .bind(row.get::<i64, _>(3))
+                .bind(row.get::<String, _>(4))
+                .bind(row.get::<String, _>(5))
+                .bind(row.get::<String, _>(6))
+                .bind(row.get::<String, _>(7))
+                .execute(pool)
+                .await
+                .unwrap();
+        };
+        restore(row).await;
+        verify_clean(&db.store, &vkey, 100).await;
+
+        // The last record removed (and the head left alone).
+        let row = sqlx::query("SELECT idx, leaf_hash, record, ts, request_id, event, decision, node FROM audit_records WHERE idx = 99")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_records WHERE idx = 99")
+            .execute(pool)
+            .await
+            .unwrap();
+        let r = verify(&db.store, &vkey).await.unwrap();
+        assert!(
+            find(&r, (99, 99), "removed").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        restore(row).await;
+        verify_clean(&db.store, &vkey, 100).await;
+
+        // 4. A record inserted at the end, with a correct leaf hash: not covered by a checkpoint.
+        let extra = String::from_utf8(record(1000).canonical_json()).unwrap();
+        let insert = |k: i64, rec: String| async move {
+            sqlx::query("INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node) VALUES ($1, $2, $3, 0, 'x', 'request', 'permit', 'gw1')")
+                .bind(k)
+                .bind(leaf_hash(rec.as_bytes()).to_vec())
+                .bind(rec)
+                .execute(pool)
+                .await
+                .unwrap();
+        };
+        insert(100, extra.clone()).await;
+        let r = verify(&db.store, &vkey).await.unwrap();
+        assert!(
+            find(&r, (100, 100), "unsigned tail").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        sqlx::query("DELETE FROM audit_records WHERE idx = 100")
+            .execute(pool)
+            .await
+            .unwrap();
+        verify_clean(&db.store, &vkey, 100).await;
+
+        //    Inserted in the middle, later records renumbered: the root of the batch shows it.
+        sqlx::query("UPDATE audit_records SET idx = -idx - 1 WHERE idx >= 60")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_records SET idx = -idx WHERE idx < 0")
+            .execute(pool)
+            .await
+            .unwrap();
+        insert(60, extra).await;
+        let r = verify(&db.store, &vkey).await.unwrap();
+        assert!(
+            find(&r, batch_of(&sizes, 60), "changed, inserted or removed").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        assert!(
+            find(&r, (100, 100), "unsigned tail").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        assert!(
+            r.problems
+                .iter()
+                .all(|p| problem_span(p).is_none_or(|(_, b)| b >= 60)),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        sqlx::query("DELETE FROM audit_records WHERE idx = 60")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_records SET idx = -idx + 1 WHERE idx > 60")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_records SET idx = -idx WHERE idx < 0")
+            .execute(pool)
+            .await
+            .unwrap();
+        verify_clean(&db.store, &vkey, 100).await;
+
+        // 5. A checkpoint's signature corrupted.
+        let n = sizes[sizes.len() / 2];
+        let note: String =
+            sqlx::query_scalar("SELECT note FROM audit_checkpoints WHERE tree_size = $1")
+                .bind(n as i64)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        let sig_line = note.lines().last().unwrap();
+        let (prefix, b64) = sig_line.rsplit_once(' ').unwrap();
+        let mut sig = B64.decode(b64).unwrap();
+        sig[20] ^= 0x01;
+        let bad = note.replace(sig_line, &format!("{prefix} {}", B64.encode(&sig)));
+        let set_note = |note: String| async move {
+            sqlx::query("UPDATE audit_checkpoints SET note = $1 WHERE tree_size = $2")
+                .bind(note)
+                .bind(n as i64)
+                .execute(pool)
+                .await
+                .unwrap();
+        };
+        set_note(bad).await;
+        let r = verify(&db.store, &vkey).await.unwrap();
+        let prev = sizes.iter().copied().filter(|&s| s < n).max().unwrap_or(0);
+        assert!(
+            find(&r, (prev, n - 1), "bad signature").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+        assert_eq!(r.problems.len(), 1, "{kind:?}: {:#?}", r.problems);
+        set_note(note).await;
+        verify_clean(&db.store, &vkey, 100).await;
+
+        // 6. The last checkpoint removed: the last batch is an unsigned tail.
+        let last = *sizes.last().unwrap();
+        sqlx::query("DELETE FROM audit_checkpoints WHERE tree_size = $1")
+            .bind(last as i64)
+            .execute(pool)
+            .await
+            .unwrap();
+        let r = verify(&db.store, &vkey).await.unwrap();
+        let prev = sizes[sizes.len() - 2];
+        assert!(
+            find(&r, (prev, last - 1), "unsigned tail").is_some(),
+            "{kind:?}: {:#?}",
+            r.problems
+        );
+
+        // A wrong verifier key: every checkpoint fails.
+        let r = verify(&db.store, &self::key().verifier_key())
+            .await
+            .unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .filter(|p| p.contains("bad signature"))
+                .count()
+                >= sizes.len() - 1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_batch_fails_its_appends_and_the_writer_goes_on() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let pool = db.store.pool();
+        let key = key();
+        let (log, metrics) = open_log(&db.store, &key, "gw1", 512).await;
+        fill(&log, 10, 5).await;
+
+        match kind {
+            DbKind::Sqlite => {
+                sqlx::raw_sql(
+                    "CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
+                     BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
+                )
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+            DbKind::Postgres => {
+                sqlx::raw_sql(
+                    "CREATE FUNCTION audit_disabled() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN RAISE EXCEPTION 'audit disabled'; END $$; \
+                     CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
+                     FOR EACH ROW EXECUTE FUNCTION audit_disabled();",
+                )
+                .execute(pool)
+                .await
+                .unwrap();
+            }
+        }
+        let err = log.append(record(10)).await.unwrap_err();
+        assert!(
+            matches!(&err, AuditError::Commit(m) if m.contains("audit disabled")),
+            "{kind:?}: {err:?}"
+        );
+        // Several waiting appends in one failing batch all get the error.
+        let mut tasks = Vec::new();
+        for n in 11..20 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move { log.append(record(n)).await }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_err(), "{kind:?}");
+        }
+        log.append_nowait(record(20));
+        assert!(log.append(record(21)).await.is_err());
+        assert!(
+            metrics.failures.get() >= 12,
+            "{kind:?}: {}",
+            metrics.failures.get()
+        );
+        assert_eq!(metrics.records.get(), 10);
+
+        match kind {
+            DbKind::Sqlite => sqlx::raw_sql("DROP TRIGGER audit_disabled")
+                .execute(pool)
+                .await
+                .unwrap(),
+            DbKind::Postgres => sqlx::raw_sql("DROP TRIGGER audit_disabled ON audit_records")
+                .execute(pool)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(
+            log.append(record(22)).await.unwrap(),
+            10,
+            "{kind:?}: the head did not move"
+        );
+        fill(&log, 5, 5).await;
+        log.shutdown().await;
+        verify_clean(&db.store, &key.verifier_key(), 16).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_flushes_and_later_appends_fail() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let key = key();
+        let (log, metrics) = open_log(&db.store, &key, "gw1", 512).await;
+        // An after-the-fact record, as the gateway writes for request outcomes.
+        assert_eq!(log.append(record(0)).await.unwrap(), 0);
+        for n in 1..=50 {
+            log.append_nowait(AuditRecord {
+                event: "outcome".into(),
+                upstream_status: Some(200),
+                ..record(n)
+            });
+        }
+        log.shutdown().await;
+        assert_eq!(metrics.records.get(), 51, "{kind:?}: the queue was flushed");
+        assert_eq!(log.append(record(99)).await, Err(AuditError::Closed));
+        log.append_nowait(record(100));
+        assert_eq!(metrics.failures.get(), 2);
+        log.shutdown().await; // twice is fine
+        verify_clean(&db.store, &key.verifier_key(), 51).await;
+
+        // A new writer on the same database continues the tree.
+        let (log, _) = open_log(&db.store, &key, "gw1", 512).await;
+        assert_eq!(log.append(record(51)).await.unwrap(), 51);
+        drop(log); // dropping every handle stops the writer too
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        verify_clean(&db.store, &key.verifier_key(), 52).await;
+    }
+}
+
+#[tokio::test]
+async fn checkpoints_are_signed_notes_over_the_tree() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let dir = tempfile::tempdir().unwrap();
+        let key = CheckpointKey::load_or_create(dir.path(), ORIGIN).unwrap();
+        let (log, _) = open_log(&db.store, &key, "gw1", 512).await;
+        assert_eq!(log.append(record(0)).await.unwrap(), 0);
+        log.shutdown().await;
+        let note: String =
+            sqlx::query_scalar("SELECT note FROM audit_checkpoints WHERE tree_size = 1")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        let rec: String = sqlx::query_scalar("SELECT record FROM audit_records WHERE idx = 0")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        // A one-leaf tree's root is its leaf hash.
+        let root = B64.encode(leaf_hash(rec.as_bytes()));
+        let lines: Vec<&str> = note.split('\n').collect();
+        assert_eq!(
+            lines[..4],
+            [ORIGIN, "1", root.as_str(), ""],
+            "{kind:?}: {note:?}"
+        );
+        assert!(lines[4].starts_with(&format!("\u{2014} {ORIGIN} ")));
+        assert_eq!(lines[5], "");
+        let vkey = std::fs::read_to_string(dir.path().join(checkpoint::PUB_FILE)).unwrap();
+        assert_eq!(
+            Verifier::parse(&vkey).unwrap().open(&note).unwrap(),
+            format!("{ORIGIN}\n1\n{root}\n")
+        );
+        assert!(
+            Verifier::parse(&self::key().verifier_key())
+                .unwrap()
+                .open(&note)
+                .is_err()
+        );
+        verify_clean(&db.store, &vkey, 1).await;
+    }
+}
+
+#[test]
+fn metrics_have_their_names() {
+    let mut reg = prometheus_client::registry::Registry::default();
+    let m = AuditMetrics::register(&mut reg);
+    m.records.inc();
+    m.batch_size.observe(3.0);
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+    for name in [
+        "sekisho_audit_batch_size_bucket",
+        "sekisho_audit_commit_seconds_count",
+        "sekisho_audit_failures_total",
+        "sekisho_audit_records_total 1",
+    ] {
+        assert!(out.contains(name), "{name} missing from\n{out}");
+    }
+}

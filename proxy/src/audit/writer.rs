@@ -1,0 +1,329 @@
+//! The group-commit writer. Callers queue records; one task takes whatever is queued (up to
+//! `max_batch`, waiting at most `max_wait` after the first record) and writes it in one
+//! transaction: lock the head row, read the head, insert the records, sign the new root, write
+//! the checkpoint and the new head, commit. One fsync (SQLite WAL with synchronous=FULL, a
+//! PostgreSQL commit) covers the whole batch. While a batch commits, the next one queues up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::checkpoint::CheckpointKey;
+use super::merkle::{CompactRange, Hash, leaf_hash};
+use super::record::{AuditRecord, Prepared};
+use super::{AuditConfig, AuditError, AuditMetrics, QUEUE_CAPACITY};
+use crate::store::Store;
+
+/// A batch that takes longer than this (lock wait included) is abandoned and its callers get
+/// an error; the transaction rolls back and the next batch re-reads the head.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows per INSERT statement (12 parameters each; well under SQLite's and PostgreSQL's limits).
+const ROWS_PER_INSERT: usize = 64;
+
+type Reply = oneshot::Sender<Result<u64, AuditError>>;
+
+struct Pending {
+    rec: Prepared,
+    reply: Option<Reply>,
+}
+
+enum Msg {
+    Record(Pending),
+    Shutdown,
+}
+
+/// The handle the gateway appends through; cheap to clone. The writer stops when
+/// [`AuditLog::shutdown`] is called or every handle is dropped, after writing what is queued.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    node: String,
+    metrics: AuditMetrics,
+    stopped: watch::Receiver<bool>,
+}
+
+impl AuditLog {
+    /// Checks the configuration and the store, then spawns the writer task.
+    pub async fn open(
+        store: Store,
+        key: CheckpointKey,
+        cfg: AuditConfig,
+        metrics: AuditMetrics,
+    ) -> Result<AuditLog> {
+        if cfg.origin.is_empty() || cfg.origin.chars().any(|c| c.is_control()) {
+            bail!("the audit checkpoint origin must be one non-empty line");
+        }
+        if cfg.node.is_empty() {
+            bail!("the audit node name must not be empty");
+        }
+        let head: Option<i64> = sqlx::query_scalar("SELECT tree_size FROM audit_head WHERE id = 1")
+            .fetch_optional(store.pool())
+            .await
+            .context("cannot read the audit head")?;
+        if head.is_none() {
+            bail!("the audit head row is missing");
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let writer = Writer {
+            store,
+            key,
+            origin: cfg.origin,
+            node: cfg.node.clone(),
+            max_batch: cfg.max_batch.max(1),
+            max_wait: cfg.max_wait,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(writer.run(rx, stopped_tx));
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                tx,
+                node: cfg.node,
+                metrics,
+                stopped,
+            }),
+        })
+    }
+
+    /// Returns once the record's batch is committed (durable), with its leaf index.
+    /// Err => the caller refuses the request with 503.
+    pub async fn append(&self, rec: AuditRecord) -> Result<u64, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(rec, Some(reply))?;
+        // The writer answers every record it takes; if it is gone, the sender is dropped.
+        answer.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// For after-the-fact records (request outcomes): queued in the same batches, not awaited;
+    /// failures are logged and counted.
+    pub fn append_nowait(&self, rec: AuditRecord) {
+        if let Err(e) = self.enqueue(rec, None) {
+            tracing::error!(error = %e, "audit record dropped");
+        }
+    }
+
+    fn enqueue(&self, rec: AuditRecord, reply: Option<Reply>) -> Result<(), AuditError> {
+        let rec = Prepared::new(rec, &self.inner.node);
+        match self.inner.tx.try_send(Msg::Record(Pending { rec, reply })) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.inner.metrics.failures.inc();
+                Err(AuditError::QueueFull)
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.inner.metrics.failures.inc();
+                Err(AuditError::Closed)
+            }
+        }
+    }
+
+    /// Writes what is queued and stops the writer; later appends fail with `Closed`.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.tx.send(Msg::Shutdown).await;
+        let mut stopped = self.inner.stopped.clone();
+        // Err: the writer is gone already (its sender dropped).
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+}
+
+struct Writer {
+    store: Store,
+    key: CheckpointKey,
+    origin: String,
+    node: String,
+    max_batch: usize,
+    max_wait: Duration,
+    metrics: AuditMetrics,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Msg>, stopped: watch::Sender<bool>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch = Vec::new();
+            match first {
+                Msg::Record(p) => batch.push(p),
+                Msg::Shutdown => {
+                    // No new records; what is queued is still written.
+                    rx.close();
+                    continue;
+                }
+            }
+            let deadline = tokio::time::Instant::now() + self.max_wait;
+            while batch.len() < self.max_batch {
+                let msg = match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(m)) => m,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                };
+                match msg {
+                    Msg::Record(p) => batch.push(p),
+                    Msg::Shutdown => rx.close(),
+                }
+            }
+            self.commit(batch).await;
+        }
+        let _ = stopped.send(true);
+    }
+
+    async fn commit(&self, batch: Vec<Pending>) {
+        let n = batch.len();
+        self.metrics.batch_size.observe(n as f64);
+        let started = Instant::now();
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(&batch)).await {
+            Ok(r) => r.map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!("timed out after {} s", COMMIT_TIMEOUT.as_secs())),
+        };
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(first) => {
+                self.metrics.records.inc_by(n as u64);
+                for (i, p) in batch.into_iter().enumerate() {
+                    if let Some(reply) = p.reply {
+                        let _ = reply.send(Ok(first + i as u64));
+                    }
+                }
+            }
+            Err(msg) => {
+                self.metrics.failures.inc_by(n as u64);
+                tracing::error!(records = n, error = %msg, "audit batch not committed");
+                let err = AuditError::Commit(msg);
+                for p in batch {
+                    if let Some(reply) = p.reply {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One batch, one transaction. Returns the leaf index of the batch's first record.
+    async fn write_batch(&self, batch: &[Pending]) -> Result<u64> {
+        let mut tx = self
+            .store
+            .pool()
+            .begin()
+            .await
+            .context("cannot begin the audit transaction")?;
+        // The head row's lock first: it serialises writers (other replicas included) before
+        // anything is read.
+        let locked = sqlx::query("UPDATE audit_head SET lock_seq = lock_seq + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await
+            .context("cannot lock the audit head")?
+            .rows_affected();
+        if locked != 1 {
+            bail!("the audit head row is missing");
+        }
+        let row = sqlx::query("SELECT tree_size, frontier FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .context("cannot read the audit head")?;
+        let size: i64 = row.try_get(0)?;
+        let frontier: Vec<u8> = row.try_get(1)?;
+        let first =
+            u64::try_from(size).map_err(|_| anyhow!("the audit head has tree size {size}"))?;
+        let mut range = CompactRange::from_parts(first, &frontier)
+            .map_err(|e| anyhow!("the audit head is damaged: {e}"))?;
+
+        let leaves: Vec<Hash> = batch
+            .iter()
+            .map(|p| leaf_hash(p.rec.json.as_bytes()))
+            .collect();
+        for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
+            let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
+            for (j, p) in chunk.iter().enumerate() {
+                let i = c * ROWS_PER_INSERT + j;
+                let r = &p.rec;
+                q = q
+                    .bind((first + i as u64) as i64)
+                    .bind(leaves[i].to_vec())
+                    .bind(r.json.clone())
+                    .bind(r.ts_ms)
+                    .bind(r.request_id.clone())
+                    .bind(r.event.clone())
+                    .bind(r.decision.clone())
+                    .bind(r.node.clone())
+                    .bind(r.terminal.clone())
+                    .bind(r.user.clone())
+                    .bind(r.patient.clone())
+                    .bind(r.break_glass_id.clone());
+            }
+            q.execute(&mut *tx)
+                .await
+                .context("cannot insert the audit records")?;
+        }
+        for leaf in leaves {
+            range.append(leaf);
+        }
+        let new_size = range.size();
+        let note = self
+            .key
+            .sign_checkpoint(&self.origin, new_size, &range.root());
+        let now = crate::store::now();
+        sqlx::query("INSERT INTO audit_checkpoints (tree_size, note, node, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(new_size as i64)
+            .bind(note)
+            .bind(self.node.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("cannot insert the checkpoint")?;
+        sqlx::query(
+            "UPDATE audit_head SET tree_size = $1, frontier = $2, updated_at = $3 WHERE id = 1",
+        )
+        .bind(new_size as i64)
+        .bind(range.frontier_bytes())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("cannot update the audit head")?;
+        tx.commit().await.context("cannot commit the audit batch")?;
+        Ok(first)
+    }
+}
+
+fn insert_sql(rows: usize) -> String {
+    const COLS: usize = 12;
+    let mut sql = String::from(
+        "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \
+         terminal, user_id, patient, break_glass_id) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..COLS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * COLS + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn insert_sql_numbers_every_parameter() {
+        let sql = super::insert_sql(2);
+        assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"), "{sql}");
+    }
+}

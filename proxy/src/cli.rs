@@ -1,0 +1,455 @@
+//! The `sekisho` command line. Every command that changes the store does it in one
+//! transaction, so wrong input or a failure leaves nothing half-written; a running gateway
+//! sees the change within a second.
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sekisho_ca::{KeyAlgorithm, RevocationReason, TerminalId};
+
+use crate::audit::AuditRecord;
+use crate::config::{Config, DataDir};
+use crate::init::{self, InitOptions};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::terminals::{self, Change};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sekisho",
+    version,
+    about = "Sekisho access gateway for regional medical information-sharing networks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a data dir: configuration, CA, server certificate, keys, database.
+    Init(InitArgs),
+    /// Run the gateway.
+    Serve(DataDirArg),
+    /// Register, enroll, list, suspend, resume and revoke terminals.
+    #[command(subcommand)]
+    Terminal(TerminalCmd),
+    /// Sekisho's CA.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Everything on loopback with a demo upstream, a demo terminal and instructions.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DataDirArg {
+    #[arg(long, env = "SEKISHO_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The network application Sekisho protects, e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    pub upstream: String,
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub mgmt_listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    pub enroll_listen: SocketAddr,
+    /// The name terminals use to reach the gateway (in its server certificate).
+    #[arg(long, default_value = "localhost")]
+    pub hostname: String,
+    /// The network's name, shown in the CA certificates.
+    #[arg(long, default_value = "Sekisho Network")]
+    pub network_name: String,
+    /// Database URL; default: SQLite in the data dir.
+    #[arg(long)]
+    pub store_url: Option<String>,
+    /// CA keys: ecdsa-p256 (default) or rsa-2048.
+    #[arg(long, default_value = "ecdsa-p256", value_parser = parse_alg)]
+    pub ca_key: KeyAlgorithm,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TerminalCmd {
+    /// Issue a certificate and key for a terminal (.crt, .key, .p12 and ca.crt in --out).
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        facility: String,
+        #[arg(long)]
+        terminal: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Password of the .p12 bundle; one is generated and printed if not given.
+        #[arg(long, env = "SEKISHO_P12_PASSWORD")]
+        p12_password: Option<String>,
+        /// Terminal key: ecdsa-p256 (default) or rsa-2048.
+        #[arg(long, default_value = "ecdsa-p256", value_parser = parse_alg)]
+        key: KeyAlgorithm,
+    },
+    /// Print a one-time access code and PIN for enrolling a terminal (R-TERM-2).
+    EnrollCode {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        facility: String,
+        #[arg(long)]
+        terminal: String,
+    },
+    /// Revoke a terminal for good (lost, stolen, retired): its connections close at once.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        terminal: String,
+        /// unspecified, key-compromise, affiliation-changed, superseded, cessation-of-operation
+        #[arg(long, default_value = "unspecified")]
+        reason: RevocationReason,
+    },
+    /// Suspend a terminal: refused until resumed; its connections close at once.
+    Suspend {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        terminal: String,
+    },
+    /// Lift a suspension.
+    Resume {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        terminal: String,
+    },
+    /// List terminals with their status.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCmd {
+    /// Print the current CRL (PEM) on stdout.
+    Crl {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Recompute the Merkle tree and check every signed checkpoint.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
+    match s {
+        "ecdsa-p256" | "p256" | "ecdsa" => Ok(KeyAlgorithm::EcdsaP256),
+        "rsa-2048" | "rsa" => Ok(KeyAlgorithm::Rsa2048),
+        _ => Err(format!(
+            "unknown key algorithm {s:?} (ecdsa-p256 or rsa-2048)"
+        )),
+    }
+}
+
+/// Returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Init(a) => {
+            let ips: Vec<IpAddr> = Vec::new();
+            let dd = init::init(&InitOptions {
+                data_dir: a.data_dir.clone(),
+                upstream: a.upstream,
+                listen: a.listen,
+                mgmt_listen: a.mgmt_listen,
+                enroll_listen: a.enroll_listen,
+                hostname: a.hostname,
+                network_name: a.network_name,
+                store_url: a.store_url,
+                ca_key: a.ca_key,
+                extra_ips: ips,
+            })
+            .await?;
+            println!("Created {}", dd.root.display());
+            println!(
+                "Next: sekisho terminal add --data-dir {} --facility F --terminal T --out DIR",
+                dd.root.display()
+            );
+            println!("      sekisho serve --data-dir {}", dd.root.display());
+            Ok(0)
+        }
+        Command::Serve(a) => {
+            crate::serve::serve(&a.data_dir).await?;
+            Ok(0)
+        }
+        Command::Terminal(t) => terminal(t).await,
+        Command::Ca(CaCmd::Crl { data_dir }) => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let ca = terminals::load_authority(&dd).ok();
+            let crl = terminals::ensure_crl(&store, ca.as_ref(), &cfg.ca).await?;
+            print!("{}", sekisho_ca::crl_pem(&crl.der));
+            Ok(0)
+        }
+        Command::Audit(AuditCmd::Verify { data_dir }) => {
+            let (dd, _cfg, store) = open(&data_dir).await?;
+            let key_file = dd.audit_dir().join("checkpoint.pub");
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("cannot read {}", key_file.display()))?;
+            let report = crate::audit::verify(&store, key.trim()).await?;
+            println!(
+                "records: {}  checkpoints: {}",
+                report.records, report.checkpoints
+            );
+            if report.problems.is_empty() {
+                println!("audit log OK: every record is covered by a valid signed checkpoint");
+                Ok(0)
+            } else {
+                for p in &report.problems {
+                    println!("PROBLEM: {p}");
+                }
+                println!(
+                    "audit log FAILED verification: {} problem(s)",
+                    report.problems.len()
+                );
+                Ok(1)
+            }
+        }
+        Command::Demo(a) => crate::demo::run(a).await.map(|_| 0),
+    }
+}
+
+async fn open(data_dir: &Path) -> Result<(DataDir, Config, Store)> {
+    let dd = DataDir::new(data_dir);
+    let cfg = Config::load(data_dir)?;
+    let store = Store::open(&cfg.store_url(data_dir)).await?;
+    Ok((dd, cfg, store))
+}
+
+/// Writes a registry change to the audit log, as the secretariat's act.
+async fn audit_admin(dd: &DataDir, cfg: &Config, store: &Store, rec: AuditRecord) -> Result<()> {
+    let metrics = Metrics::new();
+    let log = crate::serve::open_audit(dd, cfg, store, &metrics).await?;
+    let r = log.append(rec).await;
+    log.shutdown().await;
+    r.map(|_| ()).map_err(|e| {
+        anyhow::anyhow!("the change was made but its audit record could not be written: {e}")
+    })
+}
+
+fn admin_record(reason: &str, id: &TerminalId, detail: String) -> AuditRecord {
+    AuditRecord {
+        request_id: crate::gateway::new_request_id(),
+        event: "registry".into(),
+        terminal: Some(id.terminal.clone()),
+        facility: Some(id.facility.clone()),
+        user: std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .ok()
+            .map(|u| format!("os:{}", crate::headers::escape_text(&u, 64))),
+        decision: "permit".into(),
+        reason: reason.into(),
+        detail: Some(detail),
+        ..Default::default()
+    }
+}
+
+async fn terminal(cmd: TerminalCmd) -> Result<i32> {
+    match cmd {
+        TerminalCmd::Add {
+            data_dir,
+            facility,
+            terminal,
+            out,
+            p12_password,
+            key,
+        } => {
+            let id = TerminalId::new(&facility, &terminal)?;
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let ca = terminals::load_authority(&dd)?;
+            terminals::check_can_issue(&store, &id).await?;
+            let (password, generated) = match p12_password {
+                Some(p) if p.is_empty() => bail!("--p12-password must not be empty"),
+                Some(p) => (p, false),
+                None => (random_password(), true),
+            };
+            let (cert, keypem) =
+                ca.issue_terminal(&id, terminals::terminal_lifetime(&cfg.ca), key)?;
+            let chain = vec![ca.issuing_der().to_vec(), ca.root_der().to_vec()];
+            let p12 = sekisho_ca::pkcs12(&cert.der, &keypem, &chain, &password, &id.terminal)?;
+            // Stage every file, register, then move them into place: a failure leaves no
+            // half-set of files and no registered certificate without its files.
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let stage = tempfile::Builder::new()
+                .prefix(".sekisho-add-")
+                .tempdir_in(&out)?;
+            let files = [
+                (format!("{terminal}.crt"), cert.pem().into_bytes(), false),
+                (
+                    format!("{terminal}.key"),
+                    keypem.as_str().as_bytes().to_vec(),
+                    true,
+                ),
+                (format!("{terminal}.p12"), p12, true),
+                ("ca.crt".to_string(), ca.root_pem().into_bytes(), false),
+            ];
+            for (name, data, secret) in &files {
+                let p = stage.path().join(name);
+                if *secret {
+                    sekisho_ca::write_private_file(&p, data)?;
+                } else {
+                    std::fs::write(&p, data)?;
+                }
+            }
+            terminals::register(&store, &id, &cert).await?;
+            for (name, _, _) in &files {
+                std::fs::rename(stage.path().join(name), out.join(name))?;
+            }
+            audit_admin(
+                &dd,
+                &cfg,
+                &store,
+                admin_record("terminal_added", &id, format!("serial {}", cert.serial_hex)),
+            )
+            .await?;
+            println!(
+                "Terminal {} of facility {} registered (certificate serial {}, valid until {}).",
+                id.terminal,
+                id.facility,
+                cert.serial_hex,
+                cert.not_after.date()
+            );
+            for (name, _, _) in &files {
+                println!("  {}", out.join(name).display());
+            }
+            if generated {
+                println!("Password of {terminal}.p12: {password}");
+            }
+            Ok(0)
+        }
+        TerminalCmd::EnrollCode {
+            data_dir,
+            facility,
+            terminal,
+        } => {
+            let id = TerminalId::new(&facility, &terminal)?;
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let code = crate::enrollment::issue_code(&store, &cfg, &id).await?;
+            audit_admin(
+                &dd,
+                &cfg,
+                &store,
+                admin_record("enroll_code_issued", &id, "one-time access code".into()),
+            )
+            .await?;
+            let expires = time::OffsetDateTime::from_unix_timestamp(code.expires_at)?;
+            println!(
+                "Access code for terminal {} ({}):",
+                id.terminal, id.facility
+            );
+            println!("  code: {}", code.code);
+            println!("  PIN:  {}", code.pin);
+            println!(
+                "  valid until {} UTC, single use, {} PIN attempts",
+                expires.format(&time::format_description::well_known::Rfc3339)?,
+                cfg.enrollment.max_attempts
+            );
+            println!(
+                "Enroll at https://{}:{}/ (or: sekisho-agent enroll)",
+                cfg.hostname,
+                cfg.listen.enroll.port()
+            );
+            Ok(0)
+        }
+        TerminalCmd::Revoke {
+            data_dir,
+            terminal,
+            reason,
+        } => status_change(&data_dir, &terminal, Change::Revoke(reason)).await,
+        TerminalCmd::Suspend { data_dir, terminal } => {
+            status_change(&data_dir, &terminal, Change::Suspend).await
+        }
+        TerminalCmd::Resume { data_dir, terminal } => {
+            status_change(&data_dir, &terminal, Change::Resume).await
+        }
+        TerminalCmd::List { data_dir } => {
+            let (_dd, _cfg, store) = open(&data_dir).await?;
+            let rows = crate::store::terminals::list(&store).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<20} {:<20} {:<10} {:>6}  {:<10}",
+                "FACILITY", "TERMINAL", "STATUS", "CERTS", "EXPIRES"
+            )?;
+            for r in rows {
+                let exp = r
+                    .latest_not_after
+                    .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                    .map(|t| t.date().to_string())
+                    .unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{:<20} {:<20} {:<10} {:>6}  {:<10}",
+                    r.facility,
+                    r.terminal,
+                    r.status.as_str(),
+                    r.active_certs,
+                    exp
+                )?;
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn status_change(data_dir: &Path, terminal: &str, change: Change) -> Result<i32> {
+    let (dd, cfg, store) = open(data_dir).await?;
+    let ca = match change {
+        Change::Revoke(_) => Some(terminals::load_authority(&dd)?),
+        _ => None,
+    };
+    let facility = terminals::change_status(&store, ca.as_ref(), &cfg.ca, terminal, change).await?;
+    let (reason, detail, done) = match change {
+        Change::Revoke(r) => (
+            "terminal_revoked",
+            format!("reason {r}"),
+            "revoked; its certificates are on the new CRL",
+        ),
+        Change::Suspend => ("terminal_suspended", String::new(), "suspended"),
+        Change::Resume => ("terminal_resumed", String::new(), "resumed"),
+    };
+    let id = TerminalId::new(&facility, terminal)?;
+    audit_admin(&dd, &cfg, &store, admin_record(reason, &id, detail)).await?;
+    println!(
+        "Terminal {terminal} ({facility}) {done}. Running gateways apply this within a second."
+    );
+    // Give the store a moment so a script's next command sees a settled state.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(0)
+}
+
+fn random_password() -> String {
+    // 64 symbols: a byte's low six bits pick one without bias (96 bits in all).
+    const ALPHABET: &[u8; 64] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+    let mut raw = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut raw).expect("system randomness");
+    raw.iter()
+        .map(|b| ALPHABET[(*b & 63) as usize] as char)
+        .collect()
+}

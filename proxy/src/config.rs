@@ -1,0 +1,296 @@
+//! The gateway's configuration: `sekisho.toml` in the data dir, written by `sekisho init`.
+//! Relative paths in it are relative to the data dir, so a data dir can be moved whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sekisho_policies::RouteConfig;
+use serde::{Deserialize, Serialize};
+
+pub const CONFIG_FILE: &str = "sekisho.toml";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The name terminals use to reach the gateway (server certificate, assertion issuer).
+    pub hostname: String,
+    /// This gateway's name in audit records (several replicas share one log).
+    #[serde(default = "default_node")]
+    pub node: String,
+    pub listen: Listen,
+    pub upstream: Upstream,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub ca: CaConfig,
+    #[serde(default)]
+    pub enrollment: Enrollment,
+    #[serde(default)]
+    pub audit: Audit,
+    #[serde(rename = "route", default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// mTLS listener for terminals.
+    pub gateway: SocketAddr,
+    /// Server-only TLS listener for enrollment by access code: the one thing reachable
+    /// without a client certificate, and nothing else is served there.
+    pub enroll: SocketAddr,
+    /// Plain HTTP, loopback by default: health, readiness, metrics, JWKS.
+    pub management: SocketAddr,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// `http://` or `https://` base URL of the network's application.
+    pub url: String,
+    /// Trust store for an https upstream (PEM); the system roots are never used.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate the gateway presents to an https upstream.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// `aud` of the signed assertion; defaults to the upstream URL's origin.
+    pub assertion_audience: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite:sekisho.db` (relative to the data dir) or `postgres://user@host/db`.
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite:sekisho.db".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub tls_handshake_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            max_header_bytes: 32 * 1024,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_connections: 4096,
+            tls_handshake_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    pub terminal_lifetime_days: u32,
+    /// A CRL is valid this long; the gateway re-signs it when a third of it is left.
+    pub crl_lifetime_hours: u32,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            terminal_lifetime_days: 397,
+            crl_lifetime_hours: 7 * 24,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Enrollment {
+    pub code_lifetime_hours: u32,
+    pub max_attempts: u32,
+}
+
+impl Default for Enrollment {
+    fn default() -> Self {
+        Enrollment {
+            code_lifetime_hours: 72,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    pub max_batch: usize,
+    pub max_wait_us: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            max_batch: 512,
+            max_wait_us: 500,
+        }
+    }
+}
+
+fn default_node() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".into())
+}
+
+fn default_upstream_timeout() -> u64 {
+    30
+}
+
+impl Config {
+    pub fn load(data_dir: &Path) -> Result<Config> {
+        let path = data_dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (run `sekisho init --data-dir {}` first)",
+                path.display(),
+                data_dir.display()
+            )
+        })?;
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("{} is not valid", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let u: http::Uri = self
+            .upstream
+            .url
+            .parse()
+            .context("upstream.url is not a URL")?;
+        match u.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => bail!("upstream.url must start with http:// or https://"),
+        }
+        if u.authority().is_none() {
+            bail!("upstream.url has no host");
+        }
+        if self.upstream.client_cert.is_some() != self.upstream.client_key.is_some() {
+            bail!("upstream.client_cert and upstream.client_key go together");
+        }
+        if self.routes.is_empty() {
+            bail!("no [[route]] is configured: every request would be refused");
+        }
+        sekisho_policies::RouteMap::new(self.routes.clone())?;
+        if self.limits.max_header_bytes < 8192 {
+            bail!("limits.max_header_bytes must be at least 8192");
+        }
+        Ok(())
+    }
+
+    /// The store URL with a relative SQLite path resolved against the data dir.
+    pub fn store_url(&self, data_dir: &Path) -> String {
+        resolve_store_url(&self.store.url, data_dir)
+    }
+}
+
+pub fn resolve_store_url(url: &str, data_dir: &Path) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let (path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            let full = data_dir.join(p);
+            let full = std::path::absolute(&full).unwrap_or(full);
+            return match query {
+                Some(q) => format!("sqlite://{}?{q}", full.display()),
+                None => format!("sqlite://{}", full.display()),
+            };
+        }
+        return format!("sqlite://{}", rest.trim_start_matches("//"));
+    }
+    url.to_string()
+}
+
+/// Where things live inside a data dir.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    pub root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+    pub fn tls_dir(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.tls_dir().join("server.crt")
+    }
+    pub fn server_key(&self) -> PathBuf {
+        self.tls_dir().join("server.key")
+    }
+    pub fn assertion_key(&self) -> PathBuf {
+        self.root.join("assertion.key")
+    }
+    pub fn jwks(&self) -> PathBuf {
+        self.root.join("jwks.json")
+    }
+    pub fn audit_dir(&self) -> PathBuf {
+        self.root.join("audit")
+    }
+    pub fn crl_pem(&self) -> PathBuf {
+        self.root.join("crl.pem")
+    }
+}
+
+/// The CA passphrase, when the CA keys were encrypted at init.
+pub fn ca_passphrase() -> Option<String> {
+    std::env::var("SEKISHO_CA_PASSPHRASE")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_resolves_into_data_dir() {
+        let u = resolve_store_url("sqlite:sekisho.db", Path::new("/srv/sekisho"));
+        assert_eq!(u, "sqlite:///srv/sekisho/sekisho.db");
+        assert_eq!(
+            resolve_store_url("sqlite:///abs/x.db", Path::new("/d")),
+            "sqlite:///abs/x.db"
+        );
+        assert_eq!(
+            resolve_store_url("postgres://p@h/db", Path::new("/d")),
+            "postgres://p@h/db"
+        );
+    }
+}

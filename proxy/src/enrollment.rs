@@ -1,0 +1,532 @@
+//! Enrollment by one-time access code (R-TERM-2). The secretariat or facility administrator
+//! gets a code and a PIN; the terminal redeems them once, before they expire and within a few
+//! attempts, either with a CSR (the key never leaves the terminal) or for a PKCS#12 bundle
+//! protected by the PIN (for systems that install certificates that way). Only hashes of
+//! codes and PINs are stored.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_lc_rs::digest::{SHA256, digest};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use sekisho_ca::{Authority, KeyAlgorithm, TerminalId};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::body::{Body, full};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::enrollment::{self as codes, NewCode};
+use crate::store::{Store, now};
+use crate::terminals;
+
+/// Crockford base32: no I, L, O, U, so a code read aloud over the phone survives.
+const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+pub struct IssuedCode {
+    /// `XXXX-XXXX-XXXX` (60 bits).
+    pub code: String,
+    /// 8 digits.
+    pub pin: String,
+    pub expires_at: i64,
+}
+
+pub async fn issue_code(store: &Store, cfg: &Config, id: &TerminalId) -> Result<IssuedCode> {
+    terminals::check_can_issue(store, id).await?;
+    let mut raw = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut raw).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    let chars: String = raw
+        .iter()
+        .map(|b| CODE_ALPHABET[(b & 31) as usize] as char)
+        .collect();
+    let code = format!("{}-{}-{}", &chars[0..4], &chars[4..8], &chars[8..12]);
+    let mut pin_raw = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut pin_raw).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    // 250 = 25 * 10: no modulo bias.
+    let pin: String = pin_raw
+        .iter()
+        .map(|b| {
+            let mut v = *b;
+            while v >= 250 {
+                let mut x = [0u8; 1];
+                let _ = aws_lc_rs::rand::fill(&mut x);
+                v = x[0];
+            }
+            (b'0' + v % 10) as char
+        })
+        .collect();
+    let norm = normalize_code(&code).expect("generated code is well-formed");
+    let expires_at = now() + i64::from(cfg.enrollment.code_lifetime_hours.max(1)) * 3600;
+    codes::insert(
+        store,
+        &NewCode {
+            code_hash: &code_hash(&norm),
+            pin_hash: &pin_hash(&norm, &pin),
+            facility: &id.facility,
+            terminal: &id.terminal,
+            expires_at,
+            attempts: i64::from(cfg.enrollment.max_attempts.max(1)),
+        },
+    )
+    .await?;
+    Ok(IssuedCode {
+        code,
+        pin,
+        expires_at,
+    })
+}
+
+/// Upper-cases, drops separators, and maps the letters people confuse with digits.
+fn normalize_code(code: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in code.chars() {
+        let c = match c.to_ascii_uppercase() {
+            '-' | ' ' => continue,
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        };
+        if !CODE_ALPHABET.contains(&(c as u8)) || !c.is_ascii() {
+            return None;
+        }
+        out.push(c);
+    }
+    (out.len() == 12).then_some(out)
+}
+
+fn code_hash(norm: &str) -> String {
+    hex::encode(digest(
+        &SHA256,
+        format!("sekisho-enroll-code:{norm}").as_bytes(),
+    ))
+}
+
+fn pin_hash(norm: &str, pin: &str) -> String {
+    hex::encode(digest(
+        &SHA256,
+        format!("sekisho-enroll-pin:{norm}:{pin}").as_bytes(),
+    ))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// Unknown code or wrong PIN: one message for both, so the endpoint is no oracle.
+    #[error("the access code or PIN is not correct")]
+    Invalid,
+    #[error("this access code has expired; ask for a new one")]
+    Expired,
+    #[error("this access code has already been used; ask for a new one")]
+    Used,
+    #[error("too many wrong PINs for this access code; ask for a new one")]
+    Locked,
+    #[error("the certificate request cannot be used: {0}")]
+    BadRequest(String),
+    #[error("enrollment failed on the gateway; please try again later")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl EnrollError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EnrollError::Invalid => "enroll_invalid",
+            EnrollError::Expired => "enroll_expired",
+            EnrollError::Used => "enroll_used",
+            EnrollError::Locked => "enroll_locked",
+            EnrollError::BadRequest(_) => "enroll_bad_request",
+            EnrollError::Internal(_) => "enroll_internal",
+        }
+    }
+    fn status(&self) -> StatusCode {
+        match self {
+            EnrollError::Invalid => StatusCode::FORBIDDEN,
+            EnrollError::Expired | EnrollError::Used | EnrollError::Locked => StatusCode::GONE,
+            EnrollError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            EnrollError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+    fn ja(&self) -> &'static str {
+        match self {
+            EnrollError::Invalid => "アクセスコードまたはPINが正しくありません。",
+            EnrollError::Expired => {
+                "このアクセスコードは有効期限が切れています。新しいコードの発行を依頼してください。"
+            }
+            EnrollError::Used => {
+                "このアクセスコードは使用済みです。新しいコードの発行を依頼してください。"
+            }
+            EnrollError::Locked => "PINの誤りが多すぎます。新しいコードの発行を依頼してください。",
+            EnrollError::BadRequest(_) => "証明書要求（CSR）を処理できません。",
+            EnrollError::Internal(_) => {
+                "登録処理に失敗しました。しばらくしてから再度お試しください。"
+            }
+        }
+    }
+}
+
+pub enum Wanted<'a> {
+    /// Sign this CSR (PEM or DER).
+    Csr(&'a [u8]),
+    /// Make a key here and return a PKCS#12 bundle protected by the PIN.
+    Bundle,
+}
+
+pub struct Enrolled {
+    pub id: TerminalId,
+    pub cert_pem: String,
+    pub chain_pem: String,
+    pub serial: String,
+    pub not_after: i64,
+    pub p12: Option<Vec<u8>>,
+}
+
+pub async fn redeem(
+    store: &Store,
+    ca: &Authority,
+    cfg: &Config,
+    code: &str,
+    pin: &str,
+    wanted: Wanted<'_>,
+) -> Result<Enrolled, EnrollError> {
+    let norm = normalize_code(code).ok_or(EnrollError::Invalid)?;
+    let hash = code_hash(&norm);
+    let mut tx = store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let row = codes::lock(&mut tx, &hash)
+        .await?
+        .ok_or(EnrollError::Invalid)?;
+    if row.attempts_left <= 0 {
+        return Err(EnrollError::Locked);
+    }
+    let given = pin_hash(&norm, pin.trim());
+    if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), row.pin_hash.as_bytes())
+        .is_err()
+    {
+        codes::record_failure(&mut tx, &hash).await?;
+        tx.commit().await.map_err(anyhow::Error::from)?;
+        return Err(if row.attempts_left <= 1 {
+            EnrollError::Locked
+        } else {
+            EnrollError::Invalid
+        });
+    }
+    if row.used_at.is_some() {
+        return Err(EnrollError::Used);
+    }
+    if row.expires_at <= now() {
+        return Err(EnrollError::Expired);
+    }
+    let id = TerminalId::new(&row.facility, &row.terminal)
+        .map_err(|e| EnrollError::Internal(e.into()))?;
+    let lifetime = terminals::terminal_lifetime(&cfg.ca);
+    let (cert, p12) = match wanted {
+        Wanted::Csr(csr) => {
+            let cert = ca
+                .sign_csr(csr, &id, lifetime)
+                .map_err(|e| EnrollError::BadRequest(e.to_string()))?;
+            (cert, None)
+        }
+        Wanted::Bundle => {
+            let (cert, key) = ca
+                .issue_terminal(&id, lifetime, KeyAlgorithm::EcdsaP256)
+                .map_err(|e| EnrollError::Internal(e.into()))?;
+            let chain = vec![ca.issuing_der().to_vec(), ca.root_der().to_vec()];
+            let p12 = sekisho_ca::pkcs12(&cert.der, &key, &chain, pin.trim(), &id.terminal)
+                .map_err(|e| EnrollError::Internal(e.into()))?;
+            (cert, Some(p12))
+        }
+    };
+    terminals::register_in(&mut tx, &id, &cert).await?;
+    codes::consume(&mut tx, &hash).await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    Ok(Enrolled {
+        cert_pem: cert.pem(),
+        chain_pem: ca.chain_pem(),
+        serial: cert.serial_hex.clone(),
+        not_after: cert.not_after.unix_timestamp(),
+        id,
+        p12,
+    })
+}
+
+// ---- the enrollment listener ----
+
+pub struct EnrollService {
+    pub store: Store,
+    pub ca: Option<Authority>,
+    pub cfg: Config,
+    pub audit: AuditLog,
+    pub metrics: Arc<Metrics>,
+}
+
+const MAX_ENROLL_BODY: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct CsrRequest {
+    code: String,
+    pin: String,
+    csr: String,
+}
+
+pub async fn run(
+    svc: Arc<EnrollService>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = shutdown.changed() => break,
+        };
+        let acceptor = acceptor.clone();
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let svc = svc.clone();
+                async move { Ok::<_, std::convert::Infallible>(svc.handle(req, peer).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+impl EnrollService {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/") => html(StatusCode::OK, PAGE.to_string()),
+            (&Method::POST, "/enroll/csr") => {
+                let body = match read_body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let Ok(r) = serde_json::from_slice::<CsrRequest>(&body) else {
+                    return json_error(&EnrollError::BadRequest(
+                        "expected JSON {code, pin, csr}".into(),
+                    ));
+                };
+                let result = self
+                    .redeem_audited(&r.code, &r.pin, Wanted::Csr(r.csr.as_bytes()), peer)
+                    .await;
+                match result {
+                    Ok(e) => json(
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "terminal": e.id.terminal, "facility": e.id.facility, "serial": e.serial,
+                            "certificate": e.cert_pem, "chain": e.chain_pem, "not_after": e.not_after,
+                        }),
+                    ),
+                    Err(e) => json_error(&e),
+                }
+            }
+            (&Method::POST, "/enroll/p12") => {
+                let body = match read_body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let mut code = String::new();
+                let mut pin = String::new();
+                for (k, v) in form_urlencoded::parse(&body) {
+                    match k.as_ref() {
+                        "code" => code = v.into_owned(),
+                        "pin" => pin = v.into_owned(),
+                        _ => {}
+                    }
+                }
+                match self.redeem_audited(&code, &pin, Wanted::Bundle, peer).await {
+                    Ok(e) => {
+                        let mut resp = Response::new(full(e.p12.unwrap_or_default()));
+                        let h = resp.headers_mut();
+                        h.insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/x-pkcs12"),
+                        );
+                        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                        // The terminal id is [A-Za-z0-9._-], safe inside the quoted filename.
+                        if let Ok(v) = HeaderValue::from_str(&format!(
+                            "attachment; filename=\"{}.p12\"",
+                            e.id.terminal
+                        )) {
+                            h.insert(header::CONTENT_DISPOSITION, v);
+                        }
+                        resp
+                    }
+                    Err(e) => html(e.status(), error_page(&e)),
+                }
+            }
+            _ => html(
+                StatusCode::NOT_FOUND,
+                "<!doctype html><meta charset=utf-8><p>見つかりません / Not found</p>".into(),
+            ),
+        }
+    }
+
+    async fn redeem_audited(
+        &self,
+        code: &str,
+        pin: &str,
+        wanted: Wanted<'_>,
+        peer: SocketAddr,
+    ) -> Result<Enrolled, EnrollError> {
+        let kind = if matches!(wanted, Wanted::Csr(_)) {
+            "csr"
+        } else {
+            "pkcs12"
+        };
+        let result = match &self.ca {
+            Some(ca) => redeem(&self.store, ca, &self.cfg, code, pin, wanted).await,
+            None => Err(EnrollError::Internal(anyhow::anyhow!(
+                "the CA key is not loaded (SEKISHO_CA_PASSPHRASE)"
+            ))),
+        };
+        let (decision, reason) = match &result {
+            Ok(_) => ("permit", "enrolled"),
+            Err(e) => ("deny", e.code()),
+        };
+        if let Err(EnrollError::Internal(e)) = &result {
+            warn!(error = %e, "enrollment failed");
+        }
+        self.metrics
+            .enrollments
+            .get_or_create(&vec![("result", reason)])
+            .inc();
+        let rec = AuditRecord {
+            request_id: crate::gateway::new_request_id(),
+            event: "enrollment".into(),
+            peer: Some(peer.to_string()),
+            terminal: result.as_ref().ok().map(|e| e.id.terminal.clone()),
+            facility: result.as_ref().ok().map(|e| e.id.facility.clone()),
+            cert_serial: result.as_ref().ok().map(|e| e.serial.clone()),
+            decision: decision.into(),
+            reason: reason.into(),
+            detail: Some(kind.into()),
+            ..Default::default()
+        };
+        // A certificate handed out must be on record: an audit failure withholds it (it stays
+        // registered but unused, and the code is spent; the secretariat can revoke it).
+        if self.audit.append(rec).await.is_err() && result.is_ok() {
+            return Err(EnrollError::Internal(anyhow::anyhow!(
+                "audit log unavailable"
+            )));
+        }
+        result
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_ENROLL_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(_) => Err(json_error(&EnrollError::BadRequest(
+            "request too large".into(),
+        ))),
+    }
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+        ),
+    );
+    r
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json_error(e: &EnrollError) -> Response<Body> {
+    json(
+        e.status(),
+        serde_json::json!({"error": e.code(), "message_en": e.to_string(), "message_ja": e.ja()}),
+    )
+}
+
+fn error_page(e: &EnrollError) -> String {
+    format!(
+        "<!doctype html><html lang=ja><meta charset=utf-8><title>Sekisho</title>\
+         <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto\">\
+         <h1>端末の登録 / Terminal enrollment</h1><p>{}</p><p lang=en>{}</p><p><a href=\"/\">戻る / Back</a></p>",
+        e.ja(),
+        // Our own messages; a CSR parse error is escaped in case it quotes input.
+        html_escape(&e.to_string())
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>端末の登録 / Terminal enrollment — Sekisho</title>
+<style>body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;line-height:1.7}
+label{display:block;margin-top:1rem}input{font-size:1.2rem;padding:.3rem;width:100%;box-sizing:border-box}button{margin-top:1.5rem;font-size:1.1rem;padding:.5rem 1.5rem}.en{color:#555}</style></head>
+<body><h1>端末の登録 <span class="en">/ Terminal enrollment</span></h1>
+<p>施設の管理者に届いたアクセスコードとPINを入力してください。端末証明書（.p12ファイル）がダウンロードされます。証明書をインストールするときのパスワードは、このPINです。</p>
+<p class="en" lang="en">Enter the access code and PIN your facility administrator received. A terminal certificate (.p12 file) is downloaded; the PIN is its password when you install it.</p>
+<form method="post" action="/enroll/p12" autocomplete="off">
+<label>アクセスコード / Access code <input name="code" required placeholder="XXXX-XXXX-XXXX" autocomplete="off" spellcheck="false"></label>
+<label>PIN <input name="pin" required inputmode="numeric" autocomplete="off" type="password"></label>
+<button type="submit">証明書を受け取る / Get the certificate</button></form>
+<p class="en">Terminals with the Sekisho agent enroll with <code>sekisho-agent enroll</code>, which keeps the key on the terminal.</p>
+</body></html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_normalise_forgivingly_but_strictly() {
+        assert_eq!(
+            normalize_code("abcd-efgh-jkmn").as_deref(),
+            Some("ABCDEFGHJKMN")
+        );
+        assert_eq!(
+            normalize_code("0O1I-L234 5678").as_deref(),
+            Some("001112345678")
+        );
+        assert_eq!(normalize_code("ABCD-EFGH-JKM"), None);
+        assert_eq!(normalize_code("ABCD-EFGH-JKMU"), None);
+        assert_eq!(normalize_code("ＡBCD-EFGH-JKMN"), None);
+    }
+}

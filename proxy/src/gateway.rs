@@ -1,0 +1,555 @@
+//! The terminal listener and the request path of DESIGN.md: identify the terminal → route map
+//! → decision → durable audit append → forward with a signed assertion. Any error on the way
+//! to the audit record is a refusal (fail closed); nothing reaches the upstream before its
+//! decision is on disk.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls_pki_types::CertificateDer;
+use sekisho_ca::TerminalId;
+use sekisho_policies::{Level, RouteMap};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use crate::assertion::{self, AssertionSigner, Claims};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::body::{Body, BoxError};
+use crate::config::Config;
+use crate::forward::Forwarder;
+use crate::headers;
+use crate::metrics::Metrics;
+use crate::refusal;
+use crate::registry::Registry;
+use crate::tls::{TerminalTls, handshake_failure_reason};
+
+pub struct Gateway {
+    pub cfg: Config,
+    pub routes: RouteMap,
+    pub registry: Arc<Registry>,
+    pub tls: Arc<TerminalTls>,
+    pub audit: AuditLog,
+    pub signer: AssertionSigner,
+    pub forwarder: Forwarder,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Who is at the other end of a connection, as far as its TLS handshake says.
+enum Identity {
+    /// No certificate: every request gets the "enroll this device" page.
+    None,
+    /// A certificate from our CA without a usable terminal URN.
+    Invalid {
+        serial: String,
+    },
+    Terminal {
+        serial: String,
+        id: TerminalId,
+    },
+}
+
+struct ConnCtx {
+    peer: SocketAddr,
+    identity: Identity,
+    in_flight: AtomicUsize,
+    last_active_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnCtx {
+    fn touch(&self) {
+        self.last_active_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A request that passed every check, ready to forward.
+struct Permit<'a> {
+    terminal: TerminalId,
+    route: &'a sekisho_policies::RouteConfig,
+    patient: Option<String>,
+    path_and_query: String,
+}
+
+pub async fn run(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(gw.cfg.limits.max_connections));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            gw.metrics.handshake_failure("connection_limit");
+            drop(tcp);
+            continue;
+        };
+        let gw = gw.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            gw.serve_connection(tcp, peer, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+impl Gateway {
+    async fn serve_connection(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
+        let hs_timeout = Duration::from_secs(self.cfg.limits.tls_handshake_timeout_secs);
+        let stream = match tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await {
+            Err(_) => return self.handshake_refused(peer, "handshake_timeout"),
+            Ok(Err(e)) => return self.handshake_refused(peer, handshake_failure_reason(&e)),
+            Ok(Ok(s)) => s,
+        };
+        let session = stream.get_ref().1;
+        let identity = identify(session.peer_certificates());
+        let guard = match &identity {
+            Identity::Terminal { serial, .. } => Some(self.registry.track(serial)),
+            Identity::Invalid { .. } | Identity::None => None,
+        };
+        let ctx = Arc::new(ConnCtx {
+            peer,
+            identity,
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        self.metrics.connections_open.inc();
+
+        let svc = {
+            let gw = self.clone();
+            let ctx = ctx.clone();
+            service_fn(move |req| {
+                let gw = gw.clone();
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(gw.handle(req, &ctx).await) }
+            })
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(
+                self.cfg.limits.header_read_timeout_secs,
+            ))
+            .max_buf_size(self.cfg.limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.cfg.limits.max_header_bytes as u32)
+            .max_concurrent_streams(128)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        tokio::pin!(conn);
+        let idle = Duration::from_secs(self.cfg.limits.idle_timeout_secs);
+        let revoked = async {
+            match &guard {
+                Some(g) => g.revoked().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(revoked);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = &mut revoked => {
+                    // Dropping the connection closes the socket at once, mid-request or not.
+                    info!(%peer, "closing a connection whose terminal lost access");
+                    self.audit.append_nowait(AuditRecord {
+                        event: "connection".into(),
+                        peer: Some(peer.to_string()),
+                        cert_serial: ctx.serial().map(str::to_string),
+                        terminal: ctx.terminal().map(|t| t.terminal.clone()),
+                        facility: ctx.terminal().map(|t| t.facility.clone()),
+                        decision: "deny".into(),
+                        reason: self.registry.check(ctx.serial().unwrap_or_default()).err().map_or("terminal_access_changed", |r| r.reason()).into(),
+                        detail: Some("live connection closed".into()),
+                        ..Default::default()
+                    });
+                    break;
+                }
+                _ = tokio::time::sleep(idle / 4 + Duration::from_millis(10)) => {
+                    let idle_for = ctx.epoch.elapsed().saturating_sub(Duration::from_millis(ctx.last_active_ms.load(Ordering::Relaxed)));
+                    if ctx.in_flight.load(Ordering::Relaxed) == 0 && idle_for >= idle {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+        self.metrics.connections_open.dec();
+    }
+
+    fn handshake_refused(&self, peer: SocketAddr, reason: &'static str) {
+        self.metrics.handshake_failure(reason);
+        // A port scan or a client that hung up is not a decision about anyone.
+        if matches!(reason, "client_closed" | "tls_io_error" | "not_tls") {
+            return;
+        }
+        self.audit.append_nowait(AuditRecord {
+            event: "tls".into(),
+            peer: Some(peer.to_string()),
+            decision: "deny".into(),
+            reason: reason.into(),
+            ..Default::default()
+        });
+    }
+
+    async fn handle(&self, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        ctx.touch();
+        let started = Instant::now();
+        let request_id = new_request_id();
+        // First, before anything reads them: headers a client could use to claim an identity.
+        let removed = headers::strip_spoofable(req.headers_mut());
+        if removed > 0 {
+            self.metrics.spoofed_headers_removed.inc_by(removed as u64);
+        }
+        let mut rec = AuditRecord {
+            request_id: request_id.clone(),
+            event: "request".into(),
+            peer: Some(ctx.peer.to_string()),
+            cert_serial: ctx.serial().map(str::to_string),
+            method: Some(headers::escape_text(req.method().as_str(), 16)),
+            path: Some(headers::escape_text(req.uri().path(), 512)),
+            ..Default::default()
+        };
+        let wants_json = refusal::wants_json(req.headers());
+        let resp = match self.decide(&req, ctx, &mut rec) {
+            Err(reason) => {
+                self.refuse(rec, reason, &request_id, wants_json, started)
+                    .await
+            }
+            Ok(permit) => {
+                rec.decision = "permit".into();
+                rec.reason = "ok".into();
+                rec.purpose_of_use = None;
+                match self.audit.append(rec.clone()).await {
+                    Err(e) => {
+                        warn!(request_id, error = %e, "audit append failed; refusing");
+                        self.metrics.request(
+                            "deny",
+                            "audit_unavailable",
+                            started.elapsed().as_secs_f64(),
+                        );
+                        refusal::response("audit_unavailable", &request_id, wants_json)
+                    }
+                    Ok(_) => {
+                        self.forward(req, permit, rec, &request_id, wants_json, started)
+                            .await
+                    }
+                }
+            }
+        };
+        ctx.touch();
+        ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+        resp
+    }
+
+    /// Every check up to the decision. The audit record is filled in as facts become known.
+    fn decide<'a>(
+        &'a self,
+        req: &Request<Incoming>,
+        ctx: &ConnCtx,
+        rec: &mut AuditRecord,
+    ) -> Result<Permit<'a>, &'static str> {
+        let (serial, id) = match &ctx.identity {
+            Identity::None => return Err("no_client_certificate"),
+            Identity::Invalid { .. } => return Err("terminal_identity_invalid"),
+            Identity::Terminal { serial, id } => (serial, id),
+        };
+        rec.terminal = Some(id.terminal.clone());
+        rec.facility = Some(id.facility.clone());
+        let state = self.registry.check(serial).map_err(|r| r.reason())?;
+        if state.terminal != id.terminal || state.facility != id.facility {
+            return Err("terminal_identity_mismatch");
+        }
+        let path = sekisho_policies::normalize(req.uri().path()).map_err(|e| e.reason())?;
+        rec.path = Some(path.as_str().to_string());
+        let query = req.uri().query();
+        let header = |name: &str| -> Vec<String> {
+            req.headers()
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect()
+        };
+        let m = self
+            .routes
+            .resolve(req.method().as_str(), &path, query, &header)
+            .map_err(|e| e.reason())?;
+        rec.route = Some(m.route.name().to_string());
+        rec.action = Some(m.route.action.as_str().to_string());
+        rec.patient = m.patient.clone();
+        match m.route.level {
+            Level::Terminal => {}
+            // Sign-in and the policy engine come in later stages; until then these are refused.
+            Level::User | Level::Patient => return Err("signin_required"),
+        }
+        if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
+            let len: u64 = len
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("bad_content_length")?;
+            if len > self.cfg.limits.max_body_bytes {
+                return Err("body_too_large");
+            }
+        }
+        let path_and_query = match query {
+            Some(q) => format!("{}?{}", path.as_str(), q),
+            None => path.into_string(),
+        };
+        Ok(Permit {
+            terminal: id.clone(),
+            route: m.route,
+            patient: m.patient,
+            path_and_query,
+        })
+    }
+
+    async fn refuse(
+        &self,
+        mut rec: AuditRecord,
+        reason: &'static str,
+        request_id: &str,
+        wants_json: bool,
+        started: Instant,
+    ) -> Response<Body> {
+        rec.decision = "deny".into();
+        rec.reason = reason.into();
+        if let Err(e) = self.audit.append(rec).await {
+            warn!(request_id, error = %e, "audit append failed for a refusal");
+            self.metrics
+                .request("deny", "audit_unavailable", started.elapsed().as_secs_f64());
+            return refusal::response("audit_unavailable", request_id, wants_json);
+        }
+        self.metrics
+            .request("deny", reason, started.elapsed().as_secs_f64());
+        refusal::response(reason, request_id, wants_json)
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        p: Permit<'_>,
+        rec: AuditRecord,
+        request_id: &str,
+        wants_json: bool,
+        started: Instant,
+    ) -> Response<Body> {
+        let upgrade = p.route.websocket && req.headers().contains_key(http::header::UPGRADE);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sub = p.terminal.urn();
+        let claims = Claims {
+            iss: self.signer.issuer(),
+            aud: self.signer.audience(),
+            iat: now,
+            nbf: now - 5,
+            exp: now + assertion::LIFETIME_SECS,
+            jti: request_id,
+            sub: &sub,
+            terminal: &p.terminal.terminal,
+            facility: &p.terminal.facility,
+            patient: p.patient.as_deref(),
+            action: p.route.action.as_str(),
+            route: p.route.name(),
+        };
+        let jwt = match self.signer.sign(&claims) {
+            Ok(j) => j,
+            Err(e) => {
+                warn!(request_id, error = %e, "cannot sign the assertion");
+                return self.outcome_refusal(
+                    rec,
+                    "assertion_failed",
+                    request_id,
+                    wants_json,
+                    started,
+                );
+            }
+        };
+        let h = &mut parts.headers;
+        // Terminal and facility ids are restricted to [A-Za-z0-9._-] by the CA, so they are safe here.
+        for (name, value) in [
+            ("sekisho-request-id", request_id),
+            ("sekisho-assertion", jwt.as_str()),
+            ("sekisho-terminal", p.terminal.terminal.as_str()),
+            ("sekisho-facility", p.terminal.facility.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.insert(name, v);
+            }
+        }
+        let max = self.cfg.limits.max_body_bytes as usize;
+        let body: Body = Limited::new(body, max)
+            .map_err(|e| -> BoxError { e })
+            .boxed();
+        let out = Request::from_parts(parts, body);
+        let mut resp = match self.forwarder.send(out, &p.path_and_query).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(request_id, error = %e, "forwarding failed");
+                return self.outcome_refusal(rec, e.reason(), request_id, wants_json, started);
+            }
+        };
+        let status = resp.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_upgrade) = client_upgrade {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                self.spawn_tunnel(
+                    client_upgrade,
+                    upstream_upgrade,
+                    rec.cert_serial.clone(),
+                    request_id.to_string(),
+                );
+            }
+        }
+        headers::strip_hop_by_hop(
+            resp.headers_mut(),
+            status == StatusCode::SWITCHING_PROTOCOLS,
+        );
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("sekisho-request-id", v);
+        }
+        if p.route.level == Level::Patient {
+            // R-OPS-3: patient data is not kept on the terminal.
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        }
+        let mut outcome = rec;
+        outcome.event = "outcome".into();
+        outcome.time = String::new();
+        outcome.upstream_status = Some(status.as_u16());
+        self.audit.append_nowait(outcome);
+        self.metrics
+            .request("permit", "ok", started.elapsed().as_secs_f64());
+        resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+    }
+
+    /// A permitted request that could not be completed: the outcome is audited, the person
+    /// gets a page, never an upstream response.
+    fn outcome_refusal(
+        &self,
+        rec: AuditRecord,
+        reason: &'static str,
+        request_id: &str,
+        wants_json: bool,
+        started: Instant,
+    ) -> Response<Body> {
+        let mut outcome = rec;
+        outcome.event = "outcome".into();
+        outcome.time = String::new();
+        outcome.reason = reason.into();
+        let resp = refusal::response(reason, request_id, wants_json);
+        outcome.upstream_status = Some(resp.status().as_u16());
+        self.audit.append_nowait(outcome);
+        self.metrics
+            .request("error", reason, started.elapsed().as_secs_f64());
+        resp
+    }
+
+    fn spawn_tunnel(
+        &self,
+        client: hyper::upgrade::OnUpgrade,
+        upstream: hyper::upgrade::OnUpgrade,
+        serial: Option<String>,
+        request_id: String,
+    ) {
+        // The tunnel outlives the HTTP connection task, so it holds its own place in the
+        // connection registry: revoking the terminal closes the WebSocket too.
+        let guard = serial.map(|s| self.registry.track(&s));
+        tokio::spawn(async move {
+            let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+                debug!(request_id, "upgrade did not complete");
+                return;
+            };
+            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+            let revoked = async {
+                match &guard {
+                    Some(g) => g.revoked().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut c, &mut u) => {}
+                _ = revoked => info!(request_id, "closing a WebSocket whose terminal lost access"),
+            }
+        });
+    }
+}
+
+impl ConnCtx {
+    fn serial(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Terminal { serial, .. } | Identity::Invalid { serial } => Some(serial),
+            Identity::None => None,
+        }
+    }
+    fn terminal(&self) -> Option<&TerminalId> {
+        match &self.identity {
+            Identity::Terminal { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+fn identify(certs: Option<&[CertificateDer<'static>]>) -> Identity {
+    let Some(leaf) = certs.and_then(|c| c.first()) else {
+        return Identity::None;
+    };
+    let Ok(serial) = sekisho_ca::serial_hex(leaf) else {
+        return Identity::Invalid {
+            serial: String::new(),
+        };
+    };
+    match TerminalId::from_cert_der(leaf) {
+        Ok(id) => Identity::Terminal { serial, id },
+        Err(_) => Identity::Invalid { serial },
+    }
+}
+
+pub fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    hex::encode(b)
+}

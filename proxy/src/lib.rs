@@ -1,0 +1,22 @@
+//! Sekisho, the access gateway. The request path (DESIGN.md): `gateway` (listener, identify,
+//! route, decide) → `audit` (durable append) → `forward` (upstream) with an `assertion`.
+
+pub mod assertion;
+pub mod audit;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod enrollment;
+pub mod forward;
+pub mod gateway;
+pub mod headers;
+pub mod init;
+pub mod metrics;
+pub mod mgmt;
+pub mod refusal;
+pub mod registry;
+pub mod serve;
+pub mod store;
+pub mod terminals;
+pub mod tls;

@@ -1,0 +1,97 @@
+//! The management listener (loopback by default, plain HTTP): liveness, readiness, Prometheus
+//! metrics and the JWKS that upstreams use to verify `Sekisho-Assertion`. R-LOG-2's liveness
+//! monitoring points here.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{Body, full};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub struct Management {
+    pub metrics: Arc<Metrics>,
+    pub jwks: String,
+    pub store: Store,
+    /// Cleared while the CRL is expired or the registry cannot be read: the gateway then
+    /// refuses everything, and a load balancer should send terminals elsewhere.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub async fn run(m: Arc<Management>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = shutdown.changed() => break,
+        };
+        let m = m.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let m = m.clone();
+                async move { Ok::<_, std::convert::Infallible>(m.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+impl Management {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n".into(),
+            );
+        }
+        match req.uri().path() {
+            "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                let store_ok = sqlx::query("SELECT 1")
+                    .execute(self.store.pool())
+                    .await
+                    .is_ok();
+                if store_ok && self.ready.load(Ordering::Acquire) {
+                    text(StatusCode::OK, "text/plain", "ready\n".into())
+                } else {
+                    let why = if store_ok {
+                        "crl or registry not current"
+                    } else {
+                        "store unreachable"
+                    };
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("not ready: {why}\n"),
+                    )
+                }
+            }
+            "/metrics" => text(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.metrics.encode(),
+            ),
+            "/jwks.json" | "/.well-known/jwks.json" => text(
+                StatusCode::OK,
+                "application/jwk-set+json",
+                self.jwks.clone(),
+            ),
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        }
+    }
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}

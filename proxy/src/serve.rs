@@ -1,0 +1,261 @@
+//! `sekisho serve`: builds the gateway from a data dir, starts the three listeners (terminals,
+//! enrollment, management) and the watcher that keeps the registry and the CRL current.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sekisho_policies::RouteMap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::assertion::AssertionSigner;
+use crate::audit::{AuditConfig, AuditLog, CheckpointKey};
+use crate::config::{Config, DataDir};
+use crate::enrollment::{self, EnrollService};
+use crate::forward::Forwarder;
+use crate::gateway::{self, Gateway};
+use crate::metrics::Metrics;
+use crate::mgmt::{self, Management};
+use crate::registry::Registry;
+use crate::store::{Store, crl as crl_store, now};
+use crate::terminals;
+use crate::tls::{TerminalTls, TlsMaterial};
+
+/// How often the store's change counter is polled: a CLI change reaches the gateway within this.
+const POLL: Duration = Duration::from_millis(250);
+
+pub struct Running {
+    pub gateway: SocketAddr,
+    pub enroll: SocketAddr,
+    pub management: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    audit: AuditLog,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish (up to `grace`), flushes the audit log.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(grace, futures_join(self.tasks)).await;
+        self.audit.shutdown().await;
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for the {what} (is another program using it?)")
+    })
+}
+
+/// Audit checkpoint origin and signer name: one log per network, whatever the node.
+pub fn audit_origin(cfg: &Config) -> String {
+    format!("sekisho.{}/audit", cfg.hostname)
+}
+
+pub async fn open_audit(
+    dd: &DataDir,
+    cfg: &Config,
+    store: &Store,
+    metrics: &Metrics,
+) -> Result<AuditLog> {
+    let origin = audit_origin(cfg);
+    let key = CheckpointKey::load_or_create(&dd.audit_dir(), &origin)?;
+    AuditLog::open(
+        store.clone(),
+        key,
+        AuditConfig {
+            max_batch: cfg.audit.max_batch.max(1),
+            max_wait: Duration::from_micros(cfg.audit.max_wait_us),
+            node: cfg.node.clone(),
+            origin,
+        },
+        metrics.audit.clone(),
+    )
+    .await
+}
+
+pub async fn start(data_dir: &Path) -> Result<Running> {
+    let dd = DataDir::new(data_dir);
+    let cfg = Config::load(data_dir)?;
+    let store = Store::open(&cfg.store_url(data_dir)).await?;
+    let ca = match terminals::load_authority(&dd) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            warn!("{e:#}: enrollment and CRL re-signing are off until the CA can be loaded");
+            None
+        }
+    };
+    let crl = terminals::ensure_crl(&store, ca.as_ref(), &cfg.ca).await?;
+    let metrics = Arc::new(Metrics::new());
+    let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
+    let registry = Registry::load(&store).await?;
+    registry.set_crl_current(crl.next_update > now());
+    let material = TlsMaterial::load(&dd)?;
+    let enroll_tls = material.enroll_config()?;
+    let tls = Arc::new(TerminalTls::new(material, &crl.der, crl.number)?);
+    let audience = match &cfg.upstream.assertion_audience {
+        Some(a) => a.clone(),
+        None => {
+            let u: http::Uri = cfg.upstream.url.parse()?;
+            format!(
+                "{}://{}",
+                u.scheme_str().unwrap_or("http"),
+                u.authority().map(|a| a.as_str()).unwrap_or("")
+            )
+        }
+    };
+    let signer = AssertionSigner::load_or_create(
+        &dd.assertion_key(),
+        &dd.jwks(),
+        format!("https://{}", cfg.hostname),
+        audience,
+    )?;
+    let jwks = serde_json::to_string_pretty(&signer.jwks())?;
+    let forwarder = Forwarder::new(&cfg.upstream, data_dir)?;
+    let routes = RouteMap::new(cfg.routes.clone())?;
+
+    let gw_listener = bind(cfg.listen.gateway, "terminal listener").await?;
+    let enroll_listener = bind(cfg.listen.enroll, "enrollment listener").await?;
+    let mgmt_listener = bind(cfg.listen.management, "management listener").await?;
+    let addrs = (
+        gw_listener.local_addr()?,
+        enroll_listener.local_addr()?,
+        mgmt_listener.local_addr()?,
+    );
+
+    let (shutdown, rx) = watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(crl.next_update > now()));
+    let gw = Arc::new(Gateway {
+        cfg: cfg.clone(),
+        routes,
+        registry: registry.clone(),
+        tls: tls.clone(),
+        audit: audit.clone(),
+        signer,
+        forwarder,
+        metrics: metrics.clone(),
+    });
+    let enroll = Arc::new(EnrollService {
+        store: store.clone(),
+        ca,
+        cfg: cfg.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+    });
+    let management = Arc::new(Management {
+        metrics: metrics.clone(),
+        jwks,
+        store: store.clone(),
+        ready: ready.clone(),
+    });
+    let tasks = vec![
+        tokio::spawn(gateway::run(gw, gw_listener, rx.clone())),
+        tokio::spawn(enrollment::run(
+            enroll.clone(),
+            enroll_listener,
+            enroll_tls,
+            rx.clone(),
+        )),
+        tokio::spawn(mgmt::run(management, mgmt_listener, rx.clone())),
+    ];
+    tokio::spawn(watch_store(store, registry, tls, enroll, ready, rx));
+    info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");
+    Ok(Running {
+        gateway: addrs.0,
+        enroll: addrs.1,
+        management: addrs.2,
+        shutdown,
+        audit,
+        tasks,
+    })
+}
+
+/// Polls the change counter; on a change reloads the registry (closing connections that lost
+/// access) and installs a newer CRL. Re-signs the CRL before it runs out, and fails closed
+/// (refuses everyone) once it has.
+async fn watch_store(
+    store: Store,
+    registry: Arc<Registry>,
+    tls: Arc<TerminalTls>,
+    enroll: Arc<EnrollService>,
+    ready: Arc<AtomicBool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_crl_check = tokio::time::Instant::now();
+    let mut next_update = i64::MIN;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let changed = match store.generation().await {
+            Ok(g) => g != registry.generation(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the store's change counter");
+                continue;
+            }
+        };
+        if changed {
+            if let Err(e) = registry.reload(&store).await {
+                error!(error = %e, "cannot reload the terminal registry");
+                continue;
+            }
+            match crl_store::current(&store).await {
+                Ok(Some(c)) => {
+                    next_update = c.next_update;
+                    match tls.update_crl(&c.der, c.number) {
+                        Ok(true) => info!(crl_number = c.number, "installed a new CRL"),
+                        Ok(false) => {}
+                        Err(e) => {
+                            error!(error = %e, "refusing an invalid CRL; the last good one stays")
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "cannot read the CRL"),
+            }
+        }
+        if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
+            last_crl_check = tokio::time::Instant::now();
+            match terminals::ensure_crl(&store, enroll.ca.as_ref(), &enroll.cfg.ca).await {
+                Ok(c) => next_update = c.next_update,
+                Err(e) => warn!(error = %e, "cannot re-sign the CRL"),
+            }
+        }
+        let current = next_update > now();
+        if registry.set_crl_current(current) && !current {
+            error!("the CRL has expired: every terminal is refused until a new one is signed");
+        }
+        ready.store(current, Ordering::Release);
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn serve(data_dir: &Path) -> Result<()> {
+    let running = start(data_dir).await?;
+    shutdown_signal().await;
+    info!("shutting down");
+    running.stop(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,67 @@
+//! Embedded migrations, applied in order, each once, each in its own transaction. The
+//! `schema_migrations` insert comes first in the transaction so that two processes migrating at
+//! once serialise on it (SQLite's write lock, PostgreSQL's unique index) instead of both applying.
+
+use anyhow::{Context, Result};
+
+use super::{DbKind, Store};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "registry",
+        sqlite: include_str!("migrations/0001_registry.sqlite.sql"),
+        postgres: include_str!("migrations/0001_registry.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit",
+        sqlite: include_str!("migrations/0002_audit.sqlite.sql"),
+        postgres: include_str!("migrations/0002_audit.postgres.sql"),
+    },
+];
+
+pub(super) async fn run(store: &Store) -> Result<()> {
+    let pool = store.pool();
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .context("cannot create schema_migrations")?;
+    for m in MIGRATIONS {
+        let mut tx = pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)
+             ON CONFLICT (version) DO NOTHING",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(super::now())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            continue;
+        }
+        let sql = match store.kind() {
+            DbKind::Sqlite => m.sqlite,
+            DbKind::Postgres => m.postgres,
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("migration {} ({}) failed", m.version, m.name))?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The store: one `sqlx` Any pool over SQLite (embedded default, one file in WAL mode) or
+//! PostgreSQL (several replicas share it). Queries are written once with `$n` placeholders,
+//! which both drivers accept; only the DDL differs per dialect. Timestamps are Unix seconds
+//! (`i64`) because the Any driver carries no date types.
+
+pub mod crl;
+pub mod enrollment;
+mod migrations;
+pub mod terminals;
+#[doc(hidden)]
+pub mod testdb;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    kind: DbKind,
+}
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path` or `postgres://…`) and applies the embedded
+    /// migrations. Safe to call from several processes at once (CLI and gateway, or replicas).
+    pub async fn open(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let kind = if url.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            DbKind::Postgres
+        } else {
+            anyhow::bail!(
+                "unsupported database URL (use sqlite:// or postgres://): {}",
+                redact_url(url)
+            );
+        };
+        let url = match kind {
+            // Create the file on first use.
+            DbKind::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(if kind == DbKind::Sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5));
+        if kind == DbKind::Sqlite {
+            // synchronous=FULL: a committed audit batch has been fsynced (WAL alone with NORMAL
+            // would lose the last commits on power loss).
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                         PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts
+            .connect(&url)
+            .await
+            .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
+        let store = Store { pool, kind };
+        migrations::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The change counter gateways poll to pick up registry and CRL changes.
+    pub async fn generation(&self) -> Result<i64> {
+        let v: i64 = sqlx::query_scalar("SELECT value FROM generation WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Bumps the change counter inside the caller's transaction, so the change and its signal
+/// commit together.
+pub(crate) async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Hides a password in a database URL before it reaches a message or a log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_password() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

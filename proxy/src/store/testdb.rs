@@ -1,0 +1,100 @@
+//! Test databases: every store test runs on both SQLite and PostgreSQL. PostgreSQL comes from
+//! `SEKISHO_TEST_PG_URL` (default: the development machine's `postgres://postgres@127.0.0.1:5432/test`);
+//! each test gets a database of its own, dropped afterwards. A missing server fails the test.
+
+use super::Store;
+
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg_drop: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let store = Store::open(&url).await.unwrap();
+        TestDb {
+            store,
+            url,
+            _dir: Some(dir),
+            pg_drop: None,
+        }
+    }
+
+    pub async fn postgres() -> TestDb {
+        let admin_url =
+            std::env::var("SEKISHO_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+        let name = format!("sekisho_t_{}", hex::encode(rand_bytes()));
+        let (url, admin) = create_pg_database(&admin_url, &name).await;
+        let store = Store::open(&url).await.unwrap();
+        TestDb {
+            store,
+            url,
+            _dir: None,
+            pg_drop: Some((admin, name)),
+        }
+    }
+
+    /// Both backends, for `for db in TestDb::both().await`.
+    pub async fn both() -> Vec<TestDb> {
+        vec![TestDb::sqlite().await, TestDb::postgres().await]
+    }
+}
+
+/// Creates database `name` on the server of `admin_url`; returns its URL and the admin URL.
+pub async fn create_pg_database(admin_url: &str, name: &str) -> (String, String) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test ({admin_url}): {e}"));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    (format!("{base}/{name}"), admin_url.to_string())
+}
+
+fn rand_bytes() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    b
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg_drop.take() {
+            let pool = self.store.pool().clone();
+            // Drop on a thread of its own: Drop may run inside a runtime that is shutting down.
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    pool.close().await;
+                    if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            })
+            .join()
+            .ok();
+        }
+    }
+}

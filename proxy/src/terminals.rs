@@ -1,0 +1,173 @@
+//! Terminal administration (R-TERM-1, R-TERM-4): issuing, revoking, suspending and resuming,
+//! each a single store transaction together with the CRL it changes, so a failure leaves
+//! nothing half-done and a running gateway sees the change on its next poll.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sekisho_ca::{Authority, IssuedCert, RevocationReason, RevokedEntry, TerminalId};
+use time::OffsetDateTime;
+
+use crate::config::{CaConfig, DataDir, ca_passphrase};
+use crate::store::crl::{self as crl_store, StoredCrl};
+use crate::store::terminals::{self as rows, NewCert, TerminalStatus};
+use crate::store::{Store, now};
+
+pub fn load_authority(dd: &DataDir) -> Result<Authority> {
+    Authority::load(&dd.ca_dir(), ca_passphrase().as_deref()).with_context(|| {
+        format!(
+            "cannot load the CA in {} (if its keys are encrypted, set SEKISHO_CA_PASSPHRASE)",
+            dd.ca_dir().display()
+        )
+    })
+}
+
+pub fn terminal_lifetime(cfg: &CaConfig) -> Duration {
+    Duration::from_secs(u64::from(cfg.terminal_lifetime_days) * 86_400)
+}
+
+/// Records a certificate the CA has just issued.
+pub async fn register(store: &Store, id: &TerminalId, cert: &IssuedCert) -> Result<()> {
+    let mut tx = store.pool().begin().await?;
+    register_in(&mut tx, id, cert).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn register_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &TerminalId,
+    cert: &IssuedCert,
+) -> Result<()> {
+    rows::add_certificate(
+        tx,
+        &id.facility,
+        &id.terminal,
+        &NewCert {
+            serial: &cert.serial_hex,
+            not_before: cert.not_before.unix_timestamp(),
+            not_after: cert.not_after.unix_timestamp(),
+        },
+    )
+    .await
+}
+
+/// Checks, before the CA signs anything, that `id` may get a certificate.
+pub async fn check_can_issue(store: &Store, id: &TerminalId) -> Result<()> {
+    let mut tx = store.pool().begin().await?;
+    let existing = rows::get(&mut tx, &id.terminal).await?;
+    tx.rollback().await?;
+    match existing {
+        Some((f, _)) if f != id.facility => {
+            bail!(
+                "terminal {} is registered to facility {f}, not {}",
+                id.terminal,
+                id.facility
+            )
+        }
+        Some((_, TerminalStatus::Revoked)) => {
+            bail!(
+                "terminal {} was revoked; register the replacement under a new terminal id",
+                id.terminal
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Revoke(RevocationReason),
+    Suspend,
+    Resume,
+}
+
+/// Applies a status change; returns the terminal's facility. Revocation re-signs the CRL in
+/// the same transaction (so it needs the CA); suspension and resumption act through the
+/// registry, which gateways re-read within a second.
+pub async fn change_status(
+    store: &Store,
+    ca: Option<&Authority>,
+    ca_cfg: &CaConfig,
+    terminal: &str,
+    change: Change,
+) -> Result<String> {
+    let mut tx = store.pool().begin().await?;
+    let Some((facility, status)) = rows::get(&mut tx, terminal).await? else {
+        bail!("no terminal {terminal:?} is registered (see `sekisho terminal list`)");
+    };
+    let new = match (change, status) {
+        (_, TerminalStatus::Revoked) => bail!("terminal {terminal} is already revoked"),
+        (Change::Revoke(_), _) => TerminalStatus::Revoked,
+        (Change::Suspend, TerminalStatus::Active) => TerminalStatus::Suspended,
+        (Change::Suspend, TerminalStatus::Suspended) => {
+            bail!("terminal {terminal} is already suspended")
+        }
+        (Change::Resume, TerminalStatus::Suspended) => TerminalStatus::Active,
+        (Change::Resume, TerminalStatus::Active) => bail!("terminal {terminal} is not suspended"),
+    };
+    let reason = match change {
+        Change::Revoke(r) => Some(r.as_str()),
+        _ => None,
+    };
+    rows::set_status(&mut tx, terminal, new, reason).await?;
+    if new == TerminalStatus::Revoked {
+        let ca = ca.context("revoking needs the CA to sign a new CRL")?;
+        resign_crl(&mut tx, ca, ca_cfg).await?;
+    }
+    tx.commit().await?;
+    Ok(facility)
+}
+
+/// Signs a new CRL from the revoked certificates in the store, inside `tx`.
+pub async fn resign_crl(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ca: &Authority,
+    cfg: &CaConfig,
+) -> Result<StoredCrl> {
+    let number = crl_store::lock_next_number(tx).await?;
+    let entries = rows::revoked(tx)
+        .await?
+        .into_iter()
+        .map(|(serial, at, reason)| {
+            Ok(RevokedEntry {
+                serial_hex: serial,
+                revoked_at: OffsetDateTime::from_unix_timestamp(at)?,
+                reason: reason.parse().unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let this_update = OffsetDateTime::now_utc();
+    let next_update = this_update + time::Duration::hours(i64::from(cfg.crl_lifetime_hours.max(1)));
+    let crl = ca.crl(&entries, number as u64, this_update, next_update)?;
+    let stored = StoredCrl {
+        number,
+        der: crl.der,
+        next_update: next_update.unix_timestamp(),
+    };
+    crl_store::save(tx, &stored).await?;
+    Ok(stored)
+}
+
+/// The current CRL, re-signed first when there is none or a third of its life is left.
+pub async fn ensure_crl(
+    store: &Store,
+    ca: Option<&Authority>,
+    cfg: &CaConfig,
+) -> Result<StoredCrl> {
+    let current = crl_store::current(store).await?;
+    let refresh_margin = i64::from(cfg.crl_lifetime_hours.max(1)) * 3600 / 3;
+    if let Some(c) = &current {
+        if c.next_update - now() > refresh_margin {
+            return Ok(c.clone());
+        }
+    }
+    let Some(ca) = ca else {
+        return current.context("no CRL in the store and no CA key to sign one");
+    };
+    let mut tx = store.pool().begin().await?;
+    // Another replica may have re-signed meanwhile; the number lock serialises us.
+    let stored = resign_crl(&mut tx, ca, cfg).await?;
+    tx.commit().await?;
+    Ok(stored)
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test CI runs, on a fresh Debian machine too: installs the packages the tests use,
+# makes sure PostgreSQL is up (127.0.0.1:5432, trust auth, database `test`), then runs the
+# workspace's tests. Usage: tests/run.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: pcsc-lite headers (the pcsc crate links them), the real clients the tests
+# drive (curl, openssl), and the PostgreSQL client for test database clean-up.
+need=()
+for pkg in libpcsclite-dev curl openssl postgresql-client pkg-config; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# PostgreSQL: every store test runs on it as well as on SQLite.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth)"; exit 1; }
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked "$@"
