@@ -22,9 +22,12 @@ fn registered_terminal_reaches_upstream_and_is_audited() {
         );
         assert_eq!(g.upstream.hits(), 1);
         // HTTP/2 through ALPN.
-        let (status, v, _) = g.curl_t1("/static/style.css", &["--http2", "-w", "%{http_version}"]);
+        let (status, v, _) = g.curl_t1("/static/style.css", &["--http2", "-D", "-"]);
         assert_eq!(status, 200);
-        assert!(v.ends_with('2'), "{db:?}: expected HTTP/2, got {v}");
+        assert!(
+            v.starts_with("HTTP/2 200"),
+            "{db:?}: expected HTTP/2, got {v}"
+        );
         let permit = g.wait_audit(|r| {
             r["event"] == "request" && r["decision"] == "permit" && r["path"] == "/"
         });
@@ -51,38 +54,10 @@ fn requests_without_a_valid_terminal_are_refused_and_audited() {
         );
         g.wait_audit(|r| has_reason(r, "request", "no_client_certificate"));
 
-        // A certificate from another CA fails the handshake.
+        // A certificate from another CA (a proper CA and leaf, same names) fails the handshake.
         let dir = tempfile::tempdir().unwrap();
-        let (k, c) = (dir.path().join("o.key"), dir.path().join("o.crt"));
-        let (ok, out) = openssl(
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/O=f1/CN=t1",
-                "-addext",
-                "subjectAltName=URI:urn:sekisho:terminal:f1:t1",
-                "-addext",
-                "extendedKeyUsage=clientAuth",
-                "-keyout",
-                k.to_str().unwrap(),
-                "-out",
-                c.to_str().unwrap(),
-            ],
-            "",
-        );
-        assert!(ok, "{out}");
-        let (status, _, code) = g.curl(
-            "/",
-            &["--cert", c.to_str().unwrap(), "--key", k.to_str().unwrap()],
-        );
+        let (c, k) = foreign_terminal_cert(dir.path());
+        let (status, _, code) = g.curl("/", &["--cert", &c, "--key", &k]);
         assert_eq!(
             status, 0,
             "{db:?}: another CA's certificate must not get an HTTP answer"
@@ -117,6 +92,78 @@ fn requests_without_a_valid_terminal_are_refused_and_audited() {
         );
         assert!(metrics.contains("sekisho_audit_batch_size"));
     }
+}
+
+/// A CA of someone else's and a terminal certificate from it that looks like ours.
+fn foreign_terminal_cert(dir: &std::path::Path) -> (String, String) {
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let (ok, out) = openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/O=Elsewhere/CN=Other CA",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=URI:urn:sekisho:terminal:f1:t1\nextendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let (ok, out) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/O=f1/CN=t1",
+            "-keyout",
+            &p("t.key"),
+            "-out",
+            &p("t.csr"),
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p("t.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &p("ext.cnf"),
+            "-out",
+            &p("t.crt"),
+        ],
+        "",
+    );
+    assert!(ok, "{out}");
+    (p("t.crt"), p("t.key"))
 }
 
 #[test]
@@ -325,7 +372,7 @@ async fn rust_client(
     g: &Gateway,
 ) -> (
     hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-    impl std::future::Future<Output = ()>,
+    impl std::future::Future<Output = ()> + use<>,
 ) {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};

@@ -32,7 +32,10 @@ pub fn find_binary(explicit: Option<PathBuf>) -> Result<PathBuf> {
         tried.push(dir.join("sekisho"));
     }
     if let Some(workspace) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() {
-        tried.push(workspace.join("target").join("release").join("sekisho"));
+        let release = workspace.join("target").join("release").join("sekisho");
+        if !tried.contains(&release) {
+            tried.push(release);
+        }
     }
     if let Some(found) = tried.iter().find(|p| process::is_executable(p)) {
         return Ok(found.clone());
