@@ -652,3 +652,154 @@ fn enrollment_codes_are_single_use_limited_and_expiring() {
         });
     }
 }
+
+#[test]
+fn websocket_upgrades_only_where_the_route_permits_them() {
+    let extra = r#"
+[[route]]
+methods = ["GET"]
+path = "/ws/echo"
+level = "terminal"
+action = "view"
+websocket = true
+
+[[route]]
+methods = ["GET"]
+path = "/ws/closed"
+level = "terminal"
+action = "view"
+"#;
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            extra_config: extra.into(),
+            ..Default::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tls_connect(&g, "t1").await;
+        let req = "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        s.write_all(req.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        // RFC 6455's example key gives this accept value: the upstream's handshake came through.
+        assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+        s.write_all(b"\x81\x05hello").await.unwrap();
+        let mut buf = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf, b"\x81\x05hello");
+
+        let mut s = tls_connect(&g, "t1").await;
+        let req = "GET /ws/closed HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        s.write_all(req.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    });
+    g.wait_audit(|r| has_reason(r, "request", "route_upgrade_not_allowed"));
+    assert_eq!(
+        g.upstream.hits(),
+        1,
+        "only the permitted upgrade reached the upstream"
+    );
+}
+
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(1)) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn bodies_stream_through_and_size_limits_hold() {
+    let extra = r#"
+[[route]]
+methods = ["POST"]
+path = "/upload"
+level = "terminal"
+action = "write"
+"#;
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            extra_config: extra.into(),
+            replace: vec![("max_body_bytes = 33554432", "max_body_bytes = 4000000")],
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("scan.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let at = format!("@{}", file.display());
+    // Chunked (no Content-Length): streamed through whole.
+    let (s, body, _) = g.curl_t1(
+        "/upload",
+        &["-H", "Transfer-Encoding: chunked", "--data-binary", &at],
+    );
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["bytes"], 3_000_000);
+    assert_eq!(
+        v["sha256"],
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data))
+    );
+    // Over the limit with a Content-Length: refused before forwarding.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, vec![0u8; 4_100_000]).unwrap();
+    let hits = g.upstream.hits();
+    let (s, body, _) = g.curl_t1(
+        "/upload",
+        &["--data-binary", &format!("@{}", big.display())],
+    );
+    assert_eq!(s, 413, "{body}");
+    assert_eq!(g.upstream.hits(), hits);
+    g.wait_audit(|r| has_reason(r, "request", "body_too_large"));
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            replace: vec![(
+                "header_read_timeout_secs = 10",
+                "header_read_timeout_secs = 1",
+            )],
+            ..Default::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tls_connect(&g, "t1").await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(
+            r.is_ok(),
+            "the gateway must close a connection whose headers never finish"
+        );
+        assert!(started.elapsed() < Duration::from_secs(4));
+    });
+    assert_eq!(g.upstream.hits(), 0);
+}

@@ -196,7 +196,7 @@ pub mod upstream {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    async move { Ok::<_, Infallible>(handle(req)) }
+                    async move { Ok::<_, Infallible>(handle(req).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
@@ -207,9 +207,59 @@ pub mod upstream {
         }
     }
 
-    fn handle(req: Request<Incoming>) -> Response<Body> {
+    async fn handle(mut req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         match path.as_str() {
+            // Counts and hashes what it received: shows a streamed body arrived whole.
+            "/upload" => {
+                use http_body_util::BodyExt;
+                let mut body = req.into_body();
+                let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+                let mut n = 0u64;
+                while let Some(frame) = body.frame().await {
+                    let Ok(frame) = frame else {
+                        return with_type(full("{\"error\":\"body aborted\"}"), "application/json");
+                    };
+                    if let Some(d) = frame.data_ref() {
+                        n += d.len() as u64;
+                        ctx.update(d);
+                    }
+                }
+                let v = serde_json::json!({"bytes": n, "sha256": hex::encode(ctx.finish())});
+                with_type(full(v.to_string()), "application/json")
+            }
+            // A WebSocket endpoint that echoes whatever bytes arrive after the handshake.
+            "/ws/echo" => {
+                let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+                    let mut r = page("<p>WebSocket only</p>");
+                    *r.status_mut() = StatusCode::BAD_REQUEST;
+                    return r;
+                };
+                let mut accept = key.as_bytes().to_vec();
+                accept.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+                let accept =
+                    base64::engine::general_purpose::STANDARD.encode(aws_lc_rs::digest::digest(
+                        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                        &accept,
+                    ));
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(up) = on_upgrade.await {
+                        let io = hyper_util::rt::TokioIo::new(up);
+                        let (mut r, mut w) = tokio::io::split(io);
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+                let mut r = Response::new(crate::body::empty());
+                *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                let h = r.headers_mut();
+                h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                if let Ok(v) = HeaderValue::from_str(&accept) {
+                    h.insert("sec-websocket-accept", v);
+                }
+                r
+            }
             "/" => page(PORTAL),
             "/static/style.css" => with_type(full(STYLE), "text/css"),
             "/debug/headers" => {

@@ -429,16 +429,16 @@ impl Gateway {
             }
         };
         let status = resp.status();
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
-                let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                self.spawn_tunnel(
-                    client_upgrade,
-                    upstream_upgrade,
-                    rec.cert_serial.clone(),
-                    request_id.to_string(),
-                );
-            }
+        if status == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            self.spawn_tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                rec.cert_serial.clone(),
+                request_id.to_string(),
+            );
         }
         headers::strip_hop_by_hop(
             resp.headers_mut(),

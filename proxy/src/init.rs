@@ -137,10 +137,10 @@ async fn build(dir: &Path, o: &InitOptions, cfg: &Config) -> Result<()> {
             ips.push(a.ip());
         }
     }
-    if let Ok(ip) = o.hostname.parse::<IpAddr>() {
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
+    if let Ok(ip) = o.hostname.parse::<IpAddr>()
+        && !ips.contains(&ip)
+    {
+        ips.push(ip);
     }
     let (server, key) = ca.issue_server(&dns, &ips, Duration::from_secs(397 * 86_400))?;
     std::fs::create_dir_all(dd.tls_dir())?;

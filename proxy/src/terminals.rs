@@ -157,10 +157,10 @@ pub async fn ensure_crl(
 ) -> Result<StoredCrl> {
     let current = crl_store::current(store).await?;
     let refresh_margin = i64::from(cfg.crl_lifetime_hours.max(1)) * 3600 / 3;
-    if let Some(c) = &current {
-        if c.next_update - now() > refresh_margin {
-            return Ok(c.clone());
-        }
+    if let Some(c) = &current
+        && c.next_update - now() > refresh_margin
+    {
+        return Ok(c.clone());
     }
     let Some(ca) = ca else {
         return current.context("no CRL in the store and no CA key to sign one");

@@ -123,6 +123,8 @@ impl Drop for PgDb {
 
 pub struct Options {
     pub upstream_url: Option<String>,
+    /// Text replacements in sekisho.toml before serving, e.g. a smaller limit.
+    pub replace: Vec<(&'static str, &'static str)>,
     /// Extra TOML appended to sekisho.toml before serving (e.g. more [[route]]s).
     pub extra_config: String,
 }
@@ -131,6 +133,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             upstream_url: None,
+            replace: Vec::new(),
             extra_config: r#"
 [[route]]
 name = "debug-headers"
@@ -195,9 +198,13 @@ impl Gateway {
             args.extend(["--store-url", &store_url]);
         }
         run_ok(&args);
-        if !opts.extra_config.is_empty() {
+        {
             let cfg = data.join("sekisho.toml");
             let mut text = std::fs::read_to_string(&cfg).unwrap();
+            for (from, to) in &opts.replace {
+                assert!(text.contains(from), "sekisho.toml has no {from:?}");
+                text = text.replace(from, to);
+            }
             text.push_str(&opts.extra_config);
             std::fs::write(&cfg, text).unwrap();
         }
@@ -468,4 +475,48 @@ pub fn openssl(args: &[&str], stdin: &str) -> (bool, String) {
             String::from_utf8_lossy(&o.stderr)
         ),
     )
+}
+
+/// A TLS connection to the gateway as terminal `name` (files in `g.out`), for raw HTTP.
+pub async fn tls_connect(
+    g: &Gateway,
+    name: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect_with(g, Some(g.cert(name)), None).await.unwrap()
+}
+
+pub async fn tls_connect_with(
+    g: &Gateway,
+    cert: Option<(String, String)>,
+    versions: Option<&'static [&'static rustls::SupportedProtocolVersion]>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(g.ca()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider);
+    let b = match versions {
+        Some(v) => b.with_protocol_versions(v).unwrap(),
+        None => b.with_safe_default_protocol_versions().unwrap(),
+    }
+    .with_root_certificates(roots);
+    let cfg = match cert {
+        Some((c, k)) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&c)
+                    .unwrap()
+                    .map(|c| c.unwrap())
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&k).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", g.port)).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
 }
