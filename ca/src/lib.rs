@@ -4,6 +4,9 @@
 //! else): terminal client certificates (from a key made here, or from a terminal's CSR), the
 //! gateway's TLS server certificate, CRLs, and PKCS#12 bundles for installation. Certificates
 //! and CRLs are shaped for rustls-webpki, which checks them in the gateway.
+//!
+//! [`hpki`] handles the other certificates the gateway meets: those on physicians' HPKI cards
+//! (verification, hcRole qualification), and a test HPKI CA for tests and the demo.
 
 mod authority;
 mod cadir;
@@ -11,6 +14,7 @@ mod crl;
 mod csr;
 mod encoding;
 mod error;
+pub mod hpki;
 mod keyfile;
 mod pkcs12;
 mod terminal_id;
