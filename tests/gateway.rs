@@ -803,3 +803,38 @@ fn slow_headers_are_cut_off() {
     });
     assert_eq!(g.upstream.hits(), 0);
 }
+
+#[test]
+fn https_upstream_with_its_own_trust_store_and_client_certificate() {
+    // Gateway B is the upstream; gateway A reaches it over mTLS as B's terminal "a-link".
+    let b = Gateway::start(Db::Sqlite);
+    let link = b.dir.path().join("link");
+    b.add_terminal("f9", "a-link", &link);
+    std::thread::sleep(Duration::from_millis(600));
+    let upstream_tls = format!(
+        "timeout_secs = 30\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+        link.join("ca.crt").display(),
+        link.join("a-link.crt").display(),
+        link.join("a-link.key").display()
+    );
+    let upstream_tls: &'static str = Box::leak(upstream_tls.into_boxed_str());
+    let a = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            upstream_url: Some(format!("https://localhost:{}", b.port)),
+            replace: vec![("timeout_secs = 30", upstream_tls)],
+            ..Default::default()
+        },
+    );
+    let (status, body, _) = a.curl_t1("/debug/headers", &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // B saw A as its terminal a-link, and A's own assertion did not leak through B.
+    assert_eq!(v["assertion_claims"]["terminal"], "a-link");
+    assert_eq!(
+        v["headers"]["sekisho-assertion"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(b.upstream.hits(), 1);
+    assert_eq!(a.upstream.hits(), 0);
+}

@@ -99,6 +99,9 @@ pub enum TerminalCmd {
         /// Terminal key: ecdsa-p256 (default) or rsa-2048.
         #[arg(long, default_value = "ecdsa-p256", value_parser = parse_alg)]
         key: KeyAlgorithm,
+        /// Certificate lifetime in days (default: ca.terminal_lifetime_days of the config).
+        #[arg(long)]
+        lifetime_days: Option<u32>,
     },
     /// Print a one-time access code and PIN for enrolling a terminal (R-TERM-2).
     EnrollCode {
@@ -278,18 +281,23 @@ async fn terminal(cmd: TerminalCmd) -> Result<i32> {
             out,
             p12_password,
             key,
+            lifetime_days,
         } => {
             let id = TerminalId::new(&facility, &terminal)?;
             let (dd, cfg, store) = open(&data_dir).await?;
             let ca = terminals::load_authority(&dd)?;
+            let lifetime = match lifetime_days {
+                Some(0) => bail!("--lifetime-days must be at least 1"),
+                Some(d) => Duration::from_secs(u64::from(d) * 86_400),
+                None => terminals::terminal_lifetime(&cfg.ca),
+            };
             terminals::check_can_issue(&store, &id).await?;
             let (password, generated) = match p12_password {
                 Some(p) if p.is_empty() => bail!("--p12-password must not be empty"),
                 Some(p) => (p, false),
                 None => (random_password(), true),
             };
-            let (cert, keypem) =
-                ca.issue_terminal(&id, terminals::terminal_lifetime(&cfg.ca), key)?;
+            let (cert, keypem) = ca.issue_terminal(&id, lifetime, key)?;
             let chain = vec![ca.issuing_der().to_vec(), ca.root_der().to_vec()];
             let p12 = sekisho_ca::pkcs12(&cert.der, &keypem, &chain, &password, &id.terminal)?;
             // Stage every file, register, then move them into place: a failure leaves no

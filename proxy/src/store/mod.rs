@@ -60,7 +60,8 @@ impl Store {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                         PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
+                         PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
+                         PRAGMA cache_size=-16384;",
                     )
                     .await?;
                     Ok(())
