@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: pcsc-lite headers (the pcsc crate links them), the real clients the tests
+# Debian packages: pcsc-lite headers (the pcsc crate links them), pcscd and the vpcd virtual
+# reader (the card tests run the real PC/SC stack), the real clients the tests
 # drive (curl, openssl), and the PostgreSQL client for test database clean-up.
 need=()
-for pkg in libpcsclite-dev curl openssl postgresql-client pkg-config; do
+for pkg in libpcsclite-dev pcscd vsmartcard-vpcd curl openssl postgresql-client pkg-config; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
