@@ -41,6 +41,16 @@ pub struct Claims<'a> {
     pub facility: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patient: Option<&'a str>,
+    /// The person signed in on the terminal, their facility, qualification (hcRole) and how
+    /// they signed in; absent on terminal-only routes with nobody signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_facility: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qualification: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<&'a str>,
     pub action: &'a str,
     pub route: &'a str,
 }

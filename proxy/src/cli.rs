@@ -38,6 +38,9 @@ pub enum Command {
     /// Register, enroll, list, suspend, resume and revoke terminals.
     #[command(subcommand)]
     Terminal(TerminalCmd),
+    /// People who sign in: add, list, suspend, resume, unlock.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Sekisho's CA.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -144,6 +147,260 @@ pub enum TerminalCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Register a person (R-ACCT-1). With --hpki-cert, the card's authentication certificate
+    /// (checked against the configured HPKI trust) maps the card to this account.
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// 10+ letters and digits (the seed networks' ID rule).
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        facility: String,
+        /// Comma-separated: physician, dentist, pharmacist, nurse, care-manager, helper, clerk,
+        /// facility-admin, secretariat, security-officer
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        #[arg(long)]
+        hpki_cert: Option<PathBuf>,
+        /// The card holder id (subject serialNumber) instead of a certificate file.
+        #[arg(long)]
+        hpki_holder_id: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Suspend at once (R-ACCT-6): live sessions end.
+    Suspend {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+    Resume {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+    /// Lift a lockout (R-ACCT-5): the secretariat's account-recovery act, audited.
+    Unlock {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+const ROLES: &[&str] = &[
+    "physician",
+    "dentist",
+    "pharmacist",
+    "nurse",
+    "care-manager",
+    "helper",
+    "clerk",
+    "facility-admin",
+    "secretariat",
+    "security-officer",
+];
+
+async fn user(cmd: UserCmd) -> Result<i32> {
+    use crate::store::lockouts::{self, Scope};
+    use crate::store::users;
+    match cmd {
+        UserCmd::Add {
+            data_dir,
+            id,
+            name,
+            facility,
+            roles,
+            hpki_cert,
+            hpki_holder_id,
+        } => {
+            if id.len() < 10 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                bail!("--id must be 10 or more letters and digits (the network's ID rule)");
+            }
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+                bail!("--name must be 1 to 64 characters without control characters");
+            }
+            TerminalId::new(&facility, "x").map_err(|_| {
+                anyhow::anyhow!("--facility must be letters, digits, '.', '_' or '-'")
+            })?;
+            if roles.is_empty() {
+                bail!("give at least one role with --roles ({})", ROLES.join(", "));
+            }
+            if let Some(r) = roles.iter().find(|r| !ROLES.contains(&r.as_str())) {
+                bail!("unknown role {r:?} (known: {})", ROLES.join(", "));
+            }
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let (issuer, serial, holder) = match (&hpki_cert, &hpki_holder_id) {
+                (Some(_), Some(_)) => bail!("give --hpki-cert or --hpki-holder-id, not both"),
+                (Some(path), None) => {
+                    let der = read_cert(path)?;
+                    let trust = crate::login::HpkiTrust::load(cfg.hpki.clone(), data_dir.clone())?;
+                    let ident = trust.verify(&der).map_err(|e| {
+                        anyhow::anyhow!("the card certificate is not accepted: {e}")
+                    })?;
+                    let is = ident.issuer_serial();
+                    (
+                        Some(is.issuer.clone()),
+                        Some(is.serial_hex.clone()),
+                        ident.holder_id.clone(),
+                    )
+                }
+                (None, Some(h)) => (None, None, Some(h.clone())),
+                (None, None) => (None, None, None),
+            };
+            users::insert(
+                &store,
+                &users::NewUser {
+                    user_id: &id,
+                    name,
+                    facility: &facility,
+                    roles: &roles,
+                    hpki_issuer: issuer.as_deref(),
+                    hpki_serial: serial.as_deref(),
+                    hpki_holder_id: holder.as_deref(),
+                },
+            )
+            .await?;
+            let mut rec = user_record("user_added", &id, &facility);
+            rec.detail = Some(format!("roles {}", roles.join(",")));
+            audit_admin(&dd, &cfg, &store, rec).await?;
+            println!(
+                "User {id} ({facility}) registered{}.",
+                if issuer.is_some() || holder.is_some() {
+                    " with an HPKI card"
+                } else {
+                    ""
+                }
+            );
+            Ok(0)
+        }
+        UserCmd::List { data_dir } => {
+            let (_dd, _cfg, store) = open(&data_dir).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<20} {:<16} {:<10} {:<6} {:<28} NAME",
+                "USER", "FACILITY", "STATUS", "HPKI", "ROLES"
+            )?;
+            for u in users::list(&store).await? {
+                let locked = lockouts::get(&store, Scope::Account, &u.user_id)
+                    .await?
+                    .locked_at
+                    .is_some();
+                let status = if u.suspended {
+                    "suspended"
+                } else if locked {
+                    "locked"
+                } else {
+                    "active"
+                };
+                let hpki = if u.hpki_serial.is_some() || u.hpki_holder_id.is_some() {
+                    "yes"
+                } else {
+                    "-"
+                };
+                // Names were checked for control characters when added.
+                writeln!(
+                    out,
+                    "{:<20} {:<16} {:<10} {:<6} {:<28} {}",
+                    u.user_id,
+                    u.facility,
+                    status,
+                    hpki,
+                    u.roles.join(","),
+                    u.name
+                )?;
+            }
+            Ok(0)
+        }
+        UserCmd::Suspend { data_dir, id } => user_status(&data_dir, &id, true).await,
+        UserCmd::Resume { data_dir, id } => user_status(&data_dir, &id, false).await,
+        UserCmd::Unlock { data_dir, id } => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let Some(u) = users::get(&store, &id).await? else {
+                bail!("no user {id:?} (see `sekisho user list`)")
+            };
+            if !lockouts::unlock(&store, Scope::Account, &id).await? {
+                bail!("user {id} is not locked");
+            }
+            let mut rec = user_record("account_unlocked", &id, &u.facility);
+            rec.detail = Some("account recovery by the secretariat".into());
+            audit_admin(&dd, &cfg, &store, rec).await?;
+            println!("User {id} unlocked.");
+            Ok(0)
+        }
+    }
+}
+
+async fn user_status(data_dir: &Path, id: &str, suspend: bool) -> Result<i32> {
+    let (dd, cfg, store) = open(data_dir).await?;
+    let Some(u) = crate::store::users::get(&store, id).await? else {
+        bail!("no user {id:?} (see `sekisho user list`)")
+    };
+    if u.suspended == suspend {
+        bail!(
+            "user {id} is already {}",
+            if suspend { "suspended" } else { "active" }
+        );
+    }
+    crate::store::users::set_suspended(&store, id, suspend).await?;
+    audit_admin(
+        &dd,
+        &cfg,
+        &store,
+        user_record(
+            if suspend {
+                "user_suspended"
+            } else {
+                "user_resumed"
+            },
+            id,
+            &u.facility,
+        ),
+    )
+    .await?;
+    println!(
+        "User {id} {}. Running gateways apply this within a second.",
+        if suspend {
+            "suspended; their sessions ended"
+        } else {
+            "resumed"
+        }
+    );
+    Ok(0)
+}
+
+fn user_record(reason: &str, id: &str, facility: &str) -> AuditRecord {
+    AuditRecord {
+        request_id: crate::gateway::new_request_id(),
+        event: "registry".into(),
+        user: Some(id.to_string()),
+        facility: Some(facility.to_string()),
+        decision: "permit".into(),
+        reason: reason.into(),
+        ..Default::default()
+    }
+}
+
+fn read_cert(path: &Path) -> Result<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match rustls_pki_types::CertificateDer::from_pem_slice(&bytes) {
+        Ok(c) => Ok(c.to_vec()),
+        Err(_) => Ok(bytes),
+    }
+}
+
+#[derive(Subcommand, Debug)]
 pub enum CaCmd {
     /// Print the current CRL (PEM) on stdout.
     Crl {
@@ -202,6 +459,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Terminal(t) => terminal(t).await,
+        Command::User(u) => user(u).await,
         Command::Ca(CaCmd::Crl { data_dir }) => {
             let (dd, cfg, store) = open(&data_dir).await?;
             let ca = terminals::load_authority(&dd).ok();

@@ -30,6 +30,11 @@ pub struct Config {
     pub enrollment: Enrollment,
     #[serde(default)]
     pub audit: Audit,
+    #[serde(default)]
+    pub signin: Signin,
+    /// HPKI card sign-in; absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hpki: Option<Hpki>,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -148,6 +153,46 @@ impl Default for Audit {
             max_wait_us: 500,
         }
     }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Signin {
+    /// Failures after which an account is locked until the secretariat unlocks it (R-ACCT-5).
+    pub max_failures: u32,
+    /// Failures from one terminal after which it may not try for `terminal_lock_minutes`
+    /// (kept apart from accounts, so one terminal cannot lock every physician out).
+    pub terminal_max_failures: u32,
+    pub terminal_lock_minutes: u32,
+    /// A session ends this long after sign-in whatever happens.
+    pub session_hours: u32,
+    pub challenge_seconds: u32,
+}
+
+impl Default for Signin {
+    fn default() -> Self {
+        Signin {
+            max_failures: 5,
+            terminal_max_failures: 20,
+            terminal_lock_minutes: 15,
+            session_hours: 12,
+            challenge_seconds: 60,
+        }
+    }
+}
+
+/// Trust for HPKI cards: files relative to the data dir, PEM or DER.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hpki {
+    /// Root certificates (MHLW HPKI Root CA).
+    pub anchors: Vec<PathBuf>,
+    /// Issuing CA certificates (authentication CAs).
+    #[serde(default)]
+    pub intermediates: Vec<PathBuf>,
+    /// CRLs of the issuing CAs and the root's authority revocation list; re-read when they change.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
 }
 
 fn default_node() -> String {

@@ -262,7 +262,7 @@ pub mod upstream {
             }
             "/" => page(PORTAL),
             "/static/style.css" => with_type(full(STYLE), "text/css"),
-            "/debug/headers" => {
+            p if p.starts_with("/debug/") => {
                 let mut headers = BTreeMap::new();
                 for (k, v) in req.headers() {
                     headers

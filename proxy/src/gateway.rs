@@ -42,6 +42,8 @@ pub struct Gateway {
     pub signer: AssertionSigner,
     pub forwarder: Forwarder,
     pub metrics: Arc<Metrics>,
+    pub sessions: Arc<crate::sessions::Sessions>,
+    pub login: Arc<crate::login::Login>,
 }
 
 /// Who is at the other end of a connection, as far as its TLS handshake says.
@@ -76,6 +78,7 @@ impl ConnCtx {
 /// A request that passed every check, ready to forward.
 struct Permit<'a> {
     terminal: TerminalId,
+    session: Option<Arc<crate::sessions::Session>>,
     route: &'a sekisho_policies::RouteConfig,
     patient: Option<String>,
     path_and_query: String,
@@ -248,6 +251,26 @@ impl Gateway {
             ..Default::default()
         };
         let wants_json = refusal::wants_json(req.headers());
+        if req.uri().path().starts_with(crate::login::PREFIX) {
+            let resp = match self.identify(ctx, &mut rec) {
+                Err(reason) => {
+                    self.refuse(rec, reason, &request_id, wants_json, started)
+                        .await
+                }
+                Ok((serial, id)) => {
+                    let caller = crate::login::Caller {
+                        terminal: id,
+                        serial,
+                        peer: ctx.peer,
+                        request_id: &request_id,
+                    };
+                    self.login.handle(req, &caller).await
+                }
+            };
+            ctx.touch();
+            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return resp;
+        }
         let resp = match self.decide(&req, ctx, &mut rec) {
             Err(reason) => {
                 self.refuse(rec, reason, &request_id, wants_json, started)
@@ -280,12 +303,12 @@ impl Gateway {
     }
 
     /// Every check up to the decision. The audit record is filled in as facts become known.
-    fn decide<'a>(
-        &'a self,
-        req: &Request<Incoming>,
-        ctx: &ConnCtx,
+    /// The registered, active terminal behind a connection.
+    fn identify<'c>(
+        &self,
+        ctx: &'c ConnCtx,
         rec: &mut AuditRecord,
-    ) -> Result<Permit<'a>, &'static str> {
+    ) -> Result<(&'c str, &'c TerminalId), &'static str> {
         let (serial, id) = match &ctx.identity {
             Identity::None => return Err("no_client_certificate"),
             Identity::Invalid { .. } => return Err("terminal_identity_invalid"),
@@ -296,6 +319,23 @@ impl Gateway {
         let state = self.registry.check(serial).map_err(|r| r.reason())?;
         if state.terminal != id.terminal || state.facility != id.facility {
             return Err("terminal_identity_mismatch");
+        }
+        Ok((serial, id))
+    }
+
+    fn decide<'a>(
+        &'a self,
+        req: &Request<Incoming>,
+        ctx: &ConnCtx,
+        rec: &mut AuditRecord,
+    ) -> Result<Permit<'a>, &'static str> {
+        let (_, id) = self.identify(ctx, rec)?;
+        // The person signed in on this terminal, if any: every request over its connections
+        // is theirs (one person per terminal at a time).
+        let session = self.sessions.for_terminal(&id.terminal);
+        if let Some(s) = &session {
+            rec.user = Some(s.user_id.clone());
+            rec.qualification = s.qualification.clone();
         }
         let path = sekisho_policies::normalize(req.uri().path()).map_err(|e| e.reason())?;
         rec.path = Some(path.as_str().to_string());
@@ -314,10 +354,13 @@ impl Gateway {
         rec.route = Some(m.route.name().to_string());
         rec.action = Some(m.route.action.as_str().to_string());
         rec.patient = m.patient.clone();
-        match m.route.level {
-            Level::Terminal => {}
-            // Sign-in and the policy engine come in later stages; until then these are refused.
-            Level::User | Level::Patient => return Err("signin_required"),
+        match (m.route.level, &session) {
+            (Level::Terminal, _) => {}
+            (Level::User | Level::Patient, None) => return Err("signin_required"),
+            (Level::User, Some(_)) => {}
+            // Patient routes need the consent and care-team policy, which comes next; until
+            // then they are refused even for a signed-in person.
+            (Level::Patient, Some(_)) => return Err("policy_not_available"),
         }
         if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
             let len: u64 = len
@@ -335,6 +378,7 @@ impl Gateway {
         };
         Ok(Permit {
             terminal: id.clone(),
+            session,
             route: m.route,
             patient: m.patient,
             path_and_query,
@@ -388,6 +432,10 @@ impl Gateway {
             terminal: &p.terminal.terminal,
             facility: &p.terminal.facility,
             patient: p.patient.as_deref(),
+            user: p.session.as_ref().map(|s| s.user_id.as_str()),
+            user_facility: p.session.as_ref().map(|s| s.facility.as_str()),
+            qualification: p.session.as_ref().and_then(|s| s.qualification.as_deref()),
+            auth_method: p.session.as_ref().map(|s| s.method.as_str()),
             action: p.route.action.as_str(),
             route: p.route.name(),
         };

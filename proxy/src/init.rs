@@ -55,6 +55,8 @@ pub fn config_for(o: &InitOptions) -> Config {
         ca: CaConfig::default(),
         enrollment: Enrollment::default(),
         audit: Audit::default(),
+        signin: Default::default(),
+        hpki: None,
         routes: RouteMap::default_routes(),
     }
 }

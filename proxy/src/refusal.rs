@@ -59,8 +59,13 @@ pub fn explain(reason: &str) -> Explanation {
         ),
         "signin_required" => (
             S::UNAUTHORIZED,
-            "この画面を開くにはサインインが必要です。このゲートウェイではサインインはまだ利用できません。",
-            "You need to sign in to open this page. Sign-in is not yet available on this gateway.",
+            "この画面を開くにはサインインが必要です。HPKIカードを端末のカードリーダーに挿入してください。",
+            "You need to sign in to open this page. Insert your HPKI card into this terminal's reader.",
+        ),
+        "policy_not_available" => (
+            S::FORBIDDEN,
+            "患者情報へのアクセス判定はまだ設定されていません。",
+            "Access to patient records is not yet decided by this gateway's policy.",
         ),
         "route_upgrade_not_allowed" => (
             S::FORBIDDEN,

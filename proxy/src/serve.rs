@@ -101,6 +101,9 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     let metrics = Arc::new(Metrics::new());
     let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
     let registry = Registry::load(&store).await?;
+    let sessions = Arc::new(crate::sessions::Sessions::default());
+    sessions.reload(&store).await?;
+    let hpki = crate::login::HpkiTrust::load(cfg.hpki.clone(), data_dir.to_path_buf())?;
     registry.set_crl_current(crl.next_update > now());
     let material = TlsMaterial::load(&dd)?;
     let enroll_tls = material.enroll_config()?;
@@ -137,7 +140,16 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
 
     let (shutdown, rx) = watch::channel(false);
     let ready = Arc::new(AtomicBool::new(crl.next_update > now()));
+    let login = Arc::new(crate::login::Login {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+        sessions: sessions.clone(),
+        hpki,
+    });
     let gw = Arc::new(Gateway {
+        sessions: sessions.clone(),
+        login: login.clone(),
         cfg: cfg.clone(),
         routes,
         registry: registry.clone(),
@@ -170,7 +182,9 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         )),
         tokio::spawn(mgmt::run(management, mgmt_listener, rx.clone())),
     ];
-    tokio::spawn(watch_store(store, registry, tls, enroll, ready, rx));
+    tokio::spawn(watch_store(
+        store, registry, sessions, login, tls, enroll, ready, rx,
+    ));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");
     Ok(Running {
         gateway: addrs.0,
@@ -185,9 +199,12 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
 /// Polls the change counter; on a change reloads the registry (closing connections that lost
 /// access) and installs a newer CRL. Re-signs the CRL before it runs out, and fails closed
 /// (refuses everyone) once it has.
+#[allow(clippy::too_many_arguments)]
 async fn watch_store(
     store: Store,
     registry: Arc<Registry>,
+    sessions: Arc<crate::sessions::Sessions>,
+    login: Arc<crate::login::Login>,
     tls: Arc<TerminalTls>,
     enroll: Arc<EnrollService>,
     ready: Arc<AtomicBool>,
@@ -212,6 +229,9 @@ async fn watch_store(
                 error!(error = %e, "cannot reload the terminal registry");
                 continue;
             }
+            if let Err(e) = sessions.reload(&store).await {
+                error!(error = %e, "cannot reload the sessions");
+            }
             match crl_store::current(&store).await {
                 Ok(Some(c)) => {
                     next_update = c.next_update;
@@ -227,6 +247,7 @@ async fn watch_store(
                 Err(e) => warn!(error = %e, "cannot read the CRL"),
             }
         }
+        login.hpki.reload_logged();
         if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
             last_crl_check = tokio::time::Instant::now();
             match terminals::ensure_crl(&store, enroll.ca.as_ref(), &enroll.cfg.ca).await {

@@ -26,6 +26,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0002_audit.sqlite.sql"),
         postgres: include_str!("migrations/0002_audit.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        name: "signin",
+        sqlite: include_str!("migrations/0003_signin.sqlite.sql"),
+        postgres: include_str!("migrations/0003_signin.postgres.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -5,10 +5,13 @@
 
 pub mod crl;
 pub mod enrollment;
+pub mod lockouts;
 mod migrations;
+pub mod sessions;
 pub mod terminals;
 #[doc(hidden)]
 pub mod testdb;
+pub mod users;
 
 use std::time::Duration;
 

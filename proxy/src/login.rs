@@ -1,0 +1,765 @@
+//! Sign-in endpoints on the terminal listener, under the gateway's own `/.sekisho/auth/`
+//! prefix (never forwarded): the HPKI challenge and response (R-ACCT-4), sign-out, and status.
+//!
+//! HPKI: the agent asks for a challenge (a nonce bound to this terminal's certificate and this
+//! gateway, single use, short-lived), the card's authentication key signs it after the PIN is
+//! entered on the terminal (the PIN never leaves it), and the gateway checks the signature, the
+//! certificate (chain, validity, policy, key usage, CRLs), maps it to an account and opens a
+//! session for that terminal. Failures count per account and per terminal (R-ACCT-5).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwapOption;
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use sekisho_ca::TerminalId;
+use sekisho_ca::hpki::{HpkiError, HpkiTrustConfig, HpkiVerifier};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::body::{Body, full};
+use crate::config::{Config, Hpki as HpkiConfig};
+use crate::sessions::{Session, Sessions};
+use crate::store::lockouts::{self, Scope};
+use crate::store::sessions::{self as session_rows, SessionRow};
+use crate::store::{Store, now, users};
+
+pub const PREFIX: &str = "/.sekisho/";
+
+/// HPKI trust, re-read when one of its files changes (a new CRL is dropped in place).
+pub struct HpkiTrust {
+    cfg: Option<HpkiConfig>,
+    data_dir: PathBuf,
+    verifier: ArcSwapOption<HpkiVerifier>,
+    stamp: std::sync::Mutex<Vec<Option<SystemTime>>>,
+    last_error: std::sync::Mutex<String>,
+}
+
+impl HpkiTrust {
+    pub fn load(cfg: Option<HpkiConfig>, data_dir: PathBuf) -> Result<HpkiTrust> {
+        let t = HpkiTrust {
+            cfg,
+            data_dir,
+            verifier: ArcSwapOption::empty(),
+            stamp: Default::default(),
+            last_error: Default::default(),
+        };
+        // Unreadable trust turns HPKI sign-in off (it answers `hpki_not_configured`) rather
+        // than stopping the gateway; it is retried whenever the files change.
+        if let Err(e) = t.reload_if_changed() {
+            warn!("{e:#}: HPKI card sign-in is off until this is fixed");
+        }
+        Ok(t)
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.cfg
+            .iter()
+            .flat_map(|c| c.anchors.iter().chain(&c.intermediates).chain(&c.crls))
+            .map(|p| self.data_dir.join(p))
+            .collect()
+    }
+
+    /// Rebuilds the verifier when a file changed; a broken set is refused and the last good
+    /// verifier stays (its CRLs still expire, so stale trust fails closed).
+    pub fn reload_if_changed(&self) -> Result<bool> {
+        let Some(cfg) = &self.cfg else {
+            return Ok(false);
+        };
+        let stamps: Vec<_> = self
+            .files()
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect();
+        if *self.stamp.lock().expect("stamp lock") == stamps && self.verifier.load().is_some() {
+            return Ok(false);
+        }
+        let read = |ps: &[PathBuf]| -> Result<Vec<Vec<u8>>> {
+            ps.iter()
+                .map(|p| {
+                    let p = self.data_dir.join(p);
+                    std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))
+                })
+                .collect()
+        };
+        let trust = HpkiTrustConfig {
+            anchors: read(&cfg.anchors)?,
+            intermediates: read(&cfg.intermediates)?,
+            crls: read(&cfg.crls)?,
+            ..Default::default()
+        };
+        let v = HpkiVerifier::new(&trust)
+            .map_err(|e| anyhow::anyhow!("HPKI trust is not usable: {e}"))?;
+        self.verifier.store(Some(Arc::new(v)));
+        *self.stamp.lock().expect("stamp lock") = stamps;
+        Ok(true)
+    }
+
+    /// `reload_if_changed` for the watcher: a problem is logged once, not every poll.
+    pub fn reload_logged(&self) {
+        let mut last = self.last_error.lock().expect("error lock");
+        match self.reload_if_changed() {
+            Ok(true) => {
+                info!("HPKI trust (re)loaded");
+                last.clear();
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if *last != msg {
+                    warn!("{msg}; the last good HPKI trust stays");
+                    *last = msg;
+                }
+            }
+        }
+    }
+
+    fn verifier(&self) -> Option<Arc<HpkiVerifier>> {
+        self.verifier.load_full()
+    }
+
+    /// Checks a card certificate now (for registering a card to an account).
+    pub fn verify(&self, der: &[u8]) -> Result<sekisho_ca::hpki::HpkiIdentity> {
+        let v = self
+            .verifier()
+            .context("no [hpki] trust is configured in sekisho.toml")?;
+        v.verify_now(der).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+pub struct Login {
+    pub cfg: Config,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub sessions: Arc<Sessions>,
+    pub hpki: HpkiTrust,
+}
+
+/// The terminal the request came from, already checked against the registry.
+pub struct Caller<'a> {
+    pub terminal: &'a TerminalId,
+    pub serial: &'a str,
+    pub peer: SocketAddr,
+    pub request_id: &'a str,
+}
+
+#[derive(Deserialize)]
+struct HpkiLogin {
+    nonce: String,
+    certificate: String,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+struct Logout {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// A refusal with the code the agent maps to a message.
+struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    en: &'static str,
+    ja: &'static str,
+}
+
+fn refused(status: StatusCode, code: &'static str, en: &'static str, ja: &'static str) -> Refused {
+    Refused {
+        status,
+        code,
+        en,
+        ja,
+    }
+}
+
+fn hpki_refusal(e: &HpkiError) -> Refused {
+    use StatusCode as S;
+    match e {
+        HpkiError::Expired { .. } => refused(
+            S::FORBIDDEN,
+            "hpki_expired",
+            "The card's certificate has expired.",
+            "カードの証明書の有効期限が切れています。",
+        ),
+        HpkiError::NotYetValid { .. } => refused(
+            S::FORBIDDEN,
+            "hpki_not_yet_valid",
+            "The card's certificate is not valid yet.",
+            "カードの証明書はまだ有効ではありません。",
+        ),
+        HpkiError::Revoked => refused(
+            S::FORBIDDEN,
+            "hpki_revoked",
+            "The card's certificate has been revoked.",
+            "カードの証明書は失効しています。",
+        ),
+        HpkiError::RevocationUnknown(_) | HpkiError::CrlExpired { .. } => refused(
+            S::SERVICE_UNAVAILABLE,
+            "hpki_revocation_unknown",
+            "The card's revocation status cannot be checked now; tell the secretariat.",
+            "カードの失効状態を確認できません。事務局にお知らせください。",
+        ),
+        HpkiError::SignatureCertificate => refused(
+            S::FORBIDDEN,
+            "hpki_signature_certificate",
+            "That is the card's signature certificate; sign-in uses the authentication one.",
+            "署名用証明書ではログインできません（認証用を使います）。",
+        ),
+        HpkiError::BadSignature => refused(
+            S::UNAUTHORIZED,
+            "hpki_bad_signature",
+            "The card's signature does not match its certificate.",
+            "カードの署名が証明書と一致しません。",
+        ),
+        HpkiError::Untrusted(_) => refused(
+            S::FORBIDDEN,
+            "hpki_untrusted",
+            "The card was not issued by a trusted HPKI authority.",
+            "信頼されたHPKI認証局のカードではありません。",
+        ),
+        HpkiError::WrongPolicy(_) | HpkiError::WrongKeyUsage(_) => refused(
+            S::FORBIDDEN,
+            "hpki_wrong_profile",
+            "This certificate is not an HPKI authentication certificate.",
+            "HPKI認証用の証明書ではありません。",
+        ),
+        _ => refused(
+            S::BAD_REQUEST,
+            "hpki_malformed",
+            "The card's certificate could not be read.",
+            "カードの証明書を読み取れません。",
+        ),
+    }
+}
+
+impl Login {
+    pub async fn handle(&self, req: Request<Incoming>, caller: &Caller<'_>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        match (req.method().clone(), path.as_str()) {
+            (Method::POST, "/.sekisho/auth/hpki/challenge") => self.challenge(caller).await,
+            (Method::POST, "/.sekisho/auth/hpki/login") => {
+                match read_json::<HpkiLogin>(req).await {
+                    Ok(body) => self.hpki_login(body, caller).await,
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, "/.sekisho/auth/logout") => {
+                let reason = read_json::<Logout>(req).await.ok().and_then(|l| l.reason);
+                self.logout(caller, reason.as_deref()).await
+            }
+            (Method::GET, "/.sekisho/auth/status") => self.status(caller),
+            _ => error(&refused(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found.",
+                "見つかりません。",
+            )),
+        }
+    }
+
+    async fn challenge(&self, caller: &Caller<'_>) -> Response<Body> {
+        if self.hpki.verifier().is_none() {
+            return error(&refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hpki_not_configured",
+                "HPKI card sign-in is not set up on this gateway.",
+                "このゲートウェイではHPKIカードのログインは設定されていません。",
+            ));
+        }
+        if let Some(r) = self.terminal_locked(caller).await {
+            return error(&r);
+        }
+        let mut nonce = [0u8; 32];
+        if aws_lc_rs::rand::fill(&mut nonce).is_err() {
+            return error(&refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal",
+                "Try again.",
+                "もう一度お試しください。",
+            ));
+        }
+        let nonce = B64URL.encode(nonce);
+        let ttl = i64::from(self.cfg.signin.challenge_seconds.max(10));
+        if let Err(e) = session_rows::insert_challenge(
+            &self.store,
+            &hash(&nonce),
+            &caller.terminal.terminal,
+            caller.serial,
+            now() + ttl,
+        )
+        .await
+        {
+            warn!(error = %e, "cannot store a login challenge");
+            return error(&refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal",
+                "Try again.",
+                "もう一度お試しください。",
+            ));
+        }
+        json(
+            StatusCode::OK,
+            serde_json::json!({
+                "nonce": nonce,
+                "to_sign": B64.encode(to_sign(&self.cfg.hostname, caller.terminal, &nonce)),
+                "expires_in": ttl,
+            }),
+        )
+    }
+
+    async fn hpki_login(&self, body: HpkiLogin, caller: &Caller<'_>) -> Response<Body> {
+        let Some(verifier) = self.hpki.verifier() else {
+            return error(&refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hpki_not_configured",
+                "HPKI card sign-in is not set up on this gateway.",
+                "このゲートウェイではHPKIカードのログインは設定されていません。",
+            ));
+        };
+        if let Some(r) = self.terminal_locked(caller).await {
+            return error(&r);
+        }
+        let mut rec = AuditRecord {
+            request_id: caller.request_id.to_string(),
+            event: "auth".into(),
+            peer: Some(caller.peer.to_string()),
+            terminal: Some(caller.terminal.terminal.clone()),
+            facility: Some(caller.terminal.facility.clone()),
+            cert_serial: Some(caller.serial.to_string()),
+            method: Some("hpki".into()),
+            // DICOM audit: User Authentication (110114), Login (110122).
+            detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
+            ..Default::default()
+        };
+        let outcome = self.check_hpki(&verifier, &body, caller, &mut rec).await;
+        match outcome {
+            Err((r, account)) => {
+                // Count the failure against the terminal, and the account when we know it.
+                let delay = self
+                    .count_failure(caller, account.as_deref(), &mut rec)
+                    .await;
+                rec.decision = "deny".into();
+                rec.reason = r.code.into();
+                let audited = self.audit.append(rec).await;
+                tokio::time::sleep(delay).await;
+                if audited.is_err() {
+                    return error(&audit_unavailable());
+                }
+                error(&r)
+            }
+            Ok((user, qualification)) => {
+                rec.decision = "permit".into();
+                rec.reason = "login".into();
+                if self.audit.append(rec).await.is_err() {
+                    return error(&audit_unavailable());
+                }
+                match self
+                    .open_session(caller, &user, "hpki", qualification.clone())
+                    .await
+                {
+                    Ok(s) => {
+                        info!(terminal = %caller.terminal.terminal, user = %user.user_id, "signed in with an HPKI card");
+                        json(
+                            StatusCode::OK,
+                            serde_json::json!({
+                                "user": user.user_id, "name": user.name, "qualification": qualification, "expires_at": s.expires_at,
+                            }),
+                        )
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot open a session");
+                        error(&refused(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "internal",
+                            "Sign-in failed on the gateway; try again.",
+                            "ゲートウェイでログインに失敗しました。もう一度お試しください。",
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Everything that decides an HPKI sign-in. The error carries the account id when the
+    /// certificate was good enough to name one.
+    async fn check_hpki(
+        &self,
+        verifier: &HpkiVerifier,
+        body: &HpkiLogin,
+        caller: &Caller<'_>,
+        rec: &mut AuditRecord,
+    ) -> Result<(users::UserRow, Option<String>), (Refused, Option<String>)> {
+        let bad = |code, en, ja| (refused(StatusCode::BAD_REQUEST, code, en, ja), None);
+        let cert = B64.decode(body.certificate.trim()).map_err(|_| {
+            bad(
+                "hpki_malformed",
+                "The certificate is not base64.",
+                "証明書の形式が正しくありません。",
+            )
+        })?;
+        let sig = B64.decode(body.signature.trim()).map_err(|_| {
+            bad(
+                "hpki_malformed",
+                "The signature is not base64.",
+                "署名の形式が正しくありません。",
+            )
+        })?;
+        if cert.len() > 16 * 1024 || sig.len() > 1024 || body.nonce.len() > 128 {
+            return Err(bad(
+                "hpki_malformed",
+                "The sign-in request is too large.",
+                "ログイン要求が大きすぎます。",
+            ));
+        }
+        // The challenge first: single use, unexpired, this terminal's certificate.
+        let consumed = async {
+            let mut tx = self.store.pool().begin().await?;
+            let ok = session_rows::consume_challenge(
+                &mut tx,
+                &hash(&body.nonce),
+                &caller.terminal.terminal,
+                caller.serial,
+            )
+            .await?;
+            tx.commit().await?;
+            anyhow::Ok(ok)
+        }
+        .await;
+        match consumed {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err((
+                    refused(
+                        StatusCode::UNAUTHORIZED,
+                        "challenge_invalid",
+                        "The sign-in challenge is unknown, used, expired or another terminal's; try again.",
+                        "ログイン要求の有効期限が切れています。もう一度お試しください。",
+                    ),
+                    None,
+                ));
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check a login challenge");
+                return Err((
+                    refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "internal",
+                        "Try again.",
+                        "もう一度お試しください。",
+                    ),
+                    None,
+                ));
+            }
+        }
+        let id = verifier
+            .verify_now(&cert)
+            .map_err(|e| (hpki_refusal(&e), None))?;
+        let is = id.issuer_serial();
+        let account = users::by_hpki(
+            &self.store,
+            &is.issuer,
+            &is.serial_hex,
+            id.holder_id.as_deref(),
+        )
+        .await
+        .map_err(|_| {
+            (
+                refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "internal",
+                    "Try again.",
+                    "もう一度お試しください。",
+                ),
+                None,
+            )
+        })?;
+        let Some(user) = account else {
+            return Err((
+                refused(
+                    StatusCode::FORBIDDEN,
+                    "user_unknown",
+                    "This card is not registered to an account; ask the facility administrator.",
+                    "このカードはアカウントに登録されていません。施設管理者にお問い合わせください。",
+                ),
+                None,
+            ));
+        };
+        rec.user = Some(user.user_id.clone());
+        let qualification = id.qualification().map(|q| q.as_str().to_string());
+        rec.qualification = qualification.clone();
+        id.verify_signature(
+            &to_sign(&self.cfg.hostname, caller.terminal, &body.nonce),
+            &sig,
+        )
+        .map_err(|e| (hpki_refusal(&e), Some(user.user_id.clone())))?;
+        if user.suspended {
+            return Err((
+                refused(
+                    StatusCode::FORBIDDEN,
+                    "user_suspended",
+                    "This account is suspended; contact the secretariat.",
+                    "このアカウントは停止されています。事務局にお問い合わせください。",
+                ),
+                Some(user.user_id.clone()),
+            ));
+        }
+        match lockouts::get(&self.store, Scope::Account, &user.user_id).await {
+            Ok(c) if c.locked_at.is_some() => {
+                return Err((
+                    refused(
+                        StatusCode::LOCKED,
+                        "account_locked",
+                        "This account is locked after repeated failures; the secretariat can unlock it.",
+                        "ログインの失敗が続いたためロックされています。事務局に解除を依頼してください。",
+                    ),
+                    None,
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err((
+                    refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "internal",
+                        "Try again.",
+                        "もう一度お試しください。",
+                    ),
+                    None,
+                ));
+            }
+        }
+        Ok((user, qualification))
+    }
+
+    async fn terminal_locked(&self, caller: &Caller<'_>) -> Option<Refused> {
+        let c = lockouts::get(&self.store, Scope::Terminal, &caller.terminal.terminal)
+            .await
+            .ok()?;
+        let locked_at = c.locked_at?;
+        if now() - locked_at >= i64::from(self.cfg.signin.terminal_lock_minutes) * 60 {
+            // A terminal's lock lapses by itself; an account's does not.
+            let _ = lockouts::unlock(&self.store, Scope::Terminal, &caller.terminal.terminal).await;
+            return None;
+        }
+        Some(refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "terminal_locked",
+            "Too many failed sign-ins from this terminal; wait and try again.",
+            "この端末からのログイン失敗が多すぎます。しばらくしてからお試しください。",
+        ))
+    }
+
+    /// Counts a failure; returns how long to wait before answering (doubling per failure, to
+    /// slow guessing without locking anyone out sooner).
+    async fn count_failure(
+        &self,
+        caller: &Caller<'_>,
+        account: Option<&str>,
+        rec: &mut AuditRecord,
+    ) -> Duration {
+        let s = &self.cfg.signin;
+        let t = lockouts::record_failure(
+            &self.store,
+            Scope::Terminal,
+            &caller.terminal.terminal,
+            i64::from(s.terminal_max_failures.max(1)),
+        )
+        .await;
+        let mut failures = t.as_ref().map(|c| c.failures).unwrap_or(1);
+        if let Some(user) = account
+            && let Ok(c) = lockouts::record_failure(
+                &self.store,
+                Scope::Account,
+                user,
+                i64::from(s.max_failures.max(1)),
+            )
+            .await
+        {
+            failures = failures.max(c.failures);
+            if c.locked_at.is_some() && c.failures == i64::from(s.max_failures.max(1)) {
+                rec.detail = Some(format!(
+                    "{}; account locked",
+                    rec.detail.clone().unwrap_or_default()
+                ));
+            }
+        }
+        Duration::from_millis((250u64 << (failures.clamp(1, 5) - 1) as u32).min(4000))
+    }
+
+    async fn open_session(
+        &self,
+        caller: &Caller<'_>,
+        user: &users::UserRow,
+        method: &str,
+        qualification: Option<String>,
+    ) -> Result<Session> {
+        let mut id = [0u8; 24];
+        aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let session_id = B64URL.encode(id);
+        let expires_at = now() + i64::from(self.cfg.signin.session_hours.max(1)) * 3600;
+        let row = SessionRow {
+            session_id: session_id.clone(),
+            terminal: caller.terminal.terminal.clone(),
+            user_id: user.user_id.clone(),
+            method: method.into(),
+            qualification: qualification.clone(),
+            absolute_expires_at: expires_at,
+        };
+        let mut tx = self.store.pool().begin().await?;
+        session_rows::open(&mut tx, &row).await?;
+        users::touch_login(&mut tx, &user.user_id).await?;
+        tx.commit().await?;
+        let _ = lockouts::clear_failures(&self.store, Scope::Account, &user.user_id).await;
+        let _ =
+            lockouts::clear_failures(&self.store, Scope::Terminal, &caller.terminal.terminal).await;
+        let s = Session {
+            session_id,
+            terminal: row.terminal,
+            user_id: row.user_id,
+            facility: user.facility.clone(),
+            roles: user.roles.clone(),
+            method: row.method,
+            qualification,
+            expires_at,
+        };
+        self.sessions.put(s.clone());
+        Ok(s)
+    }
+
+    async fn logout(&self, caller: &Caller<'_>, reason: Option<&str>) -> Response<Body> {
+        let reason = match reason {
+            Some("card_removed") => "card_removed",
+            _ => "logout",
+        };
+        let who = self.sessions.for_terminal(&caller.terminal.terminal);
+        let ended = async {
+            let mut tx = self.store.pool().begin().await?;
+            let n =
+                session_rows::end_for_terminal(&mut tx, &caller.terminal.terminal, reason).await?;
+            tx.commit().await?;
+            anyhow::Ok(n)
+        }
+        .await;
+        self.sessions.remove(&caller.terminal.terminal);
+        let ended = match ended {
+            Ok(n) => n > 0,
+            Err(e) => {
+                warn!(error = %e, "cannot end a session");
+                return error(&refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "internal",
+                    "Try again.",
+                    "もう一度お試しください。",
+                ));
+            }
+        };
+        if ended {
+            self.audit.append_nowait(AuditRecord {
+                request_id: caller.request_id.to_string(),
+                event: "auth".into(),
+                peer: Some(caller.peer.to_string()),
+                terminal: Some(caller.terminal.terminal.clone()),
+                facility: Some(caller.terminal.facility.clone()),
+                user: who.map(|s| s.user_id.clone()),
+                decision: "permit".into(),
+                reason: reason.into(),
+                detail: Some("DCM 110114 User Authentication / 110123 Logout".into()),
+                ..Default::default()
+            });
+        }
+        json(StatusCode::OK, serde_json::json!({ "ended": ended }))
+    }
+
+    fn status(&self, caller: &Caller<'_>) -> Response<Body> {
+        match self.sessions.for_terminal(&caller.terminal.terminal) {
+            Some(s) => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "signed_in": true, "user": s.user_id, "method": s.method,
+                    "qualification": s.qualification, "expires_at": s.expires_at,
+                }),
+            ),
+            None => json(
+                StatusCode::OK,
+                serde_json::json!({ "signed_in": false, "user": null, "method": null }),
+            ),
+        }
+    }
+}
+
+/// The exact bytes the card signs: the challenge bound to this gateway and this terminal, so a
+/// signature is worth nothing anywhere else.
+pub fn to_sign(hostname: &str, terminal: &TerminalId, nonce: &str) -> Vec<u8> {
+    format!(
+        "sekisho-hpki-login:v1\n{hostname}\n{}\n{nonce}\n",
+        terminal.urn()
+    )
+    .into_bytes()
+}
+
+fn hash(s: &str) -> String {
+    hex::encode(digest(&SHA256, s.as_bytes()))
+}
+
+fn audit_unavailable() -> Refused {
+    refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "The access record could not be saved; try again shortly.",
+        "アクセス記録を保存できません。しばらくしてから再度お試しください。",
+    )
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let body: Bytes = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err(error(&refused(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "The request is too large.",
+                "要求が大きすぎます。",
+            )));
+        }
+    };
+    serde_json::from_slice(&body).map_err(|_| {
+        error(&refused(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "The request is malformed.",
+            "要求の形式が正しくありません。",
+        ))
+    })
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error(r: &Refused) -> Response<Body> {
+    json(
+        r.status,
+        serde_json::json!({ "error": r.code, "message_en": r.en, "message_ja": r.ja }),
+    )
+}

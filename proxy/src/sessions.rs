@@ -1,0 +1,80 @@
+//! Who is signed in on which terminal, as the gateway sees it: one person per terminal at a
+//! time. The store is the truth (so replicas agree); this is its in-memory view, re-read with
+//! the registry whenever the store's change counter moves, and updated at once on this node's
+//! own sign-ins and sign-outs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use arc_swap::ArcSwap;
+
+use crate::store::Store;
+use crate::store::sessions::{self as rows};
+use crate::store::users;
+
+/// What a request is attributed to.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub session_id: String,
+    pub terminal: String,
+    pub user_id: String,
+    pub facility: String,
+    pub roles: Vec<String>,
+    /// "hpki" or "password".
+    pub method: String,
+    pub qualification: Option<String>,
+    pub expires_at: i64,
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    by_terminal: ArcSwap<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    pub fn for_terminal(&self, terminal: &str) -> Option<Arc<Session>> {
+        let s = self.by_terminal.load().get(terminal).cloned()?;
+        (s.expires_at > crate::store::now()).then_some(s)
+    }
+
+    pub async fn reload(&self, store: &Store) -> Result<()> {
+        let open = rows::open_sessions(store).await?;
+        let mut map = HashMap::with_capacity(open.len());
+        for r in open {
+            // A user row is read per session; sessions are few (one per terminal).
+            let Some(u) = users::get(store, &r.user_id).await? else {
+                continue;
+            };
+            map.insert(
+                r.terminal.clone(),
+                Arc::new(Session {
+                    session_id: r.session_id,
+                    terminal: r.terminal,
+                    user_id: r.user_id,
+                    facility: u.facility,
+                    roles: u.roles,
+                    method: r.method,
+                    qualification: r.qualification,
+                    expires_at: r.absolute_expires_at,
+                }),
+            );
+        }
+        self.by_terminal.store(Arc::new(map));
+        Ok(())
+    }
+
+    /// This node's own sign-in: visible to the next request without waiting for the poll.
+    pub fn put(&self, s: Session) {
+        let mut map = HashMap::clone(&self.by_terminal.load());
+        map.insert(s.terminal.clone(), Arc::new(s));
+        self.by_terminal.store(Arc::new(map));
+    }
+
+    pub fn remove(&self, terminal: &str) {
+        let mut map = HashMap::clone(&self.by_terminal.load());
+        if map.remove(terminal).is_some() {
+            self.by_terminal.store(Arc::new(map));
+        }
+    }
+}

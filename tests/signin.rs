@@ -1,0 +1,273 @@
+//! HPKI sign-in at the gateway (R-ACCT-4, R-ACCT-5, R-ACCT-6): challenge and response over the
+//! terminal's mTLS connection, the certificate checks, lockout and suspension, and requests
+//! attributed to the person signed in. The card's part (an RSASSA-PKCS1-v1_5 signature by the
+//! card's key) is done here by the test HPKI CA's key; `tests/card.rs` runs the real card chain.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use sekisho_ca::hpki::{TestCert, TestHpki};
+
+const HPKI: &str = r#"
+[[route]]
+name = "my-page"
+methods = ["GET"]
+path = "/debug/me"
+level = "user"
+action = "view"
+
+[hpki]
+anchors = ["hpki/root.crt"]
+intermediates = ["hpki/auth-ca.crt"]
+crls = ["hpki/auth-ca.crl", "hpki/root.crl"]
+"#;
+
+fn gateway(db: Db) -> (Gateway, TestHpki) {
+    let extra = format!("{}{HPKI}", Options::default().extra_config)
+        .replace("/debug/me", "/debug/headers2");
+    let mut g = Gateway::start_with(
+        db,
+        Options {
+            extra_config: extra,
+            ..Default::default()
+        },
+    );
+    let hpki = TestHpki::generate(&g.data.join("hpki")).unwrap();
+    // The trust files appeared after start: the gateway picks them up without a restart.
+    std::thread::sleep(Duration::from_millis(600));
+    g.add_terminal("f1", "t2", &g.out.clone());
+    for (id, cert) in [
+        ("doctor0000001", "doctor"),
+        ("pharma0000001", "pharmacist"),
+        ("revoked000001", "revoked"),
+    ] {
+        let path = g.data.join(format!("hpki/{cert}.crt"));
+        let args = [
+            "user",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--id",
+            id,
+            "--name",
+            "テスト　医師",
+            "--facility",
+            "f1",
+            "--roles",
+            "physician",
+            "--hpki-cert",
+            path.to_str().unwrap(),
+        ];
+        let o = run(&args);
+        if cert == "revoked" {
+            assert!(!o.status.success(), "a revoked card cannot be registered");
+        } else {
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    let _ = &mut g;
+    (g, hpki)
+}
+
+/// Challenge, sign as the card would, log in; returns (status, body).
+async fn login(g: &Gateway, terminal: &str, card: &TestCert) -> (u16, serde_json::Value) {
+    let (s, ch) = call(g, terminal, "POST", "/.sekisho/auth/hpki/challenge", None).await;
+    assert_eq!(s, 200, "{ch}");
+    let to_sign = B64.decode(ch["to_sign"].as_str().unwrap()).unwrap();
+    let sig = card.sign(&to_sign).unwrap();
+    let body = serde_json::json!({"nonce": ch["nonce"], "certificate": B64.encode(&card.der), "signature": B64.encode(sig)});
+    call(g, terminal, "POST", "/.sekisho/auth/hpki/login", Some(body)).await
+}
+
+#[test]
+fn physician_signs_in_with_the_card_and_requests_carry_them() {
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (s, me) = call(&g, "t1", "GET", "/debug/headers2", None).await;
+            assert_eq!(
+                (s, me["error"].as_str()),
+                (401, Some("signin_required")),
+                "{db:?}"
+            );
+            let (s, v) = login(&g, "t1", &hpki.doctor).await;
+            assert_eq!(s, 200, "{db:?}: {v}");
+            assert_eq!(v["user"], "doctor0000001");
+            assert_eq!(v["qualification"], "Medical Doctor");
+            let (s, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!((s, st["signed_in"].as_bool()), (200, Some(true)));
+            // A request over another connection of the same terminal is attributed to them.
+            let (s, body, _) = g.curl_t1("/debug/headers", &[]);
+            assert_eq!(s, 200);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["assertion_claims"]["user"], "doctor0000001", "{db:?}");
+            assert_eq!(v["assertion_claims"]["qualification"], "Medical Doctor");
+            assert_eq!(v["assertion_claims"]["auth_method"], "hpki");
+            // Not another terminal's requests.
+            let (s, _) = call(&g, "t2", "GET", "/debug/headers2", None).await;
+            assert_eq!(s, 401, "{db:?}: the session belongs to t1 only");
+            // Sign-out (the agent does this on card removal).
+            let (s, v) = call(
+                &g,
+                "t1",
+                "POST",
+                "/.sekisho/auth/logout",
+                Some(serde_json::json!({"reason": "card_removed"})),
+            )
+            .await;
+            assert_eq!((s, v["ended"].as_bool()), (200, Some(true)));
+            let (s, _) = call(&g, "t1", "GET", "/debug/headers2", None).await;
+            assert_eq!(s, 401, "{db:?}: signed out");
+        });
+        g.wait_audit(|r| {
+            r["event"] == "auth"
+                && r["reason"] == "login"
+                && r["user"] == "doctor0000001"
+                && r["qualification"] == "Medical Doctor"
+        });
+        g.wait_audit(|r| r["event"] == "auth" && r["reason"] == "card_removed");
+        assert!(run_ok(&["audit", "verify", "--data-dir", g.data_str()]).contains("audit log OK"));
+    }
+}
+
+#[test]
+fn bad_cards_and_replays_are_refused() {
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for (card, code) in [
+                (&hpki.expired, "hpki_expired"),
+                (&hpki.revoked, "hpki_revoked"),
+                (&hpki.signature, "hpki_signature_certificate"),
+                (&hpki.norole, "user_unknown"),
+            ] {
+                let (s, v) = login(&g, "t1", card).await;
+                assert_ne!(s, 200, "{db:?} {}", card.name);
+                assert_eq!(v["error"], code, "{db:?} {}: {v}", card.name);
+            }
+            // A signature by another key than the certificate's.
+            let (_, ch) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/challenge", None).await;
+            let to_sign = B64.decode(ch["to_sign"].as_str().unwrap()).unwrap();
+            let sig = hpki.pharmacist.sign(&to_sign).unwrap();
+            let body = serde_json::json!({"nonce": ch["nonce"], "certificate": B64.encode(&hpki.doctor.der), "signature": B64.encode(&sig)});
+            let (s, v) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/login", Some(body)).await;
+            assert_eq!((s, v["error"].as_str()), (401, Some("hpki_bad_signature")), "{db:?}");
+            // A replayed challenge.
+            let (_, ch) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/challenge", None).await;
+            let sig = hpki.doctor.sign(&B64.decode(ch["to_sign"].as_str().unwrap()).unwrap()).unwrap();
+            let body = serde_json::json!({"nonce": ch["nonce"], "certificate": B64.encode(&hpki.doctor.der), "signature": B64.encode(&sig)});
+            let (s, _) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/login", Some(body.clone())).await;
+            assert_eq!(s, 200, "{db:?}");
+            let (s, v) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/login", Some(body)).await;
+            assert_eq!((s, v["error"].as_str()), (401, Some("challenge_invalid")), "{db:?}: replay");
+            // A challenge issued to another terminal.
+            let (_, ch) = call(&g, "t2", "POST", "/.sekisho/auth/hpki/challenge", None).await;
+            let sig = hpki.doctor.sign(&B64.decode(ch["to_sign"].as_str().unwrap()).unwrap()).unwrap();
+            let body = serde_json::json!({"nonce": ch["nonce"], "certificate": B64.encode(&hpki.doctor.der), "signature": B64.encode(&sig)});
+            let (s, v) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/login", Some(body)).await;
+            assert_eq!((s, v["error"].as_str()), (401, Some("challenge_invalid")), "{db:?}: another terminal's challenge");
+        });
+        g.wait_audit(|r| r["event"] == "auth" && r["reason"] == "hpki_revoked");
+    }
+}
+
+#[test]
+fn lockout_after_repeated_failures_until_the_secretariat_unlocks() {
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // Five signatures that do not match the doctor's card: the account locks.
+            for _ in 0..5 {
+                let (_, ch) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/challenge", None).await;
+                let sig = hpki.pharmacist.sign(&B64.decode(ch["to_sign"].as_str().unwrap()).unwrap()).unwrap();
+                let body = serde_json::json!({"nonce": ch["nonce"], "certificate": B64.encode(&hpki.doctor.der), "signature": B64.encode(&sig)});
+                let (s, _) = call(&g, "t1", "POST", "/.sekisho/auth/hpki/login", Some(body)).await;
+                assert_eq!(s, 401);
+            }
+            let (s, v) = login(&g, "t1", &hpki.doctor).await;
+            assert_eq!((s, v["error"].as_str()), (423, Some("account_locked")), "{db:?}: the right card is refused now");
+            // Other physicians on the same terminal are not locked out.
+            let (s, v) = login(&g, "t1", &hpki.pharmacist).await;
+            assert_eq!(s, 200, "{db:?}: {v}");
+        });
+        // The lock survives a restart.
+        let mut g = g;
+        g.stop();
+        g.serve();
+        let list = run_ok(&["user", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("doctor0000001") && l.contains("locked")),
+            "{list}"
+        );
+        run_ok(&[
+            "user",
+            "unlock",
+            "--data-dir",
+            g.data_str(),
+            "--id",
+            "doctor0000001",
+        ]);
+        g.wait_audit(|r| r["event"] == "registry" && r["reason"] == "account_unlocked");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (s, v) = login(&g, "t1", &hpki.doctor).await;
+            assert_eq!(s, 200, "{db:?}: unlocked: {v}");
+        });
+    }
+}
+
+#[test]
+fn suspension_ends_a_live_session() {
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (s, _) = login(&g, "t1", &hpki.doctor).await;
+            assert_eq!(s, 200);
+            let (s, _) = call(&g, "t1", "GET", "/debug/headers2", None).await;
+            assert_eq!(s, 200);
+        });
+        run_ok(&[
+            "user",
+            "suspend",
+            "--data-dir",
+            g.data_str(),
+            "--id",
+            "doctor0000001",
+        ]);
+        std::thread::sleep(Duration::from_millis(800));
+        rt.block_on(async {
+            let (s, _) = call(&g, "t1", "GET", "/debug/headers2", None).await;
+            assert_eq!(s, 401, "{db:?}: the session ended with the suspension");
+            let (s, v) = login(&g, "t1", &hpki.doctor).await;
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (403, Some("user_suspended")),
+                "{db:?}"
+            );
+        });
+    }
+}
