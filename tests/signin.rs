@@ -38,7 +38,12 @@ fn gateway(db: Db) -> (Gateway, TestHpki) {
     );
     let hpki = TestHpki::generate(&g.data.join("hpki")).unwrap();
     // The trust files appeared after start: the gateway picks them up without a restart.
-    std::thread::sleep(Duration::from_millis(600));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while rt.block_on(call(&g, "t1", "POST", "/.sekisho/auth/hpki/challenge", None)).0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "HPKI trust was not picked up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     g.add_terminal("f1", "t2", &g.out.clone());
     for (id, cert) in [
         ("doctor0000001", "doctor"),

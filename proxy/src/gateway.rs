@@ -333,6 +333,17 @@ impl Gateway {
         // The person signed in on this terminal, if any: every request over its connections
         // is theirs (one person per terminal at a time).
         let session = self.sessions.for_terminal(&id.terminal);
+        // A password session also needs its cookie: the person who typed the password is the
+        // one holding it. A cookie of another terminal's session is refused outright.
+        let cookie = crate::login::session_cookie(req.headers());
+        let session = match (session, cookie) {
+            (Some(s), _) if s.method != "password" => Some(s),
+            (Some(s), Some(c)) if c == s.session_id => Some(s),
+            (_, Some(c)) if self.sessions.by_id(&c).is_some_and(|o| o.terminal != id.terminal) => {
+                return Err("session_other_terminal");
+            }
+            _ => None,
+        };
         if let Some(s) = &session {
             rec.user = Some(s.user_id.clone());
             rec.qualification = s.qualification.clone();
@@ -357,6 +368,9 @@ impl Gateway {
         match (m.route.level, &session) {
             (Level::Terminal, _) => {}
             (Level::User | Level::Patient, None) => return Err("signin_required"),
+            (Level::User | Level::Patient, Some(s)) if s.must_change_password => {
+                return Err("password_change_required");
+            }
             (Level::User, Some(_)) => {}
             // Patient routes need the consent and care-team policy, which comes next; until
             // then they are refused even for a signed-in person.
@@ -419,6 +433,7 @@ impl Gateway {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+        crate::login::strip_session_cookie(&mut parts.headers);
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let sub = p.terminal.urn();
         let claims = Claims {

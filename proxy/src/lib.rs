@@ -15,6 +15,7 @@ pub mod init;
 pub mod login;
 pub mod metrics;
 pub mod mgmt;
+pub mod password;
 pub mod refusal;
 pub mod registry;
 pub mod serve;

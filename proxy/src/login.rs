@@ -259,6 +259,35 @@ impl Login {
                 self.logout(caller, reason.as_deref()).await
             }
             (Method::GET, "/.sekisho/auth/status") => self.status(caller),
+            (Method::GET, "/.sekisho/login") => page(StatusCode::OK, &login_form(None)),
+            (Method::POST, "/.sekisho/login") => {
+                if !same_origin(&req, &self.cfg.hostname) {
+                    return page(StatusCode::FORBIDDEN, &login_form(Some(ORIGIN_MSG)));
+                }
+                match read_form(req).await {
+                    Ok(f) => self.password_login(&f, caller).await,
+                    Err(r) => r,
+                }
+            }
+            (Method::GET, "/.sekisho/password") => page(StatusCode::OK, &password_form(None)),
+            (Method::POST, "/.sekisho/password") => {
+                if !same_origin(&req, &self.cfg.hostname) {
+                    return page(StatusCode::FORBIDDEN, &password_form(Some(ORIGIN_MSG)));
+                }
+                let cookie = session_cookie(req.headers());
+                match read_form(req).await {
+                    Ok(f) => self.change_password(&f, cookie.as_deref(), caller).await,
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, "/.sekisho/logout") => {
+                let mut r = self.logout(caller, Some("logout")).await;
+                *r.status_mut() = StatusCode::SEE_OTHER;
+                let h = r.headers_mut();
+                h.insert(header::LOCATION, HeaderValue::from_static("/.sekisho/login"));
+                h.insert(header::SET_COOKIE, HeaderValue::from_static("__Host-sekisho=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"));
+                r
+            }
             _ => error(&refused(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -473,7 +502,11 @@ impl Login {
             id.holder_id.as_deref(),
         )
         .await
-        .map_err(|_| {
+        .map_err(|e| {
+                warn!(error = %e, "cannot look up the account of a card");
+                e
+            })
+            .map_err(|_| {
             (
                 refused(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -632,6 +665,7 @@ impl Login {
             method: row.method,
             qualification,
             expires_at,
+            must_change_password: false,
         };
         self.sessions.put(s.clone());
         Ok(s)
@@ -696,6 +730,231 @@ impl Login {
             ),
         }
     }
+}
+
+const ORIGIN_MSG: &str = "この画面から操作してください。 / Please use this page.";
+const GENERIC_FAILURE: &str = "IDまたはパスワードが正しくありません。続く場合は事務局にお問い合わせください。 / The ID or password is not correct. If this keeps happening, contact the secretariat.";
+
+impl Login {
+    async fn password_login(&self, form: &[(String, String)], caller: &Caller<'_>) -> Response<Body> {
+        let id = field(form, "id").trim().to_string();
+        let pw = zeroize::Zeroizing::new(field(form, "password").to_string());
+        if let Some(r) = self.terminal_locked(caller).await {
+            return page(r.status, &login_form(Some(r.ja)));
+        }
+        let mut rec = AuditRecord {
+            request_id: caller.request_id.to_string(),
+            event: "auth".into(),
+            peer: Some(caller.peer.to_string()),
+            terminal: Some(caller.terminal.terminal.clone()),
+            facility: Some(caller.terminal.facility.clone()),
+            method: Some("password".into()),
+            detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
+            ..Default::default()
+        };
+        let user = if crate::password::valid_user_id(&id) { users::get(&self.store, &id).await.ok().flatten() } else { None };
+        // One answer for every failure; the audit record says which it was.
+        let reason = match &user {
+            None => "user_unknown",
+            Some(u) if u.password_hash.is_none() => "no_password",
+            Some(u) if !crate::password::verify(&pw, u.password_hash.as_deref().unwrap_or_default()) => "bad_password",
+            Some(u) if u.suspended => "user_suspended",
+            Some(u) => match lockouts::get(&self.store, Scope::Account, &u.user_id).await {
+                Ok(c) if c.locked_at.is_some() => "account_locked",
+                Ok(_) => "login",
+                Err(_) => "internal",
+            },
+        };
+        rec.user = user.as_ref().map(|u| u.user_id.clone());
+        if reason != "login" {
+            let account = user.as_ref().filter(|_| reason == "bad_password").map(|u| u.user_id.clone());
+            let delay = self.count_failure(caller, account.as_deref(), &mut rec).await;
+            rec.decision = "deny".into();
+            rec.reason = reason.into();
+            let audited = self.audit.append(rec).await;
+            tokio::time::sleep(delay).await;
+            if audited.is_err() {
+                return error(&audit_unavailable());
+            }
+            return page(StatusCode::UNAUTHORIZED, &login_form(Some(GENERIC_FAILURE)));
+        }
+        let user = user.expect("checked above");
+        rec.decision = "permit".into();
+        rec.reason = "login".into();
+        if self.audit.append(rec).await.is_err() {
+            return error(&audit_unavailable());
+        }
+        let must_change = crate::sessions::password_change_due(&user);
+        match self.open_session(caller, &user, "password", None).await {
+            Ok(mut s) => {
+                s.must_change_password = must_change;
+                self.sessions.put(s.clone());
+                let mut r = page(StatusCode::SEE_OTHER, "");
+                let to = if must_change { "/.sekisho/password" } else { "/" };
+                let h = r.headers_mut();
+                h.insert(header::LOCATION, HeaderValue::from_static(to));
+                let max_age = s.expires_at - now();
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "__Host-sekisho={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={max_age}",
+                    s.session_id
+                )) {
+                    h.insert(header::SET_COOKIE, v);
+                }
+                r
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot open a session");
+                page(StatusCode::SERVICE_UNAVAILABLE, &login_form(Some("もう一度お試しください。 / Please try again.")))
+            }
+        }
+    }
+
+    async fn change_password(&self, form: &[(String, String)], cookie: Option<&str>, caller: &Caller<'_>) -> Response<Body> {
+        let session = cookie
+            .and_then(|c| self.sessions.by_id(c))
+            .filter(|s| s.terminal == caller.terminal.terminal && s.method == "password");
+        let Some(session) = session else {
+            return page(StatusCode::UNAUTHORIZED, &login_form(Some("サインインしてください。 / Please sign in.")));
+        };
+        let (current, new, confirm) = (field(form, "current"), field(form, "new"), field(form, "confirm"));
+        let Ok(Some(user)) = users::get(&self.store, &session.user_id).await else {
+            return page(StatusCode::SERVICE_UNAVAILABLE, &password_form(Some("もう一度お試しください。 / Please try again.")));
+        };
+        if !crate::password::verify(current, user.password_hash.as_deref().unwrap_or_default()) {
+            let mut rec = AuditRecord { event: "auth".into(), ..Default::default() };
+            let delay = self.count_failure(caller, Some(&user.user_id), &mut rec).await;
+            tokio::time::sleep(delay).await;
+            return page(StatusCode::UNAUTHORIZED, &password_form(Some("現在のパスワードが正しくありません。 / The current password is not correct.")));
+        }
+        if new != confirm {
+            return page(StatusCode::BAD_REQUEST, &password_form(Some("新しいパスワードが一致しません。 / The new passwords do not match.")));
+        }
+        let profile: crate::password::Profile = user.password_profile.as_deref().unwrap_or("jp-mhlw-qa-b").parse().unwrap_or(crate::password::Profile::JpMhlwQaB);
+        let mut verdict = profile.check(&user.user_id, new);
+        if verdict.is_ok() {
+            let history = users::password_history(&self.store, &user.user_id, 5).await.unwrap_or_default();
+            if history.iter().any(|h| crate::password::verify(new, h)) {
+                verdict = Err(crate::password::Weak::Reused);
+            }
+        }
+        if let Err(w) = verdict {
+            return page(StatusCode::BAD_REQUEST, &password_form(Some(&format!("新しいパスワードは使えません / The new password cannot be used: {w}"))));
+        }
+        let hashed = match crate::password::hash(new) {
+            Ok(h) => h,
+            Err(_) => return page(StatusCode::SERVICE_UNAVAILABLE, &password_form(Some("もう一度お試しください。 / Please try again."))),
+        };
+        if users::set_password(&self.store, &user.user_id, &hashed, profile.as_str(), false).await.is_err() {
+            return page(StatusCode::SERVICE_UNAVAILABLE, &password_form(Some("もう一度お試しください。 / Please try again.")));
+        }
+        let mut s = (*session).clone();
+        s.must_change_password = false;
+        self.sessions.put(s);
+        self.audit.append_nowait(AuditRecord {
+            request_id: caller.request_id.to_string(),
+            event: "auth".into(),
+            terminal: Some(caller.terminal.terminal.clone()),
+            user: Some(user.user_id.clone()),
+            decision: "permit".into(),
+            reason: "password_changed".into(),
+            detail: Some("DCM 110136 Security Roles Changed".into()),
+            ..Default::default()
+        });
+        let mut r = page(StatusCode::SEE_OTHER, "");
+        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+        r
+    }
+}
+
+/// The value of the gateway's own session cookie, if the request carries it.
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix("__Host-sekisho=").map(str::to_string))
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+}
+
+/// Removes the gateway's session cookie before a request goes upstream: the upstream gets the
+/// signed assertion, never a credential it could replay.
+pub fn strip_session_cookie(headers: &mut http::HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').map(str::trim).filter(|kv| !kv.starts_with("__Host-sekisho=")).collect::<Vec<_>>().join("; "))
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// A form post must come from this gateway's own page (when the browser says where from).
+fn same_origin(req: &Request<Incoming>, hostname: &str) -> bool {
+    match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(o) => o.strip_prefix("https://").map(|h| h.split(':').next() == Some(hostname) || h.starts_with("localhost")).unwrap_or(false),
+    }
+}
+
+async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Response<Body>> {
+    match Limited::new(req.into_body(), 16 * 1024).collect().await {
+        Ok(b) => Ok(form_urlencoded::parse(&b.to_bytes()).into_owned().collect()),
+        Err(_) => Err(error(&refused(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "The request is too large.", "要求が大きすぎます。"))),
+    }
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const PAGE_HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sekisho</title>
+<style>body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;line-height:1.7}label{display:block;margin-top:1rem}input{font-size:1.1rem;padding:.3rem;width:100%;box-sizing:border-box}button{margin-top:1.5rem;font-size:1.1rem;padding:.4rem 1.5rem}.msg{color:#b03a2e}.en{color:#555}</style></head><body>"#;
+
+fn login_form(msg: Option<&str>) -> String {
+    // autocomplete=off: browsers must not keep IDs or passwords (R-ACCT-3).
+    format!(
+        r#"{PAGE_HEAD}<h1>サインイン <span class="en">/ Sign in</span></h1>{}
+<p>HPKIカードをお持ちの方は、端末のカードリーダーに挿入してください。<br><span class="en">With an HPKI card, insert it into this terminal's reader instead.</span></p>
+<form method="post" action="/.sekisho/login" autocomplete="off">
+<label>ID <input name="id" required autocomplete="off" autocapitalize="off" spellcheck="false"></label>
+<label>パスワード / Password <input name="password" type="password" required autocomplete="off"></label>
+<button type="submit">サインイン / Sign in</button></form></body></html>"#,
+        msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html_escape(m))).unwrap_or_default()
+    )
+}
+
+fn password_form(msg: Option<&str>) -> String {
+    format!(
+        r#"{PAGE_HEAD}<h1>パスワードの変更 <span class="en">/ Change password</span></h1>{}
+<form method="post" action="/.sekisho/password" autocomplete="off">
+<label>現在のパスワード / Current password <input name="current" type="password" required autocomplete="off"></label>
+<label>新しいパスワード / New password <input name="new" type="password" required autocomplete="off"></label>
+<label>もう一度 / Again <input name="confirm" type="password" required autocomplete="off"></label>
+<button type="submit">変更 / Change</button></form></body></html>"#,
+        msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html_escape(m))).unwrap_or_default()
+    )
+}
+
+fn page(status: StatusCode, html: &str) -> Response<Body> {
+    let mut r = Response::new(full(html.to_string()));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    r
 }
 
 /// The exact bytes the card signs: the challenge bound to this gateway and this terminal, so a

@@ -59,8 +59,18 @@ pub fn explain(reason: &str) -> Explanation {
         ),
         "signin_required" => (
             S::UNAUTHORIZED,
-            "この画面を開くにはサインインが必要です。HPKIカードを端末のカードリーダーに挿入してください。",
-            "You need to sign in to open this page. Insert your HPKI card into this terminal's reader.",
+            "この画面を開くにはサインインが必要です。HPKIカードを端末のカードリーダーに挿入するか、/.sekisho/login でサインインしてください。",
+            "You need to sign in to open this page. Insert your HPKI card into this terminal's reader, or sign in at /.sekisho/login.",
+        ),
+        "session_other_terminal" => (
+            S::FORBIDDEN,
+            "このサインインは別の端末のものです。この端末でサインインし直してください。",
+            "This sign-in belongs to another terminal. Please sign in again on this one.",
+        ),
+        "password_change_required" => (
+            S::FORBIDDEN,
+            "パスワードを変更してください（/.sekisho/password）。",
+            "Please change your password first (/.sekisho/password).",
         ),
         "policy_not_available" => (
             S::FORBIDDEN,

@@ -25,6 +25,8 @@ pub struct Session {
     pub method: String,
     pub qualification: Option<String>,
     pub expires_at: i64,
+    /// A password session whose password must be changed before anything else.
+    pub must_change_password: bool,
 }
 
 #[derive(Default)]
@@ -46,6 +48,7 @@ impl Sessions {
             let Some(u) = users::get(store, &r.user_id).await? else {
                 continue;
             };
+            let must_change = r.method == "password" && password_change_due(&u);
             map.insert(
                 r.terminal.clone(),
                 Arc::new(Session {
@@ -57,11 +60,17 @@ impl Sessions {
                     method: r.method,
                     qualification: r.qualification,
                     expires_at: r.absolute_expires_at,
+                    must_change_password: must_change,
                 }),
             );
         }
         self.by_terminal.store(Arc::new(map));
         Ok(())
+    }
+
+    /// The session a password cookie names, with the terminal it belongs to.
+    pub fn by_id(&self, session_id: &str) -> Option<Arc<Session>> {
+        self.by_terminal.load().values().find(|s| s.session_id == session_id).cloned()
     }
 
     /// This node's own sign-in: visible to the next request without waiting for the poll.
@@ -76,5 +85,18 @@ impl Sessions {
         if map.remove(terminal).is_some() {
             self.by_terminal.store(Arc::new(map));
         }
+    }
+}
+
+/// Whether a password must be changed now: set by the secretariat, or older than its profile
+/// allows.
+pub fn password_change_due(u: &users::UserRow) -> bool {
+    if u.must_change_password {
+        return true;
+    }
+    let profile = u.password_profile.as_deref().and_then(|p| p.parse::<crate::password::Profile>().ok());
+    match (profile.and_then(|p| p.max_age_days()), u.password_changed_at) {
+        (Some(days), Some(at)) => crate::store::now() - at > days * 86_400,
+        _ => false,
     }
 }

@@ -431,7 +431,7 @@ mod tests {
 
         // Verifier key string: name+hex(key hash)+base64(0x01 || public key).
         let vkey = key.verifier_key();
-        let parts: Vec<&str> = vkey.split('+').collect();
+        let parts: Vec<&str> = vkey.splitn(3, '+').collect();
         assert_eq!(parts.len(), 3);
         assert_eq!(parts[0], "sekisho.example/audit");
         assert_eq!(parts[1].len(), 8);

@@ -284,10 +284,13 @@ impl Walk {
 
     fn finish(mut self, head: Option<(i64, Vec<u8>)>) -> VerifyReport {
         if let Some(end) = self.beyond_end {
+            let ends = match self.next {
+                0 => "there are no records".to_string(),
+                n => format!("the records end at index {}", n - 1),
+            };
             self.problems.push(format!(
-                "{}: removed (the signed checkpoint at tree size {end} covers them, the log ends at index {})",
-                span(self.next, end),
-                self.next
+                "{}: removed (covered by the signed checkpoint at tree size {end}; {ends})",
+                span(self.next, end)
             ));
         }
         if self.unchecked > 0 && self.next > self.last_good {
@@ -306,9 +309,9 @@ impl Walk {
         }
         match head {
             None => self.problems.push("head: the audit_head row is missing".into()),
-            Some((size, _)) if size != self.next as i64 => self
-                .problems
-                .push(format!("head: tree size {size}, but the records end at index {}", self.next as i64 - 1)),
+            Some((size, _)) if size != self.next as i64 => {
+                self.problems.push(format!("head: tree size {size}, but the log has {} leaves", self.next))
+            }
             Some((_, frontier)) if self.intact && frontier != self.range.frontier_bytes() => self
                 .problems
                 .push("head: the stored frontier does not match the records (the next batch would sign a wrong root)".into()),

@@ -16,7 +16,7 @@ use super::checkpoint::CheckpointKey;
 use super::merkle::{CompactRange, Hash, leaf_hash};
 use super::record::{AuditRecord, Prepared};
 use super::{AuditConfig, AuditError, AuditMetrics, QUEUE_CAPACITY};
-use crate::store::Store;
+use crate::store::{DbKind, Store};
 
 /// A batch that takes longer than this (lock wait included) is abandoned and its callers get
 /// an error; the transaction rolls back and the next batch re-reads the head.
@@ -32,7 +32,7 @@ struct Pending {
 }
 
 enum Msg {
-    Record(Pending),
+    Record(Box<Pending>),
     Shutdown,
 }
 
@@ -112,7 +112,11 @@ impl AuditLog {
 
     fn enqueue(&self, rec: AuditRecord, reply: Option<Reply>) -> Result<(), AuditError> {
         let rec = Prepared::new(rec, &self.inner.node);
-        match self.inner.tx.try_send(Msg::Record(Pending { rec, reply })) {
+        match self
+            .inner
+            .tx
+            .try_send(Msg::Record(Box::new(Pending { rec, reply })))
+        {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.inner.metrics.failures.inc();
@@ -149,7 +153,7 @@ impl Writer {
         while let Some(first) = rx.recv().await {
             let mut batch = Vec::new();
             match first {
-                Msg::Record(p) => batch.push(p),
+                Msg::Record(p) => batch.push(*p),
                 Msg::Shutdown => {
                     // No new records; what is queued is still written.
                     rx.close();
@@ -169,7 +173,7 @@ impl Writer {
                     }
                 };
                 match msg {
-                    Msg::Record(p) => batch.push(p),
+                    Msg::Record(p) => batch.push(*p),
                     Msg::Shutdown => rx.close(),
                 }
             }
@@ -245,7 +249,7 @@ impl Writer {
             .map(|p| leaf_hash(p.rec.json.as_bytes()))
             .collect();
         for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
-            let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
+            let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), self.store.kind())));
             for (j, p) in chunk.iter().enumerate() {
                 let i = c * ROWS_PER_INSERT + j;
                 let r = &p.rec;
@@ -297,7 +301,10 @@ impl Writer {
     }
 }
 
-fn insert_sql(rows: usize) -> String {
+/// The multi-row insert. SQLite gets anonymous `?` parameters: with numbered ones, binding
+/// looks each name up in a linear list (sqlite3_bind_parameter_name), which made a 64-row batch
+/// quadratic and was the largest single cost of the gateway's request path under load.
+fn insert_sql(rows: usize, kind: DbKind) -> String {
     const COLS: usize = 12;
     let mut sql = String::from(
         "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \
@@ -312,7 +319,10 @@ fn insert_sql(rows: usize) -> String {
             if c > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * COLS + c + 1));
+            match kind {
+                DbKind::Sqlite => sql.push('?'),
+                DbKind::Postgres => sql.push_str(&format!("${}", r * COLS + c + 1)),
+            }
         }
         sql.push(')');
     }
@@ -323,7 +333,9 @@ fn insert_sql(rows: usize) -> String {
 mod tests {
     #[test]
     fn insert_sql_numbers_every_parameter() {
-        let sql = super::insert_sql(2);
+        let sql = super::insert_sql(2, crate::store::DbKind::Postgres);
         assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"), "{sql}");
+        let sql = super::insert_sql(2, crate::store::DbKind::Sqlite);
+        assert!(sql.ends_with("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), "{sql}");
     }
 }

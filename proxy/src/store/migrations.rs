@@ -32,6 +32,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0003_signin.sqlite.sql"),
         postgres: include_str!("migrations/0003_signin.postgres.sql"),
     },
+    Migration {
+        version: 4,
+        name: "passwords",
+        sqlite: include_str!("migrations/0004_passwords.sqlite.sql"),
+        postgres: include_str!("migrations/0004_passwords.postgres.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

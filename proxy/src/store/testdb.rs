@@ -83,7 +83,9 @@ impl Drop for TestDb {
                     .unwrap();
                 rt.block_on(async move {
                     use sqlx::Connection;
-                    pool.close().await;
+                    // Not pool.close(): it can wait on the test's own runtime; FORCE ends
+                    // the pool's connections anyway.
+                    drop(pool);
                     if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
                         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

@@ -16,6 +16,10 @@ pub struct UserRow {
     pub hpki_serial: Option<String>,
     pub hpki_holder_id: Option<String>,
     pub last_login_at: Option<i64>,
+    pub password_hash: Option<String>,
+    pub password_profile: Option<String>,
+    pub password_changed_at: Option<i64>,
+    pub must_change_password: bool,
 }
 
 pub struct NewUser<'a> {
@@ -28,7 +32,8 @@ pub struct NewUser<'a> {
     pub hpki_holder_id: Option<&'a str>,
 }
 
-const COLUMNS: &str = "user_id, name, facility, roles, status, hpki_issuer, hpki_serial, hpki_holder_id, last_login_at";
+const COLUMNS: &str = "user_id, name, facility, roles, status, hpki_issuer, hpki_serial, hpki_holder_id, \
+     last_login_at, password_hash, password_profile, password_changed_at, must_change_password";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
     let roles: String = r.try_get("roles")?;
@@ -46,6 +51,10 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
         hpki_serial: r.try_get("hpki_serial")?,
         hpki_holder_id: r.try_get("hpki_holder_id")?,
         last_login_at: r.try_get("last_login_at")?,
+        password_hash: r.try_get("password_hash")?,
+        password_profile: r.try_get("password_profile")?,
+        password_changed_at: r.try_get("password_changed_at")?,
+        must_change_password: r.try_get::<i64, _>("must_change_password")? != 0,
     })
 }
 
@@ -152,4 +161,85 @@ pub async fn touch_login(tx: &mut Transaction<'_, Any>, user_id: &str) -> Result
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Sets a password (already checked against the profile and hashed) and keeps it in the
+/// history; `must_change` when the secretariat set it for the person.
+pub async fn set_password(store: &Store, user_id: &str, hash: &str, profile: &str, must_change: bool) -> Result<bool> {
+    let mut tx = store.pool().begin().await?;
+    let t = now();
+    let n = sqlx::query(
+        "UPDATE users SET password_hash = $1, password_profile = $2, password_changed_at = $3,
+                          must_change_password = $4, updated_at = $3 WHERE user_id = $5",
+    )
+    .bind(hash)
+    .bind(profile)
+    .bind(t)
+    .bind(i64::from(must_change))
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO password_history (user_id, hash, changed_at) VALUES ($1, $2, $3)")
+        .bind(user_id)
+        .bind(hash)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+    bump_generation(&mut tx).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The last `n` password hashes, newest first (a new password must not be among them).
+pub async fn password_history(store: &Store, user_id: &str, n: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT hash FROM password_history WHERE user_id = $1 ORDER BY changed_at DESC LIMIT $2")
+        .bind(user_id)
+        .bind(n)
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("hash")?)).collect()
+}
+
+pub async fn require_password_change(store: &Store, user_id: &str) -> Result<()> {
+    let mut tx = store.pool().begin().await?;
+    sqlx::query("UPDATE users SET must_change_password = 1 WHERE user_id = $1 AND password_hash IS NOT NULL")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    bump_generation(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Suspends accounts nobody has used for `days` (R-ACCT-7); returns their ids.
+pub async fn suspend_unused(store: &Store, days: i64) -> Result<Vec<String>> {
+    let cutoff = now() - days * 86_400;
+    let mut tx = store.pool().begin().await?;
+    let rows = sqlx::query(
+        "SELECT user_id FROM users WHERE status = 'active' AND COALESCE(last_login_at, created_at) < $1",
+    )
+    .bind(cutoff)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.try_get("user_id")).collect::<Result<_, _>>()?;
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE users SET status = 'suspended', updated_at = $1
+             WHERE status = 'active' AND COALESCE(last_login_at, created_at) < $2",
+        )
+        .bind(now())
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        for id in &ids {
+            super::sessions::end_for_user(&mut tx, id, "unused_account_suspended").await?;
+        }
+        bump_generation(&mut tx).await?;
+    }
+    tx.commit().await?;
+    Ok(ids)
 }
