@@ -108,7 +108,7 @@ fn s_client(g: &Gateway, extra: &[&str], request: &str) -> (bool, String) {
         "-servername",
         "localhost",
         "-CAfile",
-        &g.out.join("ca.crt").to_str().unwrap().to_string(),
+        g.out.join("ca.crt").to_str().unwrap(),
         "-cert",
         &c,
         "-key",

@@ -169,6 +169,20 @@ pub enum UserCmd {
         /// The card holder id (subject serialNumber) instead of a certificate file.
         #[arg(long)]
         hpki_holder_id: Option<String>,
+        /// Give the person a password under this profile (jp-mhlw-qa-b, jp-mhlw-qa-a,
+        /// jp-mhlw-qa-c, nist-800-63b-4); a temporary one is printed, changed at first sign-in.
+        #[arg(long)]
+        password_profile: Option<String>,
+    },
+    /// Set a new temporary password (printed; changed at the next sign-in).
+    Passwd {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+        /// Change the profile too.
+        #[arg(long)]
+        password_profile: Option<String>,
     },
     List {
         #[arg(long)]
@@ -221,8 +235,14 @@ async fn user(cmd: UserCmd) -> Result<i32> {
             roles,
             hpki_cert,
             hpki_holder_id,
+            password_profile,
         } => {
-            if id.len() < 10 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            let profile = password_profile
+                .as_deref()
+                .map(str::parse::<crate::password::Profile>)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            if !crate::password::valid_user_id(&id) {
                 bail!("--id must be 10 or more letters and digits (the network's ID rule)");
             }
             let name = name.trim();
@@ -270,9 +290,17 @@ async fn user(cmd: UserCmd) -> Result<i32> {
                 },
             )
             .await?;
+            let temporary = match profile {
+                Some(p) => Some(set_temporary_password(&store, &id, p).await?),
+                None => None,
+            };
             let mut rec = user_record("user_added", &id, &facility);
             rec.detail = Some(format!("roles {}", roles.join(",")));
             audit_admin(&dd, &cfg, &store, rec).await?;
+            if let Some(t) = temporary {
+                println!("Temporary password for {id}: {t}");
+                println!("(hand it over in person; it must be changed at the first sign-in)");
+            }
             println!(
                 "User {id} ({facility}) registered{}.",
                 if issuer.is_some() || holder.is_some() {
@@ -324,6 +352,33 @@ async fn user(cmd: UserCmd) -> Result<i32> {
         }
         UserCmd::Suspend { data_dir, id } => user_status(&data_dir, &id, true).await,
         UserCmd::Resume { data_dir, id } => user_status(&data_dir, &id, false).await,
+        UserCmd::Passwd {
+            data_dir,
+            id,
+            password_profile,
+        } => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let Some(u) = users::get(&store, &id).await? else {
+                bail!("no user {id:?} (see `sekisho user list`)")
+            };
+            let profile = match password_profile.or(u.password_profile.clone()) {
+                Some(p) => p
+                    .parse::<crate::password::Profile>()
+                    .map_err(|e| anyhow::anyhow!(e))?,
+                None => crate::password::Profile::JpMhlwQaB,
+            };
+            let t = set_temporary_password(&store, &id, profile).await?;
+            audit_admin(
+                &dd,
+                &cfg,
+                &store,
+                user_record("password_reset", &id, &u.facility),
+            )
+            .await?;
+            println!("Temporary password for {id}: {t}");
+            println!("(hand it over in person; it must be changed at the next sign-in)");
+            Ok(0)
+        }
         UserCmd::Unlock { data_dir, id } => {
             let (dd, cfg, store) = open(&data_dir).await?;
             let Some(u) = users::get(&store, &id).await? else {
@@ -332,13 +387,37 @@ async fn user(cmd: UserCmd) -> Result<i32> {
             if !lockouts::unlock(&store, Scope::Account, &id).await? {
                 bail!("user {id} is not locked");
             }
+            // Recovery after a lock: a password that may have been guessed at is replaced.
+            users::require_password_change(&store, &id).await?;
             let mut rec = user_record("account_unlocked", &id, &u.facility);
-            rec.detail = Some("account recovery by the secretariat".into());
+            rec.detail =
+                Some("account recovery by the secretariat; password change required".into());
             audit_admin(&dd, &cfg, &store, rec).await?;
             println!("User {id} unlocked.");
             Ok(0)
         }
     }
+}
+
+async fn set_temporary_password(
+    store: &Store,
+    id: &str,
+    profile: crate::password::Profile,
+) -> Result<String> {
+    let t = crate::password::temporary();
+    let h = crate::password::hash(&t)?;
+    if !crate::store::users::set_password(
+        store,
+        id,
+        &h,
+        profile.as_str(),
+        profile.change_at_first_login(),
+    )
+    .await?
+    {
+        bail!("no user {id:?}");
+    }
+    Ok(t)
 }
 
 async fn user_status(data_dir: &Path, id: &str, suspend: bool) -> Result<i32> {

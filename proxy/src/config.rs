@@ -167,6 +167,8 @@ pub struct Signin {
     /// A session ends this long after sign-in whatever happens.
     pub session_hours: u32,
     pub challenge_seconds: u32,
+    /// Accounts nobody signed in to for this many days are suspended (R-ACCT-7); 0 = never.
+    pub suspend_unused_days: u32,
 }
 
 impl Default for Signin {
@@ -177,6 +179,7 @@ impl Default for Signin {
             terminal_lock_minutes: 15,
             session_hours: 12,
             challenge_seconds: 60,
+            suspend_unused_days: 180,
         }
     }
 }

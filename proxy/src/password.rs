@@ -48,7 +48,11 @@ impl FromStr for Profile {
             "jp-mhlw-qa-b" => Profile::JpMhlwQaB,
             "jp-mhlw-qa-c" => Profile::JpMhlwQaC,
             "nist-800-63b-4" => Profile::Nist80063b4,
-            _ => return Err(format!("unknown password profile {s:?} (jp-mhlw-qa-a, jp-mhlw-qa-b, jp-mhlw-qa-c, nist-800-63b-4)")),
+            _ => {
+                return Err(format!(
+                    "unknown password profile {s:?} (jp-mhlw-qa-a, jp-mhlw-qa-b, jp-mhlw-qa-c, nist-800-63b-4)"
+                ));
+            }
         })
     }
 }
@@ -56,9 +60,28 @@ impl FromStr for Profile {
 /// Passwords no profile accepts (the NIST profile's blocklist; the others' composition rule
 /// already excludes most of these). A deployment's own list can be added later.
 const BLOCKLIST: &[&str] = &[
-    "password", "passw0rd", "p@ssw0rd", "p@ssword1", "password1!", "12345678", "123456789", "1234567890",
-    "qwertyuiop", "iloveyou", "letmein", "welcome1!", "admin123!", "abc12345!", "changeme", "sekisho",
-    "hospital", "byouin", "iryou", "kanja", "nurse123!", "doctor123!",
+    "password",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword1",
+    "password1!",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "iloveyou",
+    "letmein",
+    "welcome1!",
+    "admin123!",
+    "abc12345!",
+    "changeme",
+    "sekisho",
+    "hospital",
+    "byouin",
+    "iryou",
+    "kanja",
+    "nurse123!",
+    "doctor123!",
 ];
 
 impl Profile {
@@ -87,7 +110,9 @@ impl Profile {
     pub fn check(self, user_id: &str, pw: &str) -> Result<(), Weak> {
         let n = pw.chars().count();
         let lower = pw.to_lowercase();
-        if BLOCKLIST.iter().any(|b| lower == *b || lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '!') == *b) {
+        if BLOCKLIST.iter().any(|b| {
+            lower == *b || lower.trim_end_matches(|c: char| c.is_ascii_digit() || c == '!') == *b
+        }) {
             return Err(Weak::Blocklisted);
         }
         if user_id.len() >= 4 && lower.contains(&user_id.to_lowercase()) {
@@ -102,7 +127,7 @@ impl Profile {
                     return Err(Weak::TooLong(64));
                 }
                 // Repetition and sequences are as guessable as a listed word.
-                if pw.chars().all(|c| Some(c) == pw.chars().next()) {
+                if pw.chars().all(|c| pw.starts_with(c)) {
                     return Err(Weak::Blocklisted);
                 }
                 Ok(())
@@ -136,7 +161,9 @@ pub fn valid_user_id(id: &str) -> bool {
 }
 
 pub fn hash(pw: &str) -> anyhow::Result<String> {
-    let h: PasswordHash = Argon2::default().hash_password(pw.as_bytes()).map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    let h: PasswordHash = Argon2::default()
+        .hash_password(pw.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
     Ok(h.to_string())
 }
 
@@ -149,12 +176,28 @@ pub fn verify(pw: &str, stored: &str) -> bool {
 
 /// A temporary password the secretariat hands over; it satisfies every profile.
 pub fn temporary() -> String {
-    const SETS: [&[u8]; 3] = [b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ", b"23456789", b"#%+-=?@"];
+    const SETS: [&[u8]; 3] = [
+        b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ",
+        b"23456789",
+        b"#%+-=?@",
+    ];
     let mut raw = [0u8; 18];
     aws_lc_rs::rand::fill(&mut raw).expect("system randomness");
     // Rejection-free enough: modulo bias on 48/8/7 symbols is < 1 bit over 18 characters, and
     // the password is single-use (changed at first sign-in).
-    raw.iter().enumerate().map(|(i, b)| { let set = SETS[if i % 6 == 2 { 1 } else if i % 6 == 4 { 2 } else { 0 }]; set[*b as usize % set.len()] as char }).collect()
+    raw.iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let set = SETS[if i % 6 == 2 {
+                1
+            } else if i % 6 == 4 {
+                2
+            } else {
+                0
+            }];
+            set[*b as usize % set.len()] as char
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -179,13 +222,27 @@ mod tests {
         assert_eq!(Profile::JpMhlwQaC.check("nurse00001", "kx7#Rw2q"), Ok(()));
         let n = Profile::Nist80063b4;
         assert_eq!(n.check("nurse00001", "kx7#Rw2q"), Err(Weak::TooShort(15)));
-        assert_eq!(n.check("nurse00001", "correct horse battery"), Ok(()), "no composition rules");
-        assert_eq!(n.check("nurse00001", "aaaaaaaaaaaaaaaa"), Err(Weak::Blocklisted));
-        assert_eq!(n.check("nurse00001", "ながいながいパスワードです"), Err(Weak::TooShort(15)));
-        assert_eq!(n.check("nurse00001", "ながいながいながいパスワードですよ"), Ok(()), "any characters");
+        assert_eq!(
+            n.check("nurse00001", "correct horse battery"),
+            Ok(()),
+            "no composition rules"
+        );
+        assert_eq!(
+            n.check("nurse00001", "aaaaaaaaaaaaaaaa"),
+            Err(Weak::Blocklisted)
+        );
+        assert_eq!(
+            n.check("nurse00001", "ながいながいパスワードです"),
+            Err(Weak::TooShort(15))
+        );
+        assert_eq!(
+            n.check("nurse00001", "ながいながいながいパスワードですよ"),
+            Ok(()),
+            "any characters"
+        );
         assert!(!n.change_at_first_login());
         assert_eq!(n.max_age_days(), None);
-        assert_eq!("jp-mhlw-qa-x".parse::<Profile>().is_err(), true);
+        assert!("jp-mhlw-qa-x".parse::<Profile>().is_err());
     }
 
     #[test]

@@ -211,6 +211,7 @@ async fn watch_store(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_crl_check = tokio::time::Instant::now();
+    let mut last_unused_check: Option<tokio::time::Instant> = None;
     let mut next_update = i64::MIN;
     loop {
         tokio::select! {
@@ -248,6 +249,10 @@ async fn watch_store(
             }
         }
         login.hpki.reload_logged();
+        if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            last_unused_check = Some(tokio::time::Instant::now());
+            suspend_unused(&login).await;
+        }
         if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
             last_crl_check = tokio::time::Instant::now();
             match terminals::ensure_crl(&store, enroll.ca.as_ref(), &enroll.cfg.ca).await {
@@ -260,6 +265,31 @@ async fn watch_store(
             error!("the CRL has expired: every terminal is refused until a new one is signed");
         }
         ready.store(current, Ordering::Release);
+    }
+}
+
+/// R-ACCT-7: accounts nobody has used for the configured time are suspended (and audited).
+async fn suspend_unused(login: &crate::login::Login) {
+    let days = i64::from(login.cfg.signin.suspend_unused_days);
+    if days == 0 {
+        return;
+    }
+    match crate::store::users::suspend_unused(&login.store, days).await {
+        Ok(ids) => {
+            for id in ids {
+                info!(user = %id, days, "suspended an unused account");
+                login.audit.append_nowait(crate::audit::AuditRecord {
+                    request_id: crate::gateway::new_request_id(),
+                    event: "registry".into(),
+                    user: Some(id),
+                    decision: "permit".into(),
+                    reason: "user_suspended_unused".into(),
+                    detail: Some(format!("no sign-in for {days} days")),
+                    ..Default::default()
+                });
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot check for unused accounts"),
     }
 }
 

@@ -1,0 +1,298 @@
+//! ID and password sign-in through the gateway's own pages (R-ACCT-2, R-ACCT-3, R-ACCT-5),
+//! with curl as the browser, on SQLite and PostgreSQL.
+
+mod common;
+
+use common::*;
+
+const USER_ROUTE: &str = r#"
+[[route]]
+name = "my-page"
+methods = ["GET"]
+path = "/debug/me"
+level = "user"
+action = "view"
+"#;
+
+fn start(db: Db) -> Gateway {
+    let extra = format!("{}{USER_ROUTE}", Options::default().extra_config);
+    let g = Gateway::start_with(
+        db,
+        Options {
+            extra_config: extra,
+            ..Default::default()
+        },
+    );
+    g.add_terminal("f1", "t2", &g.out.clone());
+    g
+}
+
+fn add_user(g: &Gateway, id: &str, profile: &str) -> String {
+    let out = run_ok(&[
+        "user",
+        "add",
+        "--data-dir",
+        g.data_str(),
+        "--id",
+        id,
+        "--name",
+        "看護 花子",
+        "--facility",
+        "f1",
+        "--roles",
+        "nurse",
+        "--password-profile",
+        profile,
+    ]);
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("Temporary password for {id}: ")))
+        .expect("temporary password printed")
+        .trim()
+        .to_string()
+}
+
+/// POST a form as terminal `term` with a cookie jar; (status, body, Location).
+fn post(
+    g: &Gateway,
+    term: &str,
+    jar: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String, String) {
+    let (c, k) = g.cert(term);
+    let mut args: Vec<String> = vec![
+        "--cert".into(),
+        c,
+        "--key".into(),
+        k,
+        "-c".into(),
+        jar.into(),
+        "-b".into(),
+        jar.into(),
+        "-D".into(),
+        "-".into(),
+    ];
+    for (n, v) in fields {
+        args.push("--data-urlencode".into());
+        args.push(format!("{n}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (s, body, _) = g.curl(path, &args);
+    let location = body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or_else(|| l.strip_prefix("Location: "))
+        })
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    (s, body, location)
+}
+
+fn get(g: &Gateway, term: &str, jar: &str, path: &str) -> (u16, String) {
+    let (c, k) = g.cert(term);
+    let (s, body, _) = g.curl(path, &["--cert", &c, "--key", &k, "-b", jar]);
+    (s, body)
+}
+
+#[test]
+fn password_sign_in_change_and_cookie_binding() {
+    for db in BOTH {
+        let g = start(db);
+        let temp = add_user(&g, "nurse00001", "jp-mhlw-qa-b");
+        let dir = tempfile::tempdir().unwrap();
+        let jar = dir.path().join("jar").to_str().unwrap().to_string();
+        // The login page: Japanese and English, nothing for the browser to remember.
+        let (s, page) = get(&g, "t1", &jar, "/.sekisho/login");
+        assert_eq!(s, 200);
+        assert!(
+            page.contains("サインイン")
+                && page.contains("Sign in")
+                && page.contains(r#"autocomplete="off""#)
+        );
+        // First sign-in: straight to the change-password page, nothing else.
+        let (s, _, loc) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/login",
+            &[("id", "nurse00001"), ("password", &temp)],
+        );
+        assert_eq!((s, loc.as_str()), (303, "/.sekisho/password"), "{db:?}");
+        let jar_text = std::fs::read_to_string(&jar).unwrap();
+        assert!(jar_text.contains("__Host-sekisho"), "{jar_text}");
+        let (s, body) = get(&g, "t1", &jar, "/debug/me");
+        assert_eq!(s, 403, "{db:?}: {body}");
+        assert!(body.contains("password_change_required"));
+        // The profile's rules, then a good password.
+        let (s, body, _) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/password",
+            &[
+                ("current", &temp),
+                ("new", "abcdefgh"),
+                ("confirm", "abcdefgh"),
+            ],
+        );
+        assert_eq!(s, 400, "{body}");
+        assert!(body.contains("mix letters, digits and symbols"), "{body}");
+        let (s, _, loc) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/password",
+            &[
+                ("current", &temp),
+                ("new", "kx7#Rw2q"),
+                ("confirm", "kx7#Rw2q"),
+            ],
+        );
+        assert_eq!((s, loc.as_str()), (303, "/"), "{db:?}");
+        // Now requests are theirs; the upstream never sees the session cookie.
+        let (s, body) = get(&g, "t1", &jar, "/debug/me");
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["assertion_claims"]["user"], "nurse00001");
+        assert_eq!(v["assertion_claims"]["auth_method"], "password");
+        assert!(
+            v["headers"].get("cookie").is_none(),
+            "{db:?}: the session cookie leaked upstream: {body}"
+        );
+        // Without the cookie the same terminal is nobody.
+        let empty = dir.path().join("empty").to_str().unwrap().to_string();
+        assert_eq!(get(&g, "t1", &empty, "/debug/me").0, 401);
+        // The same cookie from another terminal is refused.
+        let (s, body) = get(&g, "t2", &jar, "/debug/me");
+        assert_eq!(s, 403, "{db:?}");
+        assert!(body.contains("session_other_terminal"));
+        g.wait_audit(|r| {
+            r["event"] == "request"
+                && r["reason"] == "session_other_terminal"
+                && r["terminal"] == "t2"
+        });
+        // The old password cannot come back.
+        let (s, body, _) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/password",
+            &[("current", "kx7#Rw2q"), ("new", &temp), ("confirm", &temp)],
+        );
+        assert_eq!(s, 400, "{body}");
+        assert!(body.contains("used recently"), "{body}");
+    }
+}
+
+#[test]
+fn repeated_failures_lock_the_account_with_one_generic_message() {
+    for db in BOTH {
+        let g = start(db);
+        let temp = add_user(&g, "clerk00001", "jp-mhlw-qa-a");
+        let dir = tempfile::tempdir().unwrap();
+        let jar = dir.path().join("jar").to_str().unwrap().to_string();
+        let (s, unknown, _) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/login",
+            &[("id", "nobody00001"), ("password", "x")],
+        );
+        assert_eq!(s, 401);
+        for _ in 0..5 {
+            let (s, wrong, _) = post(
+                &g,
+                "t1",
+                &jar,
+                "/.sekisho/login",
+                &[("id", "clerk00001"), ("password", "wrong-Pass1!")],
+            );
+            assert_eq!(s, 401);
+            // The same words whether the ID exists or not.
+            assert_eq!(strip_headers(&wrong), strip_headers(&unknown));
+        }
+        let (s, locked, _) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/login",
+            &[("id", "clerk00001"), ("password", &temp)],
+        );
+        assert_eq!(s, 401, "{db:?}: locked, even with the right password");
+        assert_eq!(strip_headers(&locked), strip_headers(&unknown));
+        g.wait_audit(|r| {
+            r["event"] == "auth" && r["reason"] == "account_locked" && r["user"] == "clerk00001"
+        });
+        let list = run_ok(&["user", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("clerk00001") && l.contains("locked")),
+            "{list}"
+        );
+        // Only the secretariat unlocks, and the password must then be changed.
+        run_ok(&[
+            "user",
+            "unlock",
+            "--data-dir",
+            g.data_str(),
+            "--id",
+            "clerk00001",
+        ]);
+        let (s, _, loc) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/login",
+            &[("id", "clerk00001"), ("password", &temp)],
+        );
+        assert_eq!((s, loc.as_str()), (303, "/.sekisho/password"), "{db:?}");
+        g.wait_audit(|r| r["event"] == "registry" && r["reason"] == "account_unlocked");
+    }
+}
+
+fn strip_headers(resp: &str) -> String {
+    resp.split("\r\n\r\n").last().unwrap_or("").to_string()
+}
+
+#[test]
+fn nist_profile_has_no_composition_rules_and_no_forced_first_change() {
+    let g = start(Db::Sqlite);
+    let temp = add_user(&g, "helper00001", "nist-800-63b-4");
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("jar").to_str().unwrap().to_string();
+    let (s, _, loc) = post(
+        &g,
+        "t1",
+        &jar,
+        "/.sekisho/login",
+        &[("id", "helper00001"), ("password", &temp)],
+    );
+    assert_eq!((s, loc.as_str()), (303, "/"));
+    let (s, body, _) = post(
+        &g,
+        "t1",
+        &jar,
+        "/.sekisho/password",
+        &[
+            ("current", &temp),
+            ("new", "short one"),
+            ("confirm", "short one"),
+        ],
+    );
+    assert_eq!(s, 400);
+    assert!(body.contains("at least 15"), "{body}");
+    let (s, _, _) = post(
+        &g,
+        "t1",
+        &jar,
+        "/.sekisho/password",
+        &[
+            ("current", &temp),
+            ("new", "correct horse battery staple"),
+            ("confirm", "correct horse battery staple"),
+        ],
+    );
+    assert_eq!(s, 303);
+}
