@@ -38,10 +38,26 @@ fn gateway(db: Db) -> (Gateway, TestHpki) {
     );
     let hpki = TestHpki::generate(&g.data.join("hpki")).unwrap();
     // The trust files appeared after start: the gateway picks them up without a restart.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while rt.block_on(call(&g, "t1", "POST", "/.sekisho/auth/hpki/challenge", None)).0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "HPKI trust was not picked up");
+    while rt
+        .block_on(call(
+            &g,
+            "t1",
+            "POST",
+            "/.sekisho/auth/hpki/challenge",
+            None,
+        ))
+        .0
+        != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HPKI trust was not picked up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     g.add_terminal("f1", "t2", &g.out.clone());
@@ -275,4 +291,91 @@ fn suspension_ends_a_live_session() {
             );
         });
     }
+}
+
+#[test]
+fn hpki_crls_are_fetched_over_http_and_the_last_good_copy_is_kept() {
+    // The CRL server: serves auth-ca.crl until told to fail.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let crl: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>> = Default::default();
+    let served = crl.clone();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let served = served.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let body = served.lock().unwrap().clone();
+                    async move {
+                        let mut r = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from(body.clone().unwrap_or_default()),
+                        ));
+                        if body.is_none() {
+                            *r.status_mut() = http::StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let cfg = format!(
+        "{}\n[hpki]\nanchors = [\"hpki/root.crt\"]\nintermediates = [\"hpki/auth-ca.crt\"]\ncrls = [\"hpki/root.crl\"]\ncrl_urls = [\"http://127.0.0.1:{port}/auth-ca.crl\"]\ncrl_refresh_minutes = 1\n",
+        Options::default().extra_config
+    );
+    // Generate the CA first, so the CRL can be served from the start.
+    let tmp = tempfile::tempdir().unwrap();
+    let hpki = TestHpki::generate(tmp.path()).unwrap();
+    *crl.lock().unwrap() = Some(hpki.auth_crl.clone());
+    let mut g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            extra_config: cfg,
+            ..Default::default()
+        },
+    );
+    std::fs::create_dir_all(g.data.join("hpki")).unwrap();
+    for f in ["root.crt", "auth-ca.crt", "root.crl"] {
+        std::fs::copy(tmp.path().join(f), g.data.join("hpki").join(f)).unwrap();
+    }
+    // Restart so the fetcher runs at once with the trust in place.
+    g.stop();
+    g.serve();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = rt.block_on(login(&g, "t1", &hpki.revoked));
+        if v["error"] == "hpki_revoked" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetched CRL was not used: {s} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The distribution point goes away: the cached copy still decides.
+    *crl.lock().unwrap() = None;
+    g.stop();
+    g.serve();
+    let (_, v) = rt.block_on(login(&g, "t1", &hpki.revoked));
+    assert_eq!(v["error"], "hpki_revoked", "{v}");
+    assert!(
+        std::fs::read_dir(g.data.join("hpki-crl-cache"))
+            .unwrap()
+            .count()
+            == 1
+    );
 }

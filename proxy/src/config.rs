@@ -196,6 +196,17 @@ pub struct Hpki {
     /// CRLs of the issuing CAs and the root's authority revocation list; re-read when they change.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// CRL distribution points fetched over HTTP (CRLs are signed, so plain HTTP is fine),
+    /// cached in the data dir; the last good copy is used until it expires (then HPKI sign-in
+    /// fails closed).
+    #[serde(default)]
+    pub crl_urls: Vec<String>,
+    #[serde(default = "default_crl_refresh")]
+    pub crl_refresh_minutes: u32,
+}
+
+fn default_crl_refresh() -> u32 {
+    60
 }
 
 fn default_node() -> String {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod crl_fetch;
 pub mod demo;
 pub mod enrollment;
 pub mod forward;

@@ -63,11 +63,38 @@ impl HpkiTrust {
     }
 
     fn files(&self) -> Vec<PathBuf> {
-        self.cfg
+        let mut files: Vec<PathBuf> = self
+            .cfg
             .iter()
             .flat_map(|c| c.anchors.iter().chain(&c.intermediates).chain(&c.crls))
             .map(|p| self.data_dir.join(p))
+            .collect();
+        files.extend(self.cached_crls());
+        files
+    }
+
+    /// Where the CRL fetched from `url` is kept.
+    pub fn cache_path(&self, url: &str) -> PathBuf {
+        let h = hex::encode(&digest(&SHA256, url.as_bytes()).as_ref()[..12]);
+        self.data_dir
+            .join("hpki-crl-cache")
+            .join(format!("{h}.crl"))
+    }
+
+    fn cached_crls(&self) -> Vec<PathBuf> {
+        self.cfg
+            .iter()
+            .flat_map(|c| &c.crl_urls)
+            .map(|u| self.cache_path(u))
+            .filter(|p| p.exists())
             .collect()
+    }
+
+    pub fn crl_urls(&self) -> (Vec<String>, u32) {
+        self.cfg
+            .as_ref()
+            .map(|c| (c.crl_urls.clone(), c.crl_refresh_minutes.max(1)))
+            .unwrap_or_default()
     }
 
     /// Rebuilds the verifier when a file changed; a broken set is refused and the last good
@@ -95,7 +122,11 @@ impl HpkiTrust {
         let trust = HpkiTrustConfig {
             anchors: read(&cfg.anchors)?,
             intermediates: read(&cfg.intermediates)?,
-            crls: read(&cfg.crls)?,
+            crls: {
+                let mut crls = read(&cfg.crls)?;
+                crls.extend(read(&self.cached_crls())?);
+                crls
+            },
             ..Default::default()
         };
         let v = HpkiVerifier::new(&trust)
@@ -284,8 +315,16 @@ impl Login {
                 let mut r = self.logout(caller, Some("logout")).await;
                 *r.status_mut() = StatusCode::SEE_OTHER;
                 let h = r.headers_mut();
-                h.insert(header::LOCATION, HeaderValue::from_static("/.sekisho/login"));
-                h.insert(header::SET_COOKIE, HeaderValue::from_static("__Host-sekisho=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"));
+                h.insert(
+                    header::LOCATION,
+                    HeaderValue::from_static("/.sekisho/login"),
+                );
+                h.insert(
+                    header::SET_COOKIE,
+                    HeaderValue::from_static(
+                        "__Host-sekisho=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+                    ),
+                );
                 r
             }
             _ => error(&refused(
@@ -503,10 +542,10 @@ impl Login {
         )
         .await
         .map_err(|e| {
-                warn!(error = %e, "cannot look up the account of a card");
-                e
-            })
-            .map_err(|_| {
+            warn!(error = %e, "cannot look up the account of a card");
+            e
+        })
+        .map_err(|_| {
             (
                 refused(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -736,7 +775,11 @@ const ORIGIN_MSG: &str = "この画面から操作してください。 / Please
 const GENERIC_FAILURE: &str = "IDまたはパスワードが正しくありません。続く場合は事務局にお問い合わせください。 / The ID or password is not correct. If this keeps happening, contact the secretariat.";
 
 impl Login {
-    async fn password_login(&self, form: &[(String, String)], caller: &Caller<'_>) -> Response<Body> {
+    async fn password_login(
+        &self,
+        form: &[(String, String)],
+        caller: &Caller<'_>,
+    ) -> Response<Body> {
         let id = field(form, "id").trim().to_string();
         let pw = zeroize::Zeroizing::new(field(form, "password").to_string());
         if let Some(r) = self.terminal_locked(caller).await {
@@ -752,12 +795,23 @@ impl Login {
             detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
             ..Default::default()
         };
-        let user = if crate::password::valid_user_id(&id) { users::get(&self.store, &id).await.ok().flatten() } else { None };
+        let user = if crate::password::valid_user_id(&id) {
+            users::get(&self.store, &id).await.ok().flatten()
+        } else {
+            None
+        };
         // One answer for every failure; the audit record says which it was.
         let reason = match &user {
             None => "user_unknown",
             Some(u) if u.password_hash.is_none() => "no_password",
-            Some(u) if !crate::password::verify(&pw, u.password_hash.as_deref().unwrap_or_default()) => "bad_password",
+            Some(u)
+                if !crate::password::verify(
+                    &pw,
+                    u.password_hash.as_deref().unwrap_or_default(),
+                ) =>
+            {
+                "bad_password"
+            }
             Some(u) if u.suspended => "user_suspended",
             Some(u) => match lockouts::get(&self.store, Scope::Account, &u.user_id).await {
                 Ok(c) if c.locked_at.is_some() => "account_locked",
@@ -767,8 +821,13 @@ impl Login {
         };
         rec.user = user.as_ref().map(|u| u.user_id.clone());
         if reason != "login" {
-            let account = user.as_ref().filter(|_| reason == "bad_password").map(|u| u.user_id.clone());
-            let delay = self.count_failure(caller, account.as_deref(), &mut rec).await;
+            let account = user
+                .as_ref()
+                .filter(|_| reason == "bad_password")
+                .map(|u| u.user_id.clone());
+            let delay = self
+                .count_failure(caller, account.as_deref(), &mut rec)
+                .await;
             rec.decision = "deny".into();
             rec.reason = reason.into();
             let audited = self.audit.append(rec).await;
@@ -790,7 +849,11 @@ impl Login {
                 s.must_change_password = must_change;
                 self.sessions.put(s.clone());
                 let mut r = page(StatusCode::SEE_OTHER, "");
-                let to = if must_change { "/.sekisho/password" } else { "/" };
+                let to = if must_change {
+                    "/.sekisho/password"
+                } else {
+                    "/"
+                };
                 let h = r.headers_mut();
                 h.insert(header::LOCATION, HeaderValue::from_static(to));
                 let max_age = s.expires_at - now();
@@ -804,48 +867,104 @@ impl Login {
             }
             Err(e) => {
                 warn!(error = %e, "cannot open a session");
-                page(StatusCode::SERVICE_UNAVAILABLE, &login_form(Some("もう一度お試しください。 / Please try again.")))
+                page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &login_form(Some("もう一度お試しください。 / Please try again.")),
+                )
             }
         }
     }
 
-    async fn change_password(&self, form: &[(String, String)], cookie: Option<&str>, caller: &Caller<'_>) -> Response<Body> {
+    async fn change_password(
+        &self,
+        form: &[(String, String)],
+        cookie: Option<&str>,
+        caller: &Caller<'_>,
+    ) -> Response<Body> {
         let session = cookie
             .and_then(|c| self.sessions.by_id(c))
             .filter(|s| s.terminal == caller.terminal.terminal && s.method == "password");
         let Some(session) = session else {
-            return page(StatusCode::UNAUTHORIZED, &login_form(Some("サインインしてください。 / Please sign in.")));
+            return page(
+                StatusCode::UNAUTHORIZED,
+                &login_form(Some("サインインしてください。 / Please sign in.")),
+            );
         };
-        let (current, new, confirm) = (field(form, "current"), field(form, "new"), field(form, "confirm"));
+        let (current, new, confirm) = (
+            field(form, "current"),
+            field(form, "new"),
+            field(form, "confirm"),
+        );
         let Ok(Some(user)) = users::get(&self.store, &session.user_id).await else {
-            return page(StatusCode::SERVICE_UNAVAILABLE, &password_form(Some("もう一度お試しください。 / Please try again.")));
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &password_form(Some("もう一度お試しください。 / Please try again.")),
+            );
         };
         if !crate::password::verify(current, user.password_hash.as_deref().unwrap_or_default()) {
-            let mut rec = AuditRecord { event: "auth".into(), ..Default::default() };
-            let delay = self.count_failure(caller, Some(&user.user_id), &mut rec).await;
+            let mut rec = AuditRecord {
+                event: "auth".into(),
+                ..Default::default()
+            };
+            let delay = self
+                .count_failure(caller, Some(&user.user_id), &mut rec)
+                .await;
             tokio::time::sleep(delay).await;
-            return page(StatusCode::UNAUTHORIZED, &password_form(Some("現在のパスワードが正しくありません。 / The current password is not correct.")));
+            return page(
+                StatusCode::UNAUTHORIZED,
+                &password_form(Some(
+                    "現在のパスワードが正しくありません。 / The current password is not correct.",
+                )),
+            );
         }
         if new != confirm {
-            return page(StatusCode::BAD_REQUEST, &password_form(Some("新しいパスワードが一致しません。 / The new passwords do not match.")));
+            return page(
+                StatusCode::BAD_REQUEST,
+                &password_form(Some(
+                    "新しいパスワードが一致しません。 / The new passwords do not match.",
+                )),
+            );
         }
-        let profile: crate::password::Profile = user.password_profile.as_deref().unwrap_or("jp-mhlw-qa-b").parse().unwrap_or(crate::password::Profile::JpMhlwQaB);
+        let profile: crate::password::Profile = user
+            .password_profile
+            .as_deref()
+            .unwrap_or("jp-mhlw-qa-b")
+            .parse()
+            .unwrap_or(crate::password::Profile::JpMhlwQaB);
         let mut verdict = profile.check(&user.user_id, new);
         if verdict.is_ok() {
-            let history = users::password_history(&self.store, &user.user_id, 5).await.unwrap_or_default();
+            let history = users::password_history(&self.store, &user.user_id, 5)
+                .await
+                .unwrap_or_default();
             if history.iter().any(|h| crate::password::verify(new, h)) {
                 verdict = Err(crate::password::Weak::Reused);
             }
         }
         if let Err(w) = verdict {
-            return page(StatusCode::BAD_REQUEST, &password_form(Some(&format!("新しいパスワードは使えません / The new password cannot be used: {w}"))));
+            return page(
+                StatusCode::BAD_REQUEST,
+                &password_form(Some(&format!(
+                    "新しいパスワードは使えません / The new password cannot be used: {w}"
+                ))),
+            );
         }
         let hashed = match crate::password::hash(new) {
             Ok(h) => h,
-            Err(_) => return page(StatusCode::SERVICE_UNAVAILABLE, &password_form(Some("もう一度お試しください。 / Please try again."))),
+            Err(_) => {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &password_form(Some("もう一度お試しください。 / Please try again.")),
+                );
+            }
         };
-        if users::set_password(&self.store, &user.user_id, &hashed, profile.as_str(), false).await.is_err() {
-            return page(StatusCode::SERVICE_UNAVAILABLE, &password_form(Some("もう一度お試しください。 / Please try again.")));
+        if users::set_password(&self.store, &user.user_id, &hashed, profile.as_str(), false)
+            .await
+            .is_err()
+        {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &password_form(Some("もう一度お試しください。 / Please try again.")),
+            );
         }
         let mut s = (*session).clone();
         s.must_change_password = false;
@@ -861,7 +980,8 @@ impl Login {
             ..Default::default()
         });
         let mut r = page(StatusCode::SEE_OTHER, "");
-        r.headers_mut().insert(header::LOCATION, HeaderValue::from_static("/"));
+        r.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/"));
         r
     }
 }
@@ -873,7 +993,11 @@ pub fn session_cookie(headers: &http::HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix("__Host-sekisho=").map(str::to_string))
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix("__Host-sekisho=")
+                .map(str::to_string)
+        })
         .filter(|v| !v.is_empty() && v.len() <= 64)
 }
 
@@ -884,7 +1008,13 @@ pub fn strip_session_cookie(headers: &mut http::HeaderMap) {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .map(|v| v.split(';').map(str::trim).filter(|kv| !kv.starts_with("__Host-sekisho=")).collect::<Vec<_>>().join("; "))
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|kv| !kv.starts_with("__Host-sekisho="))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
         .filter(|v| !v.is_empty())
         .collect();
     headers.remove(header::COOKIE);
@@ -897,25 +1027,43 @@ pub fn strip_session_cookie(headers: &mut http::HeaderMap) {
 
 /// A form post must come from this gateway's own page (when the browser says where from).
 fn same_origin(req: &Request<Incoming>, hostname: &str) -> bool {
-    match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+    match req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         None => true,
-        Some(o) => o.strip_prefix("https://").map(|h| h.split(':').next() == Some(hostname) || h.starts_with("localhost")).unwrap_or(false),
+        Some(o) => o
+            .strip_prefix("https://")
+            .map(|h| h.split(':').next() == Some(hostname) || h.starts_with("localhost"))
+            .unwrap_or(false),
     }
 }
 
 async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Response<Body>> {
     match Limited::new(req.into_body(), 16 * 1024).collect().await {
         Ok(b) => Ok(form_urlencoded::parse(&b.to_bytes()).into_owned().collect()),
-        Err(_) => Err(error(&refused(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "The request is too large.", "要求が大きすぎます。"))),
+        Err(_) => Err(error(&refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "The request is too large.",
+            "要求が大きすぎます。",
+        ))),
     }
 }
 
 fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
-    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 const PAGE_HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sekisho</title>
@@ -930,7 +1078,8 @@ fn login_form(msg: Option<&str>) -> String {
 <label>ID <input name="id" required autocomplete="off" autocapitalize="off" spellcheck="false"></label>
 <label>パスワード / Password <input name="password" type="password" required autocomplete="off"></label>
 <button type="submit">サインイン / Sign in</button></form></body></html>"#,
-        msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html_escape(m))).unwrap_or_default()
+        msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html_escape(m)))
+            .unwrap_or_default()
     )
 }
 
@@ -942,7 +1091,8 @@ fn password_form(msg: Option<&str>) -> String {
 <label>新しいパスワード / New password <input name="new" type="password" required autocomplete="off"></label>
 <label>もう一度 / Again <input name="confirm" type="password" required autocomplete="off"></label>
 <button type="submit">変更 / Change</button></form></body></html>"#,
-        msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html_escape(m))).unwrap_or_default()
+        msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html_escape(m)))
+            .unwrap_or_default()
     )
 }
 
@@ -950,7 +1100,10 @@ fn page(status: StatusCode, html: &str) -> Response<Body> {
     let mut r = Response::new(full(html.to_string()));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));

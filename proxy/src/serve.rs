@@ -182,6 +182,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         )),
         tokio::spawn(mgmt::run(management, mgmt_listener, rx.clone())),
     ];
+    tokio::spawn(crate::crl_fetch::run(login.clone(), rx.clone()));
     tokio::spawn(watch_store(
         store, registry, sessions, login, tls, enroll, ready, rx,
     ));
