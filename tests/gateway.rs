@@ -838,3 +838,21 @@ fn https_upstream_with_its_own_trust_store_and_client_certificate() {
     assert_eq!(b.upstream.hits(), 1);
     assert_eq!(a.upstream.hits(), 0);
 }
+
+#[test]
+fn the_gateways_own_pages_cannot_be_reached_upstream_by_another_spelling() {
+    let g = Gateway::start(Db::Sqlite);
+    for path in [
+        "/.sekisho/auth/status",
+        "//.sekisho/auth/status",
+        "/static/../.sekisho/auth/status",
+        "/static/%2e%2e/.sekisho/auth/status",
+    ] {
+        let (s, body, _) = g.curl_t1(path, &["--path-as-is"]);
+        assert_eq!(s, 200, "{path}: {body}");
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: {body}"));
+        assert_eq!(v["signed_in"], false, "{path}");
+    }
+    assert_eq!(g.upstream.hits(), 0);
+}

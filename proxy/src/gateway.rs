@@ -251,7 +251,12 @@ impl Gateway {
             ..Default::default()
         };
         let wants_json = refusal::wants_json(req.headers());
-        if req.uri().path().starts_with(crate::login::PREFIX) {
+        // The gateway's own pages, recognised on the normalised path so that no spelling of
+        // it (`//.sekisho`, `/x/../.sekisho`) can reach the route map or the upstream.
+        let own = sekisho_policies::normalize(req.uri().path())
+            .ok()
+            .filter(|p| p.as_str().starts_with(crate::login::PREFIX));
+        if let Some(own_path) = own {
             let resp = match self.identify(ctx, &mut rec) {
                 Err(reason) => {
                     self.refuse(rec, reason, &request_id, wants_json, started)
@@ -264,7 +269,7 @@ impl Gateway {
                         peer: ctx.peer,
                         request_id: &request_id,
                     };
-                    self.login.handle(req, &caller).await
+                    self.login.handle(req, own_path.as_str(), &caller).await
                 }
             };
             ctx.touch();
@@ -339,7 +344,12 @@ impl Gateway {
         let session = match (session, cookie) {
             (Some(s), _) if s.method != "password" => Some(s),
             (Some(s), Some(c)) if c == s.session_id => Some(s),
-            (_, Some(c)) if self.sessions.by_id(&c).is_some_and(|o| o.terminal != id.terminal) => {
+            (_, Some(c))
+                if self
+                    .sessions
+                    .by_id(&c)
+                    .is_some_and(|o| o.terminal != id.terminal) =>
+            {
                 return Err("session_other_terminal");
             }
             _ => None,

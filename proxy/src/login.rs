@@ -275,9 +275,14 @@ fn hpki_refusal(e: &HpkiError) -> Refused {
 }
 
 impl Login {
-    pub async fn handle(&self, req: Request<Incoming>, caller: &Caller<'_>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        match (req.method().clone(), path.as_str()) {
+    /// `path` is the normalised path, which starts with [`PREFIX`].
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        caller: &Caller<'_>,
+    ) -> Response<Body> {
+        match (req.method().clone(), path) {
             (Method::POST, "/.sekisho/auth/hpki/challenge") => self.challenge(caller).await,
             (Method::POST, "/.sekisho/auth/hpki/login") => {
                 match read_json::<HpkiLogin>(req).await {
