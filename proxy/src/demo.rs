@@ -36,6 +36,7 @@ pub struct DemoArgs {
 const FACILITY: &str = "demo-clinic";
 const TERMINAL: &str = "reception-pc";
 const P12_PASSWORD: &str = "sekisho-demo";
+const DEMO_USER: &str = "demonurse01";
 
 pub async fn run(a: DemoArgs) -> Result<()> {
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
@@ -79,6 +80,37 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             .stdout(std::process::Stdio::null())
             .status()?;
         anyhow::ensure!(status.success(), "could not create the demo terminal");
+        // A member of staff who signs in with ID and password.
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "user",
+                "add",
+                "--id",
+                DEMO_USER,
+                "--name",
+                "デモ 看護師",
+                "--facility",
+                FACILITY,
+            ])
+            .args([
+                "--roles",
+                "nurse",
+                "--password-profile",
+                "jp-mhlw-qa-b",
+                "--data-dir",
+            ])
+            .arg(&a.data_dir)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "could not create the demo user");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let temp = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("Temporary password for {DEMO_USER}: ")))
+            .context("no temporary password printed")?;
+        sekisho_ca::write_private_file(
+            &term_dir.join(format!("{DEMO_USER}.initial-password")),
+            temp.trim().as_bytes(),
+        )?;
     }
     // The demo upstream gets a new port each run.
     let mut cfg = Config::load(&a.data_dir)?;
@@ -126,6 +158,16 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         ca.display()
     );
     println!("  then open https://localhost:{port}/");
+    let initial = std::fs::read_to_string(term_dir.join(format!("{DEMO_USER}.initial-password")))
+        .unwrap_or_default();
+    println!(
+        "  Staff sign-in (ID and password) in that browser: https://localhost:{port}/.sekisho/login"
+    );
+    println!(
+        "    ID {DEMO_USER}, first password {} (you choose a new one at the first sign-in),",
+        initial.trim()
+    );
+    println!("    then https://localhost:{port}/debug/whoami shows the request attributed to you.");
     println!();
     println!(
         "  Enrollment page: https://localhost:{}/   (make a code: sekisho terminal enroll-code --data-dir {} --facility {FACILITY} --terminal pc-2)",
@@ -147,6 +189,18 @@ pub async fn run(a: DemoArgs) -> Result<()> {
 
 fn add_debug_route(dd: &DataDir) -> Result<()> {
     let mut cfg = Config::load(&dd.root)?;
+    cfg.routes.insert(
+        0,
+        RouteConfig {
+            name: Some("demo-whoami".into()),
+            methods: vec!["GET".into()],
+            path: "/debug/whoami".into(),
+            level: Level::User,
+            action: Action::View,
+            websocket: false,
+            patient: None,
+        },
+    );
     cfg.routes.insert(
         0,
         RouteConfig {
