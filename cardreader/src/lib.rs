@@ -5,6 +5,7 @@
 //! virtual card's engine in tests); [`apdu::Channel`] deals with lengths, chaining, `61xx` and
 //! `6Cxx`; [`hpki::HpkiCard`] is the card profile; [`watch`] reports insertion and removal.
 
+pub mod agent;
 pub mod apdu;
 mod der;
 pub mod hpki;

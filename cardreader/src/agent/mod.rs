@@ -1,0 +1,336 @@
+//! The terminal agent: signs the physician in to the Sekisho gateway with the HPKI card in the
+//! terminal's reader, and out again when the card leaves.
+//!
+//! Everything goes over the terminal's mutual-TLS connection to the gateway (the terminal's
+//! certificate and key, the deployment's CA):
+//!
+//! 1. read the card's **authentication** certificate;
+//! 2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
+//! 3. the PIN goes to the card (`VERIFY`), never anywhere else;
+//! 4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
+//! 5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in.
+//!
+//! [`watch`] does this on every insertion and `POST /.sekisho/auth/logout`
+//! `{"reason":"card_removed"}` on removal; [`enroll`] gets the terminal its certificate with a
+//! key made here. Card I/O (PC/SC is blocking) runs on blocking threads; the rest is async
+//! (tokio).
+
+mod card;
+mod enroll;
+mod error;
+mod http;
+mod pin;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hyper::Method;
+use serde::{Deserialize, Serialize};
+
+use crate::hpki::{Pin, PinState};
+
+pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
+pub use error::{AgentError, Refusal, RefusalCode, clean, gateway_error};
+pub use pin::{
+    CancelToken, FixedPin, PinRequest, PinSource, StdinPin, TerminalPin, restore_terminal,
+};
+pub use watch::{Retry, WatchEvent, WatchHandle, watch};
+
+/// Gateway paths (the terminal's mutual-TLS listener).
+pub const CHALLENGE_PATH: &str = "/.sekisho/auth/hpki/challenge";
+pub const LOGIN_PATH: &str = "/.sekisho/auth/hpki/login";
+pub const LOGOUT_PATH: &str = "/.sekisho/auth/logout";
+pub const STATUS_PATH: &str = "/.sekisho/auth/status";
+
+/// A challenge this close to its end is fetched again before signing.
+const CHALLENGE_MARGIN: Duration = Duration::from_secs(10);
+/// Largest `to_sign` accepted from the gateway.
+const MAX_TO_SIGN: usize = 4096;
+
+/// How to reach the gateway as this terminal, and which reader to use.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `https://HOST:PORT` of the gateway's terminal listener.
+    pub gateway: String,
+    /// The terminal's certificate (PEM; may carry its chain).
+    pub cert: PathBuf,
+    /// The terminal's private key (PEM).
+    pub key: PathBuf,
+    /// The deployment's CA certificate(s) (PEM): the only trust for the gateway.
+    pub ca: PathBuf,
+    /// The reader to use; `None`: the first reader that holds an HPKI card.
+    pub reader: Option<String>,
+}
+
+/// Who the gateway signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct LoginInfo {
+    pub user: String,
+    pub name: String,
+    /// From the card's hcRole, e.g. `Medical Doctor`; `None` for staff without a licence.
+    #[serde(default)]
+    pub qualification: Option<String>,
+    /// Unix time at which the session ends at the latest.
+    pub expires_at: i64,
+}
+
+impl LoginInfo {
+    /// One line for a terminal, with the gateway's text cleaned of control characters.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{} ({})", clean(&self.name, 120), clean(&self.user, 120));
+        if let Some(q) = &self.qualification {
+            s.push_str(&format!(" — {}", clean(q, 80)));
+        }
+        s.push_str(&format!(", until {}", format_time(self.expires_at)));
+        s
+    }
+}
+
+/// The gateway's view of this terminal's session.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Status {
+    pub signed_in: bool,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `hpki` or `password`.
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub qualification: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+
+/// Why a session is ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutReason {
+    CardRemoved,
+    Logout,
+}
+
+impl LogoutReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogoutReason::CardRemoved => "card_removed",
+            LogoutReason::Logout => "logout",
+        }
+    }
+}
+
+/// `2026-11-20 18:30 JST`: the networks this serves are in Japan.
+pub fn format_time(unix: i64) -> String {
+    let jst = time::UtcOffset::from_hms(9, 0, 0).expect("valid offset");
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => {
+            let t = t.to_offset(jst);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02} JST",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        }
+        Err(_) => format!("@{unix}"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Challenge {
+    nonce: String,
+    to_sign: String,
+    #[serde(default)]
+    expires_in: u64,
+    #[serde(skip, default = "Instant::now")]
+    fetched: Instant,
+}
+
+impl Challenge {
+    fn nearly_expired(&self) -> bool {
+        let life = Duration::from_secs(self.expires_in.max(1));
+        self.fetched.elapsed() + CHALLENGE_MARGIN >= life
+    }
+}
+
+#[derive(Serialize)]
+struct LoginBody<'a> {
+    nonce: &'a str,
+    certificate: String,
+    signature: String,
+}
+
+#[derive(Serialize)]
+struct LogoutBody {
+    reason: &'static str,
+}
+
+#[derive(Deserialize)]
+struct LogoutAnswer {
+    ended: bool,
+}
+
+/// The terminal's connection settings to the gateway, with the files loaded.
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    client: http::HttpsClient,
+}
+
+impl Gateway {
+    pub(crate) fn new(cfg: &AgentConfig) -> Result<Gateway, AgentError> {
+        let endpoint = http::Endpoint::parse(&cfg.gateway)?;
+        let tls = http::tls_config(&cfg.ca, Some((&cfg.cert, &cfg.key)))?;
+        Ok(Gateway {
+            client: http::HttpsClient::new(endpoint, tls),
+        })
+    }
+
+    async fn challenge(&self) -> Result<Challenge, AgentError> {
+        self.client
+            .json::<(), Challenge>(Method::POST, CHALLENGE_PATH, None)
+            .await
+    }
+
+    pub(crate) async fn login(&self, signed: &SignedChallenge) -> Result<LoginInfo, AgentError> {
+        let body = LoginBody {
+            nonce: &signed.nonce,
+            certificate: B64.encode(&signed.certificate),
+            signature: B64.encode(&signed.signature),
+        };
+        self.client
+            .json(Method::POST, LOGIN_PATH, Some(&body))
+            .await
+    }
+
+    pub(crate) async fn logout(&self, reason: LogoutReason) -> Result<bool, AgentError> {
+        let body = LogoutBody {
+            reason: reason.as_str(),
+        };
+        let a: LogoutAnswer = self
+            .client
+            .json(Method::POST, LOGOUT_PATH, Some(&body))
+            .await?;
+        Ok(a.ended)
+    }
+
+    pub(crate) async fn status(&self) -> Result<Status, AgentError> {
+        self.client
+            .json::<(), Status>(Method::GET, STATUS_PATH, None)
+            .await
+    }
+}
+
+/// A challenge signed by the card, ready to be sent.
+pub(crate) struct SignedChallenge {
+    nonce: String,
+    certificate: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| AgentError::Internal("the card thread failed".into()))
+}
+
+/// Steps 1–4: the card's certificate, a challenge, the PIN to the card, the signature.
+pub(crate) async fn sign_challenge(
+    gateway: &Gateway,
+    reader: Option<String>,
+    pins: Arc<dyn PinSource>,
+    cancel: &CancelToken,
+) -> Result<SignedChallenge, AgentError> {
+    let (mut session, state) = blocking(move || {
+        let mut s = card::open(reader.as_deref())?;
+        let state = s.pin_state()?;
+        Ok::<_, AgentError>((s, state))
+    })
+    .await??;
+    let tries_left = match state {
+        PinState::Blocked => return Err(AgentError::CardLocked),
+        PinState::TriesLeft(n) => Some(n),
+        PinState::Verified => None,
+    };
+    // The gateway first: no PIN is asked for while it cannot be reached.
+    let mut challenge = gateway.challenge().await?;
+    let pin = if state == PinState::Verified {
+        None
+    } else {
+        let request = PinRequest {
+            reader: session.reader.clone(),
+            holder: session.holder(),
+            tries_left,
+            cancel: cancel.clone(),
+        };
+        let text = blocking(move || pins.pin(&request)).await??;
+        Some(Pin::new(&text)?)
+    };
+    if cancel.is_cancelled() {
+        return Err(AgentError::CardRemoved);
+    }
+    if challenge.nearly_expired() {
+        challenge = gateway.challenge().await?;
+    }
+    let to_sign = B64
+        .decode(challenge.to_sign.as_bytes())
+        .map_err(|e| AgentError::Protocol {
+            status: Some(200),
+            detail: format!("to_sign is not base64: {e}"),
+        })?;
+    if to_sign.is_empty() || to_sign.len() > MAX_TO_SIGN {
+        return Err(AgentError::Protocol {
+            status: Some(200),
+            detail: format!("to_sign has {} bytes", to_sign.len()),
+        });
+    }
+    let (session, signature) = blocking(move || {
+        let r = session.verify_and_sign(pin.as_ref(), &to_sign);
+        drop(pin);
+        (session, r)
+    })
+    .await?;
+    let signature = signature?;
+    if cancel.is_cancelled() {
+        return Err(AgentError::CardRemoved);
+    }
+    Ok(SignedChallenge {
+        nonce: challenge.nonce,
+        certificate: session.certificate.clone(),
+        signature,
+    })
+}
+
+/// Signs in with the card and `pin` (for callers that have the PIN already, such as tests).
+pub async fn login(cfg: &AgentConfig, pin: &str) -> Result<LoginInfo, AgentError> {
+    login_with(cfg, Arc::new(FixedPin::new(pin))).await
+}
+
+/// Signs in with the card, asking `pins` for the PIN once the card and the gateway are known to
+/// be there (and not at all if the card's PIN is still verified from earlier in this card
+/// session).
+pub async fn login_with(
+    cfg: &AgentConfig,
+    pins: Arc<dyn PinSource>,
+) -> Result<LoginInfo, AgentError> {
+    let gateway = Gateway::new(cfg)?;
+    let signed = sign_challenge(&gateway, cfg.reader.clone(), pins, &CancelToken::new()).await?;
+    gateway.login(&signed).await
+}
+
+/// Ends this terminal's session; `true` if there was one.
+pub async fn logout(cfg: &AgentConfig, reason: LogoutReason) -> Result<bool, AgentError> {
+    Gateway::new(cfg)?.logout(reason).await
+}
+
+/// The gateway's view of this terminal's session.
+pub async fn status(cfg: &AgentConfig) -> Result<Status, AgentError> {
+    Gateway::new(cfg)?.status().await
+}

@@ -1,0 +1,363 @@
+//! `sekisho-agent`: the terminal agent of Sekisho. Signs the physician in to the gateway with
+//! the HPKI card (the PIN goes to the card only), signs out when the card is removed, and
+//! enrolls the terminal with a one-time access code.
+//!
+//! Exit status: 0 done · 1 other · 2 usage · 3 reader or card · 4 PIN wrong or card locked ·
+//! 5 refused by the gateway · 6 gateway unreachable or TLS · 7 configuration or files ·
+//! 130 interrupted.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use sekisho_cardreader::agent::{
+    self, AgentConfig, AgentError, EnrollOptions, LogoutReason, PinSource, Retry, StdinPin,
+    TerminalPin, WatchEvent, clean, format_time,
+};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "sekisho-agent",
+    version,
+    about = "Sekisho terminal agent: HPKI card login to the gateway, and terminal enrollment"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// The gateway's terminal listener, https://HOST:PORT.
+    #[arg(long, env = "SEKISHO_GATEWAY")]
+    gateway: String,
+    /// This terminal's certificate (PEM).
+    #[arg(long, env = "SEKISHO_TERMINAL_CERT")]
+    cert: PathBuf,
+    /// This terminal's private key (PEM).
+    #[arg(long, env = "SEKISHO_TERMINAL_KEY")]
+    key: PathBuf,
+    /// The deployment's CA certificate (PEM).
+    #[arg(long, env = "SEKISHO_CA")]
+    ca: PathBuf,
+}
+
+#[derive(Args)]
+struct CardArgs {
+    /// The card reader to use (default: the first one holding an HPKI card).
+    #[arg(long, env = "SEKISHO_READER")]
+    reader: Option<String>,
+    /// Read the card PIN as one line of standard input (one line per card insertion with
+    /// `watch`) instead of asking on the terminal.
+    #[arg(long)]
+    pin_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign in with the HPKI card in the reader.
+    Login {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[command(flatten)]
+        card: CardArgs,
+    },
+    /// Sign in whenever a card is inserted and out when it is removed (runs until stopped).
+    Watch {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[command(flatten)]
+        card: CardArgs,
+    },
+    /// Show who is signed in on this terminal.
+    Status {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// End this terminal's session.
+    Logout {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Enroll this terminal with a one-time access code: the key is made here.
+    Enroll {
+        /// The enrollment listener, https://HOST:8444.
+        #[arg(long, env = "SEKISHO_ENROLL_URL")]
+        enroll_url: String,
+        /// The deployment's CA certificate (PEM).
+        #[arg(long, env = "SEKISHO_CA")]
+        ca: PathBuf,
+        /// The access code, XXXX-XXXX-XXXX.
+        #[arg(long)]
+        code: String,
+        /// The access code's PIN (8 digits).
+        #[arg(long, env = "SEKISHO_ENROLL_PIN", hide_env_values = true)]
+        pin: String,
+        /// Directory for <terminal>.crt, <terminal>.key and ca.crt.
+        #[arg(long)]
+        out: PathBuf,
+        /// File name for the certificate and key (default: the terminal id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn config(g: GatewayArgs, reader: Option<String>) -> AgentConfig {
+    AgentConfig {
+        gateway: g.gateway,
+        cert: g.cert,
+        key: g.key,
+        ca: g.ca,
+        reader,
+    }
+}
+
+fn pins(card: &CardArgs) -> Arc<dyn PinSource> {
+    if card.pin_stdin {
+        Arc::new(StdinPin::new())
+    } else {
+        Arc::new(TerminalPin::new())
+    }
+}
+
+fn report(e: &AgentError) -> ExitCode {
+    eprintln!("sekisho-agent: {e}");
+    eprintln!("               {}", e.message_ja());
+    ExitCode::from(e.exit_code())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho-agent: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // A PIN prompt still waiting on its blocking thread (after Ctrl-C) must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(300));
+    code
+}
+
+/// Runs `op`; Ctrl-C puts the terminal's echo back and exits 130.
+async fn interruptible<T>(op: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        r = op => Some(r),
+        _ = tokio::signal::ctrl_c() => {
+            agent::restore_terminal();
+            eprintln!("sekisho-agent: interrupted / 中断しました");
+            None
+        }
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Login { gateway, card } => {
+            let pins = pins(&card);
+            let cfg = config(gateway, card.reader);
+            match interruptible(agent::login_with(&cfg, pins)).await {
+                None => ExitCode::from(130),
+                Some(Ok(info)) => {
+                    println!("Signed in / ログインしました: {}", info.summary());
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => report(&e),
+            }
+        }
+        Command::Watch { gateway, card } => {
+            let pins = pins(&card);
+            let cfg = config(gateway, card.reader);
+            watch(cfg, pins).await
+        }
+        Command::Status { gateway } => {
+            let cfg = config(gateway, None);
+            match interruptible(agent::status(&cfg)).await {
+                None => ExitCode::from(130),
+                Some(Ok(s)) if s.signed_in => {
+                    let mut line = format!(
+                        "Signed in / ログイン中: {} ({})",
+                        clean(s.name.as_deref().unwrap_or("?"), 120),
+                        clean(s.user.as_deref().unwrap_or("?"), 120)
+                    );
+                    if let Some(m) = &s.method {
+                        line.push_str(&format!(" by {}", clean(m, 20)));
+                    }
+                    if let Some(q) = &s.qualification {
+                        line.push_str(&format!(" — {}", clean(q, 80)));
+                    }
+                    if let Some(t) = s.expires_at {
+                        line.push_str(&format!(", until {}", format_time(t)));
+                    }
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Some(Ok(_)) => {
+                    println!("Not signed in / ログインしていません");
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => report(&e),
+            }
+        }
+        Command::Logout { gateway } => {
+            let cfg = config(gateway, None);
+            match interruptible(agent::logout(&cfg, LogoutReason::Logout)).await {
+                None => ExitCode::from(130),
+                Some(Ok(true)) => {
+                    println!("Signed out / ログアウトしました");
+                    ExitCode::SUCCESS
+                }
+                Some(Ok(false)) => {
+                    println!("No session was open / ログイン中のセッションはありません");
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => report(&e),
+            }
+        }
+        Command::Enroll {
+            enroll_url,
+            ca,
+            code,
+            pin,
+            out,
+            name,
+        } => {
+            let opts = EnrollOptions {
+                enroll_url,
+                ca,
+                code,
+                pin: Zeroizing::new(pin),
+                out,
+                name,
+            };
+            match interruptible(agent::enroll(&opts)).await {
+                None => ExitCode::from(130),
+                Some(Ok(f)) => {
+                    println!(
+                        "Enrolled / 端末を登録しました: terminal {} of facility {} (serial {}, valid until {})",
+                        f.terminal,
+                        f.facility,
+                        f.serial,
+                        format_time(f.not_after)
+                    );
+                    println!("  certificate: {}", f.certificate.display());
+                    println!("  key (0600):  {}", f.key.display());
+                    println!("  CA:          {}", f.ca.display());
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => report(&e),
+            }
+        }
+    }
+}
+
+async fn watch(cfg: AgentConfig, pins: Arc<dyn PinSource>) -> ExitCode {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = cfg.reader.clone();
+    let handle = agent::watch(cfg, pins, tx);
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("sekisho-agent: cannot handle SIGTERM: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stopping = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => print_event(&ev, reader.as_deref()),
+                None => break false,
+            },
+            _ = tokio::signal::ctrl_c() => break true,
+            _ = term.recv() => break true,
+        }
+    };
+    if stopping {
+        agent::restore_terminal();
+        println!("Stopping; signing out / 終了します（ログアウトします）");
+        let stop = handle.stop();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                Some(ev) = rx.recv() => print_event(&ev, reader.as_deref()),
+            }
+        }
+        while let Ok(ev) = rx.try_recv() {
+            print_event(&ev, reader.as_deref());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_event(ev: &WatchEvent, reader: Option<&str>) {
+    match ev {
+        WatchEvent::ServiceUnavailable => println!(
+            "The smart-card service is not running (start pcscd); waiting for it / スマートカードサービス（pcscd）の起動を待っています"
+        ),
+        WatchEvent::Watching => println!(
+            "Waiting for an HPKI card in {} / HPKIカードの挿入を待っています",
+            reader.unwrap_or("any reader")
+        ),
+        WatchEvent::ReaderAdded { reader } => {
+            println!("Reader connected / カードリーダー接続: {reader}")
+        }
+        WatchEvent::ReaderRemoved { reader } => {
+            println!("Reader disconnected / カードリーダー切断: {reader}")
+        }
+        WatchEvent::CardInserted { reader } => {
+            println!("Card inserted / カードが挿入されました: {reader}")
+        }
+        WatchEvent::CardWaiting { reader, in_use } => println!(
+            "The card in {reader} waits: the card in {in_use} is in use / 他のカードを使用中です"
+        ),
+        WatchEvent::SignedIn { info, .. } => {
+            println!("Signed in / ログインしました: {}", info.summary())
+        }
+        WatchEvent::LoginFailed {
+            reader,
+            error,
+            retry,
+        } => {
+            println!("Login failed ({reader}): {error}");
+            println!("  {}", error.message_ja());
+            match retry {
+                Retry::In(d) => println!(
+                    "  Trying again in {} s / {}秒後に再試行します",
+                    d.as_secs(),
+                    d.as_secs()
+                ),
+                Retry::AskAgain => println!("  Enter the PIN again / PINを再入力してください"),
+                Retry::Reinsert => println!(
+                    "  Take the card out and insert it again to retry / カードを挿し直してください"
+                ),
+            }
+        }
+        WatchEvent::CardRemoved { reader } => {
+            println!("Card removed / カードが抜かれました: {reader}")
+        }
+        WatchEvent::SignedOut { reason, ended, .. } => match (reason, ended) {
+            (_, false) => println!("No session to end / ログイン中のセッションはありません"),
+            (LogoutReason::CardRemoved, true) => {
+                println!("Signed out (card removed) / ログアウトしました（カード抜去）")
+            }
+            (LogoutReason::Logout, true) => println!("Signed out / ログアウトしました"),
+        },
+        WatchEvent::LogoutFailed { error, retry_in } => {
+            println!(
+                "Sign-out not confirmed: {error}; trying again in {} s",
+                retry_in.as_secs()
+            );
+            println!("  ログアウトを確認できません。再試行します。");
+        }
+        WatchEvent::Stopped => println!("Stopped / 停止しました"),
+    }
+}
