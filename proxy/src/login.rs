@@ -343,24 +343,14 @@ impl Login {
 
     async fn challenge(&self, caller: &Caller<'_>) -> Response<Body> {
         if self.hpki.verifier().is_none() {
-            return error(&refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "hpki_not_configured",
-                "HPKI card sign-in is not set up on this gateway.",
-                "このゲートウェイではHPKIカードのログインは設定されていません。",
-            ));
+            return error(&not_configured());
         }
         if let Some(r) = self.terminal_locked(caller).await {
             return error(&r);
         }
         let mut nonce = [0u8; 32];
         if aws_lc_rs::rand::fill(&mut nonce).is_err() {
-            return error(&refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "internal",
-                "Try again.",
-                "もう一度お試しください。",
-            ));
+            return error(&try_again());
         }
         let nonce = B64URL.encode(nonce);
         let ttl = i64::from(self.cfg.signin.challenge_seconds.max(10));
@@ -374,12 +364,7 @@ impl Login {
         .await
         {
             warn!(error = %e, "cannot store a login challenge");
-            return error(&refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "internal",
-                "Try again.",
-                "もう一度お試しください。",
-            ));
+            return error(&try_again());
         }
         json(
             StatusCode::OK,
@@ -393,28 +378,12 @@ impl Login {
 
     async fn hpki_login(&self, body: HpkiLogin, caller: &Caller<'_>) -> Response<Body> {
         let Some(verifier) = self.hpki.verifier() else {
-            return error(&refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "hpki_not_configured",
-                "HPKI card sign-in is not set up on this gateway.",
-                "このゲートウェイではHPKIカードのログインは設定されていません。",
-            ));
+            return error(&not_configured());
         };
         if let Some(r) = self.terminal_locked(caller).await {
             return error(&r);
         }
-        let mut rec = AuditRecord {
-            request_id: caller.request_id.to_string(),
-            event: "auth".into(),
-            peer: Some(caller.peer.to_string()),
-            terminal: Some(caller.terminal.terminal.clone()),
-            facility: Some(caller.terminal.facility.clone()),
-            cert_serial: Some(caller.serial.to_string()),
-            method: Some("hpki".into()),
-            // DICOM audit: User Authentication (110114), Login (110122).
-            detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
-            ..Default::default()
-        };
+        let mut rec = auth_record(caller, "hpki");
         let outcome = self.check_hpki(&verifier, &body, caller, &mut rec).await;
         match outcome {
             Err((r, account)) => {
@@ -524,15 +493,7 @@ impl Login {
             }
             Err(e) => {
                 warn!(error = %e, "cannot check a login challenge");
-                return Err((
-                    refused(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "internal",
-                        "Try again.",
-                        "もう一度お試しください。",
-                    ),
-                    None,
-                ));
+                return Err((try_again(), None));
             }
         }
         let id = verifier
@@ -550,17 +511,7 @@ impl Login {
             warn!(error = %e, "cannot look up the account of a card");
             e
         })
-        .map_err(|_| {
-            (
-                refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "internal",
-                    "Try again.",
-                    "もう一度お試しください。",
-                ),
-                None,
-            )
-        })?;
+        .map_err(|_| (try_again(), None))?;
         let Some(user) = account else {
             return Err((
                 refused(
@@ -605,15 +556,7 @@ impl Login {
             }
             Ok(_) => {}
             Err(_) => {
-                return Err((
-                    refused(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "internal",
-                        "Try again.",
-                        "もう一度お試しください。",
-                    ),
-                    None,
-                ));
+                return Err((try_again(), None));
             }
         }
         Ok((user, qualification))
@@ -734,12 +677,7 @@ impl Login {
             Ok(n) => n > 0,
             Err(e) => {
                 warn!(error = %e, "cannot end a session");
-                return error(&refused(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "internal",
-                    "Try again.",
-                    "もう一度お試しください。",
-                ));
+                return error(&try_again());
             }
         };
         if ended {
@@ -790,16 +728,7 @@ impl Login {
         if let Some(r) = self.terminal_locked(caller).await {
             return page(r.status, &login_form(Some(r.ja)));
         }
-        let mut rec = AuditRecord {
-            request_id: caller.request_id.to_string(),
-            event: "auth".into(),
-            peer: Some(caller.peer.to_string()),
-            terminal: Some(caller.terminal.terminal.clone()),
-            facility: Some(caller.terminal.facility.clone()),
-            method: Some("password".into()),
-            detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
-            ..Default::default()
-        };
+        let mut rec = auth_record(caller, "password");
         let user = if crate::password::valid_user_id(&id) {
             users::get(&self.store, &id).await.ok().flatten()
         } else {
@@ -1127,6 +1056,40 @@ pub fn to_sign(hostname: &str, terminal: &TerminalId, nonce: &str) -> Vec<u8> {
 
 fn hash(s: &str) -> String {
     hex::encode(digest(&SHA256, s.as_bytes()))
+}
+
+fn not_configured() -> Refused {
+    refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "hpki_not_configured",
+        "HPKI card sign-in is not set up on this gateway.",
+        "このゲートウェイではHPKIカードのログインは設定されていません。",
+    )
+}
+
+fn try_again() -> Refused {
+    refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "internal",
+        "Try again.",
+        "もう一度お試しください。",
+    )
+}
+
+/// A sign-in attempt's audit record; decision and reason are filled in once known.
+fn auth_record(caller: &Caller<'_>, method: &str) -> AuditRecord {
+    AuditRecord {
+        request_id: caller.request_id.to_string(),
+        event: "auth".into(),
+        peer: Some(caller.peer.to_string()),
+        terminal: Some(caller.terminal.terminal.clone()),
+        facility: Some(caller.terminal.facility.clone()),
+        cert_serial: Some(caller.serial.to_string()),
+        method: Some(method.into()),
+        // DICOM audit: User Authentication (110114), Login (110122).
+        detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
+        ..Default::default()
+    }
 }
 
 fn audit_unavailable() -> Refused {

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 
 use super::{DbKind, Store};
 
+/// A migration's SQL per dialect; where the dialects agree both name the same file.
 struct Migration {
     version: i64,
     name: &'static str,
@@ -29,14 +30,14 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         name: "signin",
-        sqlite: include_str!("migrations/0003_signin.sqlite.sql"),
-        postgres: include_str!("migrations/0003_signin.postgres.sql"),
+        sqlite: include_str!("migrations/0003_signin.sql"),
+        postgres: include_str!("migrations/0003_signin.sql"),
     },
     Migration {
         version: 4,
         name: "passwords",
-        sqlite: include_str!("migrations/0004_passwords.sqlite.sql"),
-        postgres: include_str!("migrations/0004_passwords.postgres.sql"),
+        sqlite: include_str!("migrations/0004_passwords.sql"),
+        postgres: include_str!("migrations/0004_passwords.sql"),
     },
 ];
 
