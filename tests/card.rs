@@ -149,7 +149,7 @@ fn a_physician_signs_in_with_the_card_and_removing_it_signs_out() {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["assertion_claims"]["user"], "doctor0000001");
         assert_eq!(v["assertion_claims"]["qualification"], "Medical Doctor");
-        card.disconnect();
+        card.disconnect().expect("remove the card");
         agent::logout(&cfg, agent::LogoutReason::Logout)
             .await
             .unwrap();
@@ -171,7 +171,7 @@ fn a_physician_signs_in_with_the_card_and_removing_it_signs_out() {
         .expect("watch signs in when the card is inserted");
         assert_eq!(signed_in.user, "doctor0000001");
         assert_eq!(g.curl_t1("/debug/me", &[]).0, 200);
-        card.disconnect();
+        card.disconnect().expect("remove the card");
         let removed = Instant::now();
         loop {
             let (s, _, _) = g.curl_t1("/debug/me", &[]);
@@ -220,7 +220,7 @@ fn a_physician_signs_in_with_the_card_and_removing_it_signs_out() {
             Err(AgentError::CardLocked) => {}
             other => panic!("a locked card must stay locked: {other:?}"),
         }
-        card.disconnect();
+        card.disconnect().expect("remove the card");
     });
     g.wait_audit(|r| {
         r["event"] == "auth" && r["reason"] == "card_removed" && r["user"] == "doctor0000001"

@@ -810,7 +810,7 @@ fn https_upstream_with_its_own_trust_store_and_client_certificate() {
     let b = Gateway::start(Db::Sqlite);
     let link = b.dir.path().join("link");
     b.add_terminal("f9", "a-link", &link);
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1500));
     let upstream_tls = format!(
         "timeout_secs = 30\nca_file = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"",
         link.join("ca.crt").display(),

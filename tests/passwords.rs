@@ -23,7 +23,7 @@ fn start(db: Db) -> Gateway {
             ..Default::default()
         },
     );
-    g.add_terminal("f1", "t2", &g.out.clone());
+    g.add_terminal_live("f1", "t2");
     g
 }
 

@@ -60,7 +60,7 @@ fn gateway(db: Db) -> (Gateway, TestHpki) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    g.add_terminal("f1", "t2", &g.out.clone());
+    g.add_terminal_live("f1", "t2");
     for (id, cert) in [
         ("doctor0000001", "doctor"),
         ("pharma0000001", "pharmacist"),

@@ -1,6 +1,12 @@
 //! HPKI login verifications per second on one thread: the card's certificate against the test
 //! HPKI CA (chain to the root, both CRLs along the chain, the HPKI profile, the identity and
-//! hcRole), then the card's RSA signature over a login challenge. Not a test: prints figures.
+//! hcRole), then the card's RSA signature over a login challenge; for the test CA's doctor and
+//! for its `critical-policy` certificate (critical certificatePolicies, as real cards have).
+//! Not a test: prints figures.
+//!
+//! Each login verifies two RSA-2048 signatures (the card's certificate by its CA, the login
+//! challenge by the card): the CA certificates' and the CRLs' signatures are verified once, when
+//! the verifier is built.
 //!
 //! cargo bench -p sekisho-ca --bench hpki_verify
 
@@ -31,38 +37,45 @@ fn main() {
         assert_eq!(id.qualification(), Some(Qualification::MedicalDoctor));
     }
 
-    let mut rates = Vec::with_capacity(ROUNDS);
-    for round in 1..=ROUNDS {
-        let start = Instant::now();
-        for _ in 0..N {
-            let id = verifier.verify_login(
-                black_box(&hpki.doctor.der),
-                black_box(challenge),
-                black_box(&signature),
-                at,
+    let critical_signature = hpki
+        .critical_policy
+        .sign(challenge)
+        .expect("card signature");
+    let mut all_met = true;
+    for (what, der, sig) in [
+        ("doctor", &hpki.doctor.der, &signature),
+        (
+            "critical-policy",
+            &hpki.critical_policy.der,
+            &critical_signature,
+        ),
+    ] {
+        let mut rates = Vec::with_capacity(ROUNDS);
+        for round in 1..=ROUNDS {
+            let start = Instant::now();
+            for _ in 0..N {
+                let id =
+                    verifier.verify_login(black_box(der), black_box(challenge), black_box(sig), at);
+                black_box(id.expect("verifies"));
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let rate = N as f64 / secs;
+            println!(
+                "{what} round {round}: {N} logins in {:.1} ms: {rate:.0}/s ({:.1} µs each)",
+                secs * 1e3,
+                secs * 1e6 / N as f64
             );
-            black_box(id.expect("verifies"));
+            rates.push(rate);
         }
-        let secs = start.elapsed().as_secs_f64();
-        let rate = N as f64 / secs;
+        rates.sort_by(f64::total_cmp);
+        let median = rates[ROUNDS / 2];
         println!(
-            "round {round}: {N} logins in {:.1} ms: {rate:.0}/s ({:.1} µs each)",
-            secs * 1e3,
-            secs * 1e6 / N as f64
+            "hpki_verify {what}: median {median:.0} verifications/s on one thread (chain + 2 CRLs + login signature; 2 RSA-2048 verifications each)"
         );
-        rates.push(rate);
+        all_met &= median >= TARGET_PER_SECOND;
     }
-    rates.sort_by(f64::total_cmp);
-    let median = rates[ROUNDS / 2];
-    println!(
-        "hpki_verify: median {median:.0} verifications/s on one thread (chain + 2 CRLs + login signature; 5 RSA-2048 verifications each)"
-    );
     println!(
         "target >= {TARGET_PER_SECOND:.0}/s per core: {}",
-        if median >= TARGET_PER_SECOND {
-            "met"
-        } else {
-            "NOT met"
-        }
+        if all_met { "met" } else { "NOT met" }
     );
 }

@@ -70,7 +70,11 @@ impl Sessions {
 
     /// The session a password cookie names, with the terminal it belongs to.
     pub fn by_id(&self, session_id: &str) -> Option<Arc<Session>> {
-        self.by_terminal.load().values().find(|s| s.session_id == session_id).cloned()
+        self.by_terminal
+            .load()
+            .values()
+            .find(|s| s.session_id == session_id)
+            .cloned()
     }
 
     /// This node's own sign-in: visible to the next request without waiting for the poll.
@@ -94,8 +98,14 @@ pub fn password_change_due(u: &users::UserRow) -> bool {
     if u.must_change_password {
         return true;
     }
-    let profile = u.password_profile.as_deref().and_then(|p| p.parse::<crate::password::Profile>().ok());
-    match (profile.and_then(|p| p.max_age_days()), u.password_changed_at) {
+    let profile = u
+        .password_profile
+        .as_deref()
+        .and_then(|p| p.parse::<crate::password::Profile>().ok());
+    match (
+        profile.and_then(|p| p.max_age_days()),
+        u.password_changed_at,
+    ) {
         (Some(days), Some(at)) => crate::store::now() - at > days * 86_400,
         _ => false,
     }

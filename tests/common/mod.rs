@@ -47,12 +47,20 @@ pub fn run_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A port for a listener of a test gateway. Taken from a range below Linux's ephemeral ports
+/// (so no outgoing connection holds it) and never handed out twice in this process (tests run
+/// in parallel threads); checked free when handed out.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 12_000 + (std::process::id() % 40) * 500;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n % 19_000) as u16;
+        if port < 32_000 && StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Upstream {
@@ -553,4 +561,28 @@ pub async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
+}
+
+impl Gateway {
+    /// Adds a terminal to a running gateway and waits until the gateway admits it (the
+    /// registry is re-read on the next poll).
+    pub fn add_terminal_live(&self, facility: &str, terminal: &str) {
+        self.add_terminal(facility, terminal, &self.out.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rt
+            .block_on(call(self, terminal, "GET", "/.sekisho/auth/status", None))
+            .0
+            != 200
+        {
+            assert!(
+                Instant::now() < deadline,
+                "terminal {terminal} was not admitted"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

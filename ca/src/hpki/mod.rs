@@ -5,9 +5,9 @@
 //!   attribute of the SubjectDirectoryAttributes extension, with a parser built for hostile
 //!   input.
 //! - [`verify`]: [`HpkiVerifier`], which checks a card's authentication certificate against the
-//!   configured HPKI trust anchors, intermediate CAs and CRLs (rustls-webpki), checks the HPKI
-//!   profile (authentication policy, key usage), reads the identity, and verifies the card's
-//!   signature over a login challenge.
+//!   configured HPKI trust anchors, intermediate CAs and CRLs (with the path validator of the
+//!   private `path` module), checks the HPKI profile (authentication policy, key usage), reads
+//!   the identity, and verifies the card's signature over a login challenge.
 //! - [`testca`]: [`TestHpki`], a test CA with the real HPKI profile, for tests and the demo
 //!   (also as the `sekisho-hpki-testca` binary).
 //!
@@ -17,17 +17,23 @@
 //! ([`AUTH_EE_POLICY_GUESS`]) is a guess; any policy under the authentication arc
 //! ([`AUTH_POLICY_ARC`]) is accepted, so the guess only matters for the test CA.
 //!
-//! # Known limitation: critical certificatePolicies
+//! # Critical certificatePolicies, and why the path validator is our own
 //!
 //! Real HPKI certificates (at least signature certificates from MEDIS) mark the
-//! certificatePolicies extension **critical**. rustls-webpki 0.103 does not process certificate
+//! certificatePolicies extension **critical**. rustls-webpki does not process certificate
 //! policies, so it refuses any certificate with that extension marked critical
 //! (`UnsupportedCriticalExtension`; upstream declined to change this, rustls/webpki#30, #211,
-//! #232). [`HpkiVerifier`] reports such a certificate as [`HpkiError::Unsupported`], and the
-//! test CA's `critical-policy` certificate reproduces the case. Until this is resolved (patched
-//! webpki that treats the extension as handled by the caller, which checks the policy itself,
-//! or another path validator), real cards whose certificates carry a critical policy extension
-//! cannot log in.
+//! #232), and real cards could not log in. The HPKI path is short and fixed (MHLW root →
+//! issuing CA → card), so [`HpkiVerifier`] validates it itself: signatures with aws-lc-rs
+//! (RSA PKCS#1 v1.5 with SHA-256/384/512, ECDSA P-256/P-384), certificates read with
+//! x509-parser, CRLs read with rustls-webpki, and everything webpki checked for us (names,
+//! signatures, validity, CA flags and key usage, path length, extended key usage, critical
+//! extensions, CRLs along the chain, fail closed). certificatePolicies is one of the
+//! extensions it processes (the HPKI policy checks of [`verify`]), so it may be critical, in
+//! the card's certificate and in the CAs'. Any other critical extension that we do not process
+//! is still refused ([`HpkiError::Unsupported`]). The checks are listed in the documentation of
+//! the `path` module (`ca/src/hpki/path.rs`). The test CA's `critical-policy` certificate is
+//! the real case, and verifies.
 
 pub mod hcrole;
 pub mod testca;
@@ -35,6 +41,7 @@ pub mod verify;
 
 mod der;
 mod error;
+mod path;
 mod text;
 
 pub use error::HpkiError;
@@ -42,7 +49,9 @@ pub use hcrole::{
     HcRole, HcRoleError, HcRoles, Qualification, hcrole_from_certificate,
     parse_subject_directory_attributes,
 };
-pub use testca::{EeKind, EeSpec, TestCert, TestHpki, TestHpkiOptions};
+pub use testca::{
+    CaSpec, EeKind, EeSpec, RawExtension, TestCa, TestCert, TestHpki, TestHpkiOptions,
+};
 pub use text::TextError;
 pub use verify::{HpkiIdentity, HpkiTrustConfig, HpkiVerifier, IssuerSerial, RevocationScope};
 

@@ -10,9 +10,14 @@
 //! distribution point; key usage digitalSignature (authentication) or nonRepudiation
 //! (signature), critical; no EKU; certificatePolicies with a CPS qualifier.
 //!
-//! One deliberate difference: real HPKI certificates mark certificatePolicies **critical**,
-//! which rustls-webpki refuses (see the module documentation of `hpki`). The test CA marks it
-//! non-critical, except in `critical-policy.crt`, which reproduces the real case.
+//! One difference: real HPKI certificates mark certificatePolicies **critical**. The test CA
+//! marks it non-critical, except in `critical-policy.crt`, which reproduces the real case (the
+//! verifier accepts both; tools that do not process policies refuse the critical form).
+//!
+//! For tests of certificates that must be refused, [`TestHpki::root_ca`] and
+//! [`TestHpki::issuing_ca`] give the CAs with their keys: [`TestCa::issue`] issues any end
+//! entity ([`EeSpec`], with [`RawExtension`]s), [`TestCa::issue_ca`] any CA certificate
+//! ([`CaSpec`]), [`TestCa::root`] a separate root, [`TestCa::crl`] a CRL.
 //!
 //! # Files written by [`TestHpki::generate`]
 //!
@@ -116,6 +121,64 @@ pub struct EeSpec {
     pub key_usages: Option<Vec<KeyUsagePurpose>>,
     /// Extended key usages; HPKI cards have none.
     pub extended_key_usages: Vec<ExtendedKeyUsagePurpose>,
+    /// Added as given, after the others (for tests of unusual extensions).
+    pub extra_extensions: Vec<RawExtension>,
+}
+
+/// An extension given as its DER value, for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawExtension {
+    pub oid: Vec<u64>,
+    pub critical: bool,
+    /// The DER inside the extension's OCTET STRING.
+    pub value: Vec<u8>,
+}
+
+impl RawExtension {
+    fn to_rcgen(&self) -> CustomExtension {
+        let mut ext = CustomExtension::from_oid_content(&self.oid, self.value.clone());
+        ext.set_criticality(self.critical);
+        ext
+    }
+}
+
+/// A CA certificate to issue, for tests (CAs that must not be trusted, other hierarchies).
+#[derive(Debug, Clone)]
+pub struct CaSpec {
+    /// Subject CN; the rest of the subject is that of the test CA's issuing CAs
+    /// (`C=JP, O=SEKISHO TEST, OU=SEKISHO TEST HPKI CA`), so the common name of an existing
+    /// CA gives the same subject, DER for DER.
+    pub common_name: String,
+    /// certificatePolicies; `None`: no such extension.
+    pub policy: Option<Vec<u64>>,
+    pub critical_policies: bool,
+    /// basicConstraints cA; `false` writes cA=FALSE.
+    pub is_ca: bool,
+    /// pathLenConstraint (when `is_ca`).
+    pub path_len: Option<u8>,
+    pub key_usages: Vec<KeyUsagePurpose>,
+    pub extra_extensions: Vec<RawExtension>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl CaSpec {
+    /// An issuing CA like the test CA's: CA with pathLen 0, keyCertSign and cRLSign, the given
+    /// policy (non-critical), valid from six years ago for fifteen years.
+    pub fn issuing(common_name: &str, policy: &[u64]) -> CaSpec {
+        let not_before = jst_midnight(now_seconds() - Duration::days(2191));
+        CaSpec {
+            common_name: common_name.into(),
+            policy: Some(policy.to_vec()),
+            critical_policies: false,
+            is_ca: true,
+            path_len: Some(0),
+            key_usages: vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+            extra_extensions: Vec::new(),
+            not_before,
+            not_after: not_before + Duration::days(5479) - Duration::seconds(1),
+        }
+    }
 }
 
 impl EeSpec {
@@ -142,6 +205,7 @@ impl EeSpec {
             policy: None,
             key_usages: None,
             extended_key_usages: Vec::new(),
+            extra_extensions: Vec::new(),
         }
     }
 }
@@ -181,12 +245,65 @@ impl TestCert {
     }
 }
 
-struct Ca {
-    cert: TestCert,
+/// A CA of the test hierarchy, with its key: issues more certificates and CRLs (in memory
+/// only).
+pub struct TestCa {
+    pub cert: TestCert,
     issuer: Issuer<'static, KeyPair>,
     key_id: Vec<u8>,
-    /// Its certificate's CRL distribution point, the URL of its own CRL.
+    /// The URL of its own CRL (the CRL distribution point of what it issues).
     crl_url: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    /// A new self-signed root from `spec` (its subject: `C=JP, O=SEKISHO TEST,
+    /// OU=SEKISHO TEST HPKI CA, CN=<common_name>`); `crl_url` is where its CRL would be.
+    pub fn root(spec: &CaSpec, name: &str, crl_url: &str) -> Result<TestCa, CaError> {
+        make_ca(
+            None,
+            &issuing_dn(&spec.common_name)?,
+            spec,
+            name,
+            crl_url.into(),
+        )
+    }
+
+    /// An end-entity certificate shaped by `spec`, whatever `spec.kind` says (the kind only
+    /// chooses the default policy and key usage).
+    pub fn issue(&self, spec: &EeSpec, name: &str) -> Result<TestCert, CaError> {
+        issue_ee(self, spec, name)
+    }
+
+    /// A CA certificate shaped by `spec`, issued by this CA. Its CRL URL is
+    /// `<this CA's CRL URL>.<name>.crl`.
+    pub fn issue_ca(&self, spec: &CaSpec, name: &str) -> Result<TestCa, CaError> {
+        make_ca(
+            Some(self),
+            &issuing_dn(&spec.common_name)?,
+            spec,
+            name,
+            format!("{}.{name}.crl", self.crl_url),
+        )
+    }
+
+    /// A CRL (DER) of this CA.
+    pub fn crl(
+        &self,
+        entries: &[RevokedEntry],
+        crl_number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>, CaError> {
+        crl_of(self, entries, crl_number, this_update, next_update)
+    }
 }
 
 /// The generated test CA.
@@ -206,9 +323,9 @@ pub struct TestHpki {
     pub revoked: TestCert,
     pub signature: TestCert,
     pub critical_policy: TestCert,
-    root_ca: Ca,
-    auth: Ca,
-    sign: Ca,
+    root_ca: TestCa,
+    auth: TestCa,
+    sign: TestCa,
 }
 
 impl std::fmt::Debug for TestHpki {
@@ -230,6 +347,14 @@ impl TestHpki {
         let now = now_seconds();
         let base = &opts.crl_base_url;
 
+        let root_spec = CaSpec {
+            policy: None,
+            path_len: Some(1),
+            not_before: jst_midnight(now - Duration::days(3652)),
+            not_after: jst_midnight(now - Duration::days(3652)) + Duration::days(10_957)
+                - Duration::seconds(1),
+            ..CaSpec::issuing("", &[])
+        };
         let root_ca = make_ca(
             None,
             &[
@@ -245,27 +370,15 @@ impl TestHpki {
                     "TEST HPKI Root CA V2".into(),
                 ),
             ],
-            None,
-            jst_midnight(now - Duration::days(3652)),
-            Duration::days(10_957),
+            &root_spec,
             "root",
             format!("{base}root.crl"),
         )?;
         let issuing = |cn: &str, policy: &[u64], name: &str| {
             make_ca(
                 Some(&root_ca),
-                &[
-                    (DnType::CountryName, printable("JP")?),
-                    (DnType::OrganizationName, "SEKISHO TEST".into()),
-                    (
-                        DnType::OrganizationalUnitName,
-                        "SEKISHO TEST HPKI CA".into(),
-                    ),
-                    (DnType::CommonName, cn.into()),
-                ],
-                Some(policy),
-                jst_midnight(now - Duration::days(2191)),
-                Duration::days(5479),
+                &issuing_dn(cn)?,
+                &CaSpec::issuing(cn, policy),
                 name,
                 format!("{base}{name}.crl"),
             )
@@ -479,6 +592,19 @@ impl TestHpki {
         crl_of(&self.root_ca, entries, crl_number, this_update, next_update)
     }
 
+    /// The root CA, with its key.
+    pub fn root_ca(&self) -> &TestCa {
+        &self.root_ca
+    }
+
+    /// The authentication or signature issuing CA, with its key.
+    pub fn issuing_ca(&self, kind: EeKind) -> &TestCa {
+        match kind {
+            EeKind::Authentication => &self.auth,
+            EeKind::Signature => &self.sign,
+        }
+    }
+
     /// The CRL distribution point URL written into the certificates of the given CA
     /// ("root", "auth-ca", "sign-ca").
     pub fn crl_url(&self, ca: &str) -> Option<&str> {
@@ -520,16 +646,26 @@ fn policies_extension(policy: &[u64], critical: bool) -> CustomExtension {
     ext
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The subject of the test CA's issuing CAs, with the given CN.
+fn issuing_dn(cn: &str) -> Result<Vec<(DnType, DnValue)>, CaError> {
+    Ok(vec![
+        (DnType::CountryName, printable("JP")?),
+        (DnType::OrganizationName, "SEKISHO TEST".into()),
+        (
+            DnType::OrganizationalUnitName,
+            "SEKISHO TEST HPKI CA".into(),
+        ),
+        (DnType::CommonName, cn.into()),
+    ])
+}
+
 fn make_ca(
-    parent: Option<&Ca>,
+    parent: Option<&TestCa>,
     dn: &[(DnType, DnValue)],
-    policy: Option<&[u64]>,
-    not_before: OffsetDateTime,
-    lifetime: Duration,
+    spec: &CaSpec,
     name: &str,
     own_crl_url: String,
-) -> Result<Ca, CaError> {
+) -> Result<TestCa, CaError> {
     let key = rsa_key()?;
     let mut params = CertificateParams::default();
     let mut name_dn = DistinguishedName::new();
@@ -537,20 +673,26 @@ fn make_ca(
         name_dn.push(ty.clone(), value.clone());
     }
     params.distinguished_name = name_dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(if parent.is_some() {
-        0
+    params.is_ca = if spec.is_ca {
+        IsCa::Ca(match spec.path_len {
+            Some(n) => BasicConstraints::Constrained(n),
+            None => BasicConstraints::Unconstrained,
+        })
     } else {
-        1
-    }));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        IsCa::ExplicitNoCa
+    };
+    params.key_usages = spec.key_usages.clone();
     params.serial_number = Some(SerialNumber::from_slice(&random_serial()?));
-    params.not_before = not_before;
-    params.not_after = not_before + lifetime - Duration::seconds(1);
-    if let Some(policy) = policy {
+    params.not_before = spec.not_before;
+    params.not_after = spec.not_after;
+    if let Some(policy) = &spec.policy {
         params
             .custom_extensions
-            .push(policies_extension(policy, false));
+            .push(policies_extension(policy, spec.critical_policies));
     }
+    params
+        .custom_extensions
+        .extend(spec.extra_extensions.iter().map(RawExtension::to_rcgen));
     let cert = match parent {
         Some(parent) => {
             params.use_authority_key_identifier_extension = true;
@@ -565,7 +707,7 @@ fn make_ca(
     let der = cert.der().to_vec();
     let key_id = subject_key_id(&der)?;
     let key_pem = KeyPem::from_pkcs8_der(&key.serialize_der())?;
-    Ok(Ca {
+    Ok(TestCa {
         cert: TestCert {
             name: name.into(),
             serial_hex: serial_of(&der)?,
@@ -578,7 +720,7 @@ fn make_ca(
     })
 }
 
-fn issue_ee(ca: &Ca, spec: &EeSpec, name: &str) -> Result<TestCert, CaError> {
+fn issue_ee(ca: &TestCa, spec: &EeSpec, name: &str) -> Result<TestCert, CaError> {
     let key = rsa_key()?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -643,6 +785,9 @@ fn issue_ee(ca: &Ca, spec: &EeSpec, name: &str) -> Result<TestCert, CaError> {
     params
         .custom_extensions
         .push(policies_extension(policy, spec.critical_policies));
+    params
+        .custom_extensions
+        .extend(spec.extra_extensions.iter().map(RawExtension::to_rcgen));
 
     let cert = params.signed_by(&key, &ca.issuer)?;
     let der = cert.der().to_vec();
@@ -682,7 +827,7 @@ pub(crate) fn hcrole_sda(roles: &[String]) -> Vec<u8> {
 }
 
 fn crl_of(
-    ca: &Ca,
+    ca: &TestCa,
     entries: &[RevokedEntry],
     crl_number: u64,
     this_update: OffsetDateTime,

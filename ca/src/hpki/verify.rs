@@ -3,17 +3,20 @@
 //! [`HpkiVerifier::verify`] checks, in this order:
 //! 1. the certificate parses (x509-parser) and follows the HPKI authentication profile: a
 //!    certificate policy under 1.2.392.100495.1.5.1.2 (a signature-application certificate is
-//!    refused as such), key usage with digitalSignature;
-//! 2. the chain to a configured trust anchor, every certificate's validity at the given time,
-//!    and revocation against the configured CRLs, with rustls-webpki: unknown status and
-//!    expired CRLs fail closed. HPKI end-entity certificates may carry no extended key usage;
-//!    webpki's `KeyUsage::client_auth()` accepts that (RFC 5280: no EKU means no restriction),
-//!    and still refuses a certificate whose EKU list omits client authentication (webpki
-//!    applies this to the CA certificates of the path too, and does not treat
-//!    anyExtendedKeyUsage as a match);
-//! 3. the CA that issued the certificate, if it states certificate policies, states an
+//!    refused as such), key usage with digitalSignature. The certificatePolicies extension may
+//!    be critical, as on real cards: this is where it is processed;
+//! 2. its structure (`path::inspect`): version 3, no repeated extension, no critical
+//!    extension we do not process, no nameConstraints; it is not a CA; its extended key usage
+//!    is absent (HPKI cards carry none: RFC 5280, no EKU means no restriction) or includes
+//!    clientAuth or anyExtendedKeyUsage;
+//! 3. the path, root → issuing CA → card, and revocation (`path::TrustStore::validate`):
+//!    names chained byte for byte, every signature, every certificate's validity at the given
+//!    time, CA flags and key usage, path length, CRLs of the issuing CA and (by default) the
+//!    root's authority revocation list; unknown status and expired CRLs fail closed. The
+//!    checks and their reasons are listed in the documentation of the `path` module;
+//! 4. the CA that issued the certificate, if it states certificate policies, states an
 //!    authentication policy (or anyPolicy);
-//! 4. the identity: subject names, the kanji name of the SAN directoryName, the hcRole, each
+//! 5. the identity: subject names, the kanji name of the SAN directoryName, the hcRole, each
 //!    decoded and checked as untrusted text.
 //!
 //! A verifier is immutable: when CRLs are refreshed, build a new one and swap it in.
@@ -21,12 +24,8 @@
 use std::fmt;
 
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use rustls_pki_types::UnixTime;
 use time::OffsetDateTime;
-use webpki::{
-    BorrowedCertRevocationList, CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage,
-    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
-};
 use x509_parser::asn1_rs::{Any, Class, Oid, ToDer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -36,6 +35,7 @@ use x509_parser::oid_registry::{
 use x509_parser::x509::X509Name;
 
 use super::hcrole::{self, HcRoles, Qualification};
+use super::path::{self, TrustStore};
 use super::text;
 use super::{AUTH_POLICY_ARC, HpkiError, SIGNATURE_POLICY_ARC, oid_string};
 use crate::encoding::{pem_or_der, serial_hex_from_raw};
@@ -44,8 +44,6 @@ use crate::encoding::{pem_or_der, serial_hex_from_raw};
 const MAX_CERT_BYTES: usize = 64 * 1024;
 /// anyPolicy (2.5.29.32.0).
 const ANY_POLICY: &[u64] = &[2, 5, 29, 32, 0];
-/// Extensions rustls-webpki understands; others, when critical, make it refuse a certificate.
-const WEBPKI_KNOWN_EXTENSIONS: [u64; 6] = [15, 17, 19, 30, 31, 37];
 
 /// Which certificates of a chain must be covered by a CRL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,127 +175,69 @@ impl HpkiIdentity {
 
 /// Checks HPKI authentication certificates against configured anchors, CAs and CRLs.
 pub struct HpkiVerifier {
-    anchors: Vec<TrustAnchor<'static>>,
-    anchor_ders: Vec<Vec<u8>>,
-    intermediates: Vec<CertificateDer<'static>>,
-    /// For each CA certificate (DER): may it issue authentication certificates?
-    ca_policy: Vec<(Vec<u8>, Result<(), String>)>,
-    crls: Vec<CertRevocationList<'static>>,
-    crl_next_updates: Vec<OffsetDateTime>,
-    revocation: RevocationScope,
+    store: TrustStore,
+    /// For each CA of `store.cas` (same index): may it issue authentication certificates?
+    ca_policy: Vec<Result<(), String>>,
 }
 
 impl fmt::Debug for HpkiVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let anchors = self.store.cas.iter().filter(|c| c.anchor).count();
         f.debug_struct("HpkiVerifier")
-            .field("anchors", &self.anchors.len())
-            .field("intermediates", &self.intermediates.len())
-            .field("crls", &self.crls.len())
-            .field("revocation", &self.revocation)
+            .field("anchors", &anchors)
+            .field("intermediates", &(self.store.cas.len() - anchors))
+            .field("crls", &self.store.crls.len())
+            .field("revocation", &self.store.revocation)
             .finish()
     }
 }
 
 impl HpkiVerifier {
-    /// Builds a verifier. Refuses certificates and CRLs that cannot be read, an intermediate
-    /// that is not a CA, and a CRL that no configured CA signed. An expired CRL is accepted
-    /// here (it may be replaced soon) and makes verification fail closed.
+    /// Builds a verifier. Refuses certificates and CRLs that cannot be read, a CA certificate
+    /// that may not issue (not a CA, no keyCertSign), has a critical extension we do not
+    /// process or a key we cannot use, a self-issued intermediate, and a CRL that no configured
+    /// CA signed. An expired CRL is accepted here (it may be replaced soon) and makes
+    /// verification fail closed.
     pub fn new(config: &HpkiTrustConfig) -> Result<HpkiVerifier, HpkiError> {
         let cfg = HpkiError::Config;
         if config.anchors.is_empty() {
             return Err(cfg("no trust anchor is configured".into()));
         }
-        let mut anchors = Vec::new();
-        let mut anchor_ders = Vec::new();
-        let mut ca_policy = Vec::new();
-        for (i, input) in config.anchors.iter().enumerate() {
-            let der = pem_or_der(input, &["CERTIFICATE"], "trust anchor")
-                .map_err(|e| cfg(format!("trust anchor {}: {e}", i + 1)))?;
-            let anchor = webpki::anchor_from_trusted_cert(&CertificateDer::from(der.as_slice()))
-                .map_err(|e| cfg(format!("trust anchor {}: {e:?}", i + 1)))?
-                .to_owned();
-            let cert = parse_cert(&der).map_err(|e| cfg(format!("trust anchor {}: {e}", i + 1)))?;
-            ca_policy.push((der.clone(), issuer_policy(&cert)?));
-            drop(cert);
-            anchors.push(anchor);
-            anchor_ders.push(der);
-        }
-        let mut intermediates = Vec::new();
-        for (i, input) in config.intermediates.iter().enumerate() {
-            let what = format!("intermediate CA {}", i + 1);
-            let der = pem_or_der(input, &["CERTIFICATE"], "CA certificate")
-                .map_err(|e| cfg(format!("{what}: {e}")))?;
-            let cert = parse_cert(&der).map_err(|e| cfg(format!("{what}: {e}")))?;
-            if !cert.is_ca() {
-                return Err(cfg(format!(
-                    "{what} ({}) is not a CA certificate",
-                    cert.subject()
-                )));
-            }
-            // Fail now, not at every login, if webpki cannot use this certificate.
-            EndEntityCert::try_from(&CertificateDer::from(der.as_slice())).map_err(|e| {
-                cfg(format!(
-                    "{what} ({}) cannot be used by rustls-webpki: {e:?}{}",
-                    cert.subject(),
-                    critical_extensions_note(&cert)
-                ))
-            })?;
-            ca_policy.push((der.clone(), issuer_policy(&cert)?));
-            drop(cert);
-            intermediates.push(CertificateDer::from(der));
-        }
-
-        let mut crls = Vec::new();
-        let mut crl_next_updates = Vec::new();
-        for (i, input) in config.crls.iter().enumerate() {
-            let what = format!("CRL {}", i + 1);
-            let der =
-                pem_or_der(input, &["X509 CRL"], "CRL").map_err(|e| cfg(format!("{what}: {e}")))?;
-            let (rest, parsed) = x509_parser::parse_x509_crl(&der)
-                .map_err(|e| cfg(format!("{what} is damaged: {e}")))?;
-            if !rest.is_empty() {
-                return Err(cfg(format!("{what}: trailing data after the CRL")));
-            }
-            let next_update = parsed
-                .next_update()
-                .ok_or_else(|| cfg(format!("{what} has no next-update time")))?
-                .to_datetime();
-            let signed_by_ca = anchor_ders
+        let read = |inputs: &[Vec<u8>], labels: &[&str], kind: &str, what: &str| {
+            inputs
                 .iter()
-                .map(Vec::as_slice)
-                .chain(intermediates.iter().map(|c| c.as_ref()))
-                .filter_map(|ca| parse_cert(ca).ok())
-                .any(|ca| {
-                    ca.subject().as_raw() == parsed.issuer().as_raw()
-                        && parsed.verify_signature(ca.public_key()).is_ok()
-                });
-            if !signed_by_ca {
-                return Err(cfg(format!(
-                    "{what} (issuer \"{}\") is not signed by any configured CA",
-                    parsed.issuer()
-                )));
-            }
-            let crl = BorrowedCertRevocationList::from_der(&der)
-                .and_then(|c| c.to_owned())
-                .map_err(|e| cfg(format!("{what} cannot be used by rustls-webpki: {e:?}")))?;
-            crls.push(CertRevocationList::from(crl));
-            crl_next_updates.push(next_update);
+                .enumerate()
+                .map(|(i, input)| {
+                    pem_or_der(input, labels, kind)
+                        .map_err(|e| cfg(format!("{what} {}: {e}", i + 1)))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let anchors = read(
+            &config.anchors,
+            &["CERTIFICATE"],
+            "trust anchor",
+            "trust anchor",
+        )?;
+        let intermediates = read(
+            &config.intermediates,
+            &["CERTIFICATE"],
+            "CA certificate",
+            "intermediate CA",
+        )?;
+        let crls = read(&config.crls, &["X509 CRL"], "CRL", "CRL")?;
+        let store = TrustStore::new(anchors, intermediates, crls, config.revocation)?;
+        let mut ca_policy = Vec::with_capacity(store.cas.len());
+        for ca in &store.cas {
+            let cert = parse_cert(&ca.der).map_err(|e| cfg(format!("{}: {e}", ca.name)))?;
+            ca_policy.push(issuer_policy(&cert)?);
         }
-
-        Ok(HpkiVerifier {
-            anchors,
-            anchor_ders,
-            intermediates,
-            ca_policy,
-            crls,
-            crl_next_updates,
-            revocation: config.revocation,
-        })
+        Ok(HpkiVerifier { store, ca_policy })
     }
 
     /// When the first loaded CRL expires: refresh CRLs before then, or logins fail closed.
     pub fn earliest_crl_next_update(&self) -> Option<OffsetDateTime> {
-        self.crl_next_updates.iter().min().copied()
+        self.store.crls.iter().map(|c| c.next_update_time).min()
     }
 
     /// Verifies a card's authentication certificate (DER) at time `at`.
@@ -310,63 +250,19 @@ impl HpkiVerifier {
         }
         let cert = parse_cert(ee_der).map_err(HpkiError::Malformed)?;
         let policy = check_profile(&cert)?;
-        let ee_not_after = cert.validity().not_after.to_datetime();
-
-        let webpki_err = |e: webpki::Error| map_webpki(e, ee_not_after, &cert);
-        let ee_cert_der = CertificateDer::from(ee_der);
-        let ee = EndEntityCert::try_from(&ee_cert_der).map_err(webpki_err)?;
-        let crls: Vec<&CertRevocationList<'static>> = self.crls.iter().collect();
-        let Ok(builder) = RevocationOptionsBuilder::new(&crls) else {
-            return Err(HpkiError::RevocationUnknown("no CRL is loaded".into()));
-        };
-        let revocation = builder
-            .with_depth(match self.revocation {
-                RevocationScope::Chain => RevocationCheckDepth::Chain,
-                RevocationScope::EndEntity => RevocationCheckDepth::EndEntity,
-            })
-            .with_status_policy(UnknownStatusPolicy::Deny)
-            .with_expiration_policy(ExpirationPolicy::Enforce)
-            .build();
-        let path = ee
-            .verify_for_usage(
-                webpki::ALL_VERIFICATION_ALGS,
-                &self.anchors,
-                &self.intermediates,
-                at,
-                KeyUsage::client_auth(),
-                Some(revocation),
-                None,
-            )
-            .map_err(webpki_err)?;
-
-        // The CA that issued the certificate: the first intermediate, or the anchor itself.
-        let issuer_der: &[u8] = match path.intermediate_certificates().next() {
-            Some(ca) => self
-                .intermediates
-                .iter()
-                .map(|c| c.as_ref())
-                .find(|c| *c == ca.der().as_ref())
-                .unwrap_or_default(),
-            None => {
-                let anchor = path.anchor();
-                self.anchors
-                    .iter()
-                    .position(|a| {
-                        a.subject == anchor.subject
-                            && a.subject_public_key_info == anchor.subject_public_key_info
-                    })
-                    .map(|i| self.anchor_ders[i].as_slice())
-                    .unwrap_or_default()
-            }
-        };
-        match self.ca_policy.iter().find(|(der, _)| der == issuer_der) {
-            Some((_, Ok(()))) => {}
-            Some((_, Err(why))) => return Err(HpkiError::WrongPolicy(why.clone())),
-            None => {
-                return Err(HpkiError::Untrusted(
-                    "its issuing CA could not be identified".into(),
-                ));
-            }
+        let facts = path::inspect(&cert)?;
+        if facts.ca {
+            return Err(HpkiError::WrongKeyUsage("it is a CA certificate".into()));
+        }
+        if !facts.client_auth {
+            return Err(HpkiError::WrongKeyUsage(
+                "its extended key usage does not include client authentication".into(),
+            ));
+        }
+        let at = i64::try_from(at.as_secs()).unwrap_or(i64::MAX);
+        let issuer = self.store.validate(&cert, &facts, at)?;
+        if let Err(why) = &self.ca_policy[issuer] {
+            return Err(HpkiError::WrongPolicy(why.clone()));
         }
 
         identity(&cert, policy)
@@ -513,108 +409,6 @@ fn issuer_policy(ca: &X509Certificate<'_>) -> Result<Result<(), String>, HpkiErr
             ca.subject(),
             dotted_list(&list)
         )))
-    }
-}
-
-fn unix_to_datetime(t: UnixTime) -> OffsetDateTime {
-    i64::try_from(t.as_secs())
-        .ok()
-        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// Names the critical extensions that rustls-webpki does not process, for messages.
-fn critical_extensions_note(cert: &X509Certificate<'_>) -> String {
-    let unknown: Vec<String> = cert
-        .extensions()
-        .iter()
-        .filter(|e| e.critical)
-        .filter_map(|e| {
-            let arcs: Vec<u64> = e.oid.iter()?.collect();
-            let known = arcs.len() == 4
-                && arcs[..3] == [2, 5, 29]
-                && WEBPKI_KNOWN_EXTENSIONS.contains(&arcs[3]);
-            (!known).then(|| match arcs.as_slice() {
-                [2, 5, 29, 32] => "certificatePolicies (2.5.29.32)".to_owned(),
-                a => oid_string(a),
-            })
-        })
-        .collect();
-    if unknown.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " (critical extensions it does not process: {})",
-            unknown.join(", ")
-        )
-    }
-}
-
-fn map_webpki(
-    e: webpki::Error,
-    ee_not_after: OffsetDateTime,
-    ee: &X509Certificate<'_>,
-) -> HpkiError {
-    use webpki::Error as W;
-    #[allow(deprecated)]
-    match e {
-        W::CertExpired { not_after, .. } => {
-            let not_after = unix_to_datetime(not_after);
-            HpkiError::Expired {
-                not_after,
-                end_entity: not_after == ee_not_after,
-            }
-        }
-        W::CertNotValidYet { not_before, .. } => HpkiError::NotYetValid {
-            not_before: unix_to_datetime(not_before),
-        },
-        W::CertRevoked => HpkiError::Revoked,
-        W::UnknownRevocationStatus => {
-            HpkiError::RevocationUnknown("no loaded CRL covers a certificate of the chain".into())
-        }
-        W::CrlExpired { next_update, .. } => HpkiError::CrlExpired {
-            next_update: unix_to_datetime(next_update),
-        },
-        W::UnknownIssuer => HpkiError::Untrusted("its issuer is not a configured HPKI CA".into()),
-        W::InvalidSignatureForPublicKey
-        | W::SignatureAlgorithmMismatch
-        | W::UnsupportedSignatureAlgorithm
-        | W::UnsupportedSignatureAlgorithmContext(_)
-        | W::UnsupportedSignatureAlgorithmForPublicKey
-        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => HpkiError::Untrusted(
-            "a signature in the chain does not verify: the certificate was altered, or forged"
-                .into(),
-        ),
-        W::InvalidCrlSignatureForPublicKey
-        | W::IssuerNotCrlSigner
-        | W::UnsupportedCrlSignatureAlgorithm
-        | W::UnsupportedCrlSignatureAlgorithmContext(_)
-        | W::UnsupportedCrlSignatureAlgorithmForPublicKey
-        | W::UnsupportedCrlSignatureAlgorithmForPublicKeyContext(_) => {
-            HpkiError::RevocationUnknown(format!("a loaded CRL cannot be used ({e:?})"))
-        }
-        W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) | W::EmptyEkuExtension => {
-            HpkiError::WrongKeyUsage(
-                "its extended key usage does not include client authentication".into(),
-            )
-        }
-        W::CaUsedAsEndEntity => HpkiError::WrongKeyUsage("it is a CA certificate".into()),
-        W::UnsupportedCriticalExtension => {
-            let note = critical_extensions_note(ee);
-            HpkiError::Unsupported(if note.is_empty() {
-                "a CA certificate in its chain has a critical extension that rustls-webpki does not process".into()
-            } else {
-                format!("rustls-webpki refuses it{note}")
-            })
-        }
-        W::BadDer
-        | W::BadDerTime
-        | W::TrailingData(_)
-        | W::ExtensionValueInvalid
-        | W::InvalidSerialNumber
-        | W::UnsupportedCertVersion
-        | W::InvalidCertValidity => HpkiError::Malformed(format!("{e:?}")),
-        other => HpkiError::Untrusted(format!("{other:?}")),
     }
 }
 

@@ -336,6 +336,11 @@ mod tests {
         let sql = super::insert_sql(2, crate::store::DbKind::Postgres);
         assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"), "{sql}");
         let sql = super::insert_sql(2, crate::store::DbKind::Sqlite);
-        assert!(sql.ends_with("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), "{sql}");
+        assert!(
+            sql.ends_with(
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            "{sql}"
+        );
     }
 }

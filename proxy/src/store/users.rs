@@ -165,7 +165,13 @@ pub async fn touch_login(tx: &mut Transaction<'_, Any>, user_id: &str) -> Result
 
 /// Sets a password (already checked against the profile and hashed) and keeps it in the
 /// history; `must_change` when the secretariat set it for the person.
-pub async fn set_password(store: &Store, user_id: &str, hash: &str, profile: &str, must_change: bool) -> Result<bool> {
+pub async fn set_password(
+    store: &Store,
+    user_id: &str,
+    hash: &str,
+    profile: &str,
+    must_change: bool,
+) -> Result<bool> {
     let mut tx = store.pool().begin().await?;
     let t = now();
     let n = sqlx::query(
@@ -196,11 +202,13 @@ pub async fn set_password(store: &Store, user_id: &str, hash: &str, profile: &st
 
 /// The last `n` password hashes, newest first (a new password must not be among them).
 pub async fn password_history(store: &Store, user_id: &str, n: i64) -> Result<Vec<String>> {
-    let rows = sqlx::query("SELECT hash FROM password_history WHERE user_id = $1 ORDER BY changed_at DESC LIMIT $2")
-        .bind(user_id)
-        .bind(n)
-        .fetch_all(store.pool())
-        .await?;
+    let rows = sqlx::query(
+        "SELECT hash FROM password_history WHERE user_id = $1 ORDER BY changed_at DESC LIMIT $2",
+    )
+    .bind(user_id)
+    .bind(n)
+    .fetch_all(store.pool())
+    .await?;
     rows.iter().map(|r| Ok(r.try_get("hash")?)).collect()
 }
 
@@ -225,7 +233,10 @@ pub async fn suspend_unused(store: &Store, days: i64) -> Result<Vec<String>> {
     .bind(cutoff)
     .fetch_all(&mut *tx)
     .await?;
-    let ids: Vec<String> = rows.iter().map(|r| r.try_get("user_id")).collect::<Result<_, _>>()?;
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get("user_id"))
+        .collect::<Result<_, _>>()?;
     if !ids.is_empty() {
         sqlx::query(
             "UPDATE users SET status = 'suspended', updated_at = $1
