@@ -51,6 +51,12 @@ pub struct Claims<'a> {
     pub qualification: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_method: Option<&'a str>,
+    /// On patient routes: why the access is made (HL7 purpose of use: TREAT, later ETREAT /
+    /// BTG for break-glass) and what consent rests on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose_of_use: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_basis: Option<&'a str>,
     pub action: &'a str,
     pub route: &'a str,
 }

@@ -41,6 +41,15 @@ pub enum Command {
     /// People who sign in: add, list, suspend, resume, unlock.
     #[command(subcommand)]
     User(UserCmd),
+    /// Patients and their consent (R-PAT-1).
+    #[command(subcommand)]
+    Patient(PatientCmd),
+    /// Who may see a patient: users and facilities of the care team (R-PAT-3).
+    #[command(subcommand)]
+    Careteam(CareteamCmd),
+    /// The Cedar policy set: check it, run decision tables.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Sekisho's CA.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -480,6 +489,110 @@ fn read_cert(path: &Path) -> Result<Vec<u8>> {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum PatientCmd {
+    /// Register a patient (consent "none" unless --consent granted).
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        kana: Option<String>,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        birth_date: Option<String>,
+        /// M, F or O
+        #[arg(long)]
+        sex: Option<String>,
+        /// A facility-local id, FACILITY:ID (repeatable).
+        #[arg(long = "local-id")]
+        local_ids: Vec<String>,
+        #[arg(long)]
+        consent: Option<String>,
+    },
+    /// Record the patient's consent (sharing starts).
+    Consent {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Record a withdrawal: the next request for this patient is refused.
+    Withdraw {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Import patients from CSV (header: patient_id,name,kana,birth_date,sex,consent,local_ids)
+    /// or JSON (an array of objects with those keys; local_ids "FAC:ID;FAC:ID"). Every row is
+    /// checked first; one bad row and nothing is imported.
+    Import {
+        #[arg(long)]
+        data_dir: PathBuf,
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Validate the data dir's policy set against its schema.
+    Check {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Run decision tables (a TOML file, or a directory of them) against the policy set
+    /// (the data dir's, or the shipped default with no --data-dir).
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CareteamCmd {
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        patient: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        facility: Option<String>,
+    },
+    Remove {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        patient: String,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        facility: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        patient: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum CaCmd {
     /// Print the current CRL (PEM) on stdout.
     Crl {
@@ -539,6 +652,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Terminal(t) => terminal(t).await,
         Command::User(u) => user(u).await,
+        Command::Patient(p) => crate::patient_admin::patient(p).await,
+        Command::Policy(p) => policy(p),
+        Command::Careteam(c) => crate::patient_admin::careteam(c).await,
         Command::Ca(CaCmd::Crl { data_dir }) => {
             let (dd, cfg, store) = open(&data_dir).await?;
             let ca = terminals::load_authority(&dd).ok();
@@ -574,7 +690,46 @@ pub async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-async fn open(data_dir: &Path) -> Result<(DataDir, Config, Store)> {
+fn policy_dir(data_dir: &Path) -> Result<PathBuf> {
+    let cfg = Config::load(data_dir)?;
+    Ok(data_dir.join(cfg.policy.dir))
+}
+
+fn policy(cmd: PolicyCmd) -> Result<i32> {
+    match cmd {
+        PolicyCmd::Check { data_dir } => {
+            let dir = policy_dir(&data_dir)?;
+            let engine =
+                sekisho_policies::PolicyEngine::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "policy set OK: {} policies in {}",
+                engine.policy_ids().len(),
+                dir.display()
+            );
+            Ok(0)
+        }
+        PolicyCmd::Test { file, data_dir } => {
+            let dir = match data_dir {
+                Some(d) => policy_dir(&d)?,
+                None => sekisho_policies::default_policy_dir(),
+            };
+            let engine =
+                sekisho_policies::PolicyEngine::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let report = if file.is_dir() {
+                sekisho_policies::run_table_dir(&engine, &file)?
+            } else {
+                sekisho_policies::run_table(&engine, &sekisho_policies::DecisionTable::load(&file)?)
+            };
+            for f in &report.failures {
+                println!("FAIL {f}");
+            }
+            println!("{} passed, {} failed", report.passed, report.failures.len());
+            Ok(if report.failures.is_empty() { 0 } else { 1 })
+        }
+    }
+}
+
+pub(crate) async fn open(data_dir: &Path) -> Result<(DataDir, Config, Store)> {
     let dd = DataDir::new(data_dir);
     let cfg = Config::load(data_dir)?;
     let store = Store::open(&cfg.store_url(data_dir)).await?;
@@ -582,7 +737,12 @@ async fn open(data_dir: &Path) -> Result<(DataDir, Config, Store)> {
 }
 
 /// Writes a registry change to the audit log, as the secretariat's act.
-async fn audit_admin(dd: &DataDir, cfg: &Config, store: &Store, rec: AuditRecord) -> Result<()> {
+pub(crate) async fn audit_admin(
+    dd: &DataDir,
+    cfg: &Config,
+    store: &Store,
+    rec: AuditRecord,
+) -> Result<()> {
     let metrics = Metrics::new();
     let log = crate::serve::open_audit(dd, cfg, store, &metrics).await?;
     let r = log.append(rec).await;

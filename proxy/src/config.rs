@@ -32,6 +32,8 @@ pub struct Config {
     pub audit: Audit,
     #[serde(default)]
     pub signin: Signin,
+    #[serde(default)]
+    pub policy: Policy,
     /// HPKI card sign-in; absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpki: Option<Hpki>,
@@ -180,6 +182,25 @@ impl Default for Signin {
             session_hours: 12,
             challenge_seconds: 60,
             suspend_unused_days: 180,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Policy {
+    /// The Cedar policy set and schema (relative to the data dir); re-read when a file changes.
+    pub dir: PathBuf,
+    /// Viewing a patient needs the patient's IC card or a consent window (R-PAT-2). Off until
+    /// the patient-card stage exists, or every view would be refused.
+    pub require_patient_card: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            dir: "policies".into(),
+            require_patient_card: false,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<crate::sessions::Sessions>,
     pub login: Arc<crate::login::Login>,
+    pub authorizer: Arc<crate::authorize::Authorizer>,
+    pub store: crate::store::Store,
 }
 
 /// Who is at the other end of a connection, as far as its TLS handshake says.
@@ -77,6 +79,8 @@ impl ConnCtx {
 
 /// A request that passed every check, ready to forward.
 struct Permit<'a> {
+    /// How consent was established for a patient route ("registry"; the card comes later).
+    consent_basis: Option<&'static str>,
     terminal: TerminalId,
     session: Option<Arc<crate::sessions::Session>>,
     route: &'a sekisho_policies::RouteConfig,
@@ -281,26 +285,31 @@ impl Gateway {
                 self.refuse(rec, reason, &request_id, wants_json, started)
                     .await
             }
-            Ok(permit) => {
-                rec.decision = "permit".into();
-                rec.reason = "ok".into();
-                rec.purpose_of_use = None;
-                match self.audit.append(rec.clone()).await {
-                    Err(e) => {
-                        warn!(request_id, error = %e, "audit append failed; refusing");
-                        self.metrics.request(
-                            "deny",
-                            "audit_unavailable",
-                            started.elapsed().as_secs_f64(),
-                        );
-                        refusal::response("audit_unavailable", &request_id, wants_json)
-                    }
-                    Ok(_) => {
-                        self.forward(req, permit, rec, &request_id, wants_json, started)
-                            .await
+            Ok(mut permit) => match self.authorize(&mut permit, &mut rec).await {
+                Err(reason) => {
+                    self.refuse(rec, reason, &request_id, wants_json, started)
+                        .await
+                }
+                Ok(()) => {
+                    rec.decision = "permit".into();
+                    rec.reason = "ok".into();
+                    match self.audit.append(rec.clone()).await {
+                        Err(e) => {
+                            warn!(request_id, error = %e, "audit append failed; refusing");
+                            self.metrics.request(
+                                "deny",
+                                "audit_unavailable",
+                                started.elapsed().as_secs_f64(),
+                            );
+                            refusal::response("audit_unavailable", &request_id, wants_json)
+                        }
+                        Ok(_) => {
+                            self.forward(req, permit, rec, &request_id, wants_json, started)
+                                .await
+                        }
                     }
                 }
-            }
+            },
         };
         ctx.touch();
         ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -382,9 +391,8 @@ impl Gateway {
                 return Err("password_change_required");
             }
             (Level::User, Some(_)) => {}
-            // Patient routes need the consent and care-team policy, which comes next; until
-            // then they are refused even for a signed-in person.
-            (Level::Patient, Some(_)) => return Err("policy_not_available"),
+            // Decided by the policy set once the patient's facts are read (in `handle`).
+            (Level::Patient, Some(_)) => {}
         }
         if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
             let len: u64 = len
@@ -401,12 +409,45 @@ impl Gateway {
             None => path.into_string(),
         };
         Ok(Permit {
+            consent_basis: None,
             terminal: id.clone(),
             session,
             route: m.route,
             patient: m.patient,
             path_and_query,
         })
+    }
+
+    /// The policy decision for patient routes (consent, care team, card, qualification).
+    async fn authorize(
+        &self,
+        permit: &mut Permit<'_>,
+        rec: &mut AuditRecord,
+    ) -> Result<(), &'static str> {
+        if permit.route.level != Level::Patient {
+            return Ok(());
+        }
+        let (Some(session), Some(patient)) = (&permit.session, &permit.patient) else {
+            return Err("signin_required");
+        };
+        match self
+            .authorizer
+            .patient(&self.store, session, patient, permit.route.action)
+            .await
+        {
+            Ok(policies) => {
+                rec.purpose_of_use = Some("TREAT".into());
+                rec.detail = Some(format!("policies {}", policies.join(",")));
+                permit.consent_basis = Some("registry");
+                Ok(())
+            }
+            Err(r) => {
+                if !r.policies.is_empty() {
+                    rec.detail = Some(format!("policies {}", r.policies.join(",")));
+                }
+                Err(r.reason)
+            }
+        }
     }
 
     async fn refuse(
@@ -461,6 +502,8 @@ impl Gateway {
             user_facility: p.session.as_ref().map(|s| s.facility.as_str()),
             qualification: p.session.as_ref().and_then(|s| s.qualification.as_deref()),
             auth_method: p.session.as_ref().map(|s| s.method.as_str()),
+            purpose_of_use: p.consent_basis.map(|_| "TREAT"),
+            consent_basis: p.consent_basis,
             action: p.route.action.as_str(),
             route: p.route.name(),
         };

@@ -56,6 +56,7 @@ pub fn config_for(o: &InitOptions) -> Config {
         enrollment: Enrollment::default(),
         audit: Audit::default(),
         signin: Default::default(),
+        policy: Default::default(),
         hpki: None,
         routes: RouteMap::default_routes(),
     }
@@ -161,6 +162,7 @@ async fn build(dir: &Path, o: &InitOptions, cfg: &Config) -> Result<()> {
         String::new(),
         String::new(),
     )?;
+    crate::authorize::write_default_policies(&dir.join(&cfg.policy.dir))?;
     crate::audit::CheckpointKey::load_or_create(&dd.audit_dir(), &crate::serve::audit_origin(cfg))?;
     let store = Store::open(&resolve_store_url(&cfg.store.url, dir)).await?;
     crate::terminals::ensure_crl(&store, Some(&ca), &cfg.ca).await?;

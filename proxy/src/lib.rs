@@ -3,6 +3,7 @@
 
 pub mod assertion;
 pub mod audit;
+pub mod authorize;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod login;
 pub mod metrics;
 pub mod mgmt;
 pub mod password;
+pub mod patient_admin;
 pub mod refusal;
 pub mod registry;
 pub mod serve;

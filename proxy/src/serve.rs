@@ -147,7 +147,13 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         sessions: sessions.clone(),
         hpki,
     });
+    let authorizer = Arc::new(crate::authorize::Authorizer::load(
+        data_dir.join(&cfg.policy.dir),
+        cfg.policy.require_patient_card,
+    )?);
     let gw = Arc::new(Gateway {
+        authorizer: authorizer.clone(),
+        store: store.clone(),
         sessions: sessions.clone(),
         login: login.clone(),
         cfg: cfg.clone(),
@@ -184,7 +190,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     ];
     tokio::spawn(crate::crl_fetch::run(login.clone(), rx.clone()));
     tokio::spawn(watch_store(
-        store, registry, sessions, login, tls, enroll, ready, rx,
+        store, registry, sessions, login, authorizer, tls, enroll, ready, rx,
     ));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");
     Ok(Running {
@@ -206,6 +212,7 @@ async fn watch_store(
     registry: Arc<Registry>,
     sessions: Arc<crate::sessions::Sessions>,
     login: Arc<crate::login::Login>,
+    authorizer: Arc<crate::authorize::Authorizer>,
     tls: Arc<TerminalTls>,
     enroll: Arc<EnrollService>,
     ready: Arc<AtomicBool>,
@@ -214,9 +221,20 @@ async fn watch_store(
     let mut last_crl_check = tokio::time::Instant::now();
     let mut last_unused_check: Option<tokio::time::Instant> = None;
     let mut next_update = i64::MIN;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
+            Some(()) = hangup => {
+                info!("SIGHUP: re-reading the policy set");
+                authorizer.reload_now();
+            }
             _ = shutdown.changed() => return,
         }
         let changed = match store.generation().await {
@@ -250,6 +268,7 @@ async fn watch_store(
             }
         }
         login.hpki.reload_logged();
+        authorizer.reload_if_changed();
         if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_unused_check = Some(tokio::time::Instant::now());
             suspend_unused(&login).await;

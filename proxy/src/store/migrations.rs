@@ -39,6 +39,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0004_passwords.sql"),
         postgres: include_str!("migrations/0004_passwords.sql"),
     },
+    Migration {
+        version: 5,
+        name: "patients",
+        sqlite: include_str!("migrations/0005_patients.sql"),
+        postgres: include_str!("migrations/0005_patients.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -7,6 +7,7 @@ pub mod crl;
 pub mod enrollment;
 pub mod lockouts;
 mod migrations;
+pub mod patients;
 pub mod sessions;
 pub mod terminals;
 #[doc(hidden)]

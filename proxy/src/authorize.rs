@@ -1,0 +1,249 @@
+//! The policy decision for patient routes: who may do what to which patient, given consent,
+//! the care team, the patient card and the person's qualification (R-PAT-*, R-ROLE-*), decided
+//! by the Cedar policy set in the data dir (`policies/`), which is re-read when a file changes
+//! (an invalid set is refused and the running one stays).
+//!
+//! Only the entities the request needs are loaded: the one patient's consent and care team
+//! (two indexed queries), never the registry of patients.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::Result;
+use arc_swap::ArcSwap;
+use sekisho_policies::{
+    AuthMethod, Consent, DecisionRequest, PatientResource, PolicyAction, PolicyEngine, Principal,
+    RequestContext, Resource,
+};
+use tracing::{info, warn};
+
+use crate::sessions::Session;
+use crate::store::Store;
+use crate::store::patients::{self, Consent as StoredConsent, PatientFacts};
+
+pub struct Authorizer {
+    dir: PathBuf,
+    engine: ArcSwap<PolicyEngine>,
+    stamp: Mutex<Vec<(PathBuf, Option<SystemTime>)>>,
+    /// Whether viewing needs the patient's card (or a consent window) in this network (R-PAT-2).
+    require_card: bool,
+}
+
+/// What a refused patient request lacked, as the person is told (nothing about the patient).
+pub struct Refusal {
+    pub reason: &'static str,
+    pub policies: Vec<String>,
+}
+
+fn stamps(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "cedar" || x == "cedarschema")
+        })
+        .map(|p| {
+            let m = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+            (p, m)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+impl Authorizer {
+    /// Loads the policy set from `dir`; the shipped default set when the directory is absent.
+    pub fn load(dir: PathBuf, require_card: bool) -> Result<Authorizer> {
+        let engine = if dir.exists() {
+            PolicyEngine::load(&dir)?
+        } else {
+            warn!(dir = %dir.display(), "no policy directory: using the built-in default policy set");
+            PolicyEngine::load(&sekisho_policies::default_policy_dir())
+                .or_else(|_| load_embedded())?
+        };
+        Ok(Authorizer {
+            stamp: Mutex::new(stamps(&dir)),
+            dir,
+            engine: ArcSwap::from_pointee(engine),
+            require_card,
+        })
+    }
+
+    /// Re-reads the set when a file changed; a set that does not validate is refused and the
+    /// running one stays.
+    pub fn reload_if_changed(&self) {
+        self.reload(false)
+    }
+
+    /// SIGHUP: re-read even if no file time changed.
+    pub fn reload_now(&self) {
+        self.reload(true)
+    }
+
+    fn reload(&self, force: bool) {
+        let now = stamps(&self.dir);
+        let mut last = self.stamp.lock().expect("stamp lock");
+        if (!force && *last == now) || now.is_empty() {
+            return;
+        }
+        *last = now;
+        match PolicyEngine::load(&self.dir) {
+            Ok(e) => {
+                self.engine.store(Arc::new(e));
+                info!(dir = %self.dir.display(), "policy set reloaded");
+            }
+            Err(e) => {
+                warn!(dir = %self.dir.display(), "policy set refused, the running one stays: {e}")
+            }
+        }
+    }
+
+    /// Decides a patient route for the signed-in person. Err: refused, with what was missing.
+    pub async fn patient(
+        &self,
+        store: &Store,
+        session: &Session,
+        patient: &str,
+        action: sekisho_policies::Action,
+    ) -> Result<Vec<String>, Refusal> {
+        let refuse = |reason| Refusal {
+            reason,
+            policies: Vec::new(),
+        };
+        let action = match action {
+            sekisho_policies::Action::View => PolicyAction::View,
+            sekisho_policies::Action::Write => PolicyAction::Write,
+            sekisho_policies::Action::Confirm => PolicyAction::Confirm,
+            sekisho_policies::Action::BreakGlass => PolicyAction::BreakGlass,
+            sekisho_policies::Action::Admin => return Err(refuse("qualification_not_permitted")),
+        };
+        let facts = match patients::facts(store, patient).await {
+            Ok(Some(f)) => f,
+            // An unknown patient looks exactly like one who has not consented.
+            Ok(None) => PatientFacts {
+                patient_id: patient.to_string(),
+                consent: StoredConsent::None,
+                care_team_users: Vec::new(),
+                care_team_facilities: Vec::new(),
+            },
+            Err(e) => {
+                warn!(error = %e, "cannot read the patient's consent");
+                return Err(refuse("policy_unavailable"));
+            }
+        };
+        let request = DecisionRequest {
+            principal: Principal {
+                id: session.user_id.clone(),
+                qualification: qualification(session),
+                facility: session.facility.clone(),
+                roles: session.roles.clone(),
+            },
+            action,
+            resource: Resource::Patient(PatientResource {
+                id: facts.patient_id.clone(),
+                consent: match facts.consent {
+                    StoredConsent::Granted => Consent::Granted,
+                    StoredConsent::Withdrawn => Consent::Withdrawn,
+                    StoredConsent::Suspended => Consent::Suspended,
+                    StoredConsent::None => Consent::None,
+                },
+                care_team_users: facts.care_team_users.clone(),
+                care_team_facilities: facts.care_team_facilities.clone(),
+            }),
+            context: RequestContext {
+                auth_method: if session.method == "hpki" {
+                    AuthMethod::Hpki
+                } else {
+                    AuthMethod::Password
+                },
+                // The patient card and consent windows come with the patient-card stage.
+                patient_card_present: false,
+                consent_window: false,
+                break_glass: false,
+                tunnel: true,
+                hour: local_hour(),
+                network_requires_card: self.require_card,
+                entry_facility: None,
+            },
+        };
+        let d = self.engine.load().decide(&request);
+        if !d.errors.is_empty() {
+            warn!(errors = ?d.errors, "policy evaluation errors: refused");
+        }
+        if d.allowed && d.errors.is_empty() {
+            return Ok(d.reasons);
+        }
+        // Say what is missing, in the order a person can act on it.
+        let in_team = facts.care_team_users.contains(&session.user_id)
+            || facts.care_team_facilities.contains(&session.facility);
+        let reason = if facts.consent != StoredConsent::Granted {
+            "patient_no_consent"
+        } else if !in_team {
+            "patient_not_in_care_team"
+        } else if self.require_card && action == PolicyAction::View {
+            "patient_card_required"
+        } else {
+            "qualification_not_permitted"
+        };
+        Err(Refusal {
+            reason,
+            policies: d.reasons,
+        })
+    }
+}
+
+fn load_embedded() -> Result<PolicyEngine> {
+    let dir = tempfile::tempdir()?;
+    write_default_policies(dir.path())?;
+    Ok(PolicyEngine::load(dir.path())?)
+}
+
+/// Writes the shipped default policy set (and its decision tables) into `dir`.
+pub fn write_default_policies(dir: &Path) -> Result<()> {
+    for (name, text) in sekisho_policies::default_policy_files() {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(p, text)?;
+    }
+    Ok(())
+}
+
+/// The qualification the policies see: the card's hcRole when there is one, else the
+/// registry's roles.
+fn qualification(s: &Session) -> String {
+    let from_card = match s.qualification.as_deref() {
+        Some("Medical Doctor") => Some("physician"),
+        Some("Dentist") => Some("dentist"),
+        Some("Pharmacist") => Some("pharmacist"),
+        Some("Nurse") | Some("Public Health Nurse") | Some("Midwife") => Some("nurse"),
+        _ => None,
+    };
+    if let Some(q) = from_card {
+        return q.to_string();
+    }
+    const QUALIFICATIONS: &[&str] = &[
+        "physician",
+        "dentist",
+        "pharmacist",
+        "nurse",
+        "care-manager",
+        "helper",
+        "clerk",
+    ];
+    s.roles
+        .iter()
+        .find(|r| QUALIFICATIONS.contains(&r.as_str()))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Japan has one time zone and no daylight saving: UTC+9.
+fn local_hour() -> u8 {
+    ((time::OffsetDateTime::now_utc().hour() as u32 + 9) % 24) as u8
+}

@@ -1,0 +1,399 @@
+//! Patient routes decided by the Cedar policy set over the consent registry and care teams
+//! (R-PAT-1, R-PAT-3, R-ROLE-1), end to end through the gateway, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RECORD: &str = "/api/patients/P-0001/summary";
+
+/// Polls until `path` answers `want` for this jar (CLI changes reach the gateway by the store).
+fn expect(g: &Gateway, jar: &str, path: &str, want: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (s, body) = get(g, "t1", jar, path);
+        if s == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: wanted {want}, got {s}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn consent_and_care_team_decide_and_changes_apply_to_the_next_request() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        let dir = tempfile::tempdir().unwrap();
+        let nurse = sign_in(&g, "t1", "nurse00001", "nurse", dir.path());
+        let d = g.data_str();
+        run_ok(&[
+            "patient",
+            "add",
+            "--data-dir",
+            d,
+            "--id",
+            "P-0001",
+            "--name",
+            "山田 花子",
+            "--birth-date",
+            "1950-02-03",
+            "--sex",
+            "F",
+            "--local-id",
+            "f1:12345",
+            "--consent",
+            "granted",
+        ]);
+        // Consent but no care team: refused, and the page says what is missing.
+        let body = expect(&g, &nurse, RECORD, 403);
+        assert!(body.contains("patient_not_in_care_team"), "{db:?}: {body}");
+        run_ok(&[
+            "careteam",
+            "add",
+            "--data-dir",
+            d,
+            "--patient",
+            "P-0001",
+            "--user",
+            "nurse00001",
+        ]);
+        let (s, body, _) = g.curl(
+            RECORD,
+            &{
+                let (c, k) = g.cert("t1");
+                vec![
+                    "--cert".to_string(),
+                    c,
+                    "--key".into(),
+                    k,
+                    "-b".into(),
+                    nurse.clone(),
+                    "-D".into(),
+                    "-".into(),
+                ]
+            }
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        );
+        assert_eq!(s, 200, "{db:?}: {body}");
+        assert!(
+            body.to_ascii_lowercase()
+                .contains("cache-control: no-store"),
+            "R-OPS-3: {body}"
+        );
+        // Withdrawal: the very next request is refused.
+        run_ok(&["patient", "withdraw", "--data-dir", d, "--id", "P-0001"]);
+        let body = expect(&g, &nurse, RECORD, 403);
+        assert!(body.contains("patient_no_consent"), "{db:?}: {body}");
+        assert!(
+            !body.contains("山田"),
+            "the page reveals nothing about the patient"
+        );
+        run_ok(&["patient", "consent", "--data-dir", d, "--id", "P-0001"]);
+        expect(&g, &nurse, RECORD, 200);
+        // Leaving the care team: refused at once; a facility membership counts too.
+        run_ok(&[
+            "careteam",
+            "remove",
+            "--data-dir",
+            d,
+            "--patient",
+            "P-0001",
+            "--user",
+            "nurse00001",
+        ]);
+        expect(&g, &nurse, RECORD, 403);
+        run_ok(&[
+            "careteam",
+            "add",
+            "--data-dir",
+            d,
+            "--patient",
+            "P-0001",
+            "--facility",
+            "f1",
+        ]);
+        expect(&g, &nurse, RECORD, 200);
+        // A nurse views but does not write clinical data (R-ROLE-1); a physician does.
+        let (c, k) = g.cert("t1");
+        let (s, body, _) = g.curl(
+            RECORD,
+            &[
+                "--cert", &c, "--key", &k, "-b", &nurse, "-X", "POST", "-d", "note=x",
+            ],
+        );
+        assert_eq!(s, 403, "{db:?}: {body}");
+        assert!(body.contains("qualification_not_permitted"));
+        // An unknown patient looks exactly like one who has not consented.
+        let body = expect(&g, &nurse, "/api/patients/P-9999/summary", 403);
+        assert!(body.contains("patient_no_consent"));
+        // The assertion carries the patient and the purpose of use; the audit record the policy.
+        let v = g.wait_audit(|r| {
+            r["event"] == "request" && r["decision"] == "permit" && r["patient"] == "P-0001"
+        });
+        assert_eq!(v["purpose_of_use"], "TREAT");
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("role1-view-qualified"),
+            "{v}"
+        );
+        g.wait_audit(|r| r["reason"] == "patient_no_consent" && r["patient"] == "P-0001");
+        g.wait_audit(|r| r["event"] == "registry" && r["reason"] == "consent_withdrawn");
+    }
+}
+
+#[test]
+fn a_physician_writes_and_the_upstream_sees_who_and_why() {
+    let g = Gateway::start(Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = sign_in(&g, "t1", "doctor00001", "physician", dir.path());
+    let d = g.data_str();
+    run_ok(&[
+        "patient",
+        "add",
+        "--data-dir",
+        d,
+        "--id",
+        "P-0001",
+        "--name",
+        "山田 花子",
+        "--consent",
+        "granted",
+    ]);
+    run_ok(&[
+        "careteam",
+        "add",
+        "--data-dir",
+        d,
+        "--patient",
+        "P-0001",
+        "--user",
+        "doctor00001",
+    ]);
+    let (c, k) = g.cert("t1");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (s, body, _) = g.curl(
+            RECORD,
+            &[
+                "--cert", &c, "--key", &k, "-b", &doctor, "-X", "POST", "-d", "note=x",
+            ],
+        );
+        if s == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let v = g.wait_audit(|r| {
+        r["event"] == "request" && r["decision"] == "permit" && r["action"] == "write"
+    });
+    assert_eq!(v["user"], "doctor00001");
+}
+
+#[test]
+fn a_broken_policy_file_is_refused_and_a_new_one_applies_without_restart() {
+    let g = Gateway::start(Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let nurse = sign_in(&g, "t1", "nurse00001", "nurse", dir.path());
+    let d = g.data_str();
+    run_ok(&[
+        "patient",
+        "add",
+        "--data-dir",
+        d,
+        "--id",
+        "P-0001",
+        "--name",
+        "患者",
+        "--consent",
+        "granted",
+    ]);
+    run_ok(&[
+        "careteam",
+        "add",
+        "--data-dir",
+        d,
+        "--patient",
+        "P-0001",
+        "--user",
+        "nurse00001",
+    ]);
+    expect(&g, &nurse, RECORD, 200);
+    let pol = g.data.join("policies");
+    std::fs::write(
+        pol.join("broken.cedar"),
+        "permit (principal, action, resource) when { this is not cedar };",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    expect(&g, &nurse, RECORD, 200);
+    let o = run(&["policy", "check", "--data-dir", d]);
+    assert!(
+        !o.status.success(),
+        "policy check must report the broken file"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("broken.cedar"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A deployment's own rule: no viewing at night (a silly one, but it shows the set is live).
+    std::fs::remove_file(pol.join("broken.cedar")).unwrap();
+    std::fs::write(pol.join("local.cedar"), "@id(\"local-no-nurse\")\nforbid (principal, action == Action::\"view\", resource) when { principal.qualification == \"nurse\" };\n").unwrap();
+    let body = expect(&g, &nurse, RECORD, 403);
+    assert!(body.contains("qualification_not_permitted"), "{body}");
+    assert!(run_ok(&["policy", "check", "--data-dir", d]).contains("OK"));
+}
+
+#[test]
+fn patient_import_is_all_or_nothing_with_a_report() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("patients.csv");
+        std::fs::write(&csv, "patient_id,name,kana,birth_date,sex,consent,local_ids\nP-1,\"山田, 花子\",ヤマダ ハナコ,1950-02-03,F,granted,f1:001\nP-2,佐藤 一郎,,1940/01/01,M,granted,\nP-1,重複,,,,,\n").unwrap();
+        let o = run(&[
+            "patient",
+            "import",
+            "--data-dir",
+            g.data_str(),
+            csv.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{db:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("patients.csv:3") && err.contains("YYYY-MM-DD"),
+            "{err}"
+        );
+        assert!(
+            err.contains("patients.csv:4") && err.contains("twice"),
+            "{err}"
+        );
+        let list = run_ok(&["patient", "list", "--data-dir", g.data_str()]);
+        assert_eq!(list.lines().count(), 1, "nothing imported: {list}");
+        std::fs::write(&csv, "patient_id,name,kana,birth_date,sex,consent,local_ids\nP-1,\"山田, 花子\",ヤマダ ハナコ,1950-02-03,F,granted,f1:001\nP-2,佐藤 一郎,,1940-01-01,M,none,\n").unwrap();
+        assert!(
+            run_ok(&[
+                "patient",
+                "import",
+                "--data-dir",
+                g.data_str(),
+                csv.to_str().unwrap(),
+                "--dry-run"
+            ])
+            .contains("dry run")
+        );
+        assert_eq!(
+            run_ok(&["patient", "list", "--data-dir", g.data_str()])
+                .lines()
+                .count(),
+            1
+        );
+        run_ok(&[
+            "patient",
+            "import",
+            "--data-dir",
+            g.data_str(),
+            csv.to_str().unwrap(),
+        ]);
+        let list = run_ok(&["patient", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.contains("P-1") && list.contains("granted") && list.contains("山田, 花子"),
+            "{list}"
+        );
+        let json = dir.path().join("more.json");
+        std::fs::write(
+            &json,
+            r#"[{"patient_id":"P-3","name":"鈴木 次郎","consent":"granted","local_ids":"f2:77"}]"#,
+        )
+        .unwrap();
+        run_ok(&[
+            "patient",
+            "import",
+            "--data-dir",
+            g.data_str(),
+            json.to_str().unwrap(),
+        ]);
+        assert!(run_ok(&["patient", "list", "--data-dir", g.data_str()]).contains("P-3"));
+    }
+}
+
+#[test]
+fn the_patient_decided_is_the_patient_forwarded() {
+    let g = Gateway::start(Db::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let nurse = sign_in(&g, "t1", "nurse00001", "nurse", dir.path());
+    let d = g.data_str();
+    for p in ["P-0001", "P-0002"] {
+        run_ok(&[
+            "patient",
+            "add",
+            "--data-dir",
+            d,
+            "--id",
+            p,
+            "--name",
+            "患者",
+            "--consent",
+            "granted",
+        ]);
+    }
+    run_ok(&[
+        "careteam",
+        "add",
+        "--data-dir",
+        d,
+        "--patient",
+        "P-0001",
+        "--user",
+        "nurse00001",
+    ]);
+    expect(&g, &nurse, RECORD, 200);
+    let hits = g.upstream.hits();
+    let (c, k) = g.cert("t1");
+    for (path, status, reason) in [
+        (
+            "/api/patients/P-0001/../P-0002/summary",
+            403,
+            "patient_not_in_care_team",
+        ),
+        (
+            "/api/patients/P-0001/%2e%2e/P-0002/summary",
+            403,
+            "patient_not_in_care_team",
+        ),
+        (
+            "//api//patients/P-0002/summary",
+            403,
+            "patient_not_in_care_team",
+        ),
+        (
+            "/api/patients/P-0001/%2F../P-0002",
+            400,
+            "path_encoded_slash",
+        ),
+        ("/api/patients/P%000001/summary", 400, "path_encoded_nul"),
+    ] {
+        let (s, body, _) = g.curl(
+            path,
+            &["--cert", &c, "--key", &k, "-b", &nurse, "--path-as-is"],
+        );
+        assert_eq!(s, status, "{path}: {body}");
+        assert!(body.contains(reason), "{path}: {body}");
+    }
+    assert_eq!(
+        g.upstream.hits(),
+        hits,
+        "none of these may reach the upstream"
+    );
+}
