@@ -130,26 +130,27 @@ pub async fn set_consent(
 }
 
 pub async fn facts(store: &Store, patient: &str) -> Result<Option<PatientFacts>> {
-    let Some(row) = sqlx::query("SELECT consent FROM patients WHERE patient_id = $1")
-        .bind(patient)
-        .fetch_optional(store.pool())
-        .await?
-    else {
+    // One round trip: the patient's row joined with its care team (one row per member, or one
+    // row with no member).
+    let rows = sqlx::query(
+        "SELECT p.consent, c.member_kind, c.member FROM patients p
+         LEFT JOIN care_team c ON c.patient_id = p.patient_id WHERE p.patient_id = $1",
+    )
+    .bind(patient)
+    .fetch_all(store.pool())
+    .await?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let consent = Consent::parse(&row.try_get::<String, _>("consent")?)?;
-    let rows = sqlx::query("SELECT member_kind, member FROM care_team WHERE patient_id = $1")
-        .bind(patient)
-        .fetch_all(store.pool())
-        .await?;
+    let consent = Consent::parse(&first.try_get::<String, _>("consent")?)?;
     let (mut users, mut facilities) = (Vec::new(), Vec::new());
-    for r in rows {
-        let kind: String = r.try_get("member_kind")?;
-        let member: String = r.try_get("member")?;
-        if kind == "user" {
-            users.push(member)
-        } else {
-            facilities.push(member)
+    for r in &rows {
+        let kind: Option<String> = r.try_get("member_kind")?;
+        let member: Option<String> = r.try_get("member")?;
+        match (kind.as_deref(), member) {
+            (Some("user"), Some(m)) => users.push(m),
+            (Some("facility"), Some(m)) => facilities.push(m),
+            _ => {}
         }
     }
     Ok(Some(PatientFacts {
