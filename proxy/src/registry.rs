@@ -119,6 +119,13 @@ impl Registry {
     /// reading is seen again on the next poll), then closes connections that lost access.
     pub async fn reload(&self, store: &Store) -> Result<()> {
         let generation = store.generation().await?;
+        self.reload_at(store, generation).await
+    }
+
+    /// Re-reads the registry, recording `generation`, which the caller read before anything
+    /// else it reloads (the CRL): a change that lands in between moves the counter past it and
+    /// is picked up on the next poll.
+    pub async fn reload_at(&self, store: &Store, generation: i64) -> Result<()> {
         let certs = terminals::cert_states(store)
             .await?
             .into_iter()

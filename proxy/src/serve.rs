@@ -237,21 +237,14 @@ async fn watch_store(
             }
             _ = shutdown.changed() => return,
         }
-        let changed = match store.generation().await {
-            Ok(g) => g != registry.generation(),
+        let generation = match store.generation().await {
+            Ok(g) => g,
             Err(e) => {
                 warn!(error = %e, "cannot read the store's change counter");
                 continue;
             }
         };
-        if changed {
-            if let Err(e) = registry.reload(&store).await {
-                error!(error = %e, "cannot reload the terminal registry");
-                continue;
-            }
-            if let Err(e) = sessions.reload(&store).await {
-                error!(error = %e, "cannot reload the sessions");
-            }
+        if generation != registry.generation() {
             match crl_store::current(&store).await {
                 Ok(Some(c)) => {
                     next_update = c.next_update;
@@ -265,6 +258,15 @@ async fn watch_store(
                 }
                 Ok(None) => {}
                 Err(e) => warn!(error = %e, "cannot read the CRL"),
+            }
+            // The registry after the CRL: when a revoked terminal's connections are closed
+            // below, its reconnection already meets the new CRL in the handshake.
+            if let Err(e) = registry.reload_at(&store, generation).await {
+                error!(error = %e, "cannot reload the terminal registry");
+                continue;
+            }
+            if let Err(e) = sessions.reload(&store).await {
+                error!(error = %e, "cannot reload the sessions");
             }
         }
         login.hpki.reload_logged();
