@@ -652,7 +652,8 @@ impl Login {
             method: row.method,
             qualification,
             expires_at,
-            must_change_password: false,
+            must_change_password: method == "password"
+                && crate::sessions::password_change_due(user),
         };
         self.sessions.put(s.clone());
         Ok(s)
@@ -777,11 +778,9 @@ impl Login {
         if self.audit.append(rec).await.is_err() {
             return error(&audit_unavailable());
         }
-        let must_change = crate::sessions::password_change_due(&user);
         match self.open_session(caller, &user, "password", None).await {
-            Ok(mut s) => {
-                s.must_change_password = must_change;
-                self.sessions.put(s.clone());
+            Ok(s) => {
+                let must_change = s.must_change_password;
                 let mut r = page(StatusCode::SEE_OTHER, "");
                 let to = if must_change {
                     "/.sekisho/password"

@@ -57,22 +57,7 @@ pub async fn check_can_issue(store: &Store, id: &TerminalId) -> Result<()> {
     let mut tx = store.pool().begin().await?;
     let existing = rows::get(&mut tx, &id.terminal).await?;
     tx.rollback().await?;
-    match existing {
-        Some((f, _)) if f != id.facility => {
-            bail!(
-                "terminal {} is registered to facility {f}, not {}",
-                id.terminal,
-                id.facility
-            )
-        }
-        Some((_, TerminalStatus::Revoked)) => {
-            bail!(
-                "terminal {} was revoked; register the replacement under a new terminal id",
-                id.terminal
-            )
-        }
-        _ => Ok(()),
-    }
+    rows::ensure_can_issue(existing.as_ref(), &id.facility, &id.terminal)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

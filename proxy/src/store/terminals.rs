@@ -65,35 +65,19 @@ pub async fn add_certificate(
     terminal: &str,
     cert: &NewCert<'_>,
 ) -> Result<()> {
-    let existing = sqlx::query("SELECT facility, status FROM terminals WHERE terminal = $1")
-        .bind(terminal)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let existing = get(tx, terminal).await?;
+    ensure_can_issue(existing.as_ref(), facility, terminal)?;
     let t = now();
-    match existing {
-        Some(row) => {
-            let f: String = row.try_get("facility")?;
-            let status = TerminalStatus::parse(&row.try_get::<String, _>("status")?)?;
-            if f != facility {
-                bail!("terminal {terminal} is registered to facility {f}, not {facility}");
-            }
-            if status == TerminalStatus::Revoked {
-                bail!(
-                    "terminal {terminal} was revoked; register the replacement under a new terminal id"
-                );
-            }
-        }
-        None => {
-            sqlx::query(
-                "INSERT INTO terminals (terminal, facility, status, created_at, updated_at)
-                 VALUES ($1, $2, 'active', $3, $3)",
-            )
-            .bind(terminal)
-            .bind(facility)
-            .bind(t)
-            .execute(&mut **tx)
-            .await?;
-        }
+    if existing.is_none() {
+        sqlx::query(
+            "INSERT INTO terminals (terminal, facility, status, created_at, updated_at)
+             VALUES ($1, $2, 'active', $3, $3)",
+        )
+        .bind(terminal)
+        .bind(facility)
+        .bind(t)
+        .execute(&mut **tx)
+        .await?;
     }
     sqlx::query(
         "INSERT INTO certificates (serial, terminal, not_before, not_after, issued_at)
@@ -107,6 +91,26 @@ pub async fn add_certificate(
     .execute(&mut **tx)
     .await?;
     bump_generation(tx).await
+}
+
+/// The issuance rule: a terminal id belongs to one facility for good, and a revoked terminal is
+/// never revived under the same id.
+pub fn ensure_can_issue(
+    existing: Option<&(String, TerminalStatus)>,
+    facility: &str,
+    terminal: &str,
+) -> Result<()> {
+    match existing {
+        Some((f, _)) if f != facility => {
+            bail!("terminal {terminal} is registered to facility {f}, not {facility}")
+        }
+        Some((_, TerminalStatus::Revoked)) => {
+            bail!(
+                "terminal {terminal} was revoked; register the replacement under a new terminal id"
+            )
+        }
+        _ => Ok(()),
+    }
 }
 
 pub async fn get(
