@@ -35,6 +35,8 @@ fn registered_terminal_reaches_upstream_and_is_audited() {
         assert_eq!(permit["facility"], "f1");
         let outcome = g.wait_audit(|r| r["event"] == "outcome" && r["upstream_status"] == 200);
         assert_eq!(outcome["request_id"], permit["request_id"]);
+        // Liveness for the network's monitoring (R-LOG-2).
+        assert_eq!(g.mgmt_get("/healthz"), Some((200, "ok\n".to_string())));
         // The audit log verifies.
         let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
         assert!(out.contains("audit log OK"), "{out}");

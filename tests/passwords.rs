@@ -227,3 +227,46 @@ fn nist_profile_has_no_composition_rules_and_no_forced_first_change() {
     );
     assert_eq!(s, 303);
 }
+
+#[test]
+fn accounts_unused_for_the_configured_time_are_suspended() {
+    for db in BOTH {
+        let mut g = start(db);
+        let temp = add_user(&g, "parttime001", "jp-mhlw-qa-b");
+        add_user(&g, "recent00001", "jp-mhlw-qa-b");
+        // Registered long ago and never signed in (R-ACCT-7: 180 days by default).
+        g.sql("UPDATE users SET created_at = 1 WHERE user_id = 'parttime001'");
+        g.stop();
+        g.serve();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let list = run_ok(&["user", "list", "--data-dir", g.data_str()]);
+            let line = |id: &str| {
+                list.lines()
+                    .find(|l| l.starts_with(id))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            if line("parttime001").contains("suspended") {
+                assert!(line("recent00001").contains("active"), "{db:?}: {list}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{db:?}: not suspended: {list}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        g.wait_audit(|r| r["reason"] == "user_suspended_unused" && r["user"] == "parttime001");
+        let dir = tempfile::tempdir().unwrap();
+        let jar = dir.path().join("jar").to_str().unwrap().to_string();
+        let (s, _, _) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/login",
+            &[("id", "parttime001"), ("password", &temp)],
+        );
+        assert_eq!(s, 401, "{db:?}: a suspended account cannot sign in");
+    }
+}
