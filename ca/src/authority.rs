@@ -28,7 +28,7 @@ use crate::{CaError, TerminalId};
 const ROOT_LIFETIME_DAYS: i64 = 3653; // 10 years
 const ISSUING_LIFETIME_DAYS: i64 = 1827; // 5 years
 /// Back-dating of not_before, so a device whose clock is a little behind accepts a new cert.
-const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+pub(crate) const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 const MAX_CA_NAME_CHARS: usize = 54; // + " Issuing CA" stays within X.520's 64 for a CN
 
 /// Key type of a generated key pair.
@@ -477,24 +477,7 @@ impl Authority {
     }
 
     fn validity(&self, lifetime: Duration) -> Result<(OffsetDateTime, OffsetDateTime), CaError> {
-        let lifetime = time::Duration::try_from(lifetime)
-            .map_err(|_| CaError::InvalidLifetime("far too long".into()))?;
-        if lifetime < time::Duration::minutes(1) {
-            return Err(CaError::InvalidLifetime(
-                "a certificate must be valid for at least a minute".into(),
-            ));
-        }
-        let now = now_seconds();
-        let not_after = now
-            .checked_add(lifetime)
-            .ok_or_else(|| CaError::InvalidLifetime("far too long".into()))?;
-        if not_after > self.issuing_not_after {
-            return Err(CaError::InvalidLifetime(format!(
-                "it would end after the issuing CA itself expires ({}); shorten the lifetime or renew the CA",
-                self.issuing_not_after.date()
-            )));
-        }
-        Ok((now - CLOCK_SKEW, not_after))
+        validity(lifetime, self.issuing_not_after, "issuing CA")
     }
 
     /// A CRL signed by the issuing CA, listing `entries`.
@@ -535,7 +518,34 @@ fn issued(
     })
 }
 
-fn ca_params(
+/// notBefore (back-dated by [`CLOCK_SKEW`]) and notAfter of a certificate issued now for
+/// `lifetime` by a CA (named `ca` in messages) that expires at `ca_not_after`.
+pub(crate) fn validity(
+    lifetime: Duration,
+    ca_not_after: OffsetDateTime,
+    ca: &str,
+) -> Result<(OffsetDateTime, OffsetDateTime), CaError> {
+    let lifetime = time::Duration::try_from(lifetime)
+        .map_err(|_| CaError::InvalidLifetime("far too long".into()))?;
+    if lifetime < time::Duration::minutes(1) {
+        return Err(CaError::InvalidLifetime(
+            "a certificate must be valid for at least a minute".into(),
+        ));
+    }
+    let now = now_seconds();
+    let not_after = now
+        .checked_add(lifetime)
+        .ok_or_else(|| CaError::InvalidLifetime("far too long".into()))?;
+    if not_after > ca_not_after {
+        return Err(CaError::InvalidLifetime(format!(
+            "it would end after the {ca} itself expires ({}); shorten the lifetime or renew the CA",
+            ca_not_after.date()
+        )));
+    }
+    Ok((now - CLOCK_SKEW, not_after))
+}
+
+pub(crate) fn ca_params(
     org: &str,
     cn: &str,
     path_len: u8,
@@ -555,7 +565,7 @@ fn ca_params(
     Ok(params)
 }
 
-fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub(crate) fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     if !rest.is_empty() {
         return Err("trailing data after the certificate".into());
@@ -564,7 +574,7 @@ fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
 }
 
 /// Certificate times are whole seconds; keep the values we report equal to the encoded ones.
-fn now_seconds() -> OffsetDateTime {
+pub(crate) fn now_seconds() -> OffsetDateTime {
     OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .expect("0 is a valid nanosecond")

@@ -16,6 +16,9 @@ pub(crate) const ROOT_KEY: &str = "root.key";
 pub(crate) const ISSUING_CERT: &str = "issuing.crt";
 pub(crate) const ISSUING_KEY: &str = "issuing.key";
 pub(crate) const ALL_FILES: [&str; 4] = [ROOT_CERT, ROOT_KEY, ISSUING_CERT, ISSUING_KEY];
+/// The patient-card issuing CA, made on first use (`patient_card::PatientCardCa::ensure`).
+pub(crate) const PATIENT_CA_CERT: &str = "patient-card-ca.crt";
+pub(crate) const PATIENT_CA_KEY: &str = "patient-card-ca.key";
 
 pub(crate) const KEY_MODE: u32 = 0o600;
 pub(crate) const CERT_MODE: u32 = 0o644;
@@ -26,7 +29,8 @@ pub(crate) struct NewFile<'a> {
     pub mode: u32,
 }
 
-/// Creates `dir` if needed (0700) and refuses if any CA file is already there.
+/// Creates `dir` if needed (0700) and refuses if any CA file is already there (the patient-card
+/// CA's too: left from another CA, it would not chain to the new root).
 pub(crate) fn prepare(dir: &Path) -> Result<(), CaError> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -35,7 +39,10 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), CaError> {
     builder
         .create(dir)
         .map_err(|e| CaError::io("create the CA directory", dir, e))?;
-    for name in ALL_FILES {
+    for name in ALL_FILES
+        .into_iter()
+        .chain([PATIENT_CA_CERT, PATIENT_CA_KEY])
+    {
         let path = dir.join(name);
         match fs::symlink_metadata(&path) {
             Ok(_) => {

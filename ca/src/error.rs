@@ -12,6 +12,16 @@ pub enum CaError {
     InvalidId { what: &'static str, value: String },
 
     #[error(
+        "the patient id {0:?} is not allowed: use 1 to 64 characters, each a letter A-Z or a-z, a digit, '.', '_' or '-', starting with a letter or digit"
+    )]
+    InvalidPatientId(String),
+
+    #[error(
+        "the patient-card CA does not exist yet, and making it needs the root CA's key {0}, which is missing; run this where the root key is kept"
+    )]
+    RootKeyNeeded(PathBuf),
+
+    #[error(
         "{0:?} is not a Sekisho terminal name (expected urn:sekisho:terminal:<facility>:<terminal>)"
     )]
     NotTerminalUrn(String),

@@ -9,7 +9,7 @@ use std::fmt;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::apdu::{CardError, Channel, Command, Response, StatusWord, Transport};
+use crate::apdu::{self, CardError, Channel, Command, ReadError, Response, StatusWord, Transport};
 use crate::der;
 
 /// The registered application provider id that every HPKI application name starts with.
@@ -37,10 +37,6 @@ pub const MAX_CERTIFICATE: usize = 16 * 1024;
 
 /// Bound on next-occurrence SELECTs when the card knows only the RID.
 const MAX_PARTIAL_SELECTS: usize = 8;
-/// READ BINARY chunk: what every card and reader can do in short form.
-const READ_CHUNK: usize = 256;
-/// Bound on READ BINARY rounds: 16 KiB at no less than 64 bytes a round.
-const MAX_READ_ROUNDS: usize = MAX_CERTIFICATE / 64;
 /// DigestInfo prefix for SHA-256 (RFC 8017 §9.2, note 1).
 const SHA256_DIGEST_INFO: [u8; 19] = [
     0x30, 0x31, 0x30, 0x0D, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
@@ -257,61 +253,24 @@ impl<T: Transport> HpkiCard<T> {
         if !self.send(&cmd)?.is_ok() {
             return Err(HpkiError::BadCertificate(app, "no certificate file"));
         }
-        let mut cert = self.read_binary(0, READ_CHUNK, app)?;
-        let total = match der::header(&cert) {
-            Ok((0x30, header_len, len)) => header_len + len,
-            // Too short to hold a header yet: only possible if the card sent almost nothing.
-            Ok(_) => return Err(HpkiError::BadCertificate(app, "not a DER certificate")),
-            Err(_) => return Err(HpkiError::BadCertificate(app, "not a DER certificate")),
-        };
-        if total > MAX_CERTIFICATE {
-            return Err(HpkiError::BadCertificate(app, "larger than 16 KiB"));
-        }
-        // Every round adds at least one byte; a card that trickles is cut off after
-        // MAX_READ_ROUNDS.
-        let mut rounds = 0;
-        while cert.len() < total {
-            rounds += 1;
-            if rounds > MAX_READ_ROUNDS {
-                return Err(HpkiError::BadCertificate(
-                    app,
-                    "the card sends it too slowly",
-                ));
+        apdu::read_der_file(&mut self.channel, MAX_CERTIFICATE).map_err(|e| match e {
+            ReadError::Card(e) => {
+                // After a transport error the card's state is unknown: select again next time.
+                self.selected = None;
+                e.into()
             }
-            let want = (total - cert.len()).min(READ_CHUNK);
-            let chunk = self.read_binary(cert.len(), want, app)?;
-            cert.extend_from_slice(&chunk);
-        }
-        cert.truncate(total);
-        Ok(cert)
-    }
-
-    fn read_binary(
-        &mut self,
-        offset: usize,
-        le: usize,
-        app: Application,
-    ) -> Result<Vec<u8>, HpkiError> {
-        // P1 bit 8 would mean a short file id, so offsets stop at 0x7FFF (16 KiB cap is below).
-        if offset > 0x7FFF {
-            return Err(HpkiError::BadCertificate(app, "offset out of range"));
-        }
-        let cmd = Command::new(0x00, 0xB0, (offset >> 8) as u8, (offset & 0xFF) as u8).with_le(le);
-        let resp = self.send(&cmd)?;
-        // 6282: end of file before Le bytes; the data that came is good.
-        if resp.sw != 0x9000 && resp.sw != 0x6282 {
-            return Err(HpkiError::Refused {
+            ReadError::Refused(status) => HpkiError::Refused {
                 operation: "reading the certificate",
-                status: resp.status(),
-            });
-        }
-        if resp.data.is_empty() {
-            return Err(HpkiError::BadCertificate(
-                app,
-                "file ends inside the certificate",
-            ));
-        }
-        Ok(resp.data)
+                status,
+            },
+            ReadError::Truncated => {
+                HpkiError::BadCertificate(app, "file ends inside the certificate")
+            }
+            ReadError::NotDer => HpkiError::BadCertificate(app, "not a DER certificate"),
+            ReadError::TooLarge => HpkiError::BadCertificate(app, "larger than 16 KiB"),
+            ReadError::TooSlow => HpkiError::BadCertificate(app, "the card sends it too slowly"),
+            ReadError::Offset => HpkiError::BadCertificate(app, "offset out of range"),
+        })
     }
 
     /// PIN tries left, asked with an empty VERIFY (costs no try).

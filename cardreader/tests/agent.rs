@@ -1,12 +1,14 @@
 //! The terminal agent against an in-test gateway that implements the HPKI login contract
 //! (mutual TLS, challenge, login with the signature checked against the certificate sent,
-//! logout, status) and an in-test enrollment listener.
+//! logout, status), the patient-consent contract (challenge, card signature checked against
+//! the certificate sent, staff attestation), and an in-test enrollment listener.
 //!
 //! The card tests use the real path: pcscd + the vsmartcard vpcd reader `Virtual PCD 00 01`
 //! (port 35964) + an in-process `VirtualCard`. Without pcscd and vsmartcard-vpcd they fail,
 //! saying what is missing. Tests that use the reader take a lock (a static mutex in this binary
 //! and an flock on `sekisho-vpcd-35964.lock` in the temp directory, for other test binaries that
-//! drive the same reader).
+//! drive the same reader). The consent test also puts a patient card (`sekisho-vcard
+//! --patient-card`) in `Virtual PCD 00 00` (port 35963), under `sekisho-vpcd-35963.lock`.
 
 mod common;
 
@@ -28,12 +30,12 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sekisho_cardreader::agent::{
-    self, AgentConfig, AgentError, EnrollOptions, LogoutReason, PinRequest, PinSource, RefusalCode,
-    Retry, WatchEvent,
+    self, AgentConfig, AgentError, ConsentBasis, EnrollOptions, LogoutReason, PinRequest,
+    PinSource, RefusalCode, Retry, WatchEvent,
 };
 use sekisho_cardreader::hpki::Application;
-use sekisho_cardreader::vcard::{CardEngine, Quirks, VirtualCard};
-use sekisho_cardreader::{CardError, PcscTransport, readers};
+use sekisho_cardreader::vcard::{CardEngine, PatientCardEngine, Quirks, VirtualCard};
+use sekisho_cardreader::{CardError, PcscTransport, Transport, readers};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -57,6 +59,14 @@ struct Issued {
     key_pem: String,
 }
 
+/// A patient card's certificate (the CA's profile, in short: CN, one patient URI) and key.
+struct PatientCardFiles {
+    cert_der: Vec<u8>,
+    cert_pem: String,
+    key_der: Vec<u8>,
+    key_pem: String,
+}
+
 impl Ca {
     fn new(name: &str) -> Ca {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
@@ -75,6 +85,25 @@ impl Ca {
 
     fn issuer(&self) -> rcgen::Issuer<'_, &rcgen::KeyPair> {
         rcgen::Issuer::from_params(&self.params, &self.key)
+    }
+
+    fn issue_patient_card(&self, patient: &str) -> PatientCardFiles {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Sekisho patient card");
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            format!("urn:sekisho:patient:{patient}").try_into().unwrap(),
+        )];
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let cert = params.signed_by(&key, &self.issuer()).unwrap();
+        PatientCardFiles {
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+            key_der: key.serialize_der(),
+            key_pem: key.serialize_pem(),
+        }
     }
 
     fn issue(&self, name: &str, sans: &[&str], server: bool) -> Issued {
@@ -236,6 +265,47 @@ struct GatewayState {
     refuse: Option<(u16, &'static str)>,
     /// Requests that came without a client certificate (must stay 0).
     anonymous: usize,
+    /// Consent: open challenges, how many were issued, the windows opened (patient, basis).
+    consent_challenges: HashMap<String, Vec<u8>>,
+    consent_challenges_issued: usize,
+    consents: Vec<(String, String)>,
+    /// Consent: whether staff attestation is allowed; a `to_sign` to send instead of a consent
+    /// challenge (a hostile gateway).
+    allow_attest: bool,
+    consent_to_sign: Option<Vec<u8>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentCardRequest {
+    nonce: String,
+    certificate: String,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestRequest {
+    patient: String,
+}
+
+/// The patient id of a card certificate's `urn:sekisho:patient:` URI.
+fn patient_of(cert: &[u8]) -> Option<String> {
+    let (_, x) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let san = x.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => {
+            u.strip_prefix("urn:sekisho:patient:").map(str::to_string)
+        }
+        _ => None,
+    })
+}
+
+fn consent_window(patient: &str, basis: &str) -> (u16, serde_json::Value) {
+    (
+        200,
+        serde_json::json!({"patient": patient, "basis": basis, "until": 1_900_000_000, "minutes": 30}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -305,6 +375,73 @@ fn gateway_handler(state: Arc<Mutex<GatewayState>>) -> Handler {
                     200,
                     serde_json::json!({"user": "yamada.taro", "name": "YAMADA TARO", "qualification": "Medical Doctor", "expires_at": 1_900_000_000}),
                 )
+            }
+            (Method::POST, "/.sekisho/consent/challenge") => {
+                if !body.is_empty() {
+                    return refusal(400, "bad_request");
+                }
+                if !st.signed_in {
+                    return refusal(403, "not_signed_in");
+                }
+                let mut nonce = [0u8; 16];
+                aws_lc_rs::rand::fill(&mut nonce).unwrap();
+                let nonce = B64URL.encode(nonce);
+                let to_sign = st.consent_to_sign.clone().unwrap_or_else(|| {
+                    format!("sekisho-patient-consent:v1\ngateway=test\nnonce={nonce}\n")
+                        .into_bytes()
+                });
+                st.consent_challenges.insert(nonce.clone(), to_sign.clone());
+                st.consent_challenges_issued += 1;
+                (
+                    200,
+                    serde_json::json!({"nonce": nonce, "to_sign": B64.encode(&to_sign), "expires_in": 60}),
+                )
+            }
+            (Method::POST, "/.sekisho/consent/card") => {
+                let Ok(req) = serde_json::from_slice::<ConsentCardRequest>(&body) else {
+                    return refusal(400, "bad_request");
+                };
+                if !st.signed_in {
+                    return refusal(403, "not_signed_in");
+                }
+                let Some(to_sign) = st.consent_challenges.remove(&req.nonce) else {
+                    return refusal(401, "challenge_expired");
+                };
+                let cert = B64.decode(&req.certificate).unwrap();
+                let signature = B64.decode(&req.signature).unwrap();
+                let Some(patient) = patient_of(&cert) else {
+                    return refusal(403, "patient_card_invalid");
+                };
+                let (_, x509) = x509_parser::parse_x509_certificate(&cert).unwrap();
+                let spki = &x509.tbs_certificate.subject_pki.subject_public_key.data;
+                if aws_lc_rs::signature::UnparsedPublicKey::new(
+                    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+                    spki,
+                )
+                .verify(&to_sign, &signature)
+                .is_err()
+                {
+                    return refusal(403, "patient_card_invalid");
+                }
+                if let Some((status, code)) = st.refuse {
+                    return refusal(status, code);
+                }
+                st.consents.push((patient.clone(), "patient_card".into()));
+                consent_window(&patient, "patient_card")
+            }
+            (Method::POST, "/.sekisho/consent/attest") => {
+                let Ok(req) = serde_json::from_slice::<AttestRequest>(&body) else {
+                    return refusal(400, "bad_request");
+                };
+                if !st.signed_in {
+                    return refusal(403, "not_signed_in");
+                }
+                if !st.allow_attest {
+                    return refusal(403, "attestation_not_allowed");
+                }
+                st.consents
+                    .push((req.patient.clone(), "staff_attested".into()));
+                consent_window(&req.patient, "staff_attested")
             }
             (Method::POST, "/.sekisho/auth/logout") => {
                 let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -523,6 +660,18 @@ fn gateway_error_bodies_map_to_agent_errors() {
         ("enroll_used", RefusalCode::EnrollUsed),
         ("enroll_locked", RefusalCode::EnrollLocked),
         ("enroll_bad_request", RefusalCode::EnrollBadRequest),
+        ("not_signed_in", RefusalCode::NotSignedIn),
+        ("patient_card_invalid", RefusalCode::PatientCardInvalid),
+        ("patient_card_revoked", RefusalCode::PatientCardRevoked),
+        (
+            "patient_unknown_or_not_consented",
+            RefusalCode::PatientUnknownOrNotConsented,
+        ),
+        (
+            "attestation_not_allowed",
+            RefusalCode::AttestationNotAllowed,
+        ),
+        ("challenge_expired", RefusalCode::ChallengeExpired),
     ] {
         let e = agent::gateway_error(403, body(code).as_bytes());
         let AgentError::Refused(r) = &e else {
@@ -533,8 +682,23 @@ fn gateway_error_bodies_map_to_agent_errors() {
         assert_eq!(r.status, 403);
         assert_eq!(e.exit_code(), 5);
         assert!(!e.to_string().is_empty() && !e.message_ja().is_empty());
-        assert_eq!(e.is_transient(), code == "challenge_invalid", "{code}");
+        assert_eq!(
+            e.is_transient(),
+            code == "challenge_invalid" || code == "challenge_expired",
+            "{code}"
+        );
     }
+    let e = agent::gateway_error(403, body("not_signed_in").as_bytes());
+    assert!(e.to_string().contains("must sign in"), "{e}");
+    assert!(e.message_ja().contains("ログイン"), "{}", e.message_ja());
+    // Which of the two it is, neither message says.
+    let e = agent::gateway_error(403, body("patient_unknown_or_not_consented").as_bytes());
+    assert!(
+        e.to_string().contains("not registered") && e.to_string().contains("no consent"),
+        "{e}"
+    );
+    let e = agent::gateway_error(403, body("attestation_not_allowed").as_bytes());
+    assert!(e.to_string().contains("--attest"), "{e}");
     let e = agent::gateway_error(403, body("hpki_expired").as_bytes());
     assert!(e.to_string().contains("expired"), "{e}");
     assert!(e.message_ja().contains("有効期限"), "{}", e.message_ja());
@@ -1107,4 +1271,299 @@ async fn command_line_login_status_logout() {
 
     remove(card).await;
     wait_gone().await;
+}
+
+// ---------------------------------------------------------------- patient consent
+
+/// The first vpcd reader: the patient card (`sekisho-vcard --patient-card`) goes there.
+const PATIENT_READER: &str = "Virtual PCD 00 00";
+const PATIENT_PORT: u16 = 35963;
+
+/// A virtual card shared with the test, which looks at it afterwards (the agent takes the
+/// transport by value).
+struct SharedCard<C>(Arc<Mutex<C>>);
+
+impl<C: Transport + Send> Transport for SharedCard<C> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, CardError> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .transmit(apdu)
+    }
+}
+
+#[tokio::test]
+async fn consent_with_an_in_process_patient_card() {
+    const NAME: &str = "in-process reader";
+    let pki = Pki::new();
+    let state = Arc::new(Mutex::new(GatewayState::default()));
+    let server = start_gateway(&pki, 0, &state).await;
+    let cfg = pki.config(server.addr);
+    let files = pki.ca.issue_patient_card("P-0001");
+    let card = Arc::new(Mutex::new(
+        PatientCardEngine::new("P-0001", files.cert_der.clone(), &files.key_der).unwrap(),
+    ));
+    let transport = || SharedCard(Arc::clone(&card));
+    let signed = || card.lock().unwrap().signed_digests().len();
+
+    // No physician signed in on the terminal.
+    let e = agent::consent_with_card(&cfg, transport(), NAME, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.refusal(), Some(&RefusalCode::NotSignedIn), "{e:?}");
+    assert_eq!(e.exit_code(), 5);
+    assert_eq!(signed(), 0, "nothing signed without a challenge");
+
+    // Signed in: the card signs the consent challenge; the gateway checked the signature
+    // against the certificate the agent read from the card.
+    lock(&state).signed_in = true;
+    let info = agent::consent_with_card(&cfg, transport(), NAME, false)
+        .await
+        .unwrap();
+    assert_eq!(info.patient, "P-0001");
+    assert_eq!(info.basis, ConsentBasis::PatientCard);
+    assert_eq!((info.until, info.minutes), (1_900_000_000, 30));
+    assert!(
+        info.summary().starts_with(
+            "Consent window open for patient P-0001 until 2030-03-18 02:46 JST (30 min, patient card)"
+        ),
+        "{}",
+        info.summary()
+    );
+    {
+        let st = lock(&state);
+        assert_eq!(
+            st.consents,
+            vec![("P-0001".to_string(), "patient_card".to_string())]
+        );
+        assert_eq!(st.anonymous, 0);
+    }
+    assert_eq!(signed(), 1);
+
+    // Staff attestation: refused where not allowed; where allowed, only the id is read.
+    let e = agent::consent_with_card(&cfg, transport(), NAME, true)
+        .await
+        .unwrap_err();
+    assert_eq!(e.refusal(), Some(&RefusalCode::AttestationNotAllowed));
+    lock(&state).allow_attest = true;
+    let info = agent::consent_with_card(&cfg, transport(), NAME, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.patient.as_str(), info.basis),
+        ("P-0001", ConsentBasis::StaffAttested)
+    );
+    assert_eq!(signed(), 1, "attestation signs nothing");
+
+    // A gateway (or an impostor with a terminal's key) asking the patient's card to sign an
+    // HPKI login challenge: refused before the card sees it.
+    lock(&state).consent_to_sign = Some(b"sekisho-hpki-login\ngateway=test\nnonce=x".to_vec());
+    let e = agent::consent_with_card(&cfg, transport(), NAME, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AgentError::NotConsentChallenge(_)), "{e:?}");
+    assert_eq!(e.exit_code(), 6);
+    assert_eq!(signed(), 1);
+    lock(&state).consent_to_sign = None;
+
+    // The gateway's refusals come through as such.
+    for (status, code, want) in [
+        (403, "patient_card_revoked", RefusalCode::PatientCardRevoked),
+        (
+            403,
+            "patient_unknown_or_not_consented",
+            RefusalCode::PatientUnknownOrNotConsented,
+        ),
+    ] {
+        lock(&state).refuse = Some((status, code));
+        let e = agent::consent_with_card(&cfg, transport(), NAME, false)
+            .await
+            .unwrap_err();
+        assert_eq!(e.refusal(), Some(&want), "{e:?}");
+    }
+    lock(&state).refuse = None;
+
+    // A card whose certificate names another patient than its id: the gateway is not asked.
+    let issued = lock(&state).consent_challenges_issued;
+    let liar =
+        PatientCardEngine::with_files(b"P-0002".to_vec(), files.cert_der.clone(), &files.key_der)
+            .unwrap();
+    let e = agent::consent_with_card(&cfg, liar, NAME, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AgentError::PatientCard(_)), "{e:?}");
+    assert_eq!(e.exit_code(), 3);
+    assert_eq!(lock(&state).consent_challenges_issued, issued);
+
+    // An HPKI card is not a patient card.
+    let e = agent::consent_with_card(&cfg, common::engine(Quirks::default()), NAME, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, AgentError::NoPatientCard { reader: Some(r) } if r == NAME),
+        "{e:?}"
+    );
+    assert_eq!(e.exit_code(), 8);
+    assert_eq!(lock(&state).consent_challenges_issued, issued);
+
+    server.stop().await;
+}
+
+/// The `sekisho-vcard` patient card; killed (removed) when dropped.
+struct PatientVcard(std::process::Child);
+
+impl PatientVcard {
+    fn start(cert: &Path, key: &Path, patient: &str) -> PatientVcard {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sekisho-vcard"))
+            .args(["--host", "127.0.0.1", "--port", &PATIENT_PORT.to_string()])
+            .args(["--patient-card", "--patient-id", patient])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start sekisho-vcard --patient-card");
+        PatientVcard(child)
+    }
+}
+
+impl Drop for PatientVcard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_through_pcscd_and_the_command_line() {
+    let _rig = rig();
+    // The first reader too: other binaries' tests put cards there.
+    let path = std::env::temp_dir().join(format!("sekisho-vpcd-{PATIENT_PORT}.lock"));
+    let _patient_lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    assert_eq!(
+        unsafe { libc::flock(_patient_lock.as_raw_fd(), libc::LOCK_EX) },
+        0
+    );
+    assert!(
+        PcscTransport::connect(PATIENT_READER).is_err(),
+        "a card is already in {PATIENT_READER:?}"
+    );
+
+    let pki = Pki::new();
+    let files = pki.ca.issue_patient_card("P-0001");
+    std::fs::write(pki.path("patient.crt"), &files.cert_pem).unwrap();
+    std::fs::write(pki.path("patient.key"), &files.key_pem).unwrap();
+    let state = Arc::new(Mutex::new(GatewayState::default()));
+    lock(&state).signed_in = true;
+    let server = start_gateway(&pki, 0, &state).await;
+    let cfg = pki.config(server.addr);
+
+    // The physician's HPKI card in the second reader, and no patient card: the HPKI card is
+    // skipped, and the answer is "no patient card" (exit 8), not an error about that card.
+    let engine = new_engine();
+    let hpki = insert(&engine).await;
+    let e = agent::consent(&cfg, None, false).await.unwrap_err();
+    assert!(
+        matches!(e, AgentError::NoPatientCard { reader: None }),
+        "{e:?}"
+    );
+    assert_eq!(e.exit_code(), 8);
+    let e = agent::consent(&cfg, Some(READER.into()), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, AgentError::NoPatientCard { reader: Some(r) } if r == READER),
+        "{e:?}"
+    );
+    let e = agent::consent(&cfg, Some("No Such Reader 99".into()), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AgentError::UnknownReader { .. }), "{e:?}");
+
+    // The patient card goes into the first reader.
+    settle().await;
+    let vcard = PatientVcard::start(&pki.path("patient.crt"), &pki.path("patient.key"), "P-0001");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tokio::task::spawn_blocking(|| PcscTransport::connect(PATIENT_READER).is_ok())
+        .await
+        .unwrap()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the patient card did not appear in {PATIENT_READER}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let info = agent::consent(&cfg, None, false).await.unwrap();
+    assert_eq!(
+        (info.patient.as_str(), info.basis),
+        ("P-0001", ConsentBasis::PatientCard)
+    );
+    lock(&state).allow_attest = true;
+    let info = agent::consent(&cfg, Some(PATIENT_READER.into()), true)
+        .await
+        .unwrap();
+    assert_eq!(info.basis, ConsentBasis::StaffAttested);
+
+    // The command line.
+    let addr = server.addr;
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "consent".into(),
+            "--gateway".into(),
+            format!("https://{addr}"),
+            "--cert".into(),
+            pki.path("T.crt").display().to_string(),
+            "--key".into(),
+            pki.path("T.key").display().to_string(),
+            "--ca".into(),
+            pki.path("ca.crt").display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let (code, out, err) = agent_cli(args(&[]), "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Consent window open for patient P-0001 until")
+            && out.contains("(30 min, patient card)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("患者 P-0001 の閲覧同意を受け付けました"),
+        "{out}"
+    );
+    let (code, out, err) = agent_cli(args(&["--reader", PATIENT_READER, "--attest"]), "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("staff attestation"), "{out}");
+    let (code, _, err) = agent_cli(args(&["--reader", READER]), "").await;
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("no Sekisho patient card in Virtual PCD 00 01"),
+        "{err}"
+    );
+    assert!(err.contains("患者カードが見つかりません"), "{err}");
+    lock(&state).signed_in = false;
+    let (code, _, err) = agent_cli(args(&[]), "").await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("must sign in"), "{err}");
+    {
+        let st = lock(&state);
+        assert_eq!(st.consents.len(), 4);
+        assert_eq!(st.anonymous, 0);
+    }
+
+    drop(vcard);
+    remove(hpki).await;
+    wait_gone().await;
+    server.stop().await;
 }

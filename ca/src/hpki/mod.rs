@@ -39,9 +39,10 @@ pub mod hcrole;
 pub mod testca;
 pub mod verify;
 
-mod der;
-mod error;
-mod path;
+pub(crate) mod der;
+pub(crate) mod error;
+// Also the fixed-path checks of the patient-card verifier (`crate::patient_card`).
+pub(crate) mod path;
 mod text;
 
 pub use error::HpkiError;

@@ -63,7 +63,7 @@
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
 use time::OffsetDateTime;
 use webpki::{CertRevocationList, OwnedCertRevocationList};
-use x509_parser::asn1_rs::{Any, BitString, Class, Oid, Tag};
+use x509_parser::asn1_rs::{Any, BitString, Class, FromDer, Oid, Tag};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{DistributionPointName, GeneralName, KeyUsage, ParsedExtension};
 use x509_parser::oid_registry::{
@@ -129,10 +129,20 @@ impl CertFacts {
 /// process that cannot be read. `Unsupported`: a critical extension we do not process, or
 /// nameConstraints.
 pub(crate) fn inspect(cert: &X509Certificate<'_>) -> Result<CertFacts, HpkiError> {
+    inspect_with(cert, &PROCESSED_EXTENSIONS)
+}
+
+/// [`inspect`] for a profile that processes the extensions `processed_here` (which must be among
+/// [`PROCESSED_EXTENSIONS`]: the others would not be read); any other critical extension is
+/// `Unsupported`.
+pub(crate) fn inspect_with(
+    cert: &X509Certificate<'_>,
+    processed_here: &[Oid<'static>],
+) -> Result<CertFacts, HpkiError> {
     let malformed = |why: String| HpkiError::Malformed(why);
     if cert.version() != X509Version::V3 {
         return Err(malformed(format!(
-            "it is an X.509 version {} certificate; HPKI certificates are version 3",
+            "it is an X.509 version {} certificate; only version 3 is accepted",
             cert.version().0.saturating_add(1)
         )));
     }
@@ -155,7 +165,7 @@ pub(crate) fn inspect(cert: &X509Certificate<'_>) -> Result<CertFacts, HpkiError
                 ext.oid.to_id_string()
             )));
         }
-        let processed = PROCESSED_EXTENSIONS.contains(&ext.oid);
+        let processed = processed_here.contains(&ext.oid);
         if ext.oid == OID_X509_EXT_NAME_CONSTRAINTS {
             // Critical or not: applying a constraint that a CA set is not optional for us.
             return Err(HpkiError::Unsupported(
@@ -196,7 +206,7 @@ pub(crate) fn inspect(cert: &X509Certificate<'_>) -> Result<CertFacts, HpkiError
             ParsedExtension::CertificatePolicies(_)
             | ParsedExtension::SubjectAlternativeName(_) => {}
             // A processed extension that x509-parser could not read (ParseError).
-            _ if processed => return Err(unreadable()),
+            _ if PROCESSED_EXTENSIONS.contains(&ext.oid) => return Err(unreadable()),
             _ => {}
         }
     }
@@ -237,6 +247,16 @@ fn is_null(params: Option<&Any<'_>>) -> bool {
 }
 
 impl PublicKey {
+    /// An EC key on P-256 (what patient cards carry).
+    pub(crate) fn is_p256(&self) -> bool {
+        self.kind == KeyKind::EcP256
+    }
+
+    /// The subjectPublicKey bits (for an EC key, the uncompressed point).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// RSA (parameters NULL, RFC 3279) or EC on P-256/P-384 (namedCurve, RFC 5480).
     pub(crate) fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, String> {
         let alg = &spki.algorithm;
@@ -317,7 +337,9 @@ impl PublicKey {
     /// Verifies the signature of a certificate made with this key. The algorithm inside the
     /// signed part must be the outer one (RFC 5280 §4.1.1.2), as webpki required.
     pub(crate) fn verify_cert(&self, cert: &X509Certificate<'_>) -> Result<(), SigError> {
-        if !same_algorithm(&cert.signature_algorithm, &cert.tbs_certificate.signature) {
+        if !same_algorithm(&cert.signature_algorithm, &cert.tbs_certificate.signature)
+            || !same_algorithm_bytes(cert)
+        {
             return Err(SigError::Invalid);
         }
         self.verify(
@@ -345,6 +367,33 @@ fn unsupported_alg(alg: &AlgorithmIdentifier<'_>) -> SigError {
         "signature algorithm {} is not supported with this key",
         alg.algorithm
     ))
+}
+
+/// The encodings of a certificate's two algorithm identifiers are the same bytes, as webpki
+/// requires: x509-parser reads an OBJECT IDENTIFIER under another tag as the same OID, so the
+/// decoded comparison alone would let the unsigned outer one be altered.
+fn same_algorithm_bytes(cert: &X509Certificate<'_>) -> bool {
+    fn tlv(input: &[u8]) -> Option<(&[u8], &[u8], Any<'_>)> {
+        let (rest, any) = Any::from_der(input).ok()?;
+        Some((&input[..input.len() - rest.len()], rest, any))
+    }
+    let outer = || -> Option<&[u8]> {
+        let (_, _, cert_seq) = tlv(cert.as_raw())?;
+        let (_, after_tbs, _) = tlv(cert_seq.data)?;
+        let (alg, _, _) = tlv(after_tbs)?;
+        Some(alg)
+    };
+    let inner = || -> Option<&[u8]> {
+        let (_, _, tbs) = tlv(cert.tbs_certificate.as_ref())?;
+        let (_, mut rest, first) = tlv(tbs.data)?;
+        if first.class() == Class::ContextSpecific {
+            // [0] version; the serial follows.
+            rest = tlv(rest)?.1;
+        }
+        let (alg, _, _) = tlv(rest)?;
+        Some(alg)
+    };
+    matches!((outer(), inner()), (Some(a), Some(b)) if a == b)
 }
 
 fn same_algorithm(a: &AlgorithmIdentifier<'_>, b: &AlgorithmIdentifier<'_>) -> bool {
@@ -1002,6 +1051,20 @@ mod tests {
             let i = bad.windows(6).position(|w| w == b"x.test").unwrap();
             bad[i] = b'y';
             let (_, cert) = x509_parser::parse_x509_certificate(&bad).unwrap();
+            assert_eq!(pk.verify_cert(&cert), Err(SigError::Invalid));
+            // The outer (unsigned) algorithm identifier's OID under tag 07 instead of 06:
+            // x509-parser reads the same OID, the bytes differ.
+            let mut bad = der.clone();
+            let i = (0..bad.len() - 12)
+                .rev()
+                .find(|&i| bad[i] == 0x30 && bad[i + 2] == 0x06 && bad[i + 4] == 0x2a)
+                .unwrap();
+            bad[i + 2] = 0x07;
+            let (_, cert) = x509_parser::parse_x509_certificate(&bad).unwrap();
+            assert_eq!(
+                cert.signature_algorithm.algorithm,
+                cert.tbs_certificate.signature.algorithm
+            );
             assert_eq!(pk.verify_cert(&cert), Err(SigError::Invalid));
         }
         let key = KeyPair::generate_for(&PKCS_ED25519).unwrap();

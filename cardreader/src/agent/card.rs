@@ -17,7 +17,7 @@ pub(crate) struct CardSession {
     pub certificate: Vec<u8>,
 }
 
-fn list() -> Result<Vec<String>, AgentError> {
+pub(crate) fn list() -> Result<Vec<String>, AgentError> {
     match readers::list_readers() {
         Ok(r) => Ok(r),
         Err(ReaderError::NoService) => Err(AgentError::NoService),

@@ -52,6 +52,19 @@ pub enum RefusalCode {
     EnrollLocked,
     /// `enroll_bad_request`: the CSR (or request) was not accepted.
     EnrollBadRequest,
+    /// `not_signed_in`: consent needs a physician signed in on this terminal.
+    NotSignedIn,
+    /// `patient_card_invalid`: the patient card's certificate or signature was not accepted.
+    PatientCardInvalid,
+    /// `patient_card_revoked`: the patient card was revoked (lost, replaced).
+    PatientCardRevoked,
+    /// `patient_unknown_or_not_consented`: no consent window for this patient; the gateway
+    /// does not say whether the patient is unknown or has not consented to sharing.
+    PatientUnknownOrNotConsented,
+    /// `attestation_not_allowed`: this deployment does not accept staff attestation.
+    AttestationNotAllowed,
+    /// `challenge_expired`: the consent challenge ran out before the card's answer came.
+    ChallengeExpired,
     Other(String),
 }
 
@@ -73,6 +86,12 @@ impl RefusalCode {
             "enroll_used" => RefusalCode::EnrollUsed,
             "enroll_locked" => RefusalCode::EnrollLocked,
             "enroll_bad_request" => RefusalCode::EnrollBadRequest,
+            "not_signed_in" => RefusalCode::NotSignedIn,
+            "patient_card_invalid" => RefusalCode::PatientCardInvalid,
+            "patient_card_revoked" => RefusalCode::PatientCardRevoked,
+            "patient_unknown_or_not_consented" => RefusalCode::PatientUnknownOrNotConsented,
+            "attestation_not_allowed" => RefusalCode::AttestationNotAllowed,
+            "challenge_expired" => RefusalCode::ChallengeExpired,
             other => RefusalCode::Other(clean(other, 64)),
         }
     }
@@ -95,6 +114,12 @@ impl RefusalCode {
             RefusalCode::EnrollUsed => "enroll_used",
             RefusalCode::EnrollLocked => "enroll_locked",
             RefusalCode::EnrollBadRequest => "enroll_bad_request",
+            RefusalCode::NotSignedIn => "not_signed_in",
+            RefusalCode::PatientCardInvalid => "patient_card_invalid",
+            RefusalCode::PatientCardRevoked => "patient_card_revoked",
+            RefusalCode::PatientUnknownOrNotConsented => "patient_unknown_or_not_consented",
+            RefusalCode::AttestationNotAllowed => "attestation_not_allowed",
+            RefusalCode::ChallengeExpired => "challenge_expired",
             RefusalCode::Other(s) => s,
         }
     }
@@ -142,6 +167,22 @@ impl Refusal {
                 "too many wrong PINs for this access code; ask for a new one"
             }
             RefusalCode::EnrollBadRequest => "the gateway could not accept the certificate request",
+            RefusalCode::NotSignedIn => {
+                "a physician must sign in on this terminal (HPKI card) before the patient's consent"
+            }
+            RefusalCode::PatientCardInvalid => {
+                "the patient card was not accepted: it is not a valid patient card of this network"
+            }
+            RefusalCode::PatientCardRevoked => {
+                "this patient card has been revoked (reported lost or replaced); ask the secretariat"
+            }
+            RefusalCode::PatientUnknownOrNotConsented => {
+                "consent cannot be given for this patient here: not registered with the network, or no consent to sharing on record"
+            }
+            RefusalCode::AttestationNotAllowed => {
+                "consent by staff attestation is not allowed here: the patient card must sign (run without --attest)"
+            }
+            RefusalCode::ChallengeExpired => "the consent challenge expired; try again",
             RefusalCode::Other(_) => "",
         };
         let mut s = if ours.is_empty() {
@@ -201,6 +242,24 @@ impl Refusal {
                 "PINの誤りが多すぎます。新しいコードの発行を依頼してください。"
             }
             RefusalCode::EnrollBadRequest => "証明書要求（CSR）を処理できません。",
+            RefusalCode::NotSignedIn => {
+                "患者の同意の前に、医師がこの端末にHPKIカードでログインしてください。"
+            }
+            RefusalCode::PatientCardInvalid => {
+                "患者カードを確認できませんでした。このネットワークの有効な患者カードではありません。"
+            }
+            RefusalCode::PatientCardRevoked => {
+                "この患者カードは失効しています（紛失・再発行など）。事務局にお問い合わせください。"
+            }
+            RefusalCode::PatientUnknownOrNotConsented => {
+                "この患者の同意を受け付けられません（ネットワークに未登録、または情報共有への同意がありません）。"
+            }
+            RefusalCode::AttestationNotAllowed => {
+                "職員確認による同意は認められていません。患者カードで署名してください（--attest なしで実行）。"
+            }
+            RefusalCode::ChallengeExpired => {
+                "同意要求の有効期限が切れました。もう一度お試しください。"
+            }
             RefusalCode::Other(_) => "",
         };
         if !ours.is_empty() {
@@ -236,6 +295,10 @@ pub enum AgentError {
     NoCard { reader: Option<String> },
     #[error("the card in {reader} is not an HPKI card")]
     NotHpkiCard { reader: String },
+    #[error("no Sekisho patient card in {}; insert the patient's card", reader.as_deref().unwrap_or("any reader"))]
+    NoPatientCard { reader: Option<String> },
+    #[error("the patient card cannot be used: {0}")]
+    PatientCard(String),
     #[error("wrong PIN: {tries_left} tries left before the card locks")]
     WrongPin { tries_left: u8 },
     #[error("the card is locked after too many wrong PINs; the card's issuer must unlock it")]
@@ -268,6 +331,10 @@ pub enum AgentError {
     Refused(Refusal),
     #[error("the gateway's answer is not understood{}: {detail}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
     Protocol { status: Option<u16>, detail: String },
+    #[error(
+        "the patient card was not asked to sign: what the gateway sent is not a consent challenge ({0})"
+    )]
+    NotConsentChallenge(String),
 
     // ---- files ----
     #[error("{path}: {source}")]
@@ -295,6 +362,14 @@ impl AgentError {
                 "カードが挿入されていません。HPKIカードを挿入してください。".into()
             }
             AgentError::NotHpkiCard { .. } => "挿入されたカードはHPKIカードではありません。".into(),
+            AgentError::NoPatientCard { .. } => {
+                "患者カードが見つかりません。患者さんのSekisho患者カードをカードリーダーに挿入してください。"
+                    .into()
+            }
+            AgentError::PatientCard(_) => {
+                "患者カードを使用できません。カードを挿し直し、解決しない場合は事務局にお問い合わせください。"
+                    .into()
+            }
             AgentError::WrongPin { tries_left } => {
                 format!("PINが違います。あと{tries_left}回間違えるとカードがロックされます。")
             }
@@ -324,6 +399,10 @@ impl AgentError {
             AgentError::Tls(_) => "ゲートウェイとの暗号化通信に失敗しました。".into(),
             AgentError::Refused(r) => r.japanese(),
             AgentError::Protocol { .. } => "ゲートウェイの応答を解釈できません。".into(),
+            AgentError::NotConsentChallenge(_) => {
+                "ゲートウェイからの署名要求が同意要求ではないため、患者カードでの署名を中止しました。"
+                    .into()
+            }
             AgentError::Io { path, .. } => format!("ファイルを読み書きできません: {path}"),
             AgentError::Internal(_) => "内部エラーが発生しました。".into(),
         }
@@ -343,7 +422,12 @@ impl AgentError {
         match self {
             AgentError::Unreachable { .. } | AgentError::Tls(_) => true,
             AgentError::Protocol { status, .. } => status.is_none_or(|s| s >= 500),
-            AgentError::Refused(r) => r.code == RefusalCode::ChallengeInvalid || r.status >= 500,
+            AgentError::Refused(r) => {
+                matches!(
+                    r.code,
+                    RefusalCode::ChallengeInvalid | RefusalCode::ChallengeExpired
+                ) || r.status >= 500
+            }
             _ => false,
         }
     }
@@ -351,7 +435,8 @@ impl AgentError {
     /// The process exit status `sekisho-agent` uses for this error.
     ///
     /// 1 other · 3 reader/card · 4 PIN wrong or card locked · 5 refused by the gateway ·
-    /// 6 gateway unreachable or TLS · 7 configuration or files.
+    /// 6 gateway unreachable or TLS, or its answer not understood · 7 configuration or files ·
+    /// 8 no patient card (`consent`).
     pub fn exit_code(&self) -> u8 {
         match self {
             AgentError::NoService
@@ -359,8 +444,10 @@ impl AgentError {
             | AgentError::UnknownReader { .. }
             | AgentError::NoCard { .. }
             | AgentError::NotHpkiCard { .. }
+            | AgentError::PatientCard(_)
             | AgentError::CardRemoved
             | AgentError::Card(_) => 3,
+            AgentError::NoPatientCard { .. } => 8,
             AgentError::WrongPin { .. }
             | AgentError::CardLocked
             | AgentError::PinFormat
@@ -370,7 +457,8 @@ impl AgentError {
             AgentError::Unreachable { .. }
             | AgentError::GatewayCertificate { .. }
             | AgentError::Tls(_)
-            | AgentError::Protocol { .. } => 6,
+            | AgentError::Protocol { .. }
+            | AgentError::NotConsentChallenge(_) => 6,
             AgentError::Config { .. } | AgentError::BadUrl { .. } | AgentError::Io { .. } => 7,
             AgentError::Internal(_) => 1,
         }

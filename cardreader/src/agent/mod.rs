@@ -12,10 +12,13 @@
 //!
 //! [`watch`] does this on every insertion and `POST /.sekisho/auth/logout`
 //! `{"reason":"card_removed"}` on removal; [`enroll`] gets the terminal its certificate with a
-//! key made here. Card I/O (PC/SC is blocking) runs on blocking threads; the rest is async
+//! key made here; [`consent`] has the patient's card sign the gateway's consent challenge
+//! (`/.sekisho/consent/…`), which opens a consent window for the signed-in physician and that
+//! patient. Card I/O (PC/SC is blocking) runs on blocking threads; the rest is async
 //! (tokio).
 
 mod card;
+mod consent;
 mod enroll;
 mod error;
 mod http;
@@ -33,6 +36,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::hpki::{Pin, PinState};
 
+pub use consent::{
+    CONSENT_ATTEST_PATH, CONSENT_CARD_PATH, CONSENT_CHALLENGE_PATH, CONSENT_PREFIX, ConsentBasis,
+    ConsentInfo, MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card,
+};
 pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
 pub use error::{AgentError, Refusal, RefusalCode, clean, gateway_error};
 pub use pin::{

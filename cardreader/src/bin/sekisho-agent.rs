@@ -1,10 +1,11 @@
 //! `sekisho-agent`: the terminal agent of Sekisho. Signs the physician in to the gateway with
-//! the HPKI card (the PIN goes to the card only), signs out when the card is removed, and
-//! enrolls the terminal with a one-time access code.
+//! the HPKI card (the PIN goes to the card only), signs out when the card is removed, enrolls
+//! the terminal with a one-time access code, and records a patient's consent with their
+//! patient card (`consent`).
 //!
 //! Exit status: 0 done · 1 other · 2 usage · 3 reader or card · 4 PIN wrong or card locked ·
-//! 5 refused by the gateway · 6 gateway unreachable or TLS · 7 configuration or files ·
-//! 130 interrupted.
+//! 5 refused by the gateway · 6 gateway unreachable, TLS, or an answer not understood ·
+//! 7 configuration or files · 8 no patient card · 130 interrupted.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use zeroize::Zeroizing;
 #[command(
     name = "sekisho-agent",
     version,
-    about = "Sekisho terminal agent: HPKI card login to the gateway, and terminal enrollment"
+    about = "Sekisho terminal agent: HPKI card login to the gateway, patient consent with the patient card, and terminal enrollment"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -80,6 +81,20 @@ enum Command {
     Logout {
         #[command(flatten)]
         gateway: GatewayArgs,
+    },
+    /// Open a consent window for the signed-in physician and the patient whose patient card is
+    /// in a reader: the card signs the gateway's challenge.
+    Consent {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// The reader holding the patient card (default: the first reader holding one; a
+        /// reader with the physician's HPKI card is skipped).
+        #[arg(long, env = "SEKISHO_PATIENT_READER")]
+        reader: Option<String>,
+        /// Only read the card's patient id, and attest as the signed-in physician that the
+        /// patient presented it (lower assurance; only where the gateway allows it).
+        #[arg(long)]
+        attest: bool,
     },
     /// Enroll this terminal with a one-time access code: the key is made here.
     Enroll {
@@ -217,6 +232,22 @@ async fn run(cli: Cli) -> ExitCode {
                 }
                 Some(Ok(false)) => {
                     println!("No session was open / ログイン中のセッションはありません");
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => report(&e),
+            }
+        }
+        Command::Consent {
+            gateway,
+            reader,
+            attest,
+        } => {
+            let cfg = config(gateway, None);
+            match interruptible(agent::consent(&cfg, reader, attest)).await {
+                None => ExitCode::from(130),
+                Some(Ok(info)) => {
+                    println!("{}", info.summary());
+                    println!("{}", info.summary_ja());
                     ExitCode::SUCCESS
                 }
                 Some(Err(e)) => report(&e),

@@ -1,21 +1,27 @@
-//! `sekisho-vcard`: a virtual HPKI card in a vpcd virtual reader, for tests and demos.
+//! `sekisho-vcard`: a virtual card in a vpcd virtual reader, for tests and demos: an HPKI card
+//! (`--auth-cert --auth-key --pin`, optionally `--sign-cert --sign-key`), or a Sekisho patient
+//! card (`--patient-card --patient-id P --cert C --key K`, an ECDSA P-256 PKCS#8 key).
 //!
 //! Starting it inserts the card; killing it removes the card. On stdin, `remove`, `insert`
 //! and `quit` do the same without a restart; `--remove-after SECS` removes it and exits. If
 //! the reader goes away (pcscd restarts) the card waits and goes back in.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use sekisho_cardreader::vcard::{AppFiles, CardEngine, DEFAULT_PORT, Quirks, VirtualCard};
+use sekisho_cardreader::vcard::{
+    AppFiles, CardEngine, Chip, DEFAULT_PORT, PatientCardEngine, Quirks, VirtualCard,
+};
 
 #[derive(Parser)]
-#[command(about = "A virtual HPKI card that plugs into a vpcd virtual reader")]
+#[command(
+    about = "A virtual HPKI card, or Sekisho patient card, that plugs into a vpcd virtual reader"
+)]
 struct Args {
     /// vpcd host.
     #[arg(long, default_value = "127.0.0.1")]
@@ -23,21 +29,46 @@ struct Args {
     /// vpcd port: 35963 is `Virtual PCD 00 00`, 35964 `Virtual PCD 00 01`.
     #[arg(long, default_value_t = DEFAULT_PORT)]
     port: u16,
-    /// Authentication certificate (PEM).
-    #[arg(long)]
-    auth_cert: PathBuf,
-    /// Authentication key (PKCS#8 or PKCS#1 PEM, RSA).
-    #[arg(long)]
-    auth_key: PathBuf,
-    /// Signature certificate (PEM); without it the card has no signature application.
-    #[arg(long, requires = "sign_key")]
+    /// Be a Sekisho patient card (with --patient-id, --cert and --key) instead of an HPKI card.
+    #[arg(long, requires_all = ["patient_id", "cert", "key"])]
+    patient_card: bool,
+    /// Patient card: the network patient id (EF 0001).
+    #[arg(long, requires = "patient_card")]
+    patient_id: Option<String>,
+    /// Patient card: its certificate (PEM), which must name the patient id.
+    #[arg(long, requires = "patient_card")]
+    cert: Option<PathBuf>,
+    /// Patient card: its key (ECDSA P-256, PKCS#8 PEM).
+    #[arg(long, requires = "patient_card")]
+    key: Option<PathBuf>,
+    /// HPKI card: authentication certificate (PEM).
+    #[arg(
+        long,
+        required_unless_present = "patient_card",
+        conflicts_with = "patient_card"
+    )]
+    auth_cert: Option<PathBuf>,
+    /// HPKI card: authentication key (PKCS#8 or PKCS#1 PEM, RSA).
+    #[arg(
+        long,
+        required_unless_present = "patient_card",
+        conflicts_with = "patient_card"
+    )]
+    auth_key: Option<PathBuf>,
+    /// HPKI card: signature certificate (PEM); without it the card has no signature
+    /// application.
+    #[arg(long, requires = "sign_key", conflicts_with = "patient_card")]
     sign_cert: Option<PathBuf>,
-    /// Signature key (PEM).
-    #[arg(long, requires = "sign_cert")]
+    /// HPKI card: signature key (PEM).
+    #[arg(long, requires = "sign_cert", conflicts_with = "patient_card")]
     sign_key: Option<PathBuf>,
-    /// The PIN of both applications.
-    #[arg(long, env = "SEKISHO_VCARD_PIN")]
-    pin: String,
+    /// HPKI card: the PIN of both applications (a patient card has none).
+    #[arg(
+        long,
+        env = "SEKISHO_VCARD_PIN",
+        required_unless_present = "patient_card"
+    )]
+    pin: Option<String>,
     /// Remove the card after this many seconds, then exit.
     #[arg(long)]
     remove_after: Option<f64>,
@@ -71,27 +102,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(cert: &PathBuf, key: &PathBuf) -> Result<AppFiles, String> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+fn load(cert: &Path, key: &Path) -> Result<AppFiles, String> {
     AppFiles::from_pem(&read(cert)?, &read(key)?)
         .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
 }
 
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
 fn run(args: Args) -> Result<(), String> {
-    let auth = load(&args.auth_cert, &args.auth_key)?;
-    let sign = match (&args.sign_cert, &args.sign_key) {
-        (Some(c), Some(k)) => Some(load(c, k)?),
-        _ => None,
-    };
-    let quirks = Quirks {
-        partial_select_only: args.partial_select_only,
-        card_pads: args.card_pads,
-        short_only: args.short_only,
-        t0: args.t0,
-    };
-    let engine = CardEngine::new(auth, sign, &args.pin, quirks).map_err(|e| e.to_string())?;
-    let engine = Arc::new(Mutex::new(engine));
-    let addr = format!("{}:{}", args.host, args.port);
     let deadline = match args.remove_after {
         None => None,
         Some(secs) => {
@@ -104,7 +124,40 @@ fn run(args: Args) -> Result<(), String> {
             )
         }
     };
+    let addr = format!("{}:{}", args.host, args.port);
+    if args.patient_card {
+        let (Some(id), Some(cert), Some(key)) = (&args.patient_id, &args.cert, &args.key) else {
+            return Err("--patient-card needs --patient-id, --cert and --key".into());
+        };
+        let engine = PatientCardEngine::from_pem(id, &read(cert)?, &read(key)?)
+            .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
+        return serve(Arc::new(Mutex::new(engine)), &addr, deadline);
+    }
+    let (Some(auth_cert), Some(auth_key), Some(pin)) = (&args.auth_cert, &args.auth_key, &args.pin)
+    else {
+        return Err("an HPKI card needs --auth-cert, --auth-key and --pin".into());
+    };
+    let auth = load(auth_cert, auth_key)?;
+    let sign = match (&args.sign_cert, &args.sign_key) {
+        (Some(c), Some(k)) => Some(load(c, k)?),
+        _ => None,
+    };
+    let quirks = Quirks {
+        partial_select_only: args.partial_select_only,
+        card_pads: args.card_pads,
+        short_only: args.short_only,
+        t0: args.t0,
+    };
+    let engine = CardEngine::new(auth, sign, pin, quirks).map_err(|e| e.to_string())?;
+    serve(Arc::new(Mutex::new(engine)), &addr, deadline)
+}
 
+/// Inserts the card, then follows stdin (insert, remove, quit) and the deadline.
+fn serve<C: Chip>(
+    engine: Arc<Mutex<C>>,
+    addr: &str,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -126,7 +179,7 @@ fn run(args: Args) -> Result<(), String> {
         // End of stdin changes nothing: the card stays until killed.
     });
 
-    let mut card = Some(insert(&engine, &addr));
+    let mut card = Some(insert(&engine, addr));
     let mut wanted = true;
     loop {
         let wait = deadline.map_or(Duration::from_millis(200), |d| {
@@ -151,7 +204,7 @@ fn run(args: Args) -> Result<(), String> {
             if card.take().is_some() {
                 eprintln!("sekisho-vcard: the reader closed the link; inserting again");
             }
-            card = Some(insert(&engine, &addr));
+            card = Some(insert(&engine, addr));
         }
     }
     if let Some(c) = card.take() {
@@ -162,7 +215,7 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 /// Connects to the reader, waiting for it if pcscd is not up yet.
-fn insert(engine: &Arc<Mutex<CardEngine>>, addr: &str) -> VirtualCard {
+fn insert<C: Chip>(engine: &Arc<Mutex<C>>, addr: &str) -> VirtualCard {
     let mut said = false;
     loop {
         match VirtualCard::connect(engine, addr) {

@@ -78,18 +78,18 @@ struct App {
 }
 
 /// A parsed command APDU.
-struct Apdu<'a> {
-    cla: u8,
-    ins: u8,
-    p1: u8,
-    p2: u8,
-    data: &'a [u8],
-    le: Option<usize>,
-    extended: bool,
+pub(super) struct Apdu<'a> {
+    pub(super) cla: u8,
+    pub(super) ins: u8,
+    pub(super) p1: u8,
+    pub(super) p2: u8,
+    pub(super) data: &'a [u8],
+    pub(super) le: Option<usize>,
+    pub(super) extended: bool,
 }
 
 /// ISO 7816-3 §12.1 cases; `Err` is the status word for a malformed command.
-fn parse(raw: &[u8]) -> Result<Apdu<'_>, u16> {
+pub(super) fn parse(raw: &[u8]) -> Result<Apdu<'_>, u16> {
     let Some((&[cla, ins, p1, p2], body)) = raw.split_first_chunk::<4>() else {
         return Err(0x6700);
     };
@@ -137,9 +137,9 @@ fn parse(raw: &[u8]) -> Result<Apdu<'_>, u16> {
 }
 
 /// Data and status word of an answer.
-type Answer = (Vec<u8>, u16);
+pub(super) type Answer = (Vec<u8>, u16);
 
-fn sw(sw: u16) -> Answer {
+pub(super) fn sw(sw: u16) -> Answer {
     (Vec::new(), sw)
 }
 
@@ -431,25 +431,7 @@ impl CardEngine {
             Some(_) => return sw(0x6982),
             None => return sw(0x6986),
         }
-        if cmd.p1 & 0x80 != 0 {
-            // Short file identifiers are not implemented.
-            return sw(0x6A81);
-        }
-        let Some(le) = cmd.le else {
-            return sw(0x6700);
-        };
-        let file = &self.apps[app].files.certificate;
-        let offset = usize::from(u16::from_be_bytes([cmd.p1, cmd.p2]));
-        if offset > file.len() {
-            return sw(0x6B00);
-        }
-        let end = offset.saturating_add(le).min(file.len());
-        let out = file[offset..end].to_vec();
-        if out.len() < le && !self.quirks.t0 {
-            // End of file before Le bytes.
-            return (out, 0x6282);
-        }
-        (out, 0x9000)
+        read_binary(&self.apps[app].files.certificate, cmd, self.quirks.t0)
     }
 
     fn verify(&mut self, cmd: &Apdu<'_>, pin: &[u8]) -> Answer {
@@ -563,6 +545,29 @@ impl CardEngine {
         }
         (signature, 0x9000)
     }
+}
+
+/// READ BINARY of `file` (the selected EF): `Le` bytes at the offset in P1-P2, `6282` when the
+/// file ends first (T=0 cards say `9000`), `6B00` beyond its end.
+pub(super) fn read_binary(file: &[u8], cmd: &Apdu<'_>, t0: bool) -> Answer {
+    if cmd.p1 & 0x80 != 0 {
+        // Short file identifiers are not implemented.
+        return sw(0x6A81);
+    }
+    let Some(le) = cmd.le else {
+        return sw(0x6700);
+    };
+    let offset = usize::from(u16::from_be_bytes([cmd.p1, cmd.p2]));
+    if offset > file.len() {
+        return sw(0x6B00);
+    }
+    let end = offset.saturating_add(le).min(file.len());
+    let out = file[offset..end].to_vec();
+    if out.len() < le && !t0 {
+        // End of file before Le bytes.
+        return (out, 0x6282);
+    }
+    (out, 0x9000)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use super::engine::CardEngine;
+use super::Chip;
 
 /// The first vpcd reader (`Virtual PCD 00 00`); the second is on the next port.
 pub const DEFAULT_PORT: u16 = 35963;
@@ -23,8 +23,8 @@ pub struct VirtualCard {
 
 impl VirtualCard {
     /// Inserts the card: connects to the vpcd reader at `addr` and answers it from a thread.
-    pub fn connect(
-        engine: &Arc<Mutex<CardEngine>>,
+    pub fn connect<C: Chip>(
+        engine: &Arc<Mutex<C>>,
         addr: impl ToSocketAddrs,
     ) -> io::Result<VirtualCard> {
         let stream = TcpStream::connect(addr)?;
@@ -79,7 +79,7 @@ fn closed_by_us(e: &io::Error) -> bool {
 }
 
 /// Answers the reader until it closes the link; the card then loses power.
-fn serve(engine: &Mutex<CardEngine>, mut stream: TcpStream) -> io::Result<()> {
+fn serve<C: Chip>(engine: &Mutex<C>, mut stream: TcpStream) -> io::Result<()> {
     let result = serve_messages(engine, &mut stream);
     engine
         .lock()
@@ -91,7 +91,7 @@ fn serve(engine: &Mutex<CardEngine>, mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
-fn serve_messages(engine: &Mutex<CardEngine>, stream: &mut TcpStream) -> io::Result<()> {
+fn serve_messages<C: Chip>(engine: &Mutex<C>, stream: &mut TcpStream) -> io::Result<()> {
     let mut msg = Vec::new();
     loop {
         let mut len = [0u8; 2];
