@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,40 +17,8 @@ const READER: &str = "Virtual PCD 00 01";
 const PORT: u16 = 35964;
 const PIN: &str = "4321";
 
-/// Holds the second vpcd reader for this test (the cardreader tests use it too: same lock).
-struct Rig {
-    _file: std::fs::File,
-}
-
-fn rig() -> Rig {
-    let path = std::env::temp_dir().join(format!("sekisho-vpcd-{PORT}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-    let has =
-        || sekisho_cardreader::readers::list_readers().is_ok_and(|r| r.iter().any(|n| n == READER));
-    if !has() && sekisho_cardreader::readers::list_readers().is_err() {
-        let s = std::process::Command::new("pcscd")
-            .status()
-            .expect("pcscd is installed (Debian pcscd, vsmartcard-vpcd)");
-        assert!(s.success(), "pcscd did not start: {s}");
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !has() {
-        assert!(
-            Instant::now() < deadline,
-            "pcscd has no {READER:?}: install vsmartcard-vpcd"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // vpcd loses a card inserted right after a removal: let the reader settle first.
-    std::thread::sleep(Duration::from_millis(1500));
-    Rig { _file: file }
+fn rig() -> VpcdRig {
+    vpcd_rig(PORT, READER)
 }
 
 fn agent_config(g: &Gateway) -> AgentConfig {

@@ -397,3 +397,200 @@ fn the_patient_decided_is_the_patient_forwarded() {
         "none of these may reach the upstream"
     );
 }
+
+/// POST as terminal `term` with a cookie jar; (status, headers + body).
+fn post_as(g: &Gateway, term: &str, jar: &str, path: &str) -> (u16, String) {
+    let (c, k) = g.cert(term);
+    let (s, body, _) = g.curl(
+        path,
+        &[
+            "--cert", &c, "--key", &k, "-b", jar, "-X", "POST", "-d", "text=x", "-D", "-",
+        ],
+    );
+    (s, body)
+}
+
+/// The assertion claims the demo upstream saw (it echoes them in its JSON body).
+fn claims(body: &str) -> serde_json::Value {
+    let json = &body[body.find('{').expect("a JSON body")..];
+    let v: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    v["assertion_claims"].clone()
+}
+
+fn patient_with_team(g: &Gateway, id: &str, facilities: &[&str]) {
+    let d = g.data_str();
+    run_ok(&[
+        "patient",
+        "add",
+        "--data-dir",
+        d,
+        "--id",
+        id,
+        "--name",
+        "山田 花子",
+        "--consent",
+        "granted",
+    ]);
+    for f in facilities {
+        run_ok(&[
+            "careteam",
+            "add",
+            "--data-dir",
+            d,
+            "--patient",
+            id,
+            "--facility",
+            f,
+        ]);
+    }
+}
+
+#[test]
+fn an_assistants_entry_is_confirmed_only_by_a_physician_of_the_same_facility() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        g.add_terminal_live("f1", "t2");
+        g.add_terminal_live("f2", "t3");
+        let dir = tempfile::tempdir().unwrap();
+        let nurse = sign_in_at(&g, "t1", "nurse00001", "nurse", "f1", dir.path());
+        let doctor = sign_in_at(&g, "t2", "doctor00001", "physician", "f1", dir.path());
+        let other = sign_in_at(&g, "t3", "doctor00002", "physician", "f2", dir.path());
+        patient_with_team(&g, "P-0001", &["f1", "f2"]);
+        patient_with_team(&g, "P-0002", &["f1", "f2"]);
+
+        // The nurse's entry: permitted as `enter`, given an id the upstream and the nurse see.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let body = loop {
+            let (s, body) = post_as(&g, "t1", &nurse, "/api/patients/P-0001/entries");
+            if s == 200 {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "{db:?}: {s} {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let entry = body
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("sekisho-entry-id: ")
+                    .map(|v| v.trim().to_string())
+            })
+            .expect("the entry id comes back to the terminal");
+        let c = claims(&body);
+        assert_eq!(c["action"], "enter", "{c}");
+        assert_eq!(c["entry"], entry.as_str());
+        assert_eq!(c["entry_author"], "nurse00001");
+        assert_eq!(c["entry_facility"], "f1");
+
+        // The nurse cannot confirm it herself, nor write clinical data directly.
+        let confirm = format!("/api/patients/P-0001/entries/{entry}/confirm");
+        let (s, body) = post_as(&g, "t1", &nurse, &confirm);
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("qualification_not_permitted"), "{body}");
+        // A physician of another facility cannot confirm it (R-ROLE-2).
+        let hits = g.upstream.hits();
+        let (s, body) = post_as(&g, "t3", &other, &confirm);
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("entry_other_facility"), "{db:?}: {body}");
+        assert_eq!(
+            g.upstream.hits(),
+            hits,
+            "a refused confirmation never reaches the upstream"
+        );
+        // The entry id must be one the gateway gave, for this very patient.
+        let (s, body) = post_as(
+            &g,
+            "t2",
+            &doctor,
+            "/api/patients/P-0001/entries/e-nope/confirm",
+        );
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("entry_not_found"), "{body}");
+        let (s, body) = post_as(
+            &g,
+            "t2",
+            &doctor,
+            &format!("/api/patients/P-0002/entries/{entry}/confirm"),
+        );
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("entry_not_found"), "{body}");
+        // The physician of the nurse's facility confirms; the upstream learns who entered it
+        // from the gateway's record, not from the request.
+        let (s, body) = post_as(&g, "t2", &doctor, &confirm);
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let c = claims(&body);
+        assert_eq!(c["action"], "confirm", "{c}");
+        assert_eq!(c["user"], "doctor00001");
+        assert_eq!(c["entry"], entry.as_str());
+        assert_eq!(c["entry_author"], "nurse00001");
+        assert_eq!(c["entry_facility"], "f1");
+        let v = g.wait_audit(|r| {
+            r["event"] == "request" && r["action"] == "confirm" && r["decision"] == "permit"
+        });
+        assert!(
+            v["detail"].as_str().unwrap().contains(&entry),
+            "the audit record names the entry: {v}"
+        );
+        let v = g.wait_audit(|r| r["reason"] == "entry_other_facility");
+        assert_eq!(v["user"], "doctor00002");
+    }
+}
+
+#[test]
+fn facility_administrators_manage_only_their_own_facility() {
+    for db in BOTH {
+        let g = Gateway::start_with(
+            db,
+            Options {
+                extra_config: r#"
+[[route]]
+name = "facility-users"
+methods = ["*"]
+path = "/api/facilities/{facility}/users/**"
+level = "user"
+action = "admin"
+admin = { kind = "user", facility = { from = "path", name = "facility" } }
+"#
+                .into(),
+                ..Options::default()
+            },
+        );
+        g.add_terminal_live("f1", "t2");
+        g.add_terminal_live("f1", "t3");
+        let dir = tempfile::tempdir().unwrap();
+        let admin = sign_in_at(&g, "t1", "admin00001", "facility-admin", "f1", dir.path());
+        let office = sign_in_at(&g, "t2", "office00001", "secretariat", "f1", dir.path());
+        let nurse = sign_in_at(&g, "t3", "nurse00001", "nurse", "f1", dir.path());
+        let hits = g.upstream.hits();
+        // Another facility's users: refused, audited, never forwarded.
+        let (s, body) = get(&g, "t1", &admin, "/api/facilities/f2/users/");
+        assert_eq!(s, 403, "{db:?}: {body}");
+        assert!(body.contains("admin_other_facility"), "{body}");
+        assert_eq!(g.upstream.hits(), hits);
+        // Its own: forwarded (the demo upstream has no such page: 404 from the upstream).
+        let (s, body) = get(&g, "t1", &admin, "/api/facilities/f1/users/");
+        assert_eq!(s, 404, "{db:?}: {body}");
+        assert_eq!(g.upstream.hits(), hits + 1);
+        // The secretariat manages every facility; a clinician none.
+        let (s, _) = get(&g, "t2", &office, "/api/facilities/f2/users/u1");
+        assert_eq!(s, 404);
+        let (s, body) = get(&g, "t3", &nurse, "/api/facilities/f1/users/");
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("qualification_not_permitted"), "{body}");
+        // Spellings of another facility do not get through.
+        for path in [
+            "/api/facilities/f1/../f2/users/",
+            "/api/facilities/f1/users/../../f2/users/",
+        ] {
+            let (s, _) = get(&g, "t1", &admin, path);
+            assert_eq!(s, 403, "{path}");
+        }
+        let v = g.wait_audit(|r| r["reason"] == "admin_other_facility");
+        assert_eq!(v["user"], "admin00001");
+        assert!(
+            v["detail"].as_str().unwrap().contains("admin facility f2"),
+            "{v}"
+        );
+        assert_eq!(g.upstream.hits(), hits + 2);
+    }
+}

@@ -88,6 +88,8 @@ pub enum PolicyError {
 pub enum PolicyAction {
     View,
     Write,
+    /// An assistant's entry, kept pending by the application until a physician confirms it.
+    Enter,
     Confirm,
     BreakGlass,
     ManageUsers,
@@ -95,9 +97,10 @@ pub enum PolicyAction {
 }
 
 impl PolicyAction {
-    pub const ALL: [PolicyAction; 6] = [
+    pub const ALL: [PolicyAction; 7] = [
         PolicyAction::View,
         PolicyAction::Write,
+        PolicyAction::Enter,
         PolicyAction::Confirm,
         PolicyAction::BreakGlass,
         PolicyAction::ManageUsers,
@@ -108,6 +111,7 @@ impl PolicyAction {
         match self {
             PolicyAction::View => "view",
             PolicyAction::Write => "write",
+            PolicyAction::Enter => "enter",
             PolicyAction::Confirm => "confirm",
             PolicyAction::BreakGlass => "break_glass",
             PolicyAction::ManageUsers => "manage_users",
@@ -187,7 +191,7 @@ pub struct PatientResource {
 }
 
 /// An administered object: a user account or a terminal of a facility.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminKind {
     User,

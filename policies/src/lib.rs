@@ -16,6 +16,6 @@ pub use table::{DecisionTable, TableError, TableReport, run_table, run_table_dir
 
 pub use path::{MAX_PATH_LEN, NormalizedPath, PathError, normalize};
 pub use routes::{
-    Action, Level, PatientSource, RouteConfig, RouteError, RouteMap, RouteMapError, RouteMatch,
-    RouteProblem, is_valid_patient_id,
+    Action, AdminTarget, Level, PatientSource, RouteConfig, RouteError, RouteMap, RouteMapError,
+    RouteMatch, RouteProblem, is_valid_patient_id,
 };

@@ -56,6 +56,8 @@ impl fmt::Display for Level {
 pub enum Action {
     View,
     Write,
+    /// An assistant's entry, pending until a physician confirms it (R-ROLE-2).
+    Enter,
     Confirm,
     BreakGlass,
     Admin,
@@ -66,6 +68,7 @@ impl Action {
         match self {
             Action::View => "view",
             Action::Write => "write",
+            Action::Enter => "enter",
             Action::Confirm => "confirm",
             Action::BreakGlass => "break_glass",
             Action::Admin => "admin",
@@ -130,6 +133,23 @@ pub struct RouteConfig {
     /// Required when `level = "patient"`, forbidden otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<PatientSource>,
+    /// For `action = "confirm"` on a patient route (required there): where the id of the
+    /// assistant's entry being confirmed is. The gateway issued that id on the `enter` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<PatientSource>,
+    /// For `action = "admin"` on a user route (required there): what is administered and where
+    /// the id of the facility that owns it is (R-ACCT-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminTarget>,
+}
+
+/// What an admin route administers. TOML:
+/// `admin = { kind = "user", facility = { from = "path", name = "facility" } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTarget {
+    pub kind: crate::engine::AdminKind,
+    pub facility: PatientSource,
 }
 
 impl RouteConfig {
@@ -196,6 +216,20 @@ pub enum RouteProblem {
     PatientCaptureUnknown(String),
     #[error("patient.name {0:?} is not a valid header name")]
     PatientHeaderInvalid(String),
+    #[error("a confirm route on level \"patient\" requires entry = {{ from = ..., name = ... }}")]
+    EntrySourceMissing,
+    #[error("only a confirm route on level \"patient\" has an entry extractor")]
+    EntrySourceUnexpected,
+    #[error(
+        "an admin route on level \"user\" requires admin = {{ kind = ..., facility = {{ ... }} }}"
+    )]
+    AdminTargetMissing,
+    #[error("only an admin route on level \"user\" has an admin target")]
+    AdminTargetUnexpected,
+    #[error(
+        "{field}.name {name:?} is empty, not a capture of the path pattern or not a header name"
+    )]
+    IdSourceInvalid { field: &'static str, name: String },
 }
 
 /// Why a request could not be mapped. [`RouteError::reason`] gives the stable code used in
@@ -214,6 +248,10 @@ pub enum RouteError {
     PatientIdConflict,
     #[error("protocol upgrade (Upgrade header) not permitted on this route")]
     UpgradeNotAllowed,
+    #[error("the route needs an entry id and the request has none, a malformed one or several")]
+    EntryIdInvalid,
+    #[error("the route needs a facility id and the request has none, a malformed one or several")]
+    FacilityIdInvalid,
 }
 
 impl RouteError {
@@ -226,6 +264,8 @@ impl RouteError {
             RouteError::PatientIdMalformed => "route_patient_id_malformed",
             RouteError::PatientIdConflict => "route_patient_id_conflict",
             RouteError::UpgradeNotAllowed => "route_upgrade_not_allowed",
+            RouteError::EntryIdInvalid => "route_entry_id_invalid",
+            RouteError::FacilityIdInvalid => "route_facility_id_invalid",
         }
     }
 }
@@ -237,6 +277,10 @@ pub struct RouteMatch<'a> {
     /// Always `Some` (and valid, see [`is_valid_patient_id`]) for `level = "patient"` routes;
     /// always `None` otherwise.
     pub patient: Option<String>,
+    /// The entry being confirmed (`entry` extractor), validated like a patient id.
+    pub entry: Option<String>,
+    /// For admin routes: what is administered and the owning facility's id.
+    pub admin: Option<(crate::engine::AdminKind, String)>,
 }
 
 /// Whether `id` is an acceptable patient id: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
@@ -280,6 +324,8 @@ struct CompiledRoute {
     segments: Vec<Segment>,
     methods: Methods,
     extractor: Extractor,
+    entry: Extractor,
+    facility: Extractor,
 }
 
 impl CompiledRoute {
@@ -323,11 +369,13 @@ impl RouteMap {
             .enumerate()
             .map(|(index, config)| {
                 compile(&config)
-                    .map(|(segments, methods, extractor)| CompiledRoute {
+                    .map(|c| CompiledRoute {
                         config: config.clone(),
-                        segments,
-                        methods,
-                        extractor,
+                        segments: c.segments,
+                        methods: c.methods,
+                        extractor: c.patient,
+                        entry: c.entry,
+                        facility: c.facility,
                     })
                     .map_err(|problem| RouteMapError {
                         index,
@@ -357,6 +405,8 @@ impl RouteMap {
                 action: Action::View,
                 websocket: false,
                 patient: None,
+                entry: None,
+                admin: None,
             },
             RouteConfig {
                 name: None,
@@ -366,6 +416,8 @@ impl RouteMap {
                 action: Action::View,
                 websocket: false,
                 patient: None,
+                entry: None,
+                admin: None,
             },
             RouteConfig {
                 name: None,
@@ -375,6 +427,34 @@ impl RouteMap {
                 action: Action::View,
                 websocket: false,
                 patient: patient_from_path(),
+                entry: None,
+                admin: None,
+            },
+            // R-ROLE-2: an assistant's entry, and a physician's confirmation of it, before the
+            // general write route.
+            RouteConfig {
+                name: Some("entry".to_owned()),
+                methods: methods(&["POST"]),
+                path: "/api/patients/{patient}/entries".to_owned(),
+                level: Level::Patient,
+                action: Action::Enter,
+                websocket: false,
+                patient: patient_from_path(),
+                entry: None,
+                admin: None,
+            },
+            RouteConfig {
+                name: Some("entry-confirm".to_owned()),
+                methods: methods(&["POST"]),
+                path: "/api/patients/{patient}/entries/{entry}/confirm".to_owned(),
+                level: Level::Patient,
+                action: Action::Confirm,
+                websocket: false,
+                patient: patient_from_path(),
+                entry: Some(PatientSource::Path {
+                    name: "entry".to_owned(),
+                }),
+                admin: None,
             },
             RouteConfig {
                 name: None,
@@ -384,6 +464,8 @@ impl RouteMap {
                 action: Action::Write,
                 websocket: false,
                 patient: patient_from_path(),
+                entry: None,
+                admin: None,
             },
         ]
     }
@@ -424,15 +506,20 @@ impl RouteMap {
                 continue;
             }
             check_upgrade(route.config.websocket, header)?;
-            let patient = match &route.extractor {
-                Extractor::None => None,
-                Extractor::PathSegment(index) => Some(patient_from_path(path, *index)?),
-                Extractor::Query(name) => Some(patient_from_query(query, name)?),
-                Extractor::Header(name) => Some(patient_from_header(header(name))?),
+            let patient = extract(&route.extractor, path, query, header)?;
+            let entry = extract(&route.entry, path, query, header)
+                .map_err(|_| RouteError::EntryIdInvalid)?;
+            let facility = extract(&route.facility, path, query, header)
+                .map_err(|_| RouteError::FacilityIdInvalid)?;
+            let admin = match (&route.config.admin, facility) {
+                (Some(t), Some(f)) => Some((t.kind, f)),
+                _ => None,
             };
             return Ok(RouteMatch {
                 route: &route.config,
                 patient,
+                entry,
+                admin,
             });
         }
         Err(if path_matched {
@@ -457,7 +544,13 @@ fn is_capture_name(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-type Compiled = (Vec<Segment>, Methods, Extractor);
+struct Compiled {
+    segments: Vec<Segment>,
+    methods: Methods,
+    patient: Extractor,
+    entry: Extractor,
+    facility: Extractor,
+}
 
 fn compile(config: &RouteConfig) -> Result<Compiled, RouteProblem> {
     if config.name.as_deref() == Some("") {
@@ -554,7 +647,13 @@ fn compile(config: &RouteConfig) -> Result<Compiled, RouteProblem> {
         segments.push(compiled);
     }
 
-    // Patient extractor.
+    // Id extractors: the patient, the confirmed entry, the administered object's facility.
+    let source = |field: &'static str, source: &PatientSource| -> Result<Extractor, RouteProblem> {
+        id_extractor(&captures, source).ok_or_else(|| RouteProblem::IdSourceInvalid {
+            field,
+            name: source.name().to_owned(),
+        })
+    };
     let extractor = match (config.level, &config.patient) {
         (Level::Patient, None) => return Err(RouteProblem::PatientSourceMissing),
         (Level::Patient, Some(source)) => {
@@ -581,8 +680,56 @@ fn compile(config: &RouteConfig) -> Result<Compiled, RouteProblem> {
         (level, Some(_)) => return Err(RouteProblem::PatientSourceUnexpected(level)),
         (_, None) => Extractor::None,
     };
+    let confirms = config.level == Level::Patient && config.action == Action::Confirm;
+    let entry = match (&config.entry, confirms) {
+        (Some(e), true) => source("entry", e)?,
+        (None, true) => return Err(RouteProblem::EntrySourceMissing),
+        (Some(_), false) => return Err(RouteProblem::EntrySourceUnexpected),
+        (None, false) => Extractor::None,
+    };
+    let administers = config.level == Level::User && config.action == Action::Admin;
+    let facility = match (&config.admin, administers) {
+        (Some(t), true) => source("admin.facility", &t.facility)?,
+        (None, true) => return Err(RouteProblem::AdminTargetMissing),
+        (Some(_), false) => return Err(RouteProblem::AdminTargetUnexpected),
+        (None, false) => Extractor::None,
+    };
 
-    Ok((segments, methods, extractor))
+    Ok(Compiled {
+        segments,
+        methods,
+        patient: extractor,
+        entry,
+        facility,
+    })
+}
+
+/// The extractor for an id source; `None` when the source names nothing usable.
+fn id_extractor(captures: &[(&str, usize)], source: &PatientSource) -> Option<Extractor> {
+    match source {
+        _ if source.name().is_empty() => None,
+        PatientSource::Path { name } => captures
+            .iter()
+            .find(|(n, _)| *n == name.as_str())
+            .map(|(_, index)| Extractor::PathSegment(*index)),
+        PatientSource::Query { name } => Some(Extractor::Query(name.clone())),
+        PatientSource::Header { name } => is_token(name).then(|| Extractor::Header(name.clone())),
+    }
+}
+
+/// The id an extractor finds (patient-id errors; callers relabel them for other ids).
+fn extract(
+    extractor: &Extractor,
+    path: &NormalizedPath,
+    query: Option<&str>,
+    header: &dyn Fn(&str) -> Vec<String>,
+) -> Result<Option<String>, RouteError> {
+    Ok(match extractor {
+        Extractor::None => None,
+        Extractor::PathSegment(index) => Some(patient_from_path(path, *index)?),
+        Extractor::Query(name) => Some(patient_from_query(query, name)?),
+        Extractor::Header(name) => Some(patient_from_header(header(name))?),
+    })
 }
 
 /// Refuse any `Upgrade` unless the route permits WebSocket and only `websocket` is offered.
@@ -747,6 +894,8 @@ mod tests {
             action: Action::View,
             websocket: false,
             patient,
+            entry: None,
+            admin: None,
         }
     }
 
@@ -822,6 +971,23 @@ level = "patient"
 action = "view"
 patient = { from = "path", name = "patient" }     # or { from = "query", name = "pid" } or { from = "header", name = "X-Patient-Id" }
 
+[[route]]                       # R-ROLE-2: an assistant's entry, pending until confirmed
+name = "entry"
+methods = ["POST"]
+path = "/api/patients/{patient}/entries"
+level = "patient"
+action = "enter"
+patient = { from = "path", name = "patient" }
+
+[[route]]                       # a physician confirms it; the gateway knows who entered it
+name = "entry-confirm"
+methods = ["POST"]
+path = "/api/patients/{patient}/entries/{entry}/confirm"
+level = "patient"
+action = "confirm"
+patient = { from = "path", name = "patient" }
+entry = { from = "path", name = "entry" }
+
 [[route]]
 methods = ["POST", "PUT", "PATCH", "DELETE"]
 path = "/api/patients/{patient}/**"
@@ -839,7 +1005,7 @@ patient = { from = "path", name = "patient" }
     fn default_routes_are_the_documented_example() {
         let parsed: ConfigFile = toml::from_str(EXAMPLE_TOML).unwrap();
         assert_eq!(parsed.route, RouteMap::default_routes());
-        assert_eq!(RouteMap::default_routes().len(), 4);
+        assert_eq!(RouteMap::default_routes().len(), 6);
         RouteMap::new(RouteMap::default_routes()).unwrap();
     }
 
@@ -946,10 +1112,10 @@ patient = { from = "header", name = "X-Patient-Id" }
         let mut routes = RouteMap::default_routes();
         routes.push(route(&[], "/x", Level::User, None));
         let err = err_of(RouteMap::new(routes));
-        assert_eq!(err.index, 4);
+        assert_eq!(err.index, 6);
         assert_eq!(err.name, "/x");
         assert_eq!(err.problem, RouteProblem::EmptyMethods);
-        assert_eq!(err.to_string(), "route[4] \"/x\": methods is empty");
+        assert_eq!(err.to_string(), "route[6] \"/x\": methods is empty");
 
         let mut named = route(&["GET"], "/a/**/b", Level::User, None);
         named.name = Some("files".to_owned());
@@ -1449,6 +1615,126 @@ patient = { from = "header", name = "X-Patient-Id" }
         assert_eq!(q(Some("pid=1&p%zzd=2")), Err("route_patient_id_malformed"));
         let long = format!("pid={}", "9".repeat(65));
         assert_eq!(q(Some(&long)), Err("route_patient_id_malformed"));
+    }
+
+    #[test]
+    fn entry_and_admin_targets() {
+        let text = r#"
+[[route]]
+methods = ["POST"]
+path = "/p/{patient}/entries/{entry}/confirm"
+level = "patient"
+action = "confirm"
+patient = { from = "path", name = "patient" }
+entry = { from = "path", name = "entry" }
+
+[[route]]
+methods = ["*"]
+path = "/admin/facilities/{facility}/users/**"
+level = "user"
+action = "admin"
+admin = { kind = "user", facility = { from = "path", name = "facility" } }
+
+[[route]]
+methods = ["*"]
+path = "/admin/terminals"
+level = "user"
+action = "admin"
+admin = { kind = "terminal", facility = { from = "query", name = "facility" } }
+"#;
+        let parsed: ConfigFile = toml::from_str(text).unwrap();
+        let map = RouteMap::new(parsed.route).unwrap();
+        let m = map
+            .resolve("POST", &p("/p/taro/entries/e-1/confirm"), None, &no_headers)
+            .unwrap();
+        assert_eq!(m.patient.as_deref(), Some("taro"));
+        assert_eq!(m.entry.as_deref(), Some("e-1"));
+        assert_eq!(
+            map.resolve(
+                "POST",
+                &p("/p/taro/entries/a%20b/confirm"),
+                None,
+                &no_headers
+            )
+            .map(|m| m.entry),
+            Err(RouteError::EntryIdInvalid)
+        );
+        let m = map
+            .resolve(
+                "GET",
+                &p("/admin/facilities/clinic-a/users/u1"),
+                None,
+                &no_headers,
+            )
+            .unwrap();
+        assert_eq!(
+            m.admin,
+            Some((crate::AdminKind::User, "clinic-a".to_owned()))
+        );
+        let m = map
+            .resolve(
+                "GET",
+                &p("/admin/terminals"),
+                Some("facility=c-b"),
+                &no_headers,
+            )
+            .unwrap();
+        assert_eq!(
+            m.admin,
+            Some((crate::AdminKind::Terminal, "c-b".to_owned()))
+        );
+        for q in [None, Some("facility=a&facility=b"), Some("facility=a%2Fb")] {
+            assert_eq!(
+                map.resolve("GET", &p("/admin/terminals"), q, &no_headers)
+                    .map(|m| m.admin),
+                Err(RouteError::FacilityIdInvalid),
+                "{q:?}"
+            );
+        }
+
+        // A confirm route without an entry id, an admin route without a target, and either
+        // where it does not belong, are configuration errors.
+        let mut confirm = route(
+            &["POST"],
+            "/p/{patient}/c",
+            Level::Patient,
+            Some(PatientSource::Path {
+                name: "patient".into(),
+            }),
+        );
+        confirm.action = Action::Confirm;
+        assert_eq!(
+            err_of(RouteMap::new(vec![confirm.clone()])).problem,
+            RouteProblem::EntrySourceMissing
+        );
+        confirm.entry = Some(PatientSource::Path {
+            name: "nope".into(),
+        });
+        assert!(matches!(
+            err_of(RouteMap::new(vec![confirm])).problem,
+            RouteProblem::IdSourceInvalid { field: "entry", .. }
+        ));
+        let mut admin = route(&["GET"], "/a", Level::User, None);
+        admin.action = Action::Admin;
+        assert_eq!(
+            err_of(RouteMap::new(vec![admin])).problem,
+            RouteProblem::AdminTargetMissing
+        );
+        let mut view = route(&["GET"], "/v/{e}", Level::User, None);
+        view.entry = Some(PatientSource::Path { name: "e".into() });
+        assert_eq!(
+            err_of(RouteMap::new(vec![view])).problem,
+            RouteProblem::EntrySourceUnexpected
+        );
+        let mut view = route(&["GET"], "/v", Level::User, None);
+        view.admin = Some(AdminTarget {
+            kind: crate::AdminKind::User,
+            facility: PatientSource::Query { name: "f".into() },
+        });
+        assert_eq!(
+            err_of(RouteMap::new(vec![view])).problem,
+            RouteProblem::AdminTargetUnexpected
+        );
     }
 
     #[test]

@@ -392,8 +392,8 @@ fn deployment_action_groups_work() {
         .unwrap()
         .1
         .replace(
-            "action view, write, confirm, break_glass appliesTo {",
-            "action clinical;\naction view, write, confirm, break_glass in [clinical] appliesTo {",
+            "action view, write, enter, confirm, break_glass appliesTo {",
+            "action clinical;\naction view, write, enter, confirm, break_glass in [clinical] appliesTo {",
         );
     let dir = broken_dir("schema.cedarschema", &schema);
     std::fs::write(

@@ -71,7 +71,7 @@ async fn run(patients: usize) -> (f64, Duration, Duration, Duration, usize) {
         fill_start.elapsed().as_secs_f64()
     );
     write_default_policies(&dir.path().join("policies")).unwrap();
-    let auth = Authorizer::load(dir.path().join("policies"), false).unwrap();
+    let auth = Authorizer::load(dir.path().join("policies"), false, 300).unwrap();
     let n = 20_000;
     let mut lat = Vec::with_capacity(n);
     let mut allowed = 0;
@@ -97,6 +97,7 @@ async fn run(patients: usize) -> (f64, Duration, Duration, Duration, usize) {
                 &session,
                 &format!("P{p:07}"),
                 sekisho_policies::Action::View,
+                None,
             )
             .await;
         lat.push(t.elapsed());

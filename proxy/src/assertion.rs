@@ -57,6 +57,19 @@ pub struct Claims<'a> {
     pub purpose_of_use: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consent_basis: Option<&'a str>,
+    /// R-ROLE-2: on `enter`, the id the gateway gave the assistant's entry (the application
+    /// keeps it pending under that id); on `confirm`, the entry confirmed, with who entered it
+    /// and their facility from the gateway's own record. The application registers an entry
+    /// only on a `confirm` assertion naming it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_author: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_facility: Option<&'a str>,
+    /// R-ACCT-8: on admin routes, the facility whose users or terminals are managed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_facility: Option<&'a str>,
     pub action: &'a str,
     pub route: &'a str,
 }

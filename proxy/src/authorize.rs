@@ -13,13 +13,14 @@ use std::time::SystemTime;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use sekisho_policies::{
-    AuthMethod, Consent, DecisionRequest, PatientResource, PolicyAction, PolicyEngine, Principal,
-    RequestContext, Resource,
+    AdminKind, AdminObject, AuthMethod, Consent, DecisionRequest, PatientResource, PolicyAction,
+    PolicyEngine, Principal, RequestContext, Resource,
 };
 use tracing::{info, warn};
 
 use crate::sessions::Session;
 use crate::store::Store;
+use crate::store::consent;
 use crate::store::patients::{self, Consent as StoredConsent, PatientFacts};
 
 pub struct Authorizer {
@@ -28,6 +29,8 @@ pub struct Authorizer {
     stamp: Mutex<Vec<(PathBuf, Option<SystemTime>)>>,
     /// Whether viewing needs the patient's card (or a consent window) in this network (R-PAT-2).
     require_card: bool,
+    /// For how long after the card signed it counts as present (`patient_card_present`).
+    card_presence_seconds: u32,
 }
 
 /// What a refused patient request lacked, as the person is told (nothing about the patient).
@@ -57,7 +60,11 @@ fn stamps(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
 
 impl Authorizer {
     /// Loads the policy set from `dir`; the shipped default set when the directory is absent.
-    pub fn load(dir: PathBuf, require_card: bool) -> Result<Authorizer> {
+    pub fn load(
+        dir: PathBuf,
+        require_card: bool,
+        card_presence_seconds: u32,
+    ) -> Result<Authorizer> {
         let engine = if dir.exists() {
             PolicyEngine::load(&dir)?
         } else {
@@ -70,6 +77,7 @@ impl Authorizer {
             dir,
             engine: ArcSwap::from_pointee(engine),
             require_card,
+            card_presence_seconds,
         })
     }
 
@@ -103,13 +111,15 @@ impl Authorizer {
     }
 
     /// Decides a patient route for the signed-in person. Err: refused, with what was missing.
+    /// `entry` is the assistant's entry a `confirm` is about, as the gateway recorded it.
     pub async fn patient(
         &self,
         store: &Store,
         session: &Session,
         patient: &str,
         action: sekisho_policies::Action,
-    ) -> Result<Vec<String>, Refusal> {
+        entry: Option<&consent::Entry>,
+    ) -> Result<Allowed, Refusal> {
         let refuse = |reason| Refusal {
             reason,
             policies: Vec::new(),
@@ -117,31 +127,34 @@ impl Authorizer {
         let action = match action {
             sekisho_policies::Action::View => PolicyAction::View,
             sekisho_policies::Action::Write => PolicyAction::Write,
+            sekisho_policies::Action::Enter => PolicyAction::Enter,
             sekisho_policies::Action::Confirm => PolicyAction::Confirm,
             sekisho_policies::Action::BreakGlass => PolicyAction::BreakGlass,
             sekisho_policies::Action::Admin => return Err(refuse("qualification_not_permitted")),
         };
-        let facts = match patients::facts(store, patient).await {
-            Ok(Some(f)) => f,
-            // An unknown patient looks exactly like one who has not consented.
-            Ok(None) => PatientFacts {
-                patient_id: patient.to_string(),
-                consent: StoredConsent::None,
-                care_team_users: Vec::new(),
-                care_team_facilities: Vec::new(),
-            },
+        let (facts, window) = match tokio::try_join!(
+            patients::facts(store, patient),
+            consent::active_window(store, &session.user_id, patient)
+        ) {
+            Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "cannot read the patient's consent");
                 return Err(refuse("policy_unavailable"));
             }
         };
+        // An unknown patient looks exactly like one who has not consented.
+        let facts = facts.unwrap_or_else(|| PatientFacts {
+            patient_id: patient.to_string(),
+            consent: StoredConsent::None,
+            care_team_users: Vec::new(),
+            care_team_facilities: Vec::new(),
+        });
+        let card_present = window.as_ref().is_some_and(|w| {
+            w.basis == consent::Basis::PatientCard
+                && w.opened_at + i64::from(self.card_presence_seconds) >= crate::store::now()
+        });
         let request = DecisionRequest {
-            principal: Principal {
-                id: session.user_id.clone(),
-                qualification: qualification(session),
-                facility: session.facility.clone(),
-                roles: session.roles.clone(),
-            },
+            principal: principal(session),
             action,
             resource: Resource::Patient(PatientResource {
                 id: facts.patient_id.clone(),
@@ -155,19 +168,10 @@ impl Authorizer {
                 care_team_facilities: facts.care_team_facilities.clone(),
             }),
             context: RequestContext {
-                auth_method: if session.method == "hpki" {
-                    AuthMethod::Hpki
-                } else {
-                    AuthMethod::Password
-                },
-                // The patient card and consent windows come with the patient-card stage.
-                patient_card_present: false,
-                consent_window: false,
-                break_glass: false,
-                tunnel: true,
-                hour: local_hour(),
-                network_requires_card: self.require_card,
-                entry_facility: None,
+                patient_card_present: card_present,
+                consent_window: window.is_some(),
+                entry_facility: entry.map(|e| e.facility.clone()),
+                ..self.context(session)
             },
         };
         let d = self.engine.load().decide(&request);
@@ -175,7 +179,10 @@ impl Authorizer {
             warn!(errors = ?d.errors, "policy evaluation errors: refused");
         }
         if d.allowed && d.errors.is_empty() {
-            return Ok(d.reasons);
+            return Ok(Allowed {
+                policies: d.reasons,
+                consent_basis: window.map_or("registry", |w| w.basis.as_str()),
+            });
         }
         // Say what is missing, in the order a person can act on it.
         let in_team = facts.care_team_users.contains(&session.user_id)
@@ -184,8 +191,13 @@ impl Authorizer {
             "patient_no_consent"
         } else if !in_team {
             "patient_not_in_care_team"
-        } else if self.require_card && action == PolicyAction::View {
+        } else if self.require_card && action == PolicyAction::View && window.is_none() {
             "patient_card_required"
+        } else if action == PolicyAction::Confirm
+            && request.principal.qualification == "physician"
+            && entry.is_some_and(|e| e.facility != session.facility)
+        {
+            "entry_other_facility"
         } else {
             "qualification_not_permitted"
         };
@@ -193,6 +205,86 @@ impl Authorizer {
             reason,
             policies: d.reasons,
         })
+    }
+
+    /// Decides an admin route: managing `kind` objects of `facility` (R-ACCT-8).
+    pub fn admin(
+        &self,
+        session: &Session,
+        kind: AdminKind,
+        facility: &str,
+    ) -> Result<Vec<String>, Refusal> {
+        let request = DecisionRequest {
+            principal: principal(session),
+            action: match kind {
+                AdminKind::User => PolicyAction::ManageUsers,
+                AdminKind::Terminal => PolicyAction::ManageTerminals,
+            },
+            resource: Resource::Admin(AdminObject {
+                id: format!("{}:{facility}", kind_str(kind)),
+                kind,
+                facility: facility.to_string(),
+            }),
+            context: self.context(session),
+        };
+        let d = self.engine.load().decide(&request);
+        if d.allowed && d.errors.is_empty() {
+            return Ok(d.reasons);
+        }
+        let administers = session
+            .roles
+            .iter()
+            .any(|r| r == "facility-admin" || r == "secretariat");
+        Err(Refusal {
+            reason: if administers && facility != session.facility {
+                "admin_other_facility"
+            } else {
+                "qualification_not_permitted"
+            },
+            policies: d.reasons,
+        })
+    }
+
+    /// The context every decision shares; patient facts are filled in by the caller.
+    fn context(&self, session: &Session) -> RequestContext {
+        RequestContext {
+            auth_method: if session.method == "hpki" {
+                AuthMethod::Hpki
+            } else {
+                AuthMethod::Password
+            },
+            patient_card_present: false,
+            consent_window: false,
+            // Break-glass grants come with the break-glass stage.
+            break_glass: false,
+            tunnel: true,
+            hour: local_hour(),
+            network_requires_card: self.require_card,
+            entry_facility: None,
+        }
+    }
+}
+
+/// A permitted patient request: the deciding policies and what the patient's permission rests
+/// on ("registry", or the consent window's "patient_card" / "staff_attested").
+pub struct Allowed {
+    pub policies: Vec<String>,
+    pub consent_basis: &'static str,
+}
+
+fn principal(session: &Session) -> Principal {
+    Principal {
+        id: session.user_id.clone(),
+        qualification: qualification(session),
+        facility: session.facility.clone(),
+        roles: session.roles.clone(),
+    }
+}
+
+fn kind_str(kind: AdminKind) -> &'static str {
+    match kind {
+        AdminKind::User => "user",
+        AdminKind::Terminal => "terminal",
     }
 }
 

@@ -534,6 +534,9 @@ pub enum PatientCmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// Patient IC cards (R-PAT-2): issue, revoke, list.
+    #[command(subcommand)]
+    Card(CardCmd),
     /// Import patients from CSV (header: patient_id,name,kana,birth_date,sex,consent,local_ids)
     /// or JSON (an array of objects with those keys; local_ids "FAC:ID;FAC:ID"). Every row is
     /// checked first; one bad row and nothing is imported.
@@ -543,6 +546,37 @@ pub enum PatientCmd {
         file: PathBuf,
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CardCmd {
+    /// Issue a patient card: a key and a certificate from Sekisho's patient-card CA (made on
+    /// first use), written to --out as patient-card.key (0600) and patient-card.crt for the
+    /// card personalisation, and registered as the patient's active card.
+    Issue {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        patient: String,
+        /// A directory that does not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1826)]
+        lifetime_days: u32,
+    },
+    /// Revoke a card (lost, replaced): it opens no more windows, and the windows it opened close.
+    Revoke {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        serial: String,
+    },
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        patient: Option<String>,
     },
 }
 

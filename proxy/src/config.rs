@@ -191,9 +191,17 @@ impl Default for Signin {
 pub struct Policy {
     /// The Cedar policy set and schema (relative to the data dir); re-read when a file changes.
     pub dir: PathBuf,
-    /// Viewing a patient needs the patient's IC card or a consent window (R-PAT-2). Off until
-    /// the patient-card stage exists, or every view would be refused.
+    /// Viewing a patient needs the patient's IC card or a consent window it opened (R-PAT-2).
+    /// Off by default so that a network can issue patient cards before it requires them.
     pub require_patient_card: bool,
+    /// How long a consent window opened by the patient's card (or attestation) stays open.
+    pub consent_window_minutes: u32,
+    /// For how long after the card signed the gateway's challenge the card counts as present
+    /// (`patient_card_present` in the policy context).
+    pub card_presence_seconds: u32,
+    /// Lower-assurance mode: a signed-in member of staff may open a window by reading the
+    /// card's id and attesting the patient's presence (recorded as `staff_attested`).
+    pub allow_attested_consent: bool,
 }
 
 impl Default for Policy {
@@ -201,6 +209,9 @@ impl Default for Policy {
         Policy {
             dir: "policies".into(),
             require_patient_card: false,
+            consent_window_minutes: 30,
+            card_presence_seconds: 300,
+            allow_attested_consent: false,
         }
     }
 }

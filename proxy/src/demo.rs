@@ -199,6 +199,8 @@ fn add_debug_route(dd: &DataDir) -> Result<()> {
             action: Action::View,
             websocket: false,
             patient: None,
+            entry: None,
+            admin: None,
         },
     );
     cfg.routes.insert(
@@ -211,6 +213,8 @@ fn add_debug_route(dd: &DataDir) -> Result<()> {
             action: Action::View,
             websocket: false,
             patient: None,
+            entry: None,
+            admin: None,
         },
     );
     write_config(dd, &cfg)
@@ -324,17 +328,7 @@ pub mod upstream {
                         .or_insert_with(Vec::new)
                         .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
                 }
-                let claims = req
-                    .headers()
-                    .get("sekisho-assertion")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|jwt| jwt.split('.').nth(1))
-                    .and_then(|p| {
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(p)
-                            .ok()
-                    })
-                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                let claims = assertion_claims(&req);
                 let body = serde_json::json!({
                     "method": req.method().as_str(), "path": path, "query": req.uri().query(),
                     "headers": headers, "assertion_claims": claims,
@@ -350,8 +344,16 @@ pub mod upstream {
                     .split('/')
                     .next()
                     .unwrap_or("");
+                // What the application learns from the gateway: who, why, and for entries which
+                // one (the demo shows it; a real application verifies the JWT with the JWKS).
+                let claims = assertion_claims(&req);
                 with_type(
-                    full(serde_json::json!({"patient": id, "summary": "demo record"}).to_string()),
+                    full(
+                        serde_json::json!({
+                            "patient": id, "summary": "demo record", "assertion_claims": claims,
+                        })
+                        .to_string(),
+                    ),
                     "application/json",
                 )
             }
@@ -376,6 +378,20 @@ pub mod upstream {
 
     const STYLE: &str = "body{font-family:system-ui,'Noto Sans JP',sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.7}\
         header{border-bottom:3px solid #2e6db0;margin-bottom:1rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem}";
+
+    /// The assertion's claims, decoded but NOT verified: for display in the demo only.
+    fn assertion_claims<B>(req: &Request<B>) -> Option<serde_json::Value> {
+        req.headers()
+            .get("sekisho-assertion")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|jwt| jwt.split('.').nth(1))
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    }
 
     const PORTAL: &str = r#"<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><title>デモ地域連携ポータル / Demo regional portal</title>

@@ -44,6 +44,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub sessions: Arc<crate::sessions::Sessions>,
     pub login: Arc<crate::login::Login>,
+    pub consent: Arc<crate::consent::ConsentDesk>,
     pub authorizer: Arc<crate::authorize::Authorizer>,
     pub store: crate::store::Store,
 }
@@ -79,8 +80,15 @@ impl ConnCtx {
 
 /// A request that passed every check, ready to forward.
 struct Permit<'a> {
-    /// How consent was established for a patient route ("registry"; the card comes later).
+    /// What the patient's permission rests on for a patient route: "registry", or the consent
+    /// window's "patient_card" / "staff_attested".
     consent_basis: Option<&'static str>,
+    /// The id a `confirm` route names, then the entry as recorded (R-ROLE-2); on `enter`, the
+    /// entry the gateway recorded for this request.
+    entry_id: Option<String>,
+    entry: Option<crate::store::consent::Entry>,
+    /// Admin routes: what is administered and the owning facility (R-ACCT-8).
+    admin: Option<(sekisho_policies::AdminKind, String)>,
     terminal: TerminalId,
     session: Option<Arc<crate::sessions::Session>>,
     route: &'a sekisho_policies::RouteConfig,
@@ -273,7 +281,14 @@ impl Gateway {
                         peer: ctx.peer,
                         request_id: &request_id,
                     };
-                    self.login.handle(req, own_path.as_str(), &caller).await
+                    if own_path.as_str().starts_with(crate::consent::PREFIX) {
+                        let cookie = crate::login::session_cookie(req.headers());
+                        self.consent
+                            .handle(req, own_path.as_str(), &caller, cookie.as_deref())
+                            .await
+                    } else {
+                        self.login.handle(req, own_path.as_str(), &caller).await
+                    }
                 }
             };
             ctx.touch();
@@ -384,6 +399,9 @@ impl Gateway {
         rec.route = Some(m.route.name().to_string());
         rec.action = Some(m.route.action.as_str().to_string());
         rec.patient = m.patient.clone();
+        if let Some((_, facility)) = &m.admin {
+            rec.detail = Some(format!("admin facility {facility}"));
+        }
         match (m.route.level, &session) {
             (Level::Terminal, _) => {}
             (Level::User | Level::Patient, None) => return Err("signin_required"),
@@ -410,6 +428,9 @@ impl Gateway {
         };
         Ok(Permit {
             consent_basis: None,
+            entry_id: m.entry,
+            entry: None,
+            admin: m.admin,
             terminal: id.clone(),
             session,
             route: m.route,
@@ -418,36 +439,106 @@ impl Gateway {
         })
     }
 
-    /// The policy decision for patient routes (consent, care team, card, qualification).
+    /// The policy decision for patient routes (consent, care team, card, qualification) and
+    /// admin routes (R-ACCT-8). Every store error is a refusal.
     async fn authorize(
         &self,
         permit: &mut Permit<'_>,
         rec: &mut AuditRecord,
     ) -> Result<(), &'static str> {
+        let action = permit.route.action;
+        if permit.route.level == Level::User && action == sekisho_policies::Action::Admin {
+            let (Some(session), Some((kind, facility))) = (&permit.session, &permit.admin) else {
+                return Err("qualification_not_permitted");
+            };
+            return match self.authorizer.admin(session, *kind, facility) {
+                Ok(policies) => {
+                    rec.detail = Some(format!(
+                        "admin facility {facility}; policies {}",
+                        policies.join(",")
+                    ));
+                    Ok(())
+                }
+                Err(r) => {
+                    rec.detail = Some(format!(
+                        "admin facility {facility}; policies {}",
+                        r.policies.join(",")
+                    ));
+                    Err(r.reason)
+                }
+            };
+        }
         if permit.route.level != Level::Patient {
             return Ok(());
         }
         let (Some(session), Some(patient)) = (&permit.session, &permit.patient) else {
             return Err("signin_required");
         };
-        match self
-            .authorizer
-            .patient(&self.store, session, patient, permit.route.action)
-            .await
-        {
-            Ok(policies) => {
-                rec.purpose_of_use = Some("TREAT".into());
-                rec.detail = Some(format!("policies {}", policies.join(",")));
-                permit.consent_basis = Some("registry");
-                Ok(())
-            }
-            Err(r) => {
-                if !r.policies.is_empty() {
-                    rec.detail = Some(format!("policies {}", r.policies.join(",")));
+        // A confirmation is decided on the gateway's own record of who entered the entry.
+        let confirming = match (action, &permit.entry_id) {
+            (sekisho_policies::Action::Confirm, Some(id)) => {
+                match crate::store::consent::entry(&self.store, id).await {
+                    Ok(Some(e)) if &e.patient_id == patient => Some(e),
+                    Ok(_) => {
+                        rec.detail = Some(format!("entry {id}"));
+                        return Err("entry_not_found");
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot read an entry");
+                        return Err("policy_unavailable");
+                    }
                 }
-                Err(r.reason)
             }
+            _ => None,
+        };
+        let allowed = self
+            .authorizer
+            .patient(&self.store, session, patient, action, confirming.as_ref())
+            .await;
+        let allowed = match allowed {
+            Ok(a) => a,
+            Err(r) => {
+                let mut detail = format!("policies {}", r.policies.join(","));
+                if let Some(e) = &confirming {
+                    detail.push_str(&format!("; entry {} of {}", e.entry_id, e.facility));
+                }
+                rec.detail = Some(detail);
+                return Err(r.reason);
+            }
+        };
+        rec.purpose_of_use = Some("TREAT".into());
+        let mut detail = format!(
+            "policies {}; consent {}",
+            allowed.policies.join(","),
+            allowed.consent_basis
+        );
+        if action == sekisho_policies::Action::Enter {
+            // The entry gets its id here, recorded before anything is forwarded.
+            let entry = crate::store::consent::Entry {
+                entry_id: format!("e-{}", new_request_id()),
+                patient_id: patient.clone(),
+                author: session.user_id.clone(),
+                facility: session.facility.clone(),
+            };
+            if let Err(e) =
+                crate::store::consent::insert_entry(&self.store, &entry, &rec.request_id).await
+            {
+                warn!(error = %e, "cannot record an entry");
+                return Err("policy_unavailable");
+            }
+            permit.entry = Some(entry);
+        } else {
+            permit.entry = confirming;
         }
+        if let Some(e) = &permit.entry {
+            detail.push_str(&format!(
+                "; entry {} by {} of {}",
+                e.entry_id, e.author, e.facility
+            ));
+        }
+        rec.detail = Some(detail);
+        permit.consent_basis = Some(allowed.consent_basis);
+        Ok(())
     }
 
     async fn refuse(
@@ -504,6 +595,10 @@ impl Gateway {
             auth_method: p.session.as_ref().map(|s| s.method.as_str()),
             purpose_of_use: p.consent_basis.map(|_| "TREAT"),
             consent_basis: p.consent_basis,
+            entry: p.entry.as_ref().map(|e| e.entry_id.as_str()),
+            entry_author: p.entry.as_ref().map(|e| e.author.as_str()),
+            entry_facility: p.entry.as_ref().map(|e| e.facility.as_str()),
+            admin_facility: p.admin.as_ref().map(|(_, f)| f.as_str()),
             action: p.route.action.as_str(),
             route: p.route.name(),
         };
@@ -563,6 +658,15 @@ impl Gateway {
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("sekisho-request-id", v);
+        }
+        // The entry id the gateway gave an assistant's entry, so the terminal can name it.
+        if let Some(e) = p
+            .entry
+            .as_ref()
+            .filter(|_| p.route.action == sekisho_policies::Action::Enter)
+            && let Ok(v) = HeaderValue::from_str(&e.entry_id)
+        {
+            h.insert("sekisho-entry-id", v);
         }
         if p.route.level == Level::Patient {
             // R-OPS-3: patient data is not kept on the terminal.

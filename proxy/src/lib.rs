@@ -7,6 +7,7 @@ pub mod authorize;
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod crl_fetch;
 pub mod demo;
 pub mod enrollment;

@@ -198,14 +198,19 @@ struct Logout {
 }
 
 /// A refusal with the code the agent maps to a message.
-struct Refused {
+pub(crate) struct Refused {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) en: &'static str,
+    pub(crate) ja: &'static str,
+}
+
+pub(crate) fn refused(
     status: StatusCode,
     code: &'static str,
     en: &'static str,
     ja: &'static str,
-}
-
-fn refused(status: StatusCode, code: &'static str, en: &'static str, ja: &'static str) -> Refused {
+) -> Refused {
     Refused {
         status,
         code,
@@ -1053,7 +1058,7 @@ pub fn to_sign(hostname: &str, terminal: &TerminalId, nonce: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn hash(s: &str) -> String {
+pub(crate) fn hash(s: &str) -> String {
     hex::encode(digest(&SHA256, s.as_bytes()))
 }
 
@@ -1066,7 +1071,7 @@ fn not_configured() -> Refused {
     )
 }
 
-fn try_again() -> Refused {
+pub(crate) fn try_again() -> Refused {
     refused(
         StatusCode::SERVICE_UNAVAILABLE,
         "internal",
@@ -1091,7 +1096,7 @@ fn auth_record(caller: &Caller<'_>, method: &str) -> AuditRecord {
     }
 }
 
-fn audit_unavailable() -> Refused {
+pub(crate) fn audit_unavailable() -> Refused {
     refused(
         StatusCode::SERVICE_UNAVAILABLE,
         "audit_unavailable",
@@ -1100,7 +1105,7 @@ fn audit_unavailable() -> Refused {
     )
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     req: Request<Incoming>,
 ) -> Result<T, Response<Body>> {
     let body: Bytes = match Limited::new(req.into_body(), 64 * 1024).collect().await {
@@ -1124,7 +1129,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -1136,7 +1141,7 @@ fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     r
 }
 
-fn error(r: &Refused) -> Response<Body> {
+pub(crate) fn error(r: &Refused) -> Response<Body> {
     json(
         r.status,
         serde_json::json!({ "error": r.code, "message_en": r.en, "message_ja": r.ja }),

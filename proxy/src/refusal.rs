@@ -89,6 +89,53 @@ pub fn explain(reason: &str) -> Explanation {
                 "The request does not identify the patient correctly.",
             )
         }
+        // Patient decisions: what is missing, never anything about the patient (an unknown
+        // patient reads exactly like one who has not consented).
+        "patient_no_consent" => (
+            S::FORBIDDEN,
+            "この患者さんの情報は共有の同意が確認できないため表示できません。同意の手続きは事務局にお問い合わせください。",
+            "This patient's records cannot be shown: no consent to sharing is on record. Ask the network secretariat about the consent procedure.",
+        ),
+        "patient_not_in_care_team" => (
+            S::FORBIDDEN,
+            "あなた（またはあなたの施設）はこの患者さんの参加者（ケアチーム）に含まれていません。患者さんの管理者に招待を依頼してください。",
+            "You (or your facility) are not a member of this patient's care team. Ask the patient's coordinator to invite you.",
+        ),
+        "patient_card_required" => (
+            S::FORBIDDEN,
+            "閲覧には患者さんの同意が必要です。患者さんのICカードをカードリーダーに挿入し、sekisho-agent consent を実行してください。",
+            "Viewing needs the patient's permission: insert the patient's IC card into the reader and run `sekisho-agent consent`.",
+        ),
+        "qualification_not_permitted" => (
+            S::FORBIDDEN,
+            "あなたの資格ではこの操作は許可されていません。",
+            "Your qualification does not permit this operation.",
+        ),
+        "entry_not_found" => (
+            S::FORBIDDEN,
+            "確定しようとした入力記録が見つからないか、この患者さんのものではありません。",
+            "The entry to confirm was not found, or it does not belong to this patient.",
+        ),
+        "entry_other_facility" => (
+            S::FORBIDDEN,
+            "入力者と同じ施設の医師だけがこの入力を確定できます。",
+            "Only a physician of the facility of the person who made this entry can confirm it.",
+        ),
+        "admin_other_facility" => (
+            S::FORBIDDEN,
+            "施設管理者は自施設の利用者と端末だけを管理できます。",
+            "Facility administrators manage only their own facility's users and terminals.",
+        ),
+        "policy_unavailable" => (
+            S::SERVICE_UNAVAILABLE,
+            "アクセス判定に必要な情報を読み込めないため、現在この要求を処理できません。しばらくしてから再度お試しください。",
+            "The information needed to decide this request cannot be read now. Please try again shortly.",
+        ),
+        "route_entry_id_invalid" | "route_facility_id_invalid" => (
+            S::BAD_REQUEST,
+            "要求に含まれる指定（入力記録または施設）が正しくありません。",
+            "The request does not identify the entry or facility correctly.",
+        ),
         r if r.starts_with("path_") => (
             S::BAD_REQUEST,
             "アドレスの形式が正しくありません。",
@@ -207,6 +254,26 @@ mod tests {
             assert_eq!(e.status.as_u16(), s, "{r}");
             assert!(!e.ja.is_ascii(), "{r} has Japanese text");
             assert!(e.en.is_ascii(), "{r} has English text");
+        }
+    }
+
+    #[test]
+    fn every_authorization_reason_says_what_is_missing() {
+        let generic = explain("anything-else").en;
+        for r in [
+            "patient_no_consent",
+            "patient_not_in_care_team",
+            "patient_card_required",
+            "qualification_not_permitted",
+            "entry_not_found",
+            "entry_other_facility",
+            "admin_other_facility",
+            "policy_unavailable",
+            "route_entry_id_invalid",
+        ] {
+            let e = explain(r);
+            assert_ne!(e.en, generic, "{r} has its own text");
+            assert!(!e.ja.is_ascii() && e.en.is_ascii(), "{r}");
         }
     }
 

@@ -150,8 +150,17 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     let authorizer = Arc::new(crate::authorize::Authorizer::load(
         data_dir.join(&cfg.policy.dir),
         cfg.policy.require_patient_card,
+        cfg.policy.card_presence_seconds,
     )?);
+    let consent = Arc::new(crate::consent::ConsentDesk::new(
+        cfg.clone(),
+        store.clone(),
+        audit.clone(),
+        sessions.clone(),
+        dd.ca_dir(),
+    ));
     let gw = Arc::new(Gateway {
+        consent,
         authorizer: authorizer.clone(),
         store: store.clone(),
         sessions: sessions.clone(),

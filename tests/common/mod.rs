@@ -661,6 +661,18 @@ pub fn get(g: &Gateway, term: &str, jar: &str, path: &str) -> (u16, String) {
 /// Adds a user with a password, signs them in on `term` with a cookie jar and sets their own
 /// password; returns the jar's path.
 pub fn sign_in(g: &Gateway, term: &str, id: &str, roles: &str, dir: &Path) -> String {
+    sign_in_at(g, term, id, roles, "f1", dir)
+}
+
+/// As [`sign_in`], for a user of `facility`.
+pub fn sign_in_at(
+    g: &Gateway,
+    term: &str,
+    id: &str,
+    roles: &str,
+    facility: &str,
+    dir: &Path,
+) -> String {
     let out = run_ok(&[
         "user",
         "add",
@@ -671,7 +683,7 @@ pub fn sign_in(g: &Gateway, term: &str, id: &str, roles: &str, dir: &Path) -> St
         "--name",
         "職員",
         "--facility",
-        "f1",
+        facility,
         "--roles",
         roles,
         "--password-profile",
@@ -705,4 +717,47 @@ pub fn sign_in(g: &Gateway, term: &str, id: &str, roles: &str, dir: &Path) -> St
     );
     assert_eq!(s, 303);
     jar
+}
+
+// ---- vpcd virtual readers (pcscd + vsmartcard-vpcd) ----
+
+/// Holds one vpcd reader for a test: an flock shared with the cardreader tests, so that two
+/// test binaries never put cards in the same reader at once.
+pub struct VpcdRig {
+    _file: std::fs::File,
+}
+
+/// Takes the reader on vpcd `port` (`Virtual PCD 00 00` is 35963, `00 01` is 35964), starting
+/// pcscd if it is not running. Fails, never skips, without pcscd and vsmartcard-vpcd.
+#[allow(dead_code)]
+pub fn vpcd_rig(port: u16, reader: &str) -> VpcdRig {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join(format!("sekisho-vpcd-{port}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // SAFETY: flock on a descriptor we own; released when the file is closed.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let has =
+        || sekisho_cardreader::readers::list_readers().is_ok_and(|r| r.iter().any(|n| n == reader));
+    if !has() && sekisho_cardreader::readers::list_readers().is_err() {
+        let s = std::process::Command::new("pcscd")
+            .status()
+            .expect("pcscd is installed (Debian pcscd, vsmartcard-vpcd)");
+        assert!(s.success(), "pcscd did not start: {s}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has() {
+        assert!(
+            Instant::now() < deadline,
+            "pcscd has no {reader:?}: install vsmartcard-vpcd"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // vpcd loses a card inserted right after a removal: let the reader settle first.
+    std::thread::sleep(Duration::from_millis(1500));
+    VpcdRig { _file: file }
 }

@@ -45,6 +45,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0005_patients.sql"),
         postgres: include_str!("migrations/0005_patients.sql"),
     },
+    Migration {
+        version: 6,
+        name: "consent_windows",
+        sqlite: include_str!("migrations/0006_consent_windows.sql"),
+        postgres: include_str!("migrations/0006_consent_windows.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -3,6 +3,7 @@
 //! which both drivers accept; only the DDL differs per dialect. Timestamps are Unix seconds
 //! (`i64`) because the Any driver carries no date types.
 
+pub mod consent;
 pub mod crl;
 pub mod enrollment;
 pub mod lockouts;

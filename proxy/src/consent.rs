@@ -1,0 +1,399 @@
+//! The patient's permission at the terminal (R-PAT-2), under `/.sekisho/consent/` on the
+//! terminal listener (never forwarded):
+//!
+//! - `POST /.sekisho/consent/challenge` → `{nonce, to_sign, expires_in}`: a single-use nonce
+//!   bound to the sign-in session of the person at this terminal;
+//! - `POST /.sekisho/consent/card` `{nonce, certificate, signature}`: the patient's card signed
+//!   `to_sign`; the certificate must chain to Sekisho's patient-card CA, the card must be one the
+//!   store lists as active for that patient, and the patient must have consented. Then a consent
+//!   window opens for that person and patient (`policy.consent_window_minutes`);
+//! - `POST /.sekisho/consent/attest` `{patient}`: the lower-assurance mode a deployment may allow
+//!   (`policy.allow_attested_consent`): the card's id was read and the signed-in person attests
+//!   the patient's presence. The window is recorded as `staff_attested`.
+//!
+//! Every attempt, opened or refused, is in the audit log (event `consent`). The answers say what
+//! went wrong without telling a card holder anything about the patient beyond "not available".
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use sekisho_ca::patient_card::{PatientCardAnchors, verify_consent_signature, verify_patient_card};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::body::Body;
+use crate::config::Config;
+use crate::login::{Caller, Refused, error, hash, json, read_json, refused, try_again};
+use crate::sessions::{Session, Sessions};
+use crate::store::consent::{self as rows, Basis, NewWindow};
+use crate::store::patients::{self, Consent};
+use crate::store::{Store, now};
+
+pub const PREFIX: &str = "/.sekisho/consent/";
+
+/// The bytes the patient card signs; bound to this gateway, this terminal and the nonce (which is
+/// bound to the session). The agent refuses to sign anything without this first line.
+pub fn to_sign(hostname: &str, terminal_urn: &str, nonce: &str) -> Vec<u8> {
+    format!("sekisho-patient-consent:v1\n{hostname}\n{terminal_urn}\n{nonce}\n").into_bytes()
+}
+
+pub struct ConsentDesk {
+    pub cfg: Config,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub sessions: Arc<Sessions>,
+    /// Sekisho's CA directory: `root.crt` + `patient-card-ca.crt` are the cards' anchors.
+    pub ca_dir: PathBuf,
+    anchors: ArcSwapOption<PatientCardAnchors>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardAnswer {
+    nonce: String,
+    certificate: String,
+    signature: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Attestation {
+    patient: String,
+}
+
+fn not_signed_in() -> Refused {
+    refused(
+        StatusCode::UNAUTHORIZED,
+        "not_signed_in",
+        "A physician must be signed in on this terminal (HPKI card) before the patient's card is read.",
+        "患者さんのカードを読み取る前に、この端末で医師がHPKIカードでサインインしてください。",
+    )
+}
+
+fn card_invalid() -> Refused {
+    refused(
+        StatusCode::FORBIDDEN,
+        "patient_card_invalid",
+        "This is not a valid patient card of this network.",
+        "この地域連携ネットワークの有効な患者カードではありません。",
+    )
+}
+
+fn card_revoked() -> Refused {
+    refused(
+        StatusCode::FORBIDDEN,
+        "patient_card_revoked",
+        "This patient card is no longer valid (revoked or replaced). Ask the secretariat.",
+        "この患者カードは無効です（失効または再発行済み）。事務局にお問い合わせください。",
+    )
+}
+
+fn not_available() -> Refused {
+    refused(
+        StatusCode::FORBIDDEN,
+        "patient_unknown_or_not_consented",
+        "This patient's records are not shared in the network (no consent on record).",
+        "この患者さんの情報はネットワークで共有されていません（同意の記録がありません）。",
+    )
+}
+
+impl ConsentDesk {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        audit: AuditLog,
+        sessions: Arc<Sessions>,
+        ca_dir: PathBuf,
+    ) -> ConsentDesk {
+        ConsentDesk {
+            cfg,
+            store,
+            audit,
+            sessions,
+            ca_dir,
+            anchors: ArcSwapOption::empty(),
+        }
+    }
+
+    /// `path` is the normalised path, which starts with [`PREFIX`].
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        caller: &Caller<'_>,
+        cookie: Option<&str>,
+    ) -> Response<Body> {
+        let Some(session) = self.session(caller, cookie) else {
+            return error(&not_signed_in());
+        };
+        match (req.method().clone(), path) {
+            (Method::POST, "/.sekisho/consent/challenge") => self.challenge(caller, &session).await,
+            (Method::POST, "/.sekisho/consent/card") => match read_json::<CardAnswer>(req).await {
+                Ok(a) => self.card(a, caller, &session).await,
+                Err(r) => r,
+            },
+            (Method::POST, "/.sekisho/consent/attest") => {
+                match read_json::<Attestation>(req).await {
+                    Ok(a) => self.attest(a, caller, &session).await,
+                    Err(r) => r,
+                }
+            }
+            _ => error(&refused(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found.",
+                "見つかりません。",
+            )),
+        }
+    }
+
+    /// The person at this terminal: an HPKI session, or a password session whose cookie came
+    /// with the request (the same rule as for every other request).
+    fn session(&self, caller: &Caller<'_>, cookie: Option<&str>) -> Option<Arc<Session>> {
+        let s = self.sessions.for_terminal(&caller.terminal.terminal)?;
+        let ok = !s.must_change_password
+            && (s.method != "password" || cookie.is_some_and(|c| c == s.session_id));
+        ok.then_some(s)
+    }
+
+    fn anchors(&self) -> Option<Arc<PatientCardAnchors>> {
+        if let Some(a) = self.anchors.load_full() {
+            return Some(a);
+        }
+        // The patient-card CA is made when the first card is issued; until then there is
+        // nothing to trust, and each request looks again.
+        match PatientCardAnchors::load(&self.ca_dir) {
+            Ok(a) => {
+                let a = Arc::new(a);
+                self.anchors.store(Some(a.clone()));
+                Some(a)
+            }
+            Err(e) => {
+                warn!(error = %e, "no patient-card CA: patient cards cannot be used yet");
+                None
+            }
+        }
+    }
+
+    async fn challenge(&self, caller: &Caller<'_>, session: &Session) -> Response<Body> {
+        let mut nonce = [0u8; 32];
+        if aws_lc_rs::rand::fill(&mut nonce).is_err() {
+            return error(&try_again());
+        }
+        let nonce = B64URL.encode(nonce);
+        let ttl = i64::from(self.cfg.signin.challenge_seconds.max(10));
+        if let Err(e) =
+            rows::insert_challenge(&self.store, &hash(&nonce), &session.session_id, now() + ttl)
+                .await
+        {
+            warn!(error = %e, "cannot store a consent challenge");
+            return error(&try_again());
+        }
+        json(
+            StatusCode::OK,
+            serde_json::json!({
+                "nonce": nonce,
+                "to_sign": B64.encode(to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce)),
+                "expires_in": ttl,
+            }),
+        )
+    }
+
+    async fn card(&self, a: CardAnswer, caller: &Caller<'_>, session: &Session) -> Response<Body> {
+        let mut rec = record(caller, session, "patient_card");
+        let outcome = self.check_card(&a, caller, session, &mut rec).await;
+        self.finish(outcome, rec, caller, session, Basis::PatientCard)
+            .await
+    }
+
+    /// Everything that decides a card-signed consent; Ok is (patient, card serial).
+    async fn check_card(
+        &self,
+        a: &CardAnswer,
+        caller: &Caller<'_>,
+        session: &Session,
+        rec: &mut AuditRecord,
+    ) -> Result<(String, Option<String>), Refused> {
+        let Some(anchors) = self.anchors() else {
+            return Err(refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "patient_card_not_configured",
+                "Patient cards are not set up in this network yet.",
+                "このネットワークでは患者カードがまだ設定されていません。",
+            ));
+        };
+        let (Ok(cert), Ok(sig)) = (
+            B64.decode(a.certificate.as_bytes()),
+            B64.decode(a.signature.as_bytes()),
+        ) else {
+            return Err(card_invalid());
+        };
+        let card =
+            verify_patient_card(&anchors, &cert, time::OffsetDateTime::now_utc()).map_err(|e| {
+                rec.detail = Some(crate::headers::escape_text(&e.to_string(), 300));
+                card_invalid()
+            })?;
+        rec.patient = Some(card.patient_id.clone());
+        rec.detail = Some(format!("card {}", card.serial_hex));
+        // The challenge: issued to this very session, unused, unexpired.
+        match rows::consume_challenge(&self.store, &hash(&a.nonce), &session.session_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(refused(
+                    StatusCode::UNAUTHORIZED,
+                    "challenge_expired",
+                    "The request took too long or was already used; read the card again.",
+                    "時間切れまたは使用済みです。もう一度カードを読み取ってください。",
+                ));
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check a consent challenge");
+                return Err(try_again());
+            }
+        }
+        let message = to_sign(&self.cfg.hostname, &caller.terminal.urn(), &a.nonce);
+        verify_consent_signature(&cert, &message, &sig).map_err(|_| card_invalid())?;
+        match rows::card(&self.store, &card.serial_hex).await {
+            Ok(Some(row)) if row.status == "active" && row.patient_id == card.patient_id => {}
+            Ok(_) => return Err(card_revoked()),
+            Err(e) => {
+                warn!(error = %e, "cannot read the patient card registry");
+                return Err(try_again());
+            }
+        }
+        self.check_consented(&card.patient_id).await?;
+        Ok((card.patient_id, Some(card.serial_hex)))
+    }
+
+    async fn attest(
+        &self,
+        a: Attestation,
+        caller: &Caller<'_>,
+        session: &Session,
+    ) -> Response<Body> {
+        let mut rec = record(caller, session, "staff_attested");
+        let outcome = async {
+            if !self.cfg.policy.allow_attested_consent {
+                return Err(refused(
+                    StatusCode::FORBIDDEN,
+                    "attestation_not_allowed",
+                    "This network requires the patient card's signature; attestation is not allowed.",
+                    "このネットワークでは患者カードによる署名が必要です（職員の確認による同意は使えません）。",
+                ));
+            }
+            if !sekisho_policies::is_valid_patient_id(&a.patient) {
+                return Err(card_invalid());
+            }
+            rec.patient = Some(a.patient.clone());
+            // The id read must be that of a card the network issued and has not revoked.
+            match rows::cards(&self.store, Some(&a.patient)).await {
+                Ok(cards) if cards.iter().any(|c| c.status == "active") => {}
+                Ok(_) => return Err(card_revoked()),
+                Err(e) => {
+                    warn!(error = %e, "cannot read the patient card registry");
+                    return Err(try_again());
+                }
+            }
+            self.check_consented(&a.patient).await?;
+            Ok((a.patient.clone(), None))
+        }
+        .await;
+        self.finish(outcome, rec, caller, session, Basis::StaffAttested)
+            .await
+    }
+
+    async fn check_consented(&self, patient: &str) -> Result<(), Refused> {
+        match patients::facts(&self.store, patient).await {
+            Ok(Some(f)) if f.consent == Consent::Granted => Ok(()),
+            Ok(_) => Err(not_available()),
+            Err(e) => {
+                warn!(error = %e, "cannot read the consent registry");
+                Err(try_again())
+            }
+        }
+    }
+
+    /// Audits the outcome, and opens the window only once the record is durable.
+    async fn finish(
+        &self,
+        outcome: Result<(String, Option<String>), Refused>,
+        mut rec: AuditRecord,
+        caller: &Caller<'_>,
+        session: &Session,
+        basis: Basis,
+    ) -> Response<Body> {
+        let (patient, serial) = match outcome {
+            Err(r) => {
+                rec.decision = "deny".into();
+                rec.reason = r.code.into();
+                if self.audit.append(rec).await.is_err() {
+                    return error(&crate::login::audit_unavailable());
+                }
+                return error(&r);
+            }
+            Ok(v) => v,
+        };
+        let minutes = self.cfg.policy.consent_window_minutes.max(1);
+        let until = now() + i64::from(minutes) * 60;
+        let mut id = [0u8; 16];
+        if aws_lc_rs::rand::fill(&mut id).is_err() {
+            return error(&try_again());
+        }
+        let window_id = format!("w-{}", hex::encode(id));
+        rec.decision = "permit".into();
+        rec.reason = "consent_window_opened".into();
+        rec.detail = Some(format!(
+            "window {window_id}; basis {}; until {until}{}",
+            basis.as_str(),
+            serial
+                .as_deref()
+                .map(|s| format!("; card {s}"))
+                .unwrap_or_default()
+        ));
+        if self.audit.append(rec).await.is_err() {
+            return error(&crate::login::audit_unavailable());
+        }
+        let w = NewWindow {
+            window_id: &window_id,
+            user_id: &session.user_id,
+            patient_id: &patient,
+            terminal: &caller.terminal.terminal,
+            basis,
+            card_serial: serial.as_deref(),
+            expires_at: until,
+        };
+        if let Err(e) = rows::open_window(&self.store, &w).await {
+            warn!(error = %e, "cannot open a consent window");
+            return error(&try_again());
+        }
+        info!(terminal = %caller.terminal.terminal, user = %session.user_id, basis = basis.as_str(), "consent window opened");
+        json(
+            StatusCode::OK,
+            serde_json::json!({
+                "patient": patient, "basis": basis.as_str(), "until": until, "minutes": minutes,
+            }),
+        )
+    }
+}
+
+fn record(caller: &Caller<'_>, session: &Session, method: &str) -> AuditRecord {
+    AuditRecord {
+        request_id: caller.request_id.to_string(),
+        event: "consent".into(),
+        peer: Some(caller.peer.to_string()),
+        terminal: Some(caller.terminal.terminal.clone()),
+        facility: Some(caller.terminal.facility.clone()),
+        cert_serial: Some(caller.serial.to_string()),
+        user: Some(session.user_id.clone()),
+        qualification: session.qualification.clone(),
+        method: Some(method.into()),
+        action: Some("consent".into()),
+        ..Default::default()
+    }
+}
