@@ -1436,26 +1436,46 @@ impl Drop for PatientVcard {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consent_through_pcscd_and_the_command_line() {
-    let _rig = rig();
-    // The first reader too: other binaries' tests put cards there.
+/// Holds the first vpcd reader too (other binaries' tests put cards there); taken after
+/// [`rig`], which holds the second. Released when the file is closed.
+fn patient_reader_lock() -> std::fs::File {
     let path = std::env::temp_dir().join(format!("sekisho-vpcd-{PATIENT_PORT}.lock"));
-    let _patient_lock = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(
-        unsafe { libc::flock(_patient_lock.as_raw_fd(), libc::LOCK_EX) },
-        0
-    );
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
     assert!(
         PcscTransport::connect(PATIENT_READER).is_err(),
         "a card is already in {PATIENT_READER:?}"
     );
+    file
+}
+
+/// Waits until PC/SC sees a card in the patient reader (`present`) or none.
+async fn wait_patient_card(present: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::task::spawn_blocking(|| PcscTransport::connect(PATIENT_READER).is_ok())
+        .await
+        .unwrap()
+        != present
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the patient card did not {} {PATIENT_READER}",
+            if present { "appear in" } else { "leave" }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_through_pcscd_and_the_command_line() {
+    let _rig = rig();
+    let _patient_lock = patient_reader_lock();
 
     let pki = Pki::new();
     let files = pki.ca.issue_patient_card("P-0001");
@@ -1491,17 +1511,7 @@ async fn consent_through_pcscd_and_the_command_line() {
     // The patient card goes into the first reader.
     settle().await;
     let vcard = PatientVcard::start(&pki.path("patient.crt"), &pki.path("patient.key"), "P-0001");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tokio::task::spawn_blocking(|| PcscTransport::connect(PATIENT_READER).is_ok())
-        .await
-        .unwrap()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the patient card did not appear in {PATIENT_READER}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_patient_card(true).await;
 
     let info = agent::consent(&cfg, None, false).await.unwrap();
     assert_eq!(
@@ -1564,6 +1574,172 @@ async fn consent_through_pcscd_and_the_command_line() {
 
     drop(vcard);
     remove(hpki).await;
+    wait_gone().await;
+    server.stop().await;
+}
+
+/// Waits `within`, failing on any watcher event but reader hot-plug: the agent must not react.
+async fn expect_quiet(rx: &mut UnboundedReceiver<WatchEvent>, within: Duration, when: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while let Ok(ev) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        match ev {
+            Some(ev @ (WatchEvent::ReaderAdded { .. } | WatchEvent::ReaderRemoved { .. })) => {
+                eprintln!("watch event: {ev:?}");
+            }
+            Some(ev) => panic!("{when}: the watcher reacted: {ev:?}"),
+            None => panic!("{when}: the watcher ended"),
+        }
+    }
+}
+
+/// Starts watching every reader; returns once both vpcd readers are reported.
+async fn watch_all(
+    pki: &Pki,
+    gateway: SocketAddr,
+    pins: Arc<dyn PinSource>,
+) -> (agent::WatchHandle, UnboundedReceiver<WatchEvent>) {
+    let mut cfg = pki.config(gateway);
+    cfg.reader = None;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handle = agent::watch(cfg, pins, tx);
+    let mut seen = Vec::new();
+    while !(seen.contains(&READER) && seen.contains(&PATIENT_READER)) {
+        let reader = expect(
+            &mut rx,
+            Duration::from_secs(5),
+            "the vpcd readers",
+            |e| match e {
+                WatchEvent::ReaderAdded { reader } if reader == READER => Some(READER),
+                WatchEvent::ReaderAdded { reader } if reader == PATIENT_READER => {
+                    Some(PATIENT_READER)
+                }
+                WatchEvent::ReaderAdded { .. } | WatchEvent::Watching => None,
+                other => panic!("before the readers: {other:?}"),
+            },
+        )
+        .await;
+        seen.push(reader);
+    }
+    (handle, rx)
+}
+
+/// A patient card in the other reader is no sign-in card: `watch` neither tries it nor reports
+/// it, its removal signs no one out, and the physician's HPKI card works as before around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_ignores_a_patient_card_in_another_reader() {
+    let _rig = rig();
+    let _patient_lock = patient_reader_lock();
+    let secs = Duration::from_secs;
+    let pki = Pki::new();
+    let files = pki.ca.issue_patient_card("P-0001");
+    std::fs::write(pki.path("patient.crt"), &files.cert_pem).unwrap();
+    std::fs::write(pki.path("patient.key"), &files.key_pem).unwrap();
+    let patient_card =
+        || PatientVcard::start(&pki.path("patient.crt"), &pki.path("patient.key"), "P-0001");
+    let state = Arc::new(Mutex::new(GatewayState::default()));
+    let server = start_gateway(&pki, 0, &state).await;
+    // Only the right PIN, asked for once: the HPKI card's (the queue checks the reader).
+    let pins = Arc::new(PinQueue {
+        pins: Mutex::new(VecDeque::new()),
+        asked: Mutex::new(Vec::new()),
+    });
+    let (handle, mut rx) = watch_all(&pki, server.addr, pins.clone()).await;
+
+    // The patient card alone: nothing happens, the gateway is not asked.
+    settle().await;
+    let vcard = patient_card();
+    wait_patient_card(true).await;
+    expect_quiet(&mut rx, secs(2), "patient card inserted").await;
+    assert_eq!(lock(&state).challenges_issued, 0);
+
+    // The HPKI card beside it: signed in as before, and the patient card is not "waiting".
+    let engine = new_engine();
+    let card = plug(&engine).await;
+    let mut inserted = false;
+    expect(&mut rx, secs(10), "sign-in", |e| match e {
+        WatchEvent::CardInserted { reader } if reader == READER => {
+            inserted = true;
+            None
+        }
+        WatchEvent::SignedIn { reader, .. } if reader == READER => Some(()),
+        WatchEvent::ReaderAdded { .. } | WatchEvent::ReaderRemoved { .. } => None,
+        other => panic!("while signing in: {other:?}"),
+    })
+    .await;
+    assert!(inserted, "the HPKI card's insertion is reported");
+    assert_eq!(*pins.asked.lock().unwrap(), vec![Some(15)]);
+
+    // The patient card taken out while signed in: no sign-out.
+    drop(vcard);
+    wait_patient_card(false).await;
+    expect_quiet(&mut rx, secs(2), "patient card removed").await;
+    // Inserted again while signed in (the case in the field): still nothing.
+    tokio::time::sleep(SETTLE).await;
+    let vcard = patient_card();
+    wait_patient_card(true).await;
+    expect_quiet(&mut rx, secs(2), "patient card inserted while signed in").await;
+    {
+        let st = lock(&state);
+        assert!(st.signed_in);
+        assert!(st.logouts.is_empty(), "{:?}", st.logouts);
+        assert_eq!((st.challenges_issued, st.logins.len()), (1, 1));
+    }
+
+    // The HPKI card taken out: signed out at once, as before.
+    remove(card).await;
+    let (_, reason) = logout_received(&state, 1, secs(2)).await;
+    assert_eq!(reason, "card_removed");
+    expect(&mut rx, secs(2), "sign-out", |e| match e {
+        WatchEvent::SignedOut {
+            reader,
+            reason,
+            ended,
+        } => {
+            assert_eq!(reader.as_deref(), Some(READER));
+            assert_eq!((*reason, *ended), (LogoutReason::CardRemoved, true));
+            Some(())
+        }
+        WatchEvent::CardRemoved { reader } if reader == READER => None,
+        WatchEvent::ReaderAdded { .. } | WatchEvent::ReaderRemoved { .. } => None,
+        other => panic!("while signing out: {other:?}"),
+    })
+    .await;
+    expect_quiet(&mut rx, secs(1), "after the sign-out").await;
+    handle.stop().await;
+    assert_eq!(lock(&state).logouts.len(), 1, "nothing left to sign out");
+
+    // A card session at the gateway, and only a patient card here when the agent starts: the
+    // patient card does not account for it, so it is ended.
+    lock(&state).signed_in = true;
+    let (handle, mut rx) = watch_all(&pki, server.addr, pins.clone()).await;
+    expect(&mut rx, secs(10), "the stale session ended", |e| match e {
+        WatchEvent::SignedOut {
+            reader,
+            reason,
+            ended,
+        } => {
+            assert_eq!(
+                (reader, *reason, *ended),
+                (&None, LogoutReason::CardRemoved, true)
+            );
+            Some(())
+        }
+        WatchEvent::ReaderAdded { .. } | WatchEvent::ReaderRemoved { .. } => None,
+        other => panic!("with only a patient card: {other:?}"),
+    })
+    .await;
+    handle.stop().await;
+    {
+        let st = lock(&state);
+        assert_eq!(st.logouts.len(), 2);
+        assert_eq!(
+            (st.challenges_issued, st.logins.len(), st.anonymous),
+            (1, 1, 0)
+        );
+    }
+
+    drop(vcard);
+    wait_patient_card(false).await;
     wait_gone().await;
     server.stop().await;
 }

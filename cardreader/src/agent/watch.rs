@@ -1,5 +1,12 @@
 //! Card-driven sessions: sign in when an HPKI card is inserted, sign out when it leaves.
 //!
+//! A Sekisho patient card (one that selects the patient-card application,
+//! [`crate::patient_card`]) is not a sign-in card: it is handed over for `sekisho-agent
+//! consent`, often in a second reader while the physician is signed in. Each inserted card is
+//! first asked whether it is one; a patient card is ignored silently (no event, no login, and
+//! its removal ends nothing). Any other card, and a card that cannot be asked, is tried as an
+//! HPKI card as before.
+//!
 //! One loop owns the state and makes every session-changing call to the gateway itself, in
 //! order (a removal's logout can never overtake the login it ends). Card work and PIN prompts
 //! run in a spawned attempt that only produces a signed challenge; the loop sends it if, and
@@ -8,7 +15,7 @@
 //! Fail-closed rules: a removal (or the smart-card service going away, which the card watcher
 //! reports as removals) signs out at once; a logout the gateway did not get is retried until it
 //! does; a card session the agent cannot account for when it starts (an HPKI session with no
-//! card in any reader) is ended.
+//! card other than patient cards in any reader) is ended.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +41,9 @@ const LOGOUT_RETRY: Duration = Duration::from_secs(2);
 /// After start, how long the card watcher gets to report the cards already in before the
 /// agent looks for a session without a card.
 const SETTLE: Duration = Duration::from_secs(3);
+/// How soon the start-up check looks again while an inserted card is still being asked whether
+/// it is a patient card.
+const PROBE_WAIT: Duration = Duration::from_millis(500);
 
 /// What the watcher tells its owner (to print, or to check in tests).
 #[derive(Debug)]
@@ -48,6 +58,7 @@ pub enum WatchEvent {
     ReaderRemoved {
         reader: String,
     },
+    /// A card was inserted. Patient cards are not reported (nor their removal).
     CardInserted {
         reader: String,
     },
@@ -145,6 +156,14 @@ pub fn watch(
 }
 
 type AttemptResult = (String, u64, Result<SignedChallenge, AgentError>);
+/// (reader, insertion, is it a patient card).
+type ProbeResult = (String, u64, bool);
+
+/// Whether the card in `reader` is a Sekisho patient card (blocking: PC/SC). A card that cannot
+/// be connected to or does not answer is not one.
+fn is_patient_card(reader: &str) -> bool {
+    crate::patient_card::find_reader(std::slice::from_ref(&reader.to_string())).is_ok()
+}
 
 struct Attempt {
     reader: String,
@@ -164,8 +183,12 @@ struct Loop {
     events: UnboundedSender<WatchEvent>,
     /// Insertion counter: each insertion is a new card session, whatever card it is.
     generation: u64,
-    /// Cards in readers: reader → insertion.
+    /// Cards in readers that may be HPKI cards: reader → insertion.
     present: HashMap<String, u64>,
+    /// Cards just inserted, being asked whether they are patient cards: reader → insertion.
+    /// Nothing is reported about them until the answer is in.
+    probing: HashMap<String, u64>,
+    probes: JoinSet<ProbeResult>,
     /// Insertions that failed in a way only a new insertion can fix.
     failed: HashSet<u64>,
     /// Transient failures so far, per insertion (for the back-off).
@@ -196,6 +219,8 @@ impl Loop {
             events,
             generation: 0,
             present: HashMap::new(),
+            probing: HashMap::new(),
+            probes: JoinSet::new(),
             failed: HashSet::new(),
             failures: HashMap::new(),
             attempt: None,
@@ -237,6 +262,12 @@ impl Loop {
                 biased;
                 _ = &mut stop => break,
                 Some(ev) = card_rx.recv() => self.on_card(ev).await,
+                Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
+                    // A probe cannot fail (panics are caught) except by being aborted.
+                    if let Ok((reader, generation, patient)) = done {
+                        self.on_probe(reader, generation, patient);
+                    }
+                }
                 Some(done) = self.attempts.join_next(), if !self.attempts.is_empty() => {
                     match done {
                         Ok((reader, generation, result)) => {
@@ -307,22 +338,46 @@ impl Loop {
             CardEvent::Inserted { reader, .. } => {
                 self.generation += 1;
                 let generation = self.generation;
-                self.present.insert(reader.clone(), generation);
-                self.emit(WatchEvent::CardInserted {
-                    reader: reader.clone(),
+                // Asked off the loop: a slow card must not hold up a removal's logout.
+                self.probing.insert(reader.clone(), generation);
+                self.probes.spawn_blocking(move || {
+                    let patient =
+                        std::panic::catch_unwind(|| is_patient_card(&reader)).unwrap_or(false);
+                    (reader, generation, patient)
                 });
-                self.maybe_start(Some((reader, generation)));
             }
             CardEvent::Removed { reader } => {
-                self.removed(reader).await;
-                self.maybe_start(None);
+                // A card still being asked about was never reported: its removal is not either.
+                if self.probing.remove(&reader).is_none() && self.removed(reader).await {
+                    self.maybe_start(None);
+                }
             }
         }
     }
 
-    async fn removed(&mut self, reader: String) {
-        let Some(generation) = self.present.remove(&reader) else {
+    /// The answer for an inserted card: a patient card is ignored; any other card is
+    /// reported and tried as an HPKI card.
+    fn on_probe(&mut self, reader: String, generation: u64, patient: bool) {
+        if self.probing.get(&reader) != Some(&generation) {
+            // Removed (or swapped) meanwhile.
             return;
+        }
+        self.probing.remove(&reader);
+        if patient {
+            return;
+        }
+        self.present.insert(reader.clone(), generation);
+        self.emit(WatchEvent::CardInserted {
+            reader: reader.clone(),
+        });
+        self.maybe_start(Some((reader, generation)));
+    }
+
+    /// A card that may be an HPKI card left `reader`; false if there was none (a patient card
+    /// or nothing).
+    async fn removed(&mut self, reader: String) -> bool {
+        let Some(generation) = self.present.remove(&reader) else {
+            return false;
         };
         self.failed.remove(&generation);
         self.failures.remove(&generation);
@@ -341,10 +396,12 @@ impl Loop {
             self.session = None;
             self.logout(LogoutReason::CardRemoved, Some(reader)).await;
         }
+        true
     }
 
     /// Every card gone at once (the watcher stopped).
     async fn lost_all(&mut self) {
+        self.probing.clear();
         let readers: Vec<String> = self.present.keys().cloned().collect();
         for r in readers {
             self.removed(r).await;
@@ -531,9 +588,15 @@ impl Loop {
         }
     }
 
-    /// At start: an HPKI session at the gateway with no card here is ended.
+    /// At start: an HPKI session at the gateway with no card here (a patient card does not count)
+    /// is ended.
     async fn check_stale(&mut self) {
         if self.session.is_some() || self.attempt.is_some() || !self.present.is_empty() {
+            return;
+        }
+        if !self.probing.is_empty() {
+            // Whether the cards just inserted are HPKI cards is not known yet: look again soon.
+            self.stale_check = Some(Instant::now() + PROBE_WAIT);
             return;
         }
         let status = match Gateway::new(&self.cfg) {
@@ -557,6 +620,7 @@ impl Loop {
             a.cancel.cancel();
         }
         self.attempts.abort_all();
+        self.probes.abort_all();
         if let Some((reader, _)) = self.session.take() {
             self.logout(LogoutReason::Logout, Some(reader)).await;
         } else if self.logout_pending.is_some() {
