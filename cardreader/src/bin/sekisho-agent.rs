@@ -7,7 +7,7 @@
 //! 5 refused by the gateway · 6 gateway unreachable, TLS, or an answer not understood ·
 //! 7 configuration or files · 8 no patient card · 130 interrupted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -96,7 +96,8 @@ enum Command {
         #[arg(long)]
         attest: bool,
     },
-    /// Enroll this terminal with a one-time access code: the key is made here.
+    /// Enroll this terminal with a one-time access code: the key (and the WireGuard key) is
+    /// made here.
     Enroll {
         /// The enrollment listener, https://HOST:8444.
         #[arg(long, env = "SEKISHO_ENROLL_URL")]
@@ -110,7 +111,8 @@ enum Command {
         /// The access code's PIN (8 digits).
         #[arg(long, env = "SEKISHO_ENROLL_PIN", hide_env_values = true)]
         pin: String,
-        /// Directory for <terminal>.crt, <terminal>.key and ca.crt.
+        /// Directory for <terminal>.crt, <terminal>.key and ca.crt, and <terminal>.wg.conf
+        /// (the WireGuard tunnel) when the gateway has one.
         #[arg(long)]
         out: PathBuf,
         /// File name for the certificate and key (default: the terminal id).
@@ -282,11 +284,46 @@ async fn run(cli: Cli) -> ExitCode {
                     println!("  certificate: {}", f.certificate.display());
                     println!("  key (0600):  {}", f.key.display());
                     println!("  CA:          {}", f.ca.display());
+                    if let Some(wg) = &f.wireguard {
+                        print_tunnel(wg, f.tunnel_address.as_deref());
+                    }
+                    if let Some(w) = &f.tunnel_warning {
+                        println!("Warning: no WireGuard tunnel was set up: {w}");
+                        println!("  警告: WireGuardトンネルは設定されていません: {w}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Some(Err(e)) => report(&e),
             }
         }
+    }
+}
+
+/// The `wg-quick` file enrollment wrote, and how to bring the tunnel up.
+fn print_tunnel(wg: &Path, address: Option<&str>) {
+    println!("  WireGuard (0600): {}", wg.display());
+    if let Some(a) = address {
+        println!("  tunnel address:   {a}");
+    }
+    // wg-quick takes a bare name for /etc/wireguard/NAME.conf: give it a path.
+    let path = std::path::absolute(wg).unwrap_or_else(|_| wg.to_path_buf());
+    println!(
+        "Start the tunnel / トンネルを開始するには: wg-quick up {}",
+        path.display()
+    );
+    // wg-quick names the interface after the file: at most 15 characters before `.conf`.
+    let interface = wg
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".conf"))
+        .unwrap_or_default();
+    if interface.is_empty() || interface.len() > 15 {
+        println!(
+            "  (wg-quick wants at most 15 characters before .conf: copy it to e.g. /etc/wireguard/sekisho.conf and run wg-quick up sekisho)"
+        );
+        println!(
+            "  （wg-quick のファイル名は .conf の前が15文字以内です。例: /etc/wireguard/sekisho.conf にコピーして wg-quick up sekisho）"
+        );
     }
 }
 
