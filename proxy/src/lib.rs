@@ -27,3 +27,4 @@ pub mod sessions;
 pub mod store;
 pub mod terminals;
 pub mod tls;
+pub mod tunnel;

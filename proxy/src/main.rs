@@ -5,7 +5,9 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SEKISHO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // boringtun logs a peer's ordinary timer events (rekey, expiry) at warn and
+                // error; the endpoint's own counters and logs say what matters.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,boringtun=off")),
         )
         .with_writer(std::io::stderr)
         .init();
