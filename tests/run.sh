@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: pcsc-lite headers (the pcsc crate links them), pcscd and the vpcd virtual
 # reader (the card tests run the real PC/SC stack), the real clients the tests
-# drive (curl, openssl), and the PostgreSQL client for test database clean-up.
+# drive (curl, openssl), the PostgreSQL client for test database clean-up, and for the tunnel
+# tests network namespaces (iproute2) with an independent WireGuard peer (wireguard-go, wg) and
+# iperf3 for the tunnel benchmark.
 need=()
-for pkg in libpcsclite-dev pcscd vsmartcard-vpcd curl openssl postgresql-client pkg-config; do
+for pkg in libpcsclite-dev pcscd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

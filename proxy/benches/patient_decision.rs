@@ -98,6 +98,7 @@ async fn run(patients: usize) -> (f64, Duration, Duration, Duration, usize) {
                 &format!("P{p:07}"),
                 sekisho_policies::Action::View,
                 None,
+                true,
             )
             .await;
         lat.push(t.elapsed());

@@ -119,6 +119,7 @@ impl Authorizer {
         patient: &str,
         action: sekisho_policies::Action,
         entry: Option<&consent::Entry>,
+        via_tunnel: bool,
     ) -> Result<Allowed, Refusal> {
         let refuse = |reason| Refusal {
             reason,
@@ -171,7 +172,7 @@ impl Authorizer {
                 patient_card_present: card_present,
                 consent_window: window.is_some(),
                 entry_facility: entry.map(|e| e.facility.clone()),
-                ..self.context(session)
+                ..self.context(session, via_tunnel)
             },
         };
         let d = self.engine.load().decide(&request);
@@ -213,6 +214,7 @@ impl Authorizer {
         session: &Session,
         kind: AdminKind,
         facility: &str,
+        via_tunnel: bool,
     ) -> Result<Vec<String>, Refusal> {
         let request = DecisionRequest {
             principal: principal(session),
@@ -225,7 +227,7 @@ impl Authorizer {
                 kind,
                 facility: facility.to_string(),
             }),
-            context: self.context(session),
+            context: self.context(session, via_tunnel),
         };
         let d = self.engine.load().decide(&request);
         if d.allowed && d.errors.is_empty() {
@@ -246,7 +248,7 @@ impl Authorizer {
     }
 
     /// The context every decision shares; patient facts are filled in by the caller.
-    fn context(&self, session: &Session) -> RequestContext {
+    fn context(&self, session: &Session, via_tunnel: bool) -> RequestContext {
         RequestContext {
             auth_method: if session.method == "hpki" {
                 AuthMethod::Hpki
@@ -257,7 +259,7 @@ impl Authorizer {
             consent_window: false,
             // Break-glass grants come with the break-glass stage.
             break_glass: false,
-            tunnel: true,
+            tunnel: via_tunnel,
             hour: local_hour(),
             network_requires_card: self.require_card,
             entry_facility: None,

@@ -115,6 +115,20 @@ pub enum TerminalCmd {
         #[arg(long)]
         lifetime_days: Option<u32>,
     },
+    /// Give a registered terminal its WireGuard tunnel (when [tunnel] is configured): with
+    /// --public-key (made on the terminal, `wg genkey | wg pubkey`) the configuration is
+    /// written with a placeholder for the private key; without, a key pair is made here.
+    /// Writes <terminal>.wg.conf and a QR code <terminal>.wg.png (for mobile apps) to --out.
+    Tunnel {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        terminal: String,
+        #[arg(long)]
+        public_key: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print a one-time access code and PIN for enrolling a terminal (R-TERM-2).
     EnrollCode {
         #[arg(long)]
@@ -805,6 +819,56 @@ fn admin_record(reason: &str, id: &TerminalId, detail: String) -> AuditRecord {
 
 async fn terminal(cmd: TerminalCmd) -> Result<i32> {
     match cmd {
+        TerminalCmd::Tunnel {
+            data_dir,
+            terminal,
+            public_key,
+            out,
+        } => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            if cfg.tunnel.is_none() {
+                bail!(
+                    "no [tunnel] section in the configuration: the gateway has no WireGuard endpoint"
+                );
+            }
+            let mut tx = store.pool().begin().await?;
+            let found = crate::store::terminals::get(&mut tx, &terminal).await?;
+            tx.commit().await?;
+            match found {
+                Some((_, crate::store::terminals::TerminalStatus::Active)) => {}
+                Some((_, status)) => bail!("terminal {terminal} is {status:?}, not active"),
+                None => bail!("no terminal {terminal} (see `sekisho terminal list`)"),
+            }
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let files = crate::terminals::tunnel_bundle(
+                &dd,
+                &cfg,
+                &store,
+                &terminal,
+                public_key.as_deref(),
+                &out,
+            )
+            .await?;
+            audit_admin(
+                &dd,
+                &cfg,
+                &store,
+                AuditRecord {
+                    event: "registry".into(),
+                    terminal: Some(terminal.clone()),
+                    decision: "permit".into(),
+                    reason: "tunnel_peer_set".into(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!("Terminal {terminal}: WireGuard tunnel configured.");
+            for f in files {
+                println!("  {}", f.display());
+            }
+            Ok(0)
+        }
         TerminalCmd::Add {
             data_dir,
             facility,
@@ -879,6 +943,14 @@ async fn terminal(cmd: TerminalCmd) -> Result<i32> {
             }
             if generated {
                 println!("Password of {terminal}.p12: {password}");
+            }
+            if cfg.tunnel.is_some() {
+                let files = crate::terminals::tunnel_bundle(&dd, &cfg, &store, &id.terminal, None, &out)
+                    .await
+                    .context("the terminal is registered but has no tunnel yet; run `sekisho terminal tunnel`")?;
+                for f in files {
+                    println!("  {}", f.display());
+                }
             }
             Ok(0)
         }

@@ -37,6 +37,9 @@ pub struct Config {
     /// HPKI card sign-in; absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hpki: Option<Hpki>,
+    /// The WireGuard endpoint (R-TERM-3); absent = no tunnel. Needs CAP_NET_ADMIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -216,6 +219,63 @@ impl Default for Policy {
     }
 }
 
+/// The gateway's WireGuard endpoint: each registered terminal is a peer with a fixed address.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tunnel {
+    /// TUN interface the gateway creates (at most 15 bytes).
+    #[serde(default = "default_tunnel_interface")]
+    pub interface: String,
+    /// UDP address WireGuard listens on.
+    #[serde(default = "default_tunnel_listen")]
+    pub listen: SocketAddr,
+    /// The gateway's tunnel address and the subnet terminals get addresses from, e.g.
+    /// "10.77.0.1/16".
+    pub address: String,
+    /// host:port that terminals send WireGuard to (written into their wg-quick configuration).
+    pub endpoint: String,
+    /// Accept terminal connections only through the tunnel, from the address of the peer
+    /// whose terminal presents the certificate.
+    #[serde(default = "yes")]
+    pub require_tunnel: bool,
+    /// The endpoint's private key, relative to the data dir (created 0600 on first start).
+    #[serde(default = "default_tunnel_key")]
+    pub private_key: PathBuf,
+}
+
+fn default_tunnel_interface() -> String {
+    "sekisho0".into()
+}
+fn default_tunnel_listen() -> SocketAddr {
+    "0.0.0.0:51820".parse().expect("constant")
+}
+fn default_tunnel_key() -> PathBuf {
+    "tunnel.key".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl Tunnel {
+    /// The gateway's tunnel address and prefix length.
+    pub fn subnet(&self) -> Result<crate::store::tunnel_peers::Subnet> {
+        let (addr, prefix) = self
+            .address
+            .split_once('/')
+            .context("tunnel.address must be ADDRESS/PREFIX, e.g. 10.77.0.1/16")?;
+        let gateway: std::net::Ipv4Addr = addr
+            .parse()
+            .context("tunnel.address is not an IPv4 address")?;
+        let prefix: u8 = prefix
+            .parse()
+            .context("tunnel.address prefix is not a number")?;
+        if !(8..=30).contains(&prefix) {
+            bail!("tunnel.address prefix must be between 8 and 30");
+        }
+        Ok(crate::store::tunnel_peers::Subnet { gateway, prefix })
+    }
+}
+
 /// Trust for HPKI cards: files relative to the data dir, PEM or DER.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -291,6 +351,15 @@ impl Config {
         sekisho_policies::RouteMap::new(self.routes.clone())?;
         if self.limits.max_header_bytes < 8192 {
             bail!("limits.max_header_bytes must be at least 8192");
+        }
+        if let Some(t) = &self.tunnel {
+            t.subnet()?;
+            if t.interface.is_empty() || t.interface.len() > 15 {
+                bail!("tunnel.interface must be 1 to 15 bytes");
+            }
+            if !t.endpoint.contains(':') {
+                bail!("tunnel.endpoint must be HOST:PORT (what terminals send WireGuard to)");
+            }
         }
         Ok(())
     }

@@ -262,6 +262,9 @@ pub struct EnrollService {
     pub cfg: Config,
     pub audit: AuditLog,
     pub metrics: Arc<Metrics>,
+    /// The WireGuard endpoint's public key, when the gateway runs one: an enrolling terminal
+    /// that sends its own WireGuard key gets its tunnel configuration in the answer.
+    pub tunnel_public_key: Option<[u8; 32]>,
 }
 
 const MAX_ENROLL_BODY: usize = 64 * 1024;
@@ -271,6 +274,9 @@ struct CsrRequest {
     code: String,
     pin: String,
     csr: String,
+    /// The terminal's WireGuard public key (base64), made on the terminal.
+    #[serde(default)]
+    wg_public_key: Option<String>,
 }
 
 pub async fn run(
@@ -320,17 +326,52 @@ impl EnrollService {
                         "expected JSON {code, pin, csr}".into(),
                     ));
                 };
+                // A malformed WireGuard key is refused before the code is spent.
+                let wg_key = match r.wg_public_key.as_deref().map(crate::tunnel::keys::decode) {
+                    None => None,
+                    Some(Ok(k)) => Some(k),
+                    Some(Err(_)) => {
+                        return json_error(&EnrollError::BadRequest(
+                            "wg_public_key is not a WireGuard public key (base64 of 32 bytes)"
+                                .into(),
+                        ));
+                    }
+                };
                 let result = self
                     .redeem_audited(&r.code, &r.pin, Wanted::Csr(r.csr.as_bytes()), peer)
                     .await;
                 match result {
-                    Ok(e) => json(
-                        StatusCode::OK,
-                        serde_json::json!({
+                    Ok(e) => {
+                        let mut answer = serde_json::json!({
                             "terminal": e.id.terminal, "facility": e.id.facility, "serial": e.serial,
                             "certificate": e.cert_pem, "chain": e.chain_pem, "not_after": e.not_after,
-                        }),
-                    ),
+                        });
+                        if let (Some(key), Some(gw)) = (wg_key, self.tunnel_public_key) {
+                            match crate::terminals::tunnel_config(
+                                &self.cfg,
+                                &self.store,
+                                &e.id.terminal,
+                                key,
+                                None,
+                                gw,
+                            )
+                            .await
+                            {
+                                Ok((address, config)) => {
+                                    answer["tunnel"] = serde_json::json!({
+                                        "address": address.to_string(), "config": config,
+                                    });
+                                }
+                                Err(err) => {
+                                    warn!(terminal = %e.id.terminal, error = %err, "enrolled without a tunnel");
+                                    answer["tunnel_error"] = serde_json::json!(format!(
+                                        "the terminal is enrolled but has no tunnel yet ({err}); ask the secretariat to run `sekisho terminal tunnel`"
+                                    ));
+                                }
+                            }
+                        }
+                        json(StatusCode::OK, answer)
+                    }
                     Err(e) => json_error(&e),
                 }
             }

@@ -47,6 +47,26 @@ pub struct Gateway {
     pub consent: Arc<crate::consent::ConsentDesk>,
     pub authorizer: Arc<crate::authorize::Authorizer>,
     pub store: crate::store::Store,
+    /// The WireGuard endpoint, when the deployment has one.
+    pub tunnel: Option<TunnelBinding>,
+}
+
+/// How terminal connections relate to the tunnel (R-TERM-3).
+pub struct TunnelBinding {
+    pub tunnel: crate::tunnel::Tunnel,
+    /// The gateway's own tunnel address: tunnelled connections arrive on it.
+    pub address: std::net::Ipv4Addr,
+    /// Accept terminals only through their own tunnel.
+    pub required: bool,
+}
+
+impl TunnelBinding {
+    /// The terminal whose tunnel this connection came through, if it did.
+    fn terminal(&self, peer: SocketAddr, local: Option<SocketAddr>) -> Option<String> {
+        (local.map(|l| l.ip()) == Some(std::net::IpAddr::V4(self.address)))
+            .then(|| self.tunnel.terminal_for(peer.ip()))
+            .flatten()
+    }
 }
 
 /// Who is at the other end of a connection, as far as its TLS handshake says.
@@ -65,6 +85,10 @@ enum Identity {
 
 struct ConnCtx {
     peer: SocketAddr,
+    /// The address the connection arrived on (the gateway's tunnel address when tunnelled).
+    local: Option<SocketAddr>,
+    /// It came through a configured peer's tunnel.
+    via_tunnel: bool,
     identity: Identity,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
@@ -80,6 +104,7 @@ impl ConnCtx {
 
 /// A request that passed every check, ready to forward.
 struct Permit<'a> {
+    via_tunnel: bool,
     /// What the patient's permission rests on for a patient route: "registry", or the consent
     /// window's "patient_card" / "staff_attested".
     consent_basis: Option<&'static str>,
@@ -132,6 +157,13 @@ impl Gateway {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
+        // R-TERM-3: with a required tunnel, only connections that came through a configured
+        // peer's tunnel get as far as a TLS handshake.
+        let via_tunnel = self.tunnel.as_ref().and_then(|t| t.terminal(peer, local));
+        if self.tunnel.as_ref().is_some_and(|t| t.required) && via_tunnel.is_none() {
+            return self.handshake_refused(peer, "tunnel_required");
+        }
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
         let hs_timeout = Duration::from_secs(self.cfg.limits.tls_handshake_timeout_secs);
         let stream = match tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await {
@@ -147,6 +179,8 @@ impl Gateway {
         };
         let ctx = Arc::new(ConnCtx {
             peer,
+            local,
+            via_tunnel: via_tunnel.is_some(),
             identity,
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
@@ -349,6 +383,15 @@ impl Gateway {
         if state.terminal != id.terminal || state.facility != id.facility {
             return Err("terminal_identity_mismatch");
         }
+        // The certificate must be that of the terminal whose tunnel the connection uses,
+        // checked on every request: a peer removed since the handshake no longer counts.
+        if let Some(t) = self.tunnel.as_ref().filter(|t| t.required) {
+            match t.terminal(ctx.peer, ctx.local) {
+                None => return Err("tunnel_required"),
+                Some(owner) if owner != id.terminal => return Err("tunnel_terminal_mismatch"),
+                Some(_) => {}
+            }
+        }
         Ok((serial, id))
     }
 
@@ -427,6 +470,7 @@ impl Gateway {
             None => path.into_string(),
         };
         Ok(Permit {
+            via_tunnel: ctx.via_tunnel,
             consent_basis: None,
             entry_id: m.entry,
             entry: None,
@@ -451,7 +495,10 @@ impl Gateway {
             let (Some(session), Some((kind, facility))) = (&permit.session, &permit.admin) else {
                 return Err("qualification_not_permitted");
             };
-            return match self.authorizer.admin(session, *kind, facility) {
+            return match self
+                .authorizer
+                .admin(session, *kind, facility, permit.via_tunnel)
+            {
                 Ok(policies) => {
                     rec.detail = Some(format!(
                         "admin facility {facility}; policies {}",
@@ -493,7 +540,14 @@ impl Gateway {
         };
         let allowed = self
             .authorizer
-            .patient(&self.store, session, patient, action, confirming.as_ref())
+            .patient(
+                &self.store,
+                session,
+                patient,
+                action,
+                confirming.as_ref(),
+                permit.via_tunnel,
+            )
             .await;
         let allowed = match allowed {
             Ok(a) => a,

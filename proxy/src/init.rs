@@ -58,6 +58,7 @@ pub fn config_for(o: &InitOptions) -> Config {
         signin: Default::default(),
         policy: Default::default(),
         hpki: None,
+        tunnel: None,
         routes: RouteMap::default_routes(),
     }
 }

@@ -146,6 +146,16 @@ pub fn explain(reason: &str) -> Explanation {
             "要求の形式が正しくありません。",
             "The request is malformed.",
         ),
+        "tunnel_required" => (
+            S::FORBIDDEN,
+            "この端末はVPN（WireGuard）経由で接続する必要があります。端末のWireGuardを有効にしてください。",
+            "This terminal must connect through its VPN (WireGuard) tunnel. Turn the terminal's WireGuard on.",
+        ),
+        "tunnel_terminal_mismatch" => (
+            S::FORBIDDEN,
+            "端末証明書と、接続に使われたVPN（WireGuard）の端末が一致しません。事務局にお問い合わせください。",
+            "The terminal certificate does not belong to the VPN (WireGuard) tunnel this connection uses. Contact the secretariat.",
+        ),
         "terminal_identity_mismatch" => (
             S::FORBIDDEN,
             "端末証明書の内容が登録情報と一致しません。事務局にお問い合わせください。",

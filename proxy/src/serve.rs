@@ -129,6 +129,10 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     let forwarder = Forwarder::new(&cfg.upstream, data_dir)?;
     let routes = RouteMap::new(cfg.routes.clone())?;
 
+    let tunnel = match &cfg.tunnel {
+        Some(t) => Some(start_tunnel(&store, t, data_dir).await?),
+        None => None,
+    };
     let gw_listener = bind(cfg.listen.gateway, "terminal listener").await?;
     let enroll_listener = bind(cfg.listen.enroll, "enrollment listener").await?;
     let mgmt_listener = bind(cfg.listen.management, "management listener").await?;
@@ -160,6 +164,14 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         dd.ca_dir(),
     ));
     let gw = Arc::new(Gateway {
+        tunnel: match (&tunnel, &cfg.tunnel) {
+            (Some(t), Some(c)) => Some(crate::gateway::TunnelBinding {
+                tunnel: t.clone(),
+                address: c.subnet()?.gateway,
+                required: c.require_tunnel,
+            }),
+            _ => None,
+        },
         consent,
         authorizer: authorizer.clone(),
         store: store.clone(),
@@ -175,6 +187,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         metrics: metrics.clone(),
     });
     let enroll = Arc::new(EnrollService {
+        tunnel_public_key: tunnel.as_ref().map(|t| t.public_key()),
         store: store.clone(),
         ca,
         cfg: cfg.clone(),
@@ -199,7 +212,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     ];
     tokio::spawn(crate::crl_fetch::run(login.clone(), rx.clone()));
     tokio::spawn(watch_store(
-        store, registry, sessions, login, authorizer, tls, enroll, ready, rx,
+        store, registry, sessions, login, authorizer, tls, enroll, tunnel, ready, rx,
     ));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");
     Ok(Running {
@@ -224,6 +237,7 @@ async fn watch_store(
     authorizer: Arc<crate::authorize::Authorizer>,
     tls: Arc<TerminalTls>,
     enroll: Arc<EnrollService>,
+    tunnel: Option<crate::tunnel::Tunnel>,
     ready: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -276,6 +290,12 @@ async fn watch_store(
             }
             if let Err(e) = sessions.reload(&store).await {
                 error!(error = %e, "cannot reload the sessions");
+            }
+            // A revoked or suspended terminal's peer goes with it: its tunnel stops at once.
+            if let Some(t) = &tunnel
+                && let Err(e) = sync_peers(&store, t).await
+            {
+                error!(error = %e, "cannot reload the tunnel peers");
             }
         }
         login.hpki.reload_logged();
@@ -340,4 +360,45 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Starts the WireGuard endpoint with the peers of the active terminals.
+async fn start_tunnel(
+    store: &Store,
+    cfg: &crate::config::Tunnel,
+    data_dir: &Path,
+) -> Result<crate::tunnel::Tunnel> {
+    use crate::tunnel::{Tunnel, TunnelConfig, keys};
+    let subnet = cfg.subnet()?;
+    let key = keys::load_or_create_private_key(&data_dir.join(&cfg.private_key))?;
+    let t = Tunnel::start(
+        TunnelConfig::new(&cfg.interface, cfg.listen, subnet.gateway, subnet.prefix),
+        key,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the WireGuard endpoint on {} ({}); it needs CAP_NET_ADMIN and /dev/net/tun",
+            cfg.listen, cfg.interface
+        )
+    })?;
+    sync_peers(store, &t).await?;
+    Ok(t)
+}
+
+/// Makes the endpoint's peers those of the store's active terminals.
+async fn sync_peers(store: &Store, t: &crate::tunnel::Tunnel) -> Result<()> {
+    let mut peers = Vec::new();
+    for p in crate::store::tunnel_peers::active(store).await? {
+        match crate::tunnel::keys::decode(&p.public_key) {
+            Ok(public_key) => peers.push(crate::tunnel::PeerSpec {
+                terminal: p.terminal,
+                public_key,
+                address: p.address,
+            }),
+            Err(e) => warn!(terminal = %p.terminal, error = %e, "unusable tunnel key: no peer"),
+        }
+    }
+    t.set_peers(peers);
+    Ok(())
 }

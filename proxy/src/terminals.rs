@@ -156,3 +156,80 @@ pub async fn ensure_crl(
     tx.commit().await?;
     Ok(stored)
 }
+
+/// A terminal's tunnel configuration: records `public` as its WireGuard key and gives it its
+/// fixed address; returns the address and the wg-quick text (with `private_b64`, or the
+/// placeholder for a key that stays on the terminal).
+pub async fn tunnel_config(
+    cfg: &crate::config::Config,
+    store: &Store,
+    terminal: &str,
+    public: [u8; 32],
+    private_b64: Option<&str>,
+    gateway_public: [u8; 32],
+) -> Result<(std::net::Ipv4Addr, String)> {
+    use crate::tunnel::{keys, wgquick};
+    let Some(t) = &cfg.tunnel else {
+        bail!("no [tunnel] section in the configuration");
+    };
+    let subnet = t.subnet()?;
+    let address =
+        crate::store::tunnel_peers::assign(store, terminal, &keys::encode(&public), subnet).await?;
+    let conf = wgquick::render(&wgquick::TerminalTunnel {
+        private_key: private_b64,
+        address,
+        gateway_public_key: gateway_public,
+        endpoint: &t.endpoint,
+        gateway_address: subnet.gateway,
+    })?;
+    Ok((address, conf))
+}
+
+/// A terminal's WireGuard tunnel: records its public key (a new key pair is made here when none
+/// is given) and its fixed address, and writes `<terminal>.wg.conf` (0600 when it holds the
+/// private key) and `<terminal>.wg.png` (a QR code of it for mobile WireGuard apps) into
+/// `out`. The gateway adds the peer within one store poll.
+pub async fn tunnel_bundle(
+    dd: &DataDir,
+    cfg: &crate::config::Config,
+    store: &Store,
+    terminal: &str,
+    public_key: Option<&str>,
+    out: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>> {
+    use crate::tunnel::{keys, wgquick};
+    let Some(t) = &cfg.tunnel else {
+        bail!("no [tunnel] section in the configuration");
+    };
+    let gateway_key = keys::load_or_create_private_key(&dd.root.join(&t.private_key))?;
+    let (secret, public) = match public_key {
+        Some(k) => (
+            None,
+            keys::decode(k).context("--public-key is not a WireGuard key")?,
+        ),
+        None => {
+            let (s, p) = keys::generate();
+            (Some(keys::encode_secret(&s)), p)
+        }
+    };
+    let (_, conf) = tunnel_config(
+        cfg,
+        store,
+        terminal,
+        public,
+        secret.as_deref().map(|s| s.as_str()),
+        keys::public_key(&gateway_key),
+    )
+    .await?;
+    let png = wgquick::qr_png(&conf)?;
+    let conf_path = out.join(format!("{terminal}.wg.conf"));
+    let png_path = out.join(format!("{terminal}.wg.png"));
+    if secret.is_some() {
+        sekisho_ca::write_private_file(&conf_path, conf.as_bytes())?;
+        sekisho_ca::write_private_file(&png_path, &png)?;
+    } else {
+        std::fs::write(&conf_path, &conf)?;
+        std::fs::write(&png_path, &png)?;
+    }
+    Ok(vec![conf_path, png_path])
+}

@@ -51,6 +51,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0006_consent_windows.sql"),
         postgres: include_str!("migrations/0006_consent_windows.sql"),
     },
+    Migration {
+        version: 7,
+        name: "tunnel_peers",
+        sqlite: include_str!("migrations/0007_tunnel_peers.sql"),
+        postgres: include_str!("migrations/0007_tunnel_peers.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

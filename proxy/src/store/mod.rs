@@ -13,6 +13,7 @@ pub mod sessions;
 pub mod terminals;
 #[doc(hidden)]
 pub mod testdb;
+pub mod tunnel_peers;
 pub mod users;
 
 use std::time::Duration;
