@@ -72,6 +72,19 @@ fn setup() -> Net {
             conf_dir.path().to_str().unwrap(),
         ]);
         assert!(out.contains(&format!("{t}.wg.png")), "{out}");
+        // The QR code a mobile WireGuard app scans reads back as the very same file
+        // (decoded by an independent reader, zbar).
+        let png = conf_dir.path().join(format!("{t}.wg.png"));
+        let qr = Command::new("zbarimg")
+            .args(["-q", "--raw"])
+            .arg(&png)
+            .output()
+            .expect("zbarimg (Debian zbar-tools) is installed");
+        let conf = std::fs::read_to_string(conf_dir.path().join(format!("{t}.wg.conf"))).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&qr.stdout).trim_end(),
+            conf.trim_end()
+        );
     }
     let mut net = Net {
         bed,
