@@ -214,6 +214,31 @@ fn a_terminal_comes_in_through_its_own_tunnel_and_nowhere_else() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(body.contains("\"sekisho-terminal\""), "{body}");
+    // The endpoint's counters are on the management listener.
+    let metrics = net
+        .bed
+        .exec(
+            &net.bed.gw,
+            &[
+                "curl",
+                "-sf",
+                &format!("http://127.0.0.1:{}/metrics", net.g.mgmt_port),
+            ],
+        )
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .unwrap_or_else(|| panic!("{series} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("sekisho_tunnel_peers "), 2.0);
+    assert!(value("sekisho_tunnel_handshakes_total{result=\"ok\"} ") >= 1.0);
+    assert!(value("sekisho_tunnel_packets_total{direction=\"in\"} ") > 0.0);
 
     // The same certificate off the tunnel (the veth address): refused before TLS.
     let (s, _) = curl_from_terminal(&net, netns::GW_UNDERLAY, "t1");

@@ -81,6 +81,12 @@ impl Metrics {
         }
     }
 
+    /// The WireGuard endpoint's counters, read at each scrape (`sekisho_tunnel_*`).
+    pub fn register_tunnel(&mut self, tunnel: crate::tunnel::Tunnel) {
+        self.registry
+            .register_collector(Box::new(TunnelCollector(tunnel)));
+    }
+
     pub fn request(&self, decision: &'static str, reason: &'static str, seconds: f64) {
         self.requests
             .get_or_create(&vec![("decision", decision), ("reason", reason)])
@@ -106,5 +112,103 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A counter family for the collector: name, help, label name, (label value, count).
+type CounterFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, u64)>,
+);
+
+/// Encodes [`crate::tunnel::TunnelStats`] on every scrape: the endpoint keeps the counts.
+struct TunnelCollector(crate::tunnel::Tunnel);
+
+impl std::fmt::Debug for TunnelCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TunnelCollector")
+    }
+}
+
+impl prometheus_client::collector::Collector for TunnelCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let s = self.0.stats();
+        let peers = ConstGauge::new(s.peers as i64);
+        peers.encode(encoder.encode_descriptor(
+            "sekisho_tunnel_peers",
+            "WireGuard peers configured (active terminals with a tunnel key)",
+            None,
+            peers.metric_type(),
+        )?)?;
+        let families: [CounterFamily; 5] = [
+            (
+                "sekisho_tunnel_handshakes",
+                "WireGuard handshakes by result",
+                "result",
+                vec![("ok", s.handshakes_ok), ("failed", s.handshakes_failed)],
+            ),
+            (
+                "sekisho_tunnel_cookie_replies",
+                "Cookie replies sent instead of handshakes, under load",
+                "kind",
+                vec![("sent", s.cookie_replies_sent)],
+            ),
+            (
+                "sekisho_tunnel_packets",
+                "Inner packets through the tunnel by direction (in: to the gateway)",
+                "direction",
+                vec![("in", s.packets_in), ("out", s.packets_out)],
+            ),
+            (
+                "sekisho_tunnel_bytes",
+                "Inner bytes through the tunnel by direction",
+                "direction",
+                vec![("in", s.bytes_in), ("out", s.bytes_out)],
+            ),
+            (
+                "sekisho_tunnel_dropped",
+                "Datagrams and packets the endpoint dropped, by reason",
+                "reason",
+                {
+                    let d = &s.dropped;
+                    vec![
+                        ("malformed", d.malformed),
+                        ("bad_mac", d.bad_mac),
+                        ("unknown_key", d.unknown_key),
+                        ("unknown_index", d.unknown_index),
+                        ("removed_peer", d.removed_peer),
+                        ("handshake_queue_full", d.handshake_queue_full),
+                        ("source_rate_limited", d.source_rate_limited),
+                        ("source_mismatch", d.source_mismatch),
+                        ("not_gateway", d.not_gateway),
+                        ("no_route", d.no_route),
+                        ("no_endpoint", d.no_endpoint),
+                        ("rejected_by_session", d.rejected_by_session),
+                        ("io", d.io),
+                    ]
+                },
+            ),
+        ];
+        for (name, help, label, values) in families {
+            let mut m = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (value_label, v) in values {
+                let labels = [(label, value_label)];
+                ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -98,7 +98,15 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         }
     };
     let crl = terminals::ensure_crl(&store, ca.as_ref(), &cfg.ca).await?;
-    let metrics = Arc::new(Metrics::new());
+    let tunnel = match &cfg.tunnel {
+        Some(t) => Some(start_tunnel(&store, t, data_dir).await?),
+        None => None,
+    };
+    let mut metrics = Metrics::new();
+    if let Some(t) = &tunnel {
+        metrics.register_tunnel(t.clone());
+    }
+    let metrics = Arc::new(metrics);
     let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
     let registry = Registry::load(&store).await?;
     let sessions = Arc::new(crate::sessions::Sessions::default());
@@ -129,10 +137,6 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     let forwarder = Forwarder::new(&cfg.upstream, data_dir)?;
     let routes = RouteMap::new(cfg.routes.clone())?;
 
-    let tunnel = match &cfg.tunnel {
-        Some(t) => Some(start_tunnel(&store, t, data_dir).await?),
-        None => None,
-    };
     let gw_listener = bind(cfg.listen.gateway, "terminal listener").await?;
     let enroll_listener = bind(cfg.listen.enroll, "enrollment listener").await?;
     let mgmt_listener = bind(cfg.listen.management, "management listener").await?;

@@ -50,14 +50,18 @@ pub async fn assign(
 ) -> Result<Ipv4Addr> {
     for _ in 0..5 {
         if let Some(existing) = get(store, terminal).await? {
+            let mut tx = store.pool().begin().await?;
             sqlx::query(
                 "UPDATE tunnel_peers SET public_key = $1, updated_at = $2 WHERE terminal = $3",
             )
             .bind(public_key)
             .bind(now())
             .bind(terminal)
-            .execute(store.pool())
+            .execute(&mut *tx)
             .await?;
+            // Running gateways re-read their peers when the change counter moves.
+            super::bump_generation(&mut tx).await?;
+            tx.commit().await?;
             return Ok(existing.address);
         }
         let used: std::collections::HashSet<String> =
@@ -75,6 +79,7 @@ pub async fn assign(
             );
         };
         let t = now();
+        let mut tx = store.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO tunnel_peers (terminal, public_key, address, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)",
@@ -83,12 +88,18 @@ pub async fn assign(
         .bind(public_key)
         .bind(address.to_string())
         .bind(t)
-        .execute(store.pool())
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => return Ok(address),
+            Ok(_) => {
+                // Running gateways re-read their peers when the change counter moves.
+                super::bump_generation(&mut tx).await?;
+                tx.commit().await?;
+                return Ok(address);
+            }
             // Someone took the address (or the key is another terminal's): look again.
             Err(e) if is_unique_violation(&e) => {
+                drop(tx);
                 if sqlx::query("SELECT 1 FROM tunnel_peers WHERE public_key = $1")
                     .bind(public_key)
                     .fetch_optional(store.pool())
