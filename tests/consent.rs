@@ -417,34 +417,6 @@ fn claims(body: &str) -> serde_json::Value {
     v["assertion_claims"].clone()
 }
 
-fn patient_with_team(g: &Gateway, id: &str, facilities: &[&str]) {
-    let d = g.data_str();
-    run_ok(&[
-        "patient",
-        "add",
-        "--data-dir",
-        d,
-        "--id",
-        id,
-        "--name",
-        "山田 花子",
-        "--consent",
-        "granted",
-    ]);
-    for f in facilities {
-        run_ok(&[
-            "careteam",
-            "add",
-            "--data-dir",
-            d,
-            "--patient",
-            id,
-            "--facility",
-            f,
-        ]);
-    }
-}
-
 #[test]
 fn an_assistants_entry_is_confirmed_only_by_a_physician_of_the_same_facility() {
     for db in BOTH {
@@ -455,8 +427,8 @@ fn an_assistants_entry_is_confirmed_only_by_a_physician_of_the_same_facility() {
         let nurse = sign_in_at(&g, "t1", "nurse00001", "nurse", "f1", dir.path());
         let doctor = sign_in_at(&g, "t2", "doctor00001", "physician", "f1", dir.path());
         let other = sign_in_at(&g, "t3", "doctor00002", "physician", "f2", dir.path());
-        patient_with_team(&g, "P-0001", &["f1", "f2"]);
-        patient_with_team(&g, "P-0002", &["f1", "f2"]);
+        consented_patient(&g, "P-0001", &["f:f1", "f:f2"]);
+        consented_patient(&g, "P-0002", &["f:f1", "f:f2"]);
 
         // The nurse's entry: permitted as `enter`, given an id the upstream and the nurse see.
         let deadline = Instant::now() + Duration::from_secs(3);

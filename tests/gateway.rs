@@ -515,44 +515,9 @@ fn audit_verify_names_a_tampered_record() {
 fn enrollment_codes_are_single_use_limited_and_expiring() {
     for db in BOTH {
         let g = Gateway::start(db);
-        let out = run_ok(&[
-            "terminal",
-            "enroll-code",
-            "--data-dir",
-            g.data_str(),
-            "--facility",
-            "f2",
-            "--terminal",
-            "pc-7",
-        ]);
-        let field = |name: &str| {
-            out.lines()
-                .find_map(|l| l.trim().strip_prefix(name))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        let (code, pin) = (field("code:"), field("PIN:"));
+        let (code, pin) = enroll_code(&g, "f2", "pc-7");
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("pc-7.key");
-        let (ok, csr) = openssl(
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=whatever",
-                "-keyout",
-                key.to_str().unwrap(),
-            ],
-            "",
-        );
-        assert!(ok, "{csr}");
-        let csr = csr[csr.find("-----BEGIN").unwrap()..].to_string();
+        let (key, csr) = new_csr(dir.path(), "pc-7");
         let enroll = |code: &str, pin: &str| -> (u16, serde_json::Value) {
             let body = serde_json::json!({"code": code, "pin": pin, "csr": csr}).to_string();
             let (s, b, _) = curl(
@@ -599,51 +564,19 @@ fn enrollment_codes_are_single_use_limited_and_expiring() {
         );
         assert_eq!(s, 200, "{db:?}: an enrolled terminal reaches the upstream");
         // Expiry and attempt limits.
-        let out2 = run_ok(&[
-            "terminal",
-            "enroll-code",
-            "--data-dir",
-            g.data_str(),
-            "--facility",
-            "f2",
-            "--terminal",
-            "pc-8",
-        ]);
-        let f2 = |name: &str| {
-            out2.lines()
-                .find_map(|l| l.trim().strip_prefix(name))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
+        let (code2, pin2) = enroll_code(&g, "f2", "pc-8");
         g.sql("UPDATE enroll_codes SET expires_at = 1 WHERE terminal = 'pc-8'");
-        let (s, v) = enroll(&f2("code:"), &f2("PIN:"));
+        let (s, v) = enroll(&code2, &pin2);
         assert_eq!(
             (s, v["error"].as_str()),
             (410, Some("enroll_expired")),
             "{db:?}"
         );
-        let out3 = run_ok(&[
-            "terminal",
-            "enroll-code",
-            "--data-dir",
-            g.data_str(),
-            "--facility",
-            "f2",
-            "--terminal",
-            "pc-9",
-        ]);
-        let f3 = |name: &str| {
-            out3.lines()
-                .find_map(|l| l.trim().strip_prefix(name))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
+        let (code3, pin3) = enroll_code(&g, "f2", "pc-9");
         for _ in 0..5 {
-            enroll(&f3("code:"), "12345678x");
+            enroll(&code3, "12345678x");
         }
-        let (s, v) = enroll(&f3("code:"), &f3("PIN:"));
+        let (s, v) = enroll(&code3, &pin3);
         assert_eq!(
             (s, v["error"].as_str()),
             (410, Some("enroll_locked")),

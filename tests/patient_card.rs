@@ -84,28 +84,7 @@ fn the_patient_card_opens_a_window_that_expires_and_a_revoked_card_opens_none() 
         "--hpki-cert",
         doctor_crt.to_str().unwrap(),
     ]);
-    run_ok(&[
-        "patient",
-        "add",
-        "--data-dir",
-        &d,
-        "--id",
-        "P-0001",
-        "--name",
-        "山田 花子",
-        "--consent",
-        "granted",
-    ]);
-    run_ok(&[
-        "careteam",
-        "add",
-        "--data-dir",
-        &d,
-        "--patient",
-        "P-0001",
-        "--facility",
-        "f1",
-    ]);
+    consented_patient(&g, "P-0001", &["f:f1"]);
     // The secretariat issues the patient's card; the files personalise the (virtual) card.
     let cards = tempfile::tempdir().unwrap();
     let card_dir = cards.path().join("P-0001");
@@ -265,28 +244,7 @@ fn staff_attestation_opens_a_window_recorded_as_such_where_allowed() {
         let dir = tempfile::tempdir().unwrap();
         let doctor = sign_in(&g, "t1", "doctor00001", "physician", dir.path());
         let d = g.data_str();
-        run_ok(&[
-            "patient",
-            "add",
-            "--data-dir",
-            d,
-            "--id",
-            "P-0001",
-            "--name",
-            "山田 花子",
-            "--consent",
-            "granted",
-        ]);
-        run_ok(&[
-            "careteam",
-            "add",
-            "--data-dir",
-            d,
-            "--patient",
-            "P-0001",
-            "--user",
-            "doctor00001",
-        ]);
+        consented_patient(&g, "P-0001", &["u:doctor00001"]);
         let (c, k) = g.cert("t1");
         let attest = |patient: &str| {
             g.curl(

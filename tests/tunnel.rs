@@ -290,45 +290,10 @@ fn a_terminal_comes_in_through_its_own_tunnel_and_nowhere_else() {
 #[test]
 fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() {
     let mut net = setup();
-    let out = run_ok(&[
-        "terminal",
-        "enroll-code",
-        "--data-dir",
-        net.g.data_str(),
-        "--facility",
-        "f1",
-        "--terminal",
-        "pc-9",
-    ]);
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.trim().strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_string()
-    };
-    let (code, pin) = (field("code:"), field("PIN:"));
+    let (code, pin) = enroll_code(&net.g, "f1", "pc-9");
     // The terminal makes both keys; only the public halves leave it.
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("pc-9.key");
-    let (ok, csr) = openssl(
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=pc-9",
-            "-keyout",
-            key.to_str().unwrap(),
-        ],
-        "",
-    );
-    assert!(ok, "{csr}");
-    let csr = csr[csr.find("-----BEGIN").unwrap()..].to_string();
+    let (key, csr) = new_csr(dir.path(), "pc-9");
     let (wg_secret, wg_public) = sekisho::tunnel::keys::generate();
     let body = serde_json::json!({
         "code": code, "pin": pin, "csr": csr,

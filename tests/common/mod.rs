@@ -729,7 +729,6 @@ pub struct VpcdRig {
 
 /// Takes the reader on vpcd `port` (`Virtual PCD 00 00` is 35963, `00 01` is 35964), starting
 /// pcscd if it is not running. Fails, never skips, without pcscd and vsmartcard-vpcd.
-#[allow(dead_code)]
 pub fn vpcd_rig(port: u16, reader: &str) -> VpcdRig {
     use std::os::fd::AsRawFd;
     let path = std::env::temp_dir().join(format!("sekisho-vpcd-{port}.lock"));
@@ -760,4 +759,84 @@ pub fn vpcd_rig(port: u16, reader: &str) -> VpcdRig {
     // vpcd loses a card inserted right after a removal: let the reader settle first.
     std::thread::sleep(Duration::from_millis(1500));
     VpcdRig { _file: file }
+}
+
+/// Registers a consented patient with a care team of `members`: `f:ID` a facility, `u:ID` a user.
+pub fn consented_patient(g: &Gateway, id: &str, members: &[&str]) {
+    let d = g.data_str();
+    run_ok(&[
+        "patient",
+        "add",
+        "--data-dir",
+        d,
+        "--id",
+        id,
+        "--name",
+        "山田 花子",
+        "--consent",
+        "granted",
+    ]);
+    for m in members {
+        let (flag, member) = match m.split_once(':') {
+            Some(("f", f)) => ("--facility", f),
+            Some(("u", u)) => ("--user", u),
+            _ => panic!("member {m:?}: f:FACILITY or u:USER"),
+        };
+        run_ok(&[
+            "careteam",
+            "add",
+            "--data-dir",
+            d,
+            "--patient",
+            id,
+            flag,
+            member,
+        ]);
+    }
+}
+
+/// A one-time access code and its PIN for enrolling `terminal` of `facility`.
+pub fn enroll_code(g: &Gateway, facility: &str, terminal: &str) -> (String, String) {
+    let out = run_ok(&[
+        "terminal",
+        "enroll-code",
+        "--data-dir",
+        g.data_str(),
+        "--facility",
+        facility,
+        "--terminal",
+        terminal,
+    ]);
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .trim()
+            .to_string()
+    };
+    (field("code:"), field("PIN:"))
+}
+
+/// A P-256 key made by openssl in `dir` (`NAME.key`) and its CSR (PEM), as a terminal makes them.
+pub fn new_csr(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("{name}.key"));
+    let (ok, csr) = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            key.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok, "{csr}");
+    let csr = csr[csr.find("-----BEGIN").expect("a CSR")..].to_string();
+    (key, csr)
 }
