@@ -159,10 +159,36 @@ type AttemptResult = (String, u64, Result<SignedChallenge, AgentError>);
 /// (reader, insertion, is it a patient card).
 type ProbeResult = (String, u64, bool);
 
-/// Whether the card in `reader` is a Sekisho patient card (blocking: PC/SC). A card that cannot
-/// be connected to or does not answer is not one.
+/// Whether the card in `reader` is a Sekisho patient card (blocking: PC/SC). Only the card's
+/// own answer to the SELECT decides; a card that cannot be reached yet (just inserted, still
+/// resetting, held by another program for a moment) is asked again for up to a second, and
+/// only then taken for a sign-in card.
 fn is_patient_card(reader: &str) -> bool {
-    crate::patient_card::find_reader(std::slice::from_ref(&reader.to_string())).is_ok()
+    use crate::apdu::CardError;
+    use crate::patient_card::{PatientCard, PatientCardError};
+    use crate::pcsc_transport::PcscTransport;
+    for _ in 0..10 {
+        match PcscTransport::connect(reader) {
+            Ok(mut t) => {
+                let selected = match t.transaction() {
+                    Ok(tx) => PatientCard::new(tx).select(),
+                    Err(e) => Err(e.into()),
+                };
+                match selected {
+                    Ok(()) => return true,
+                    // Transport trouble: no answer from the card yet.
+                    Err(PatientCardError::Card(CardError::NoService)) => return false,
+                    Err(PatientCardError::Card(_)) => {}
+                    // The card answered: not ours.
+                    Err(_) => return false,
+                }
+            }
+            Err(CardError::NoService) => return false,
+            Err(_) => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
 }
 
 struct Attempt {
