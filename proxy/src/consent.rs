@@ -153,13 +153,14 @@ impl ConsentDesk {
         }
     }
 
-    /// The person at this terminal: an HPKI session, or a password session whose cookie came
-    /// with the request (the same rule as for every other request).
+    /// The person at this terminal, by the rule of every other request; one who must change
+    /// their password first is not signed in yet.
     fn session(&self, caller: &Caller<'_>, cookie: Option<&str>) -> Option<Arc<Session>> {
-        let s = self.sessions.for_terminal(&caller.terminal.terminal)?;
-        let ok = !s.must_change_password
-            && (s.method != "password" || cookie.is_some_and(|c| c == s.session_id));
-        ok.then_some(s)
+        self.sessions
+            .for_request(&caller.terminal.terminal, cookie)
+            .ok()
+            .flatten()
+            .filter(|s| !s.must_change_password)
     }
 
     fn anchors(&self) -> Option<Arc<PatientCardAnchors>> {

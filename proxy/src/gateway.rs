@@ -299,7 +299,10 @@ impl Gateway {
         let wants_json = refusal::wants_json(req.headers());
         // The gateway's own pages, recognised on the normalised path so that no spelling of
         // it (`//.sekisho`, `/x/../.sekisho`) can reach the route map or the upstream.
-        let own = sekisho_policies::normalize(req.uri().path())
+        // Normalised once: the path recognised here is the one matched and forwarded below.
+        let path = sekisho_policies::normalize(req.uri().path());
+        let own = path
+            .as_ref()
             .ok()
             .filter(|p| p.as_str().starts_with(crate::login::PREFIX));
         if let Some(own_path) = own {
@@ -329,7 +332,7 @@ impl Gateway {
             ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
             return resp;
         }
-        let resp = match self.decide(&req, ctx, &mut rec) {
+        let resp = match self.decide(&req, path, ctx, &mut rec) {
             Err(reason) => {
                 self.refuse(rec, reason, &request_id, wants_json, started)
                     .await
@@ -398,34 +401,20 @@ impl Gateway {
     fn decide<'a>(
         &'a self,
         req: &Request<Incoming>,
+        path: Result<sekisho_policies::NormalizedPath, sekisho_policies::PathError>,
         ctx: &ConnCtx,
         rec: &mut AuditRecord,
     ) -> Result<Permit<'a>, &'static str> {
         let (_, id) = self.identify(ctx, rec)?;
         // The person signed in on this terminal, if any: every request over its connections
         // is theirs (one person per terminal at a time).
-        let session = self.sessions.for_terminal(&id.terminal);
-        // A password session also needs its cookie: the person who typed the password is the
-        // one holding it. A cookie of another terminal's session is refused outright.
         let cookie = crate::login::session_cookie(req.headers());
-        let session = match (session, cookie) {
-            (Some(s), _) if s.method != "password" => Some(s),
-            (Some(s), Some(c)) if c == s.session_id => Some(s),
-            (_, Some(c))
-                if self
-                    .sessions
-                    .by_id(&c)
-                    .is_some_and(|o| o.terminal != id.terminal) =>
-            {
-                return Err("session_other_terminal");
-            }
-            _ => None,
-        };
+        let session = self.sessions.for_request(&id.terminal, cookie.as_deref())?;
         if let Some(s) = &session {
             rec.user = Some(s.user_id.clone());
             rec.qualification = s.qualification.clone();
         }
-        let path = sekisho_policies::normalize(req.uri().path()).map_err(|e| e.reason())?;
+        let path = path.map_err(|e| e.reason())?;
         rec.path = Some(path.as_str().to_string());
         let query = req.uri().query();
         let header = |name: &str| -> Vec<String> {

@@ -68,6 +68,25 @@ impl Sessions {
         Ok(())
     }
 
+    /// The person a request from `terminal` is attributed to. An HPKI session covers every
+    /// connection of its terminal; a password session also needs its cookie (the person who
+    /// typed the password is the one holding it). A cookie of another terminal's session is
+    /// refused outright.
+    pub fn for_request(
+        &self,
+        terminal: &str,
+        cookie: Option<&str>,
+    ) -> Result<Option<Arc<Session>>, &'static str> {
+        match (self.for_terminal(terminal), cookie) {
+            (Some(s), _) if s.method != "password" => Ok(Some(s)),
+            (Some(s), Some(c)) if c == s.session_id => Ok(Some(s)),
+            (_, Some(c)) if self.by_id(c).is_some_and(|o| o.terminal != terminal) => {
+                Err("session_other_terminal")
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The session a password cookie names, with the terminal it belongs to.
     pub fn by_id(&self, session_id: &str) -> Option<Arc<Session>> {
         self.by_terminal
