@@ -522,6 +522,21 @@ path = "/api/facilities/{facility}/users/**"
 level = "user"
 action = "admin"
 admin = { kind = "user", facility = { from = "path", name = "facility" } }
+
+[[route]]
+name = "terminals"
+methods = ["GET"]
+path = "/api/terminals"
+level = "user"
+action = "admin"
+admin = { kind = "terminal", facility = { from = "query", name = "facility" } }
+
+[[route]]
+name = "misconfigured"
+methods = ["GET"]
+path = "/api/misconfigured"
+level = "terminal"
+action = "admin"
 "#
                 .into(),
                 ..Options::default()
@@ -557,12 +572,26 @@ admin = { kind = "user", facility = { from = "path", name = "facility" } }
             let (s, _) = get(&g, "t1", &admin, path);
             assert_eq!(s, 403, "{path}");
         }
+        // Terminals, with the facility in the query: the same rule; two facilities is no id.
+        let (s, _) = get(&g, "t1", &admin, "/api/terminals?facility=f1");
+        assert_eq!(s, 404, "{db:?}: forwarded");
+        let (s, body) = get(&g, "t1", &admin, "/api/terminals?facility=f2");
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("admin_other_facility"), "{body}");
+        let (s, body) = get(&g, "t1", &admin, "/api/terminals?facility=f1&facility=f2");
+        assert_eq!(s, 400, "{body}");
+        assert!(body.contains("route_facility_id_invalid"), "{body}");
+        // A route whose action the gateway cannot decide on is refused, never forwarded.
+        let (s, body) = get(&g, "t1", &admin, "/api/misconfigured");
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("route_action_not_decidable"), "{body}");
+        assert_eq!(g.upstream.hits(), hits + 3);
         let v = g.wait_audit(|r| r["reason"] == "admin_other_facility");
         assert_eq!(v["user"], "admin00001");
         assert!(
             v["detail"].as_str().unwrap().contains("admin facility f2"),
             "{v}"
         );
-        assert_eq!(g.upstream.hits(), hits + 2);
+        assert_eq!(g.upstream.hits(), hits + 3);
     }
 }

@@ -270,3 +270,55 @@ fn accounts_unused_for_the_configured_time_are_suspended() {
         assert_eq!(s, 401, "{db:?}: a suspended account cannot sign in");
     }
 }
+
+#[test]
+fn a_wrong_current_password_is_audited_and_a_locked_account_is_signed_out_everywhere() {
+    for db in BOTH {
+        let g = start(db);
+        let dir = tempfile::tempdir().unwrap();
+        let jar = sign_in(&g, "t1", "nurse00001", "nurse", dir.path());
+        assert_eq!(get(&g, "t1", &jar, "/debug/me").0, 200, "{db:?}");
+        // A wrong current password on the change page: refused, counted and audited.
+        let (s, _, _) = post(
+            &g,
+            "t1",
+            &jar,
+            "/.sekisho/password",
+            &[
+                ("current", "not-the-password"),
+                ("new", "Zq9#mm2wLx"),
+                ("confirm", "Zq9#mm2wLx"),
+            ],
+        );
+        assert_eq!(s, 401, "{db:?}");
+        let v = g.wait_audit(|r| r["reason"] == "password_change_wrong_current");
+        assert_eq!(v["user"], "nurse00001");
+        assert_eq!(v["terminal"], "t1");
+        // Someone guesses the password at another terminal until the account locks: the
+        // session on t1 ends at once (R-ACCT-5).
+        let other = dir.path().join("guess.jar");
+        let other = other.to_str().unwrap();
+        for _ in 0..5 {
+            post(
+                &g,
+                "t2",
+                other,
+                "/.sekisho/login",
+                &[("id", "nurse00001"), ("password", "Wrong#pass1")],
+            );
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let (s, body) = get(&g, "t1", &jar, "/debug/me");
+            if s == 401 {
+                assert!(body.contains("signin_required"), "{body}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{db:?}: the locked account's session is still open: {s}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -299,6 +299,8 @@ fn staff_attestation_opens_a_window_recorded_as_such_where_allowed() {
         );
         assert_eq!(s, 401, "{body}");
         assert!(body.contains("not_signed_in"));
+        let v = g.wait_audit(|r| r["event"] == "consent" && r["reason"] == "not_signed_in");
+        assert_eq!(v["terminal"], "t1");
         // A patient without consent: the same answer as an unknown one.
         run_ok(&["patient", "withdraw", "--data-dir", d, "--id", "P-0001"]);
         let (s, body, _) = attest("P-0001");

@@ -130,7 +130,24 @@ impl ConsentDesk {
         cookie: Option<&str>,
     ) -> Response<Body> {
         let Some(session) = self.session(caller, cookie) else {
-            return error(&not_signed_in());
+            // A card presented with nobody signed in is an attempt too: on the record.
+            let r = not_signed_in();
+            let rec = AuditRecord {
+                request_id: caller.request_id.to_string(),
+                event: "consent".into(),
+                peer: Some(caller.peer.to_string()),
+                terminal: Some(caller.terminal.terminal.clone()),
+                facility: Some(caller.terminal.facility.clone()),
+                cert_serial: Some(caller.serial.to_string()),
+                action: Some("consent".into()),
+                decision: "deny".into(),
+                reason: r.code.into(),
+                ..Default::default()
+            };
+            if self.audit.append(rec).await.is_err() {
+                return error(&crate::login::audit_unavailable());
+            }
+            return error(&r);
         };
         match (req.method().clone(), path) {
             (Method::POST, "/.sekisho/consent/challenge") => self.challenge(caller, &session).await,
@@ -342,11 +359,7 @@ impl ConsentDesk {
         };
         let minutes = self.cfg.policy.consent_window_minutes.max(1);
         let until = now() + i64::from(minutes) * 60;
-        let mut id = [0u8; 16];
-        if aws_lc_rs::rand::fill(&mut id).is_err() {
-            return error(&try_again());
-        }
-        let window_id = format!("w-{}", hex::encode(id));
+        let window_id = format!("w-{}", crate::gateway::new_request_id());
         rec.decision = "permit".into();
         rec.reason = "consent_window_opened".into();
         rec.detail = Some(format!(
@@ -371,6 +384,18 @@ impl ConsentDesk {
         };
         if let Err(e) = rows::open_window(&self.store, &w).await {
             warn!(error = %e, "cannot open a consent window");
+            // The log said "opened": say that it did not, so the record matches what happened.
+            self.audit.append_nowait(AuditRecord {
+                request_id: caller.request_id.to_string(),
+                event: "consent".into(),
+                terminal: Some(caller.terminal.terminal.clone()),
+                user: Some(session.user_id.clone()),
+                patient: Some(patient),
+                decision: "deny".into(),
+                reason: "consent_window_not_stored".into(),
+                detail: Some(format!("window {window_id}")),
+                ..Default::default()
+            });
             return error(&try_again());
         }
         info!(terminal = %caller.terminal.terminal, user = %session.user_id, basis = basis.as_str(), "consent window opened");

@@ -87,8 +87,8 @@ struct ConnCtx {
     peer: SocketAddr,
     /// The address the connection arrived on (the gateway's tunnel address when tunnelled).
     local: Option<SocketAddr>,
-    /// It came through a configured peer's tunnel.
-    via_tunnel: bool,
+    /// The terminal whose tunnel it came through, if it did.
+    tunnel_owner: Option<String>,
     identity: Identity,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
@@ -180,7 +180,7 @@ impl Gateway {
         let ctx = Arc::new(ConnCtx {
             peer,
             local,
-            via_tunnel: via_tunnel.is_some(),
+            tunnel_owner: via_tunnel,
             identity,
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
@@ -459,7 +459,8 @@ impl Gateway {
             None => path.into_string(),
         };
         Ok(Permit {
-            via_tunnel: ctx.via_tunnel,
+            // Through the tunnel of this very terminal, not just any peer's.
+            via_tunnel: ctx.tunnel_owner.as_deref() == Some(id.terminal.as_str()),
             consent_basis: None,
             entry_id: m.entry,
             entry: None,
@@ -504,8 +505,14 @@ impl Gateway {
                 }
             };
         }
-        if permit.route.level != Level::Patient {
-            return Ok(());
+        use sekisho_policies::Action as A;
+        match (permit.route.level, action) {
+            // A registered terminal, or a signed-in person, is all these routes ask for.
+            (Level::Terminal | Level::User, A::View | A::Write) => return Ok(()),
+            (Level::Patient, _) => {}
+            // Anything else has nothing to decide on (no patient, no admin target): an action
+            // the route map lets through without a decision is refused, never forwarded.
+            _ => return Err("route_action_not_decidable"),
         }
         let (Some(session), Some(patient)) = (&permit.session, &permit.patient) else {
             return Err("signin_required");

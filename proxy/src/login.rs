@@ -568,9 +568,14 @@ impl Login {
     }
 
     async fn terminal_locked(&self, caller: &Caller<'_>) -> Option<Refused> {
-        let c = lockouts::get(&self.store, Scope::Terminal, &caller.terminal.terminal)
-            .await
-            .ok()?;
+        // A lock that cannot be read is not "no lock": refuse until the store answers.
+        let c = match lockouts::get(&self.store, Scope::Terminal, &caller.terminal.terminal).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot read the terminal's lockout");
+                return Some(try_again());
+            }
+        };
         let locked_at = c.locked_at?;
         if now() - locked_at >= i64::from(self.cfg.signin.terminal_lock_minutes) * 60 {
             // A terminal's lock lapses by itself; an account's does not.
@@ -617,9 +622,20 @@ impl Login {
                     "{}; account locked",
                     rec.detail.clone().unwrap_or_default()
                 ));
+                // A locked account is signed out everywhere, like a suspended one.
+                if let Err(e) = self.end_sessions(user).await {
+                    warn!(error = %e, user, "cannot end the sessions of a locked account");
+                }
             }
         }
         Duration::from_millis((250u64 << (failures.clamp(1, 5) - 1) as u32).min(4000))
+    }
+
+    async fn end_sessions(&self, user: &str) -> Result<u64> {
+        let mut tx = self.store.pool().begin().await?;
+        let n = session_rows::end_for_user(&mut tx, user, "account_locked").await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn open_session(
@@ -840,14 +856,21 @@ impl Login {
             );
         };
         if !crate::password::verify(current, user.password_hash.as_deref().unwrap_or_default()) {
-            let mut rec = AuditRecord {
-                event: "auth".into(),
-                ..Default::default()
-            };
+            let mut rec = auth_record(caller, "password");
+            rec.user = Some(user.user_id.clone());
+            rec.decision = "deny".into();
+            rec.reason = "password_change_wrong_current".into();
             let delay = self
                 .count_failure(caller, Some(&user.user_id), &mut rec)
                 .await;
+            let audited = self.audit.append(rec).await;
             tokio::time::sleep(delay).await;
+            if audited.is_err() {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &password_form(Some("もう一度お試しください。 / Please try again.")),
+                );
+            }
             return page(
                 StatusCode::UNAUTHORIZED,
                 &password_form(Some(

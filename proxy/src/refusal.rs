@@ -146,6 +146,11 @@ pub fn explain(reason: &str) -> Explanation {
             "要求の形式が正しくありません。",
             "The request is malformed.",
         ),
+        "route_action_not_decidable" => (
+            S::FORBIDDEN,
+            "このアドレスの設定では許可の判定ができないため、アクセスできません。事務局にお知らせください。",
+            "This address is configured in a way the gateway cannot decide on, so it is refused. Please tell the network secretariat.",
+        ),
         "tunnel_required" => (
             S::FORBIDDEN,
             "この端末はVPN（WireGuard）経由で接続する必要があります。端末のWireGuardを有効にしてください。",

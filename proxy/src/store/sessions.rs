@@ -109,6 +109,9 @@ pub async fn end_for_user(
         .execute(&mut **tx)
         .await?
         .rows_affected();
+    if n > 0 {
+        bump_generation(tx).await?;
+    }
     Ok(n)
 }
 
