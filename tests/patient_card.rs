@@ -306,5 +306,10 @@ fn staff_attestation_opens_a_window_recorded_as_such_where_allowed() {
         let (s, body, _) = attest("P-0001");
         assert_eq!(s, 403);
         assert!(body.contains("patient_unknown_or_not_consented"), "{body}");
+        // Consent given again: the window opened before the withdrawal stays closed.
+        run_ok(&["patient", "consent", "--data-dir", d, "--id", "P-0001"]);
+        let (s, body) = get(&g, "t1", &doctor, RECORD);
+        assert_eq!(s, 403, "{db:?}: {body}");
+        assert!(body.contains("patient_card_required"), "{body}");
     }
 }

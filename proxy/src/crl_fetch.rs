@@ -29,11 +29,9 @@ pub async fn run(login: Arc<Login>, mut shutdown: watch::Receiver<bool>) {
                 Ok(der) => {
                     let path = login.hpki.cache_path(url);
                     let write = || -> Result<()> {
-                        std::fs::create_dir_all(path.parent().expect("cache dir"))?;
-                        let tmp = path.with_extension("tmp");
-                        std::fs::write(&tmp, &der)?;
-                        std::fs::rename(&tmp, &path)?;
-                        Ok(())
+                        let dir = path.parent().expect("cache dir");
+                        std::fs::create_dir_all(dir)?;
+                        crate::durable::replace_file(dir, &path, &der, 0o644)
                     };
                     match write() {
                         Ok(()) => info!(%url, bytes = der.len(), "fetched an HPKI CRL"),

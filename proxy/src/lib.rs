@@ -10,6 +10,7 @@ pub mod config;
 pub mod consent;
 pub mod crl_fetch;
 pub mod demo;
+pub mod durable;
 pub mod enrollment;
 pub mod forward;
 pub mod gateway;

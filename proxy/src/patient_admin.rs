@@ -303,6 +303,10 @@ async fn consent(
     if !patients::set_consent(&store, id, c, &actor(), note.as_deref()).await? {
         bail!("no patient {id:?} (see `sekisho patient list`)");
     }
+    if c != Consent::Granted {
+        // A window opened before the withdrawal must not come back with a later consent.
+        consent_rows::close_windows_for_patient(&store, id).await?;
+    }
     let reason = if c == Consent::Granted {
         "consent_granted"
     } else {

@@ -264,42 +264,46 @@ async fn watch_store(
             }
             _ = shutdown.changed() => return,
         }
-        let generation = match store.generation().await {
-            Ok(g) => g,
-            Err(e) => {
-                warn!(error = %e, "cannot read the store's change counter");
-                continue;
-            }
-        };
-        if generation != registry.generation() {
-            match crl_store::current(&store).await {
-                Ok(Some(c)) => {
-                    next_update = c.next_update;
-                    match tls.update_crl(&c.der, c.number) {
-                        Ok(true) => info!(crl_number = c.number, "installed a new CRL"),
-                        Ok(false) => {}
-                        Err(e) => {
-                            error!(error = %e, "refusing an invalid CRL; the last good one stays")
+        // Store trouble skips the reload, never the CRL-expiry check below: an expired CRL
+        // must close connections even when the store cannot be read.
+        'reload: {
+            let generation = match store.generation().await {
+                Ok(g) => g,
+                Err(e) => {
+                    warn!(error = %e, "cannot read the store's change counter");
+                    break 'reload;
+                }
+            };
+            if generation != registry.generation() {
+                match crl_store::current(&store).await {
+                    Ok(Some(c)) => {
+                        next_update = c.next_update;
+                        match tls.update_crl(&c.der, c.number) {
+                            Ok(true) => info!(crl_number = c.number, "installed a new CRL"),
+                            Ok(false) => {}
+                            Err(e) => {
+                                error!(error = %e, "refusing an invalid CRL; the last good one stays")
+                            }
                         }
                     }
+                    Ok(None) => {}
+                    Err(e) => warn!(error = %e, "cannot read the CRL"),
                 }
-                Ok(None) => {}
-                Err(e) => warn!(error = %e, "cannot read the CRL"),
-            }
-            // The registry after the CRL: when a revoked terminal's connections are closed
-            // below, its reconnection already meets the new CRL in the handshake.
-            if let Err(e) = registry.reload_at(&store, generation).await {
-                error!(error = %e, "cannot reload the terminal registry");
-                continue;
-            }
-            if let Err(e) = sessions.reload(&store).await {
-                error!(error = %e, "cannot reload the sessions");
-            }
-            // A revoked or suspended terminal's peer goes with it: its tunnel stops at once.
-            if let Some(t) = &tunnel
-                && let Err(e) = sync_peers(&store, t).await
-            {
-                error!(error = %e, "cannot reload the tunnel peers");
+                // The registry after the CRL: when a revoked terminal's connections are closed
+                // below, its reconnection already meets the new CRL in the handshake.
+                if let Err(e) = registry.reload_at(&store, generation).await {
+                    error!(error = %e, "cannot reload the terminal registry");
+                    break 'reload;
+                }
+                if let Err(e) = sessions.reload(&store).await {
+                    error!(error = %e, "cannot reload the sessions");
+                }
+                // A revoked or suspended terminal's peer goes with it: its tunnel stops at once.
+                if let Some(t) = &tunnel
+                    && let Err(e) = sync_peers(&store, t).await
+                {
+                    error!(error = %e, "cannot reload the tunnel peers");
+                }
             }
         }
         login.hpki.reload_logged();

@@ -234,7 +234,8 @@ pub async fn active_window(store: &Store, user: &str, patient: &str) -> Result<O
     }))
 }
 
-/// Closes a user's open windows (sign-out does not; this is for `patient withdraw` and tests).
+/// Closes every open window for a patient (`patient withdraw`: a later consent does not revive
+/// windows opened before the withdrawal).
 pub async fn close_windows_for_patient(store: &Store, patient: &str) -> Result<u64> {
     Ok(sqlx::query(
         "UPDATE consent_windows SET closed_at = $1 WHERE patient_id = $2 AND closed_at IS NULL",

@@ -2,8 +2,8 @@
 //! and the gateway's private key file in the data dir.
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::ErrorKind;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -84,25 +84,16 @@ pub fn load_or_create_private_key(path: &Path) -> anyhow::Result<StaticSecret> {
             decode_secret(&text).with_context(|| format!("{}", path.display()))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => {
+            // Written whole or not at all; if another process got there first, its key stays
+            // and is the one loaded.
             let (secret, _) = generate();
             let text = Zeroizing::new(format!("{}\n", *encode_secret(&secret)));
-            let mut file = match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-            {
-                Ok(f) => f,
-                // Someone else created it meanwhile: use theirs.
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    return load_or_create_private_key(path);
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
             };
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            Ok(secret)
+            crate::durable::install_new_file(dir, path, text.as_bytes(), 0o600)?;
+            load_or_create_private_key(path)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
