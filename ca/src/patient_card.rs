@@ -723,7 +723,9 @@ pub fn verify_patient_card(
     if cert.issuer().as_raw() != anchors.ca.subject.as_slice() {
         return Err(PatientCardError::Untrusted(format!(
             "it was issued by \"{}\", not by the patient-card CA \"{}\"",
-            cert.issuer(),
+            // The card's own bytes: escaped (RFC 4514, controls refused) before display.
+            crate::hpki::verify::dn_string(cert.issuer())
+                .unwrap_or_else(|_| "(a name that cannot be shown)".into()),
             anchors.ca.name
         )));
     }

@@ -182,11 +182,6 @@ impl<T: Transport> HpkiCard<T> {
         self.selected
     }
 
-    /// Forget what was selected (after the card was reset or another program used it).
-    pub fn forget_selection(&mut self) {
-        self.selected = None;
-    }
-
     fn send(&mut self, cmd: &Command) -> Result<Response, HpkiError> {
         self.channel.transmit(cmd).map_err(|e| {
             // After a transport error the card's state is unknown: select again next time.

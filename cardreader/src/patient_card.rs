@@ -44,7 +44,6 @@ use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use crate::apdu::{self, CardError, Channel, Command, ReadError, Response, StatusWord, Transport};
 use crate::pcsc_transport::PcscTransport;
-use crate::readers::{self, ReaderError};
 
 /// The patient-card application: `F0` + "SEKISHOPC" + version 01.
 pub const AID: [u8; 11] = [
@@ -369,6 +368,19 @@ pub fn check_signature(sig: &[u8]) -> Result<(), PatientCardError> {
     Ok(())
 }
 
+/// Connects to the card in `reader` and selects the patient-card application. A card that
+/// answers the SELECT with an error is [`PatientCardError::NotPatientCard`]; trouble reaching
+/// the card (none there, still resetting, held by another program) is a
+/// [`PatientCardError::Card`] error.
+pub fn probe(reader: &str) -> Result<PcscTransport, PatientCardError> {
+    let mut transport = PcscTransport::connect(reader)?;
+    match transport.transaction() {
+        Ok(tx) => PatientCard::new(tx).select()?,
+        Err(e) => return Err(e.into()),
+    }
+    Ok(transport)
+}
+
 /// Finds the reader whose card is a patient card: each of `readers` in turn, connected (shared)
 /// and asked to SELECT the patient-card application inside a PC/SC transaction. Readers
 /// without a card, with a card that does not answer, or with another card (an HPKI card in the
@@ -376,21 +388,13 @@ pub fn check_signature(sig: &[u8]) -> Result<(), PatientCardError> {
 /// reader when only one was given).
 pub fn find_reader(readers: &[String]) -> Result<(String, PcscTransport), PatientCardError> {
     for name in readers {
-        let mut transport = match PcscTransport::connect(name) {
-            Ok(t) => t,
-            Err(CardError::NoService) => return Err(PatientCardError::Card(CardError::NoService)),
-            // No card, a card that does not answer, a reader gone or taken: not this one.
-            Err(_) => continue,
-        };
-        let selected = match transport.transaction() {
-            Ok(tx) => PatientCard::new(tx).select(),
-            Err(e) => Err(e.into()),
-        };
-        match selected {
-            Ok(()) => return Ok((name.clone(), transport)),
+        match probe(name) {
+            Ok(transport) => return Ok((name.clone(), transport)),
             Err(PatientCardError::Card(CardError::NoService)) => {
                 return Err(PatientCardError::Card(CardError::NoService));
             }
+            // No card, a card that does not answer, a reader gone or taken, another card: not
+            // this one.
             Err(_) => continue,
         }
     }
@@ -400,15 +404,6 @@ pub fn find_reader(readers: &[String]) -> Result<(String, PcscTransport), Patien
             _ => None,
         },
     })
-}
-
-/// [`find_reader`] over every reader PC/SC knows.
-pub fn find() -> Result<(String, PcscTransport), PatientCardError> {
-    let names = readers::list_readers().map_err(|e| match e {
-        ReaderError::NoService => PatientCardError::Card(CardError::NoService),
-        ReaderError::Pcsc(p) => PatientCardError::Card(CardError::Pcsc(p)),
-    })?;
-    find_reader(&names)
 }
 
 #[cfg(test)]

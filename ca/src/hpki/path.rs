@@ -669,7 +669,9 @@ impl TrustStore {
             }
             return Err(HpkiError::Untrusted(format!(
                 "its issuer \"{}\" is not a configured HPKI CA",
-                ee.issuer()
+                // The card's own bytes: escaped (RFC 4514, controls refused) before display.
+                super::verify::dn_string(ee.issuer())
+                    .unwrap_or_else(|_| "(a name that cannot be shown)".into())
             )));
         }
         let mut signature_error = None;

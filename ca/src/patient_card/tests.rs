@@ -452,6 +452,27 @@ fn certificates_of_other_cas_are_refused() {
 }
 
 #[test]
+fn an_issuer_name_from_the_card_is_escaped_in_the_error() {
+    let f = fixture();
+    let anchors = f.ca.anchors();
+    // A card "issued" by a CA whose name carries a terminal escape and a line break.
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Evil\u{1b}[31m CA\nroot: ok");
+    ca_params.distinguished_name = dn;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let card_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let card = card_params(vec![uri("urn:sekisho:patient:P1")])
+        .signed_by(&card_key, &Issuer::from_params(&ca_params, &ca_key))
+        .unwrap();
+    let err = verify_patient_card(&anchors, card.der(), OffsetDateTime::now_utc()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PatientCardError::Untrusted(_)), "{text}");
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+}
+
+#[test]
 fn hpki_certificates_are_refused() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();

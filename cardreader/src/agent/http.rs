@@ -173,9 +173,10 @@ impl HttpsClient {
         if !(200..300).contains(&status) {
             return Err(gateway_error(status, &answer));
         }
+        // serde's message quotes the gateway's own text: cleaned before anyone prints it.
         serde_json::from_slice(&answer).map_err(|e| AgentError::Protocol {
             status: Some(status),
-            detail: format!("{path}: {e}"),
+            detail: format!("{path}: {}", super::error::clean(&e.to_string(), 200)),
         })
     }
 

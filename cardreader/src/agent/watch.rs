@@ -165,26 +165,15 @@ type ProbeResult = (String, u64, bool);
 /// only then taken for a sign-in card.
 fn is_patient_card(reader: &str) -> bool {
     use crate::apdu::CardError;
-    use crate::patient_card::{PatientCard, PatientCardError};
-    use crate::pcsc_transport::PcscTransport;
+    use crate::patient_card::{PatientCardError, probe};
     for _ in 0..10 {
-        match PcscTransport::connect(reader) {
-            Ok(mut t) => {
-                let selected = match t.transaction() {
-                    Ok(tx) => PatientCard::new(tx).select(),
-                    Err(e) => Err(e.into()),
-                };
-                match selected {
-                    Ok(()) => return true,
-                    // Transport trouble: no answer from the card yet.
-                    Err(PatientCardError::Card(CardError::NoService)) => return false,
-                    Err(PatientCardError::Card(_)) => {}
-                    // The card answered: not ours.
-                    Err(_) => return false,
-                }
-            }
-            Err(CardError::NoService) => return false,
-            Err(_) => {}
+        match probe(reader) {
+            Ok(_) => return true,
+            Err(PatientCardError::Card(CardError::NoService)) => return false,
+            // No answer from the card yet: ask again.
+            Err(PatientCardError::Card(_)) => {}
+            // The card answered: not ours.
+            Err(_) => return false,
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

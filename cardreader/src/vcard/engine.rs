@@ -211,10 +211,6 @@ impl CardEngine {
         self.quirks
     }
 
-    pub fn set_quirks(&mut self, quirks: Quirks) {
-        self.quirks = quirks;
-    }
-
     /// The PIN counter of `app` (`None` if the card lacks the application).
     pub fn tries_left(&self, app: Application) -> Option<u8> {
         self.apps
