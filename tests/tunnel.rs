@@ -300,30 +300,9 @@ fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() 
         "wg_public_key": sekisho::tunnel::keys::encode(&wg_public),
     })
     .to_string();
-    let body_file = dir.path().join("req.json");
-    std::fs::write(&body_file, body).unwrap();
-    let resolve = format!("localhost:{}:{}", net.g.enroll_port, netns::GW_UNDERLAY);
-    let answer = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.bed.term,
-            "curl",
-            "-sf",
-            "--max-time",
-            "10",
-        ])
-        .args(["--resolve", &resolve, "--cacert", &net.g.ca()])
-        .args(["-H", "content-type: application/json", "--data-binary"])
-        .arg(format!("@{}", body_file.display()))
-        .arg(format!(
-            "https://localhost:{}/enroll/csr",
-            net.g.enroll_port
-        ))
-        .output()
-        .unwrap();
-    assert!(answer.status.success(), "{answer:?}");
-    let v: serde_json::Value = serde_json::from_slice(&answer.stdout).unwrap();
+    let (status, answer) = enroll_in_ns(&net, dir.path(), &body);
+    assert_eq!(status, 200, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let config = v["tunnel"]["config"]
         .as_str()
         .expect("a tunnel in the answer");
@@ -353,10 +332,25 @@ fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() 
         assert!(Instant::now() < deadline, "over the new tunnel: {s} {body}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // A malformed WireGuard key is refused and does not spend a code.
-    let bad = serde_json::json!({"code": "AAAA-BBBB-CCCC", "pin": "1", "csr": "x", "wg_public_key": "nope"});
-    std::fs::write(&body_file, bad.to_string()).unwrap();
-    let answer = Command::new("ip")
+    // A malformed WireGuard key is refused before the code is spent: the same code then works.
+    let (code, pin) = enroll_code(&net.g, "f1", "pc-10");
+    let (_, csr) = new_csr(dir.path(), "pc-10");
+    let bad = serde_json::json!({"code": code, "pin": pin, "csr": csr, "wg_public_key": "nope"});
+    let (status, answer) = enroll_in_ns(&net, dir.path(), &bad.to_string());
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("wg_public_key"), "{answer}");
+    let good = serde_json::json!({"code": code, "pin": pin, "csr": csr});
+    let (status, answer) = enroll_in_ns(&net, dir.path(), &good.to_string());
+    assert_eq!(status, 200, "the code was not spent: {answer}");
+}
+
+/// POSTs `body` to the enrollment listener from the terminal's namespace (outside the tunnel);
+/// (HTTP status, body).
+fn enroll_in_ns(net: &Net, dir: &std::path::Path, body: &str) -> (u16, String) {
+    let body_file = dir.join("req.json");
+    std::fs::write(&body_file, body).unwrap();
+    let resolve = format!("localhost:{}:{}", net.g.enroll_port, netns::GW_UNDERLAY);
+    let out = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -367,7 +361,13 @@ fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() 
             "10",
         ])
         .args(["--resolve", &resolve, "--cacert", &net.g.ca()])
-        .args(["-H", "content-type: application/json", "--data-binary"])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-w",
+            "\n%{http_code}",
+            "--data-binary",
+        ])
         .arg(format!("@{}", body_file.display()))
         .arg(format!(
             "https://localhost:{}/enroll/csr",
@@ -375,8 +375,7 @@ fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() 
         ))
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&answer.stdout).contains("wg_public_key"),
-        "{answer:?}"
-    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }

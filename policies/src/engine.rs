@@ -198,6 +198,16 @@ pub enum AdminKind {
     Terminal,
 }
 
+impl AdminKind {
+    /// "user" or "terminal", as in the schema's `AdminObject.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminKind::User => "user",
+            AdminKind::Terminal => "terminal",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminObject {
@@ -630,10 +640,7 @@ impl PolicyEngine {
             }
             Resource::Admin(obj) => {
                 let uid = self.uid(&t.admin_object, &obj.id);
-                let kind = match obj.kind {
-                    AdminKind::User => "user",
-                    AdminKind::Terminal => "terminal",
-                };
+                let kind = obj.kind.as_str();
                 let entity = Entity::new(
                     uid.clone(),
                     HashMap::from([

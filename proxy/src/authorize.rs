@@ -223,7 +223,7 @@ impl Authorizer {
                 AdminKind::Terminal => PolicyAction::ManageTerminals,
             },
             resource: Resource::Admin(AdminObject {
-                id: format!("{}:{facility}", kind_str(kind)),
+                id: format!("{}:{facility}", kind.as_str()),
                 kind,
                 facility: facility.to_string(),
             }),
@@ -283,13 +283,6 @@ fn principal(session: &Session) -> Principal {
     }
 }
 
-fn kind_str(kind: AdminKind) -> &'static str {
-    match kind {
-        AdminKind::User => "user",
-        AdminKind::Terminal => "terminal",
-    }
-}
-
 fn load_embedded() -> Result<PolicyEngine> {
     let dir = tempfile::tempdir()?;
     write_default_policies(dir.path())?;
@@ -311,11 +304,12 @@ pub fn write_default_policies(dir: &Path) -> Result<()> {
 /// The qualification the policies see: the card's hcRole when there is one, else the
 /// registry's roles.
 fn qualification(s: &Session) -> String {
-    let from_card = match s.qualification.as_deref() {
-        Some("Medical Doctor") => Some("physician"),
-        Some("Dentist") => Some("dentist"),
-        Some("Pharmacist") => Some("pharmacist"),
-        Some("Nurse") | Some("Public Health Nurse") | Some("Midwife") => Some("nurse"),
+    use sekisho_ca::hpki::Qualification as Q;
+    let from_card = match s.qualification.as_deref().map(Q::from_free_text) {
+        Some(Q::MedicalDoctor) => Some("physician"),
+        Some(Q::Dentist) => Some("dentist"),
+        Some(Q::Pharmacist) => Some("pharmacist"),
+        Some(Q::Nurse | Q::PublicHealthNurse | Q::Midwife) => Some("nurse"),
         _ => None,
     };
     if let Some(q) = from_card {
@@ -340,4 +334,56 @@ fn qualification(s: &Session) -> String {
 /// Japan has one time zone and no daylight saving: UTC+9.
 fn local_hour() -> u8 {
     ((time::OffsetDateTime::now_utc().hour() as u32 + 9) % 24) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(card: Option<&str>, roles: &[&str]) -> Session {
+        Session {
+            session_id: "s".into(),
+            terminal: "t1".into(),
+            user_id: "u".into(),
+            facility: "f1".into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            method: if card.is_some() { "hpki" } else { "password" }.into(),
+            qualification: card.map(str::to_string),
+            expires_at: i64::MAX,
+            must_change_password: false,
+        }
+    }
+
+    #[test]
+    fn the_card_decides_the_qualification_over_the_registry() {
+        // R-ROLE-1 / R-ACCT-4: a pharmacist's card registered as a physician acts as a
+        // pharmacist; the registry speaks only when the card names no qualification.
+        assert_eq!(
+            qualification(&session(Some("Pharmacist"), &["physician"])),
+            "pharmacist"
+        );
+        assert_eq!(
+            qualification(&session(Some("Medical Doctor"), &["clerk"])),
+            "physician"
+        );
+        assert_eq!(
+            qualification(&session(Some("ＭＥＤＩＣＡＬ　ＤＯＣＴＯＲ"), &[])),
+            "physician"
+        );
+        assert_eq!(qualification(&session(Some("Midwife"), &[])), "nurse");
+        assert_eq!(
+            qualification(&session(Some("Director of Clinic"), &["physician"])),
+            "physician"
+        );
+        assert_eq!(qualification(&session(Some("Assistant Nurse"), &[])), "");
+        // Registry roles: the first qualification among them; administrative roles are none.
+        assert_eq!(
+            qualification(&session(None, &["facility-admin", "nurse"])),
+            "nurse"
+        );
+        assert_eq!(
+            qualification(&session(None, &["facility-admin", "secretariat"])),
+            ""
+        );
+    }
 }

@@ -95,6 +95,25 @@ struct ConnCtx {
     epoch: Instant,
 }
 
+/// A request being handled on a connection; leaving (by return, or by the stream being reset
+/// and the future dropped) always counts down, so an idle connection is still closed.
+struct InFlight<'a>(&'a ConnCtx);
+
+impl<'a> InFlight<'a> {
+    fn enter(ctx: &'a ConnCtx) -> InFlight<'a> {
+        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
+        ctx.touch();
+        InFlight(ctx)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl ConnCtx {
     fn touch(&self) {
         self.last_active_ms
@@ -278,8 +297,7 @@ impl Gateway {
     }
 
     async fn handle(&self, mut req: Request<Incoming>, ctx: &ConnCtx) -> Response<Body> {
-        ctx.in_flight.fetch_add(1, Ordering::Relaxed);
-        ctx.touch();
+        let _in_flight = InFlight::enter(ctx);
         let started = Instant::now();
         let request_id = new_request_id();
         // First, before anything reads them: headers a client could use to claim an identity.
@@ -306,7 +324,7 @@ impl Gateway {
             .ok()
             .filter(|p| p.as_str().starts_with(crate::login::PREFIX));
         if let Some(own_path) = own {
-            let resp = match self.identify(ctx, &mut rec) {
+            return match self.identify(ctx, &mut rec) {
                 Err(reason) => {
                     self.refuse(rec, reason, &request_id, wants_json, started)
                         .await
@@ -328,11 +346,8 @@ impl Gateway {
                     }
                 }
             };
-            ctx.touch();
-            ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
-            return resp;
         }
-        let resp = match self.decide(&req, path, ctx, &mut rec) {
+        match self.decide(&req, path, ctx, &mut rec) {
             Err(reason) => {
                 self.refuse(rec, reason, &request_id, wants_json, started)
                     .await
@@ -362,10 +377,7 @@ impl Gateway {
                     }
                 }
             },
-        };
-        ctx.touch();
-        ctx.in_flight.fetch_sub(1, Ordering::Relaxed);
-        resp
+        }
     }
 
     /// Every check up to the decision. The audit record is filled in as facts become known.
