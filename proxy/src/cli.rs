@@ -407,11 +407,20 @@ async fn user(cmd: UserCmd) -> Result<i32> {
             let Some(u) = users::get(&store, &id).await? else {
                 bail!("no user {id:?} (see `sekisho user list`)")
             };
+            if lockouts::get(&store, Scope::Account, &id)
+                .await?
+                .locked_at
+                .is_none()
+            {
+                bail!("user {id} is not locked");
+            }
+            // Recovery after a lock: a password that may have been guessed at is replaced. The
+            // change is required before the lock is lifted, so a failure in between leaves the
+            // account locked, never open with the old password.
+            users::require_password_change(&store, &id).await?;
             if !lockouts::unlock(&store, Scope::Account, &id).await? {
                 bail!("user {id} is not locked");
             }
-            // Recovery after a lock: a password that may have been guessed at is replaced.
-            users::require_password_change(&store, &id).await?;
             let mut rec = user_record("account_unlocked", &id, &u.facility);
             rec.detail =
                 Some("account recovery by the secretariat; password change required".into());
