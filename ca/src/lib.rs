@@ -34,4 +34,4 @@ pub use patient_card::{
     verify_consent_signature, verify_patient_card,
 };
 pub use pkcs12::{Pkcs12Encryption, pkcs12, pkcs12_with};
-pub use terminal_id::TerminalId;
+pub use terminal_id::{TerminalId, TerminalIdExt};

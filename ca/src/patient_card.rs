@@ -80,8 +80,9 @@ use crate::hpki::error::day;
 use crate::hpki::path::{self, CertFacts, PublicKey, SigError};
 use crate::keyfile::{KeyPem, decode_key_file, encode_key_file};
 
-/// `urn:sekisho:patient:<network patient id>`, the card certificate's one URI SAN.
-pub const PATIENT_URN_PREFIX: &str = "urn:sekisho:patient:";
+/// The card certificate's one URI SAN is `urn:sekisho:patient:<network patient id>`; the id
+/// rule is the network's one rule (`sekisho_protocol::ids`).
+pub use sekisho_protocol::{MAX_PATIENT_ID, PATIENT_URN_PREFIX, is_valid_patient_id, patient_urn};
 /// The whole subject of a card certificate.
 pub const PATIENT_CARD_COMMON_NAME: &str = "Sekisho patient card";
 /// The extended key usage of card certificates: Sekisho patient-card consent signing, the
@@ -95,8 +96,6 @@ pub const DEFAULT_PATIENT_CARD_LIFETIME: Duration = Duration::from_secs(1826 * 2
 pub const MAX_PATIENT_CARD_CERT: usize = 4096;
 /// Longest ECDSA P-256 signature accepted (DER: at most 72 bytes).
 pub const MAX_CONSENT_SIGNATURE: usize = 80;
-/// Longest patient id.
-pub const MAX_PATIENT_ID: usize = 64;
 
 /// The patient-card CA: 10 years, never beyond the root.
 const PATIENT_CA_LIFETIME_DAYS: i64 = 3653;
@@ -110,24 +109,6 @@ const PROCESSED: [Oid<'static>; 4] = [
     OID_X509_EXT_SUBJECT_ALT_NAME,
     OID_X509_EXT_EXTENDED_KEY_USAGE,
 ];
-
-/// Whether `id` is a network patient id: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`, the rule of
-/// `sekisho_policies::is_valid_patient_id` (the gateway's routes), repeated here so that the CA
-/// does not depend on the policy crate.
-pub fn is_valid_patient_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_PATIENT_ID
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
-
-/// `urn:sekisho:patient:<id>`.
-pub fn patient_urn(patient_id: &str) -> String {
-    format!("{PATIENT_URN_PREFIX}{patient_id}")
-}
 
 // ---------------------------------------------------------------- the CA
 

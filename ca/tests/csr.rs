@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{TestCa, new_ca, openssl, openssl_ok};
-use sekisho_ca::{CaError, KeyAlgorithm, TerminalId};
+use sekisho_ca::{CaError, KeyAlgorithm, TerminalId, TerminalIdExt};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::*;
 

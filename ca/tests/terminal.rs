@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::{new_ca, openssl_ok};
-use sekisho_ca::{CaError, KeyAlgorithm, TerminalId, serial_hex};
+use sekisho_ca::{CaError, KeyAlgorithm, TerminalId, TerminalIdExt, serial_hex};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::*;
 

@@ -53,14 +53,12 @@ pub const AID: [u8; 11] = [
 pub const EF_PATIENT_ID: [u8; 2] = [0x00, 0x01];
 /// EF holding the card certificate (DER).
 pub const EF_CERTIFICATE: [u8; 2] = [0x00, 0x02];
-/// Longest patient id.
-pub const MAX_PATIENT_ID: usize = 64;
 /// Largest certificate read.
 pub const MAX_CERTIFICATE: usize = 4096;
 /// Longest signature accepted (an ECDSA P-256 signature in DER is at most 72 bytes).
 pub const MAX_SIGNATURE: usize = 80;
-/// The certificate's patient name: `urn:sekisho:patient:<id>`.
-pub const PATIENT_URN_PREFIX: &str = "urn:sekisho:patient:";
+/// The patient id rule and the card certificate's URN are the network's (`sekisho_protocol`).
+pub use sekisho_protocol::{MAX_PATIENT_ID, PATIENT_URN_PREFIX, is_valid_patient_id};
 
 /// What went wrong with a patient card.
 #[derive(Debug, Error)]
@@ -97,20 +95,6 @@ impl From<CardError> for PatientCardError {
             other => PatientCardError::Card(other),
         }
     }
-}
-
-/// Whether `id` is a network patient id: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`, the rule of the
-/// gateway's routes (`sekisho_policies::is_valid_patient_id`) and of the CA
-/// (`sekisho_ca::patient_card::is_valid_patient_id`), repeated here so that the terminal agent
-/// depends on neither.
-pub fn is_valid_patient_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= MAX_PATIENT_ID
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// The patient id and certificate of a card, read and found consistent.

@@ -283,16 +283,7 @@ pub struct RouteMatch<'a> {
     pub admin: Option<(crate::engine::AdminKind, String)>,
 }
 
-/// Whether `id` is an acceptable patient id: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
-pub fn is_valid_patient_id(id: &str) -> bool {
-    let b = id.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
+pub use sekisho_protocol::is_valid_patient_id;
 
 #[derive(Debug, Clone)]
 enum Segment {

@@ -492,7 +492,7 @@ async fn user_status(data_dir: &Path, id: &str, suspend: bool) -> Result<i32> {
 
 fn user_record(reason: &str, id: &str, facility: &str) -> AuditRecord {
     AuditRecord {
-        request_id: crate::gateway::new_request_id(),
+        request_id: sekisho_protocol::new_request_id(),
         event: "registry".into(),
         user: Some(id.to_string()),
         facility: Some(facility.to_string()),
@@ -811,7 +811,7 @@ pub(crate) async fn audit_admin(
 
 fn admin_record(reason: &str, id: &TerminalId, detail: String) -> AuditRecord {
     AuditRecord {
-        request_id: crate::gateway::new_request_id(),
+        request_id: sekisho_protocol::new_request_id(),
         event: "registry".into(),
         terminal: Some(id.terminal.clone()),
         facility: Some(id.facility.clone()),

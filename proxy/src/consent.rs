@@ -23,6 +23,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use sekisho_ca::patient_card::{PatientCardAnchors, verify_consent_signature, verify_patient_card};
+use sekisho_protocol::wire::consent_to_sign;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -36,12 +37,6 @@ use crate::store::patients::{self, Consent};
 use crate::store::{Store, now};
 
 pub const PREFIX: &str = "/.sekisho/consent/";
-
-/// The bytes the patient card signs; bound to this gateway, this terminal and the nonce (which is
-/// bound to the session). The agent refuses to sign anything without this first line.
-pub fn to_sign(hostname: &str, terminal_urn: &str, nonce: &str) -> Vec<u8> {
-    format!("sekisho-patient-consent:v1\n{hostname}\n{terminal_urn}\n{nonce}\n").into_bytes()
-}
 
 pub struct ConsentDesk {
     pub cfg: Config,
@@ -217,7 +212,7 @@ impl ConsentDesk {
             StatusCode::OK,
             serde_json::json!({
                 "nonce": nonce,
-                "to_sign": B64.encode(to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce)),
+                "to_sign": B64.encode(consent_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce)),
                 "expires_in": ttl,
             }),
         )
@@ -275,7 +270,7 @@ impl ConsentDesk {
                 return Err(try_again());
             }
         }
-        let message = to_sign(&self.cfg.hostname, &caller.terminal.urn(), &a.nonce);
+        let message = consent_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &a.nonce);
         verify_consent_signature(&cert, &message, &sig).map_err(|_| card_invalid())?;
         match rows::card(&self.store, &card.serial_hex).await {
             Ok(Some(row)) if row.status == "active" && row.patient_id == card.patient_id => {}
@@ -359,7 +354,7 @@ impl ConsentDesk {
         };
         let minutes = self.cfg.policy.consent_window_minutes.max(1);
         let until = now() + i64::from(minutes) * 60;
-        let window_id = format!("w-{}", crate::gateway::new_request_id());
+        let window_id = format!("w-{}", sekisho_protocol::new_request_id());
         rec.decision = "permit".into();
         rec.reason = "consent_window_opened".into();
         rec.detail = Some(format!(

@@ -447,7 +447,7 @@ impl EnrollService {
             .get_or_create(&vec![("result", reason)])
             .inc();
         let rec = AuditRecord {
-            request_id: crate::gateway::new_request_id(),
+            request_id: sekisho_protocol::new_request_id(),
             event: "enrollment".into(),
             peer: Some(peer.to_string()),
             terminal: result.as_ref().ok().map(|e| e.id.terminal.clone()),

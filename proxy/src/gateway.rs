@@ -16,8 +16,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls_pki_types::CertificateDer;
-use sekisho_ca::TerminalId;
+use sekisho_ca::{TerminalId, TerminalIdExt};
 use sekisho_policies::{Level, RouteMap};
+use sekisho_protocol::new_request_id;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
@@ -828,10 +829,4 @@ fn identify(certs: Option<&[CertificateDer<'static>]>) -> Identity {
         Ok(id) => Identity::Terminal { serial, id },
         Err(_) => Identity::Invalid { serial },
     }
-}
-
-pub fn new_request_id() -> String {
-    let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
-    hex::encode(b)
 }

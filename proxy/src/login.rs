@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use sekisho_ca::TerminalId;
 use sekisho_ca::hpki::{HpkiError, HpkiTrustConfig, HpkiVerifier};
+use sekisho_protocol::wire::hpki_login_to_sign;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -375,7 +376,7 @@ impl Login {
             StatusCode::OK,
             serde_json::json!({
                 "nonce": nonce,
-                "to_sign": B64.encode(to_sign(&self.cfg.hostname, caller.terminal, &nonce)),
+                "to_sign": B64.encode(hpki_login_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce)),
                 "expires_in": ttl,
             }),
         )
@@ -532,7 +533,7 @@ impl Login {
         let qualification = id.qualification().map(|q| q.as_str().to_string());
         rec.qualification = qualification.clone();
         id.verify_signature(
-            &to_sign(&self.cfg.hostname, caller.terminal, &body.nonce),
+            &hpki_login_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &body.nonce),
             &sig,
         )
         .map_err(|e| (hpki_refusal(&e), Some(user.user_id.clone())))?;
@@ -1069,16 +1070,6 @@ fn page(status: StatusCode, html: &str) -> Response<Body> {
     h.insert("content-security-policy", HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     r
-}
-
-/// The exact bytes the card signs: the challenge bound to this gateway and this terminal, so a
-/// signature is worth nothing anywhere else.
-pub fn to_sign(hostname: &str, terminal: &TerminalId, nonce: &str) -> Vec<u8> {
-    format!(
-        "sekisho-hpki-login:v1\n{hostname}\n{}\n{nonce}\n",
-        terminal.urn()
-    )
-    .into_bytes()
 }
 
 pub(crate) fn hash(s: &str) -> String {

@@ -21,7 +21,7 @@ fn actor() -> String {
 
 fn record(reason: &str, patient: &str, detail: Option<String>) -> AuditRecord {
     AuditRecord {
-        request_id: crate::gateway::new_request_id(),
+        request_id: sekisho_protocol::new_request_id(),
         event: "registry".into(),
         patient: Some(patient.to_string()),
         user: Some(actor()),

@@ -338,7 +338,7 @@ async fn suspend_unused(login: &crate::login::Login) {
             for id in ids {
                 info!(user = %id, days, "suspended an unused account");
                 login.audit.append_nowait(crate::audit::AuditRecord {
-                    request_id: crate::gateway::new_request_id(),
+                    request_id: sekisho_protocol::new_request_id(),
                     event: "registry".into(),
                     user: Some(id),
                     decision: "permit".into(),

@@ -171,7 +171,7 @@ impl Gateway {
             Db::Postgres => {
                 let admin = std::env::var("SEKISHO_TEST_PG_URL")
                     .unwrap_or_else(|_| testdb::DEFAULT_PG_URL.into());
-                let name = format!("sekisho_it_{}", sekisho::gateway::new_request_id());
+                let name = format!("sekisho_it_{}", sekisho_protocol::new_request_id());
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
