@@ -9,14 +9,12 @@
 //! itself, in the same kind of namespaces: `proxy/src/tunnel/interop.rs`.
 
 mod common;
-#[path = "../proxy/src/tunnel/netns.rs"]
-mod netns;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use netns::{Bed, WgPeer};
+use sekisho_tunnel::netns::{self, Bed, WgPeer};
 
 const WG_PORT: u16 = netns::WG_PORT;
 
@@ -294,10 +292,10 @@ fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() 
     // The terminal makes both keys; only the public halves leave it.
     let dir = tempfile::tempdir().unwrap();
     let (key, csr) = new_csr(dir.path(), "pc-9");
-    let (wg_secret, wg_public) = sekisho::tunnel::keys::generate();
+    let (wg_secret, wg_public) = sekisho_tunnel::keys::generate();
     let body = serde_json::json!({
         "code": code, "pin": pin, "csr": csr,
-        "wg_public_key": sekisho::tunnel::keys::encode(&wg_public),
+        "wg_public_key": sekisho_tunnel::keys::encode(&wg_public),
     })
     .to_string();
     let (status, answer) = enroll_in_ns(&net, dir.path(), &body);
@@ -307,12 +305,12 @@ fn a_terminal_enrolled_with_its_own_wireguard_key_comes_in_through_its_tunnel() 
         .as_str()
         .expect("a tunnel in the answer");
     assert!(
-        !config.contains(&*sekisho::tunnel::keys::encode_secret(&wg_secret)),
+        !config.contains(&*sekisho_tunnel::keys::encode_secret(&wg_secret)),
         "the gateway never had the private key"
     );
     let config = config.replace(
-        sekisho::tunnel::wgquick::PRIVATE_KEY_PLACEHOLDER,
-        &sekisho::tunnel::keys::encode_secret(&wg_secret),
+        sekisho_tunnel::wgquick::PRIVATE_KEY_PLACEHOLDER,
+        &sekisho_tunnel::keys::encode_secret(&wg_secret),
     );
     let cert = dir.path().join("pc-9.crt");
     std::fs::write(&cert, v["certificate"].as_str().unwrap()).unwrap();

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use sekisho::authorize::{Authorizer, write_default_policies};
 use sekisho::sessions::Session;
-use sekisho::store::Store;
+use sekisho_store::Store;
 
 const USERS: usize = 5_000;
 const FACILITIES: usize = 500;
 const TEAM: usize = 8;
 
 async fn fill(store: &Store, patients: usize) {
-    let t = sekisho::store::now();
+    let t = sekisho_store::now();
     let mut tx = store.pool().begin().await.unwrap();
     for u in 0..USERS {
         sqlx::query("INSERT INTO users (user_id, name, facility, roles, status, created_at, updated_at) VALUES ($1, 'x', $2, 'nurse', 'active', $3, $3)")

@@ -19,9 +19,9 @@ use sekisho_policies::{
 use tracing::{info, warn};
 
 use crate::sessions::Session;
-use crate::store::Store;
-use crate::store::consent;
-use crate::store::patients::{self, Consent as StoredConsent, PatientFacts};
+use sekisho_store::Store;
+use sekisho_store::consent;
+use sekisho_store::patients::{self, Consent as StoredConsent, PatientFacts};
 
 pub struct Authorizer {
     dir: PathBuf,
@@ -152,7 +152,7 @@ impl Authorizer {
         });
         let card_present = window.as_ref().is_some_and(|w| {
             w.basis == consent::Basis::PatientCard
-                && w.opened_at + i64::from(self.card_presence_seconds) >= crate::store::now()
+                && w.opened_at + i64::from(self.card_presence_seconds) >= sekisho_store::now()
         });
         let request = DecisionRequest {
             principal: principal(session),

@@ -11,12 +11,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sekisho_ca::{KeyAlgorithm, RevocationReason, TerminalId};
 
-use crate::audit::AuditRecord;
 use crate::config::{Config, DataDir};
 use crate::init::{self, InitOptions};
 use crate::metrics::Metrics;
-use crate::store::Store;
 use crate::terminals::{self, Change};
+use sekisho_audit::AuditRecord;
+use sekisho_store::Store;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -247,8 +247,8 @@ const ROLES: &[&str] = &[
 ];
 
 async fn user(cmd: UserCmd) -> Result<i32> {
-    use crate::store::lockouts::{self, Scope};
-    use crate::store::users;
+    use sekisho_store::lockouts::{self, Scope};
+    use sekisho_store::users;
     match cmd {
         UserCmd::Add {
             data_dir,
@@ -438,7 +438,7 @@ async fn set_temporary_password(
 ) -> Result<String> {
     let t = crate::password::temporary();
     let h = crate::password::hash(&t)?;
-    if !crate::store::users::set_password(
+    if !sekisho_store::users::set_password(
         store,
         id,
         &h,
@@ -454,7 +454,7 @@ async fn set_temporary_password(
 
 async fn user_status(data_dir: &Path, id: &str, suspend: bool) -> Result<i32> {
     let (dd, cfg, store) = open(data_dir).await?;
-    let Some(u) = crate::store::users::get(&store, id).await? else {
+    let Some(u) = sekisho_store::users::get(&store, id).await? else {
         bail!("no user {id:?} (see `sekisho user list`)")
     };
     if u.suspended == suspend {
@@ -463,7 +463,7 @@ async fn user_status(data_dir: &Path, id: &str, suspend: bool) -> Result<i32> {
             if suspend { "suspended" } else { "active" }
         );
     }
-    crate::store::users::set_suspended(&store, id, suspend).await?;
+    sekisho_store::users::set_suspended(&store, id, suspend).await?;
     audit_admin(
         &dd,
         &cfg,
@@ -493,10 +493,10 @@ async fn user_status(data_dir: &Path, id: &str, suspend: bool) -> Result<i32> {
 fn user_record(reason: &str, id: &str, facility: &str) -> AuditRecord {
     AuditRecord {
         request_id: sekisho_protocol::new_request_id(),
-        event: "registry".into(),
+        event: sekisho_audit::Event::Registry,
         user: Some(id.to_string()),
         facility: Some(facility.to_string()),
-        decision: "permit".into(),
+        decision: sekisho_audit::Decision::Permit,
         reason: reason.into(),
         ..Default::default()
     }
@@ -724,7 +724,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let key_file = dd.audit_dir().join("checkpoint.pub");
             let key = std::fs::read_to_string(&key_file)
                 .with_context(|| format!("cannot read {}", key_file.display()))?;
-            let report = crate::audit::verify(&store, key.trim()).await?;
+            let report = sekisho_audit::verify(&store, key.trim()).await?;
             println!(
                 "records: {}  checkpoints: {}",
                 report.records, report.checkpoints
@@ -812,14 +812,14 @@ pub(crate) async fn audit_admin(
 fn admin_record(reason: &str, id: &TerminalId, detail: String) -> AuditRecord {
     AuditRecord {
         request_id: sekisho_protocol::new_request_id(),
-        event: "registry".into(),
+        event: sekisho_audit::Event::Registry,
         terminal: Some(id.terminal.clone()),
         facility: Some(id.facility.clone()),
         user: std::env::var("SUDO_USER")
             .or_else(|_| std::env::var("USER"))
             .ok()
             .map(|u| format!("os:{}", crate::headers::escape_text(&u, 64))),
-        decision: "permit".into(),
+        decision: sekisho_audit::Decision::Permit,
         reason: reason.into(),
         detail: Some(detail),
         ..Default::default()
@@ -841,10 +841,10 @@ async fn terminal(cmd: TerminalCmd) -> Result<i32> {
                 );
             }
             let mut tx = store.pool().begin().await?;
-            let found = crate::store::terminals::get(&mut tx, &terminal).await?;
+            let found = sekisho_store::terminals::get(&mut tx, &terminal).await?;
             tx.commit().await?;
             match found {
-                Some((_, crate::store::terminals::TerminalStatus::Active)) => {}
+                Some((_, sekisho_store::terminals::TerminalStatus::Active)) => {}
                 Some((_, status)) => bail!("terminal {terminal} is {status:?}, not active"),
                 None => bail!("no terminal {terminal} (see `sekisho terminal list`)"),
             }
@@ -864,9 +864,9 @@ async fn terminal(cmd: TerminalCmd) -> Result<i32> {
                 &cfg,
                 &store,
                 AuditRecord {
-                    event: "registry".into(),
+                    event: sekisho_audit::Event::Registry,
                     terminal: Some(terminal.clone()),
-                    decision: "permit".into(),
+                    decision: sekisho_audit::Decision::Permit,
                     reason: "tunnel_peer_set".into(),
                     ..Default::default()
                 },
@@ -1010,7 +1010,7 @@ async fn terminal(cmd: TerminalCmd) -> Result<i32> {
         }
         TerminalCmd::List { data_dir } => {
             let (_dd, _cfg, store) = open(&data_dir).await?;
-            let rows = crate::store::terminals::list(&store).await?;
+            let rows = sekisho_store::terminals::list(&store).await?;
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,

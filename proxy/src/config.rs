@@ -258,7 +258,7 @@ fn yes() -> bool {
 
 impl Tunnel {
     /// The gateway's tunnel address and prefix length.
-    pub fn subnet(&self) -> Result<crate::store::tunnel_peers::Subnet> {
+    pub fn subnet(&self) -> Result<sekisho_store::tunnel_peers::Subnet> {
         let (addr, prefix) = self
             .address
             .split_once('/')
@@ -272,7 +272,7 @@ impl Tunnel {
         if !(8..=30).contains(&prefix) {
             bail!("tunnel.address prefix must be between 8 and 30");
         }
-        Ok(crate::store::tunnel_peers::Subnet { gateway, prefix })
+        Ok(sekisho_store::tunnel_peers::Subnet { gateway, prefix })
     }
 }
 

@@ -27,14 +27,14 @@ use sekisho_protocol::wire::consent_to_sign;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::audit::{AuditLog, AuditRecord};
 use crate::body::Body;
 use crate::config::Config;
 use crate::login::{Caller, Refused, error, hash, json, read_json, refused, try_again};
 use crate::sessions::{Session, Sessions};
-use crate::store::consent::{self as rows, Basis, NewWindow};
-use crate::store::patients::{self, Consent};
-use crate::store::{Store, now};
+use sekisho_audit::{AuditLog, AuditRecord};
+use sekisho_store::consent::{self as rows, Basis, NewWindow};
+use sekisho_store::patients::{self, Consent};
+use sekisho_store::{Store, now};
 
 pub const PREFIX: &str = "/.sekisho/consent/";
 
@@ -129,13 +129,13 @@ impl ConsentDesk {
             let r = not_signed_in();
             let rec = AuditRecord {
                 request_id: caller.request_id.to_string(),
-                event: "consent".into(),
+                event: sekisho_audit::Event::Consent,
                 peer: Some(caller.peer.to_string()),
                 terminal: Some(caller.terminal.terminal.clone()),
                 facility: Some(caller.terminal.facility.clone()),
                 cert_serial: Some(caller.serial.to_string()),
                 action: Some("consent".into()),
-                decision: "deny".into(),
+                decision: sekisho_audit::Decision::Deny,
                 reason: r.code.into(),
                 ..Default::default()
             };
@@ -343,7 +343,7 @@ impl ConsentDesk {
     ) -> Response<Body> {
         let (patient, serial) = match outcome {
             Err(r) => {
-                rec.decision = "deny".into();
+                rec.decision = sekisho_audit::Decision::Deny;
                 rec.reason = r.code.into();
                 if self.audit.append(rec).await.is_err() {
                     return error(&crate::login::audit_unavailable());
@@ -355,7 +355,7 @@ impl ConsentDesk {
         let minutes = self.cfg.policy.consent_window_minutes.max(1);
         let until = now() + i64::from(minutes) * 60;
         let window_id = format!("w-{}", sekisho_protocol::new_request_id());
-        rec.decision = "permit".into();
+        rec.decision = sekisho_audit::Decision::Permit;
         rec.reason = "consent_window_opened".into();
         rec.detail = Some(format!(
             "window {window_id}; basis {}; until {until}{}",
@@ -382,11 +382,11 @@ impl ConsentDesk {
             // The log said "opened": say that it did not, so the record matches what happened.
             self.audit.append_nowait(AuditRecord {
                 request_id: caller.request_id.to_string(),
-                event: "consent".into(),
+                event: sekisho_audit::Event::Consent,
                 terminal: Some(caller.terminal.terminal.clone()),
                 user: Some(session.user_id.clone()),
                 patient: Some(patient),
-                decision: "deny".into(),
+                decision: sekisho_audit::Decision::Deny,
                 reason: "consent_window_not_stored".into(),
                 detail: Some(format!("window {window_id}")),
                 ..Default::default()
@@ -406,7 +406,7 @@ impl ConsentDesk {
 fn record(caller: &Caller<'_>, session: &Session, method: &str) -> AuditRecord {
     AuditRecord {
         request_id: caller.request_id.to_string(),
-        event: "consent".into(),
+        event: sekisho_audit::Event::Consent,
         peer: Some(caller.peer.to_string()),
         terminal: Some(caller.terminal.terminal.clone()),
         facility: Some(caller.terminal.facility.clone()),

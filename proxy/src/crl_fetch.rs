@@ -31,7 +31,7 @@ pub async fn run(login: Arc<Login>, mut shutdown: watch::Receiver<bool>) {
                     let write = || -> Result<()> {
                         let dir = path.parent().expect("cache dir");
                         std::fs::create_dir_all(dir)?;
-                        crate::durable::replace_file(dir, &path, &der, 0o644)
+                        sekisho_store::durable::replace_file(dir, &path, &der, 0o644)
                     };
                     match write() {
                         Ok(()) => info!(%url, bytes = der.len(), "fetched an HPKI CRL"),

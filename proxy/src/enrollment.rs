@@ -20,13 +20,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::audit::{AuditLog, AuditRecord};
 use crate::body::{Body, full};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::enrollment::{self as codes, NewCode};
-use crate::store::{Store, now};
 use crate::terminals;
+use sekisho_audit::{AuditLog, AuditRecord};
+use sekisho_store::enrollment::{self as codes, NewCode};
+use sekisho_store::{Store, now};
 
 /// Crockford base32: no I, L, O, U, so a code read aloud over the phone survives.
 const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -327,7 +327,7 @@ impl EnrollService {
                     ));
                 };
                 // A malformed WireGuard key is refused before the code is spent.
-                let wg_key = match r.wg_public_key.as_deref().map(crate::tunnel::keys::decode) {
+                let wg_key = match r.wg_public_key.as_deref().map(sekisho_tunnel::keys::decode) {
                     None => None,
                     Some(Ok(k)) => Some(k),
                     Some(Err(_)) => {
@@ -436,8 +436,8 @@ impl EnrollService {
             ))),
         };
         let (decision, reason) = match &result {
-            Ok(_) => ("permit", "enrolled"),
-            Err(e) => ("deny", e.code()),
+            Ok(_) => (sekisho_audit::Decision::Permit, "enrolled"),
+            Err(e) => (sekisho_audit::Decision::Deny, e.code()),
         };
         if let Err(EnrollError::Internal(e)) = &result {
             warn!(error = %e, "enrollment failed");
@@ -448,12 +448,12 @@ impl EnrollService {
             .inc();
         let rec = AuditRecord {
             request_id: sekisho_protocol::new_request_id(),
-            event: "enrollment".into(),
+            event: sekisho_audit::Event::Enrollment,
             peer: Some(peer.to_string()),
             terminal: result.as_ref().ok().map(|e| e.id.terminal.clone()),
             facility: result.as_ref().ok().map(|e| e.id.facility.clone()),
             cert_serial: result.as_ref().ok().map(|e| e.serial.clone()),
-            decision: decision.into(),
+            decision,
             reason: reason.into(),
             detail: Some(kind.into()),
             ..Default::default()

@@ -24,7 +24,6 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::assertion::{self, AssertionSigner, Claims};
-use crate::audit::{AuditLog, AuditRecord};
 use crate::body::{Body, BoxError};
 use crate::config::Config;
 use crate::forward::Forwarder;
@@ -33,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::refusal;
 use crate::registry::Registry;
 use crate::tls::{TerminalTls, handshake_failure_reason};
+use sekisho_audit::{AuditLog, AuditRecord};
 
 pub struct Gateway {
     pub cfg: Config,
@@ -47,14 +47,14 @@ pub struct Gateway {
     pub login: Arc<crate::login::Login>,
     pub consent: Arc<crate::consent::ConsentDesk>,
     pub authorizer: Arc<crate::authorize::Authorizer>,
-    pub store: crate::store::Store,
+    pub store: sekisho_store::Store,
     /// The WireGuard endpoint, when the deployment has one.
     pub tunnel: Option<TunnelBinding>,
 }
 
 /// How terminal connections relate to the tunnel (R-TERM-3).
 pub struct TunnelBinding {
-    pub tunnel: crate::tunnel::Tunnel,
+    pub tunnel: sekisho_tunnel::Tunnel,
     /// The gateway's own tunnel address: tunnelled connections arrive on it.
     pub address: std::net::Ipv4Addr,
     /// Accept terminals only through their own tunnel.
@@ -131,7 +131,7 @@ struct Permit<'a> {
     /// The id a `confirm` route names, then the entry as recorded (R-ROLE-2); on `enter`, the
     /// entry the gateway recorded for this request.
     entry_id: Option<String>,
-    entry: Option<crate::store::consent::Entry>,
+    entry: Option<sekisho_store::consent::Entry>,
     /// Admin routes: what is administered and the owning facility (R-ACCT-8).
     admin: Option<(sekisho_policies::AdminKind, String)>,
     terminal: TerminalId,
@@ -255,12 +255,12 @@ impl Gateway {
                     // Dropping the connection closes the socket at once, mid-request or not.
                     info!(%peer, "closing a connection whose terminal lost access");
                     self.audit.append_nowait(AuditRecord {
-                        event: "connection".into(),
+                        event: sekisho_audit::Event::Connection,
                         peer: Some(peer.to_string()),
                         cert_serial: ctx.serial().map(str::to_string),
                         terminal: ctx.terminal().map(|t| t.terminal.clone()),
                         facility: ctx.terminal().map(|t| t.facility.clone()),
-                        decision: "deny".into(),
+                        decision: sekisho_audit::Decision::Deny,
                         reason: self.registry.check(ctx.serial().unwrap_or_default()).err().map_or("terminal_access_changed", |r| r.reason()).into(),
                         detail: Some("live connection closed".into()),
                         ..Default::default()
@@ -289,9 +289,9 @@ impl Gateway {
             return;
         }
         self.audit.append_nowait(AuditRecord {
-            event: "tls".into(),
+            event: sekisho_audit::Event::Tls,
             peer: Some(peer.to_string()),
-            decision: "deny".into(),
+            decision: sekisho_audit::Decision::Deny,
             reason: reason.into(),
             ..Default::default()
         });
@@ -308,7 +308,7 @@ impl Gateway {
         }
         let mut rec = AuditRecord {
             request_id: request_id.clone(),
-            event: "request".into(),
+            event: sekisho_audit::Event::Request,
             peer: Some(ctx.peer.to_string()),
             cert_serial: ctx.serial().map(str::to_string),
             method: Some(headers::escape_text(req.method().as_str(), 16)),
@@ -359,7 +359,7 @@ impl Gateway {
                         .await
                 }
                 Ok(()) => {
-                    rec.decision = "permit".into();
+                    rec.decision = sekisho_audit::Decision::Permit;
                     rec.reason = "ok".into();
                     match self.audit.append(rec.clone()).await {
                         Err(e) => {
@@ -533,7 +533,7 @@ impl Gateway {
         // A confirmation is decided on the gateway's own record of who entered the entry.
         let confirming = match (action, &permit.entry_id) {
             (sekisho_policies::Action::Confirm, Some(id)) => {
-                match crate::store::consent::entry(&self.store, id).await {
+                match sekisho_store::consent::entry(&self.store, id).await {
                     Ok(Some(e)) if &e.patient_id == patient => Some(e),
                     Ok(_) => {
                         rec.detail = Some(format!("entry {id}"));
@@ -577,14 +577,14 @@ impl Gateway {
         );
         if action == sekisho_policies::Action::Enter {
             // The entry gets its id here, recorded before anything is forwarded.
-            let entry = crate::store::consent::Entry {
+            let entry = sekisho_store::consent::Entry {
                 entry_id: format!("e-{}", new_request_id()),
                 patient_id: patient.clone(),
                 author: session.user_id.clone(),
                 facility: session.facility.clone(),
             };
             if let Err(e) =
-                crate::store::consent::insert_entry(&self.store, &entry, &rec.request_id).await
+                sekisho_store::consent::insert_entry(&self.store, &entry, &rec.request_id).await
             {
                 warn!(error = %e, "cannot record an entry");
                 return Err("policy_unavailable");
@@ -612,7 +612,7 @@ impl Gateway {
         wants_json: bool,
         started: Instant,
     ) -> Response<Body> {
-        rec.decision = "deny".into();
+        rec.decision = sekisho_audit::Decision::Deny;
         rec.reason = reason.into();
         if let Err(e) = self.audit.append(rec).await {
             warn!(request_id, error = %e, "audit append failed for a refusal");
@@ -740,7 +740,7 @@ impl Gateway {
             h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
         }
         let mut outcome = rec;
-        outcome.event = "outcome".into();
+        outcome.event = sekisho_audit::Event::Outcome;
         outcome.time = String::new();
         outcome.upstream_status = Some(status.as_u16());
         self.audit.append_nowait(outcome);
@@ -760,7 +760,7 @@ impl Gateway {
         started: Instant,
     ) -> Response<Body> {
         let mut outcome = rec;
-        outcome.event = "outcome".into();
+        outcome.event = sekisho_audit::Event::Outcome;
         outcome.time = String::new();
         outcome.reason = reason.into();
         let resp = refusal::response(reason, request_id, wants_json);

@@ -14,7 +14,7 @@ use crate::config::{
     Audit, CaConfig, Config, DataDir, Enrollment, Limits, Listen, StoreConfig, Upstream,
     ca_passphrase, resolve_store_url,
 };
-use crate::store::Store;
+use sekisho_store::Store;
 
 pub struct InitOptions {
     pub data_dir: PathBuf,
@@ -164,7 +164,10 @@ async fn build(dir: &Path, o: &InitOptions, cfg: &Config) -> Result<()> {
         String::new(),
     )?;
     crate::authorize::write_default_policies(&dir.join(&cfg.policy.dir))?;
-    crate::audit::CheckpointKey::load_or_create(&dd.audit_dir(), &crate::serve::audit_origin(cfg))?;
+    sekisho_audit::CheckpointKey::load_or_create(
+        &dd.audit_dir(),
+        &crate::serve::audit_origin(cfg),
+    )?;
     let store = Store::open(&resolve_store_url(&cfg.store.url, dir)).await?;
     crate::terminals::ensure_crl(&store, Some(&ca), &cfg.ca).await?;
     store.close().await;

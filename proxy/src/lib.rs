@@ -2,7 +2,6 @@
 //! route, decide) → `audit` (durable append) → `forward` (upstream) with an `assertion`.
 
 pub mod assertion;
-pub mod audit;
 pub mod authorize;
 pub mod body;
 pub mod cli;
@@ -10,7 +9,6 @@ pub mod config;
 pub mod consent;
 pub mod crl_fetch;
 pub mod demo;
-pub mod durable;
 pub mod enrollment;
 pub mod forward;
 pub mod gateway;
@@ -25,7 +23,5 @@ pub mod refusal;
 pub mod registry;
 pub mod serve;
 pub mod sessions;
-pub mod store;
 pub mod terminals;
 pub mod tls;
-pub mod tunnel;

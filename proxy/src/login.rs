@@ -27,13 +27,13 @@ use sekisho_protocol::wire::hpki_login_to_sign;
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use crate::audit::{AuditLog, AuditRecord};
 use crate::body::{Body, full};
 use crate::config::{Config, Hpki as HpkiConfig};
 use crate::sessions::{Session, Sessions};
-use crate::store::lockouts::{self, Scope};
-use crate::store::sessions::{self as session_rows, SessionRow};
-use crate::store::{Store, now, users};
+use sekisho_audit::{AuditLog, AuditRecord};
+use sekisho_store::lockouts::{self, Scope};
+use sekisho_store::sessions::{self as session_rows, SessionRow};
+use sekisho_store::{Store, now, users};
 
 pub const PREFIX: &str = "/.sekisho/";
 
@@ -397,7 +397,7 @@ impl Login {
                 let delay = self
                     .count_failure(caller, account.as_deref(), &mut rec)
                     .await;
-                rec.decision = "deny".into();
+                rec.decision = sekisho_audit::Decision::Deny;
                 rec.reason = r.code.into();
                 let audited = self.audit.append(rec).await;
                 tokio::time::sleep(delay).await;
@@ -407,7 +407,7 @@ impl Login {
                 error(&r)
             }
             Ok((user, qualification)) => {
-                rec.decision = "permit".into();
+                rec.decision = sekisho_audit::Decision::Permit;
                 rec.reason = "login".into();
                 if self.audit.append(rec).await.is_err() {
                     return error(&audit_unavailable());
@@ -706,12 +706,12 @@ impl Login {
         if ended {
             self.audit.append_nowait(AuditRecord {
                 request_id: caller.request_id.to_string(),
-                event: "auth".into(),
+                event: sekisho_audit::Event::Auth,
                 peer: Some(caller.peer.to_string()),
                 terminal: Some(caller.terminal.terminal.clone()),
                 facility: Some(caller.terminal.facility.clone()),
                 user: who.map(|s| s.user_id.clone()),
-                decision: "permit".into(),
+                decision: sekisho_audit::Decision::Permit,
                 reason: reason.into(),
                 detail: Some("DCM 110114 User Authentication / 110123 Logout".into()),
                 ..Default::default()
@@ -785,7 +785,7 @@ impl Login {
             let delay = self
                 .count_failure(caller, account.as_deref(), &mut rec)
                 .await;
-            rec.decision = "deny".into();
+            rec.decision = sekisho_audit::Decision::Deny;
             rec.reason = reason.into();
             let audited = self.audit.append(rec).await;
             tokio::time::sleep(delay).await;
@@ -795,7 +795,7 @@ impl Login {
             return page(StatusCode::UNAUTHORIZED, &login_form(Some(GENERIC_FAILURE)));
         }
         let user = user.expect("checked above");
-        rec.decision = "permit".into();
+        rec.decision = sekisho_audit::Decision::Permit;
         rec.reason = "login".into();
         if self.audit.append(rec).await.is_err() {
             return error(&audit_unavailable());
@@ -859,7 +859,7 @@ impl Login {
         if !crate::password::verify(current, user.password_hash.as_deref().unwrap_or_default()) {
             let mut rec = auth_record(caller, "password");
             rec.user = Some(user.user_id.clone());
-            rec.decision = "deny".into();
+            rec.decision = sekisho_audit::Decision::Deny;
             rec.reason = "password_change_wrong_current".into();
             let delay = self
                 .count_failure(caller, Some(&user.user_id), &mut rec)
@@ -933,10 +933,10 @@ impl Login {
         self.sessions.put(s);
         self.audit.append_nowait(AuditRecord {
             request_id: caller.request_id.to_string(),
-            event: "auth".into(),
+            event: sekisho_audit::Event::Auth,
             terminal: Some(caller.terminal.terminal.clone()),
             user: Some(user.user_id.clone()),
-            decision: "permit".into(),
+            decision: sekisho_audit::Decision::Permit,
             reason: "password_changed".into(),
             detail: Some("DCM 110136 Security Roles Changed".into()),
             ..Default::default()
@@ -1098,7 +1098,7 @@ pub(crate) fn try_again() -> Refused {
 fn auth_record(caller: &Caller<'_>, method: &str) -> AuditRecord {
     AuditRecord {
         request_id: caller.request_id.to_string(),
-        event: "auth".into(),
+        event: sekisho_audit::Event::Auth,
         peer: Some(caller.peer.to_string()),
         terminal: Some(caller.terminal.terminal.clone()),
         facility: Some(caller.terminal.facility.clone()),

@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::audit::AuditMetrics;
+use sekisho_audit::AuditMetrics;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -82,7 +82,7 @@ impl Metrics {
     }
 
     /// The WireGuard endpoint's counters, read at each scrape (`sekisho_tunnel_*`).
-    pub fn register_tunnel(&mut self, tunnel: crate::tunnel::Tunnel) {
+    pub fn register_tunnel(&mut self, tunnel: sekisho_tunnel::Tunnel) {
         self.registry
             .register_collector(Box::new(TunnelCollector(tunnel)));
     }
@@ -123,8 +123,8 @@ type CounterFamily = (
     Vec<(&'static str, u64)>,
 );
 
-/// Encodes [`crate::tunnel::TunnelStats`] on every scrape: the endpoint keeps the counts.
-struct TunnelCollector(crate::tunnel::Tunnel);
+/// Encodes [`sekisho_tunnel::TunnelStats`] on every scrape: the endpoint keeps the counts.
+struct TunnelCollector(sekisho_tunnel::Tunnel);
 
 impl std::fmt::Debug for TunnelCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::body::{Body, full};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use sekisho_store::Store;
 
 pub struct Management {
     pub metrics: Arc<Metrics>,

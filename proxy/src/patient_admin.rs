@@ -7,10 +7,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 
-use crate::audit::AuditRecord;
 use crate::cli::{CardCmd, CareteamCmd, PatientCmd, audit_admin, open};
-use crate::store::consent as consent_rows;
-use crate::store::patients::{self, Consent, NewPatient};
+use sekisho_audit::AuditRecord;
+use sekisho_store::consent as consent_rows;
+use sekisho_store::patients::{self, Consent, NewPatient};
 
 fn actor() -> String {
     std::env::var("SUDO_USER")
@@ -22,10 +22,10 @@ fn actor() -> String {
 fn record(reason: &str, patient: &str, detail: Option<String>) -> AuditRecord {
     AuditRecord {
         request_id: sekisho_protocol::new_request_id(),
-        event: "registry".into(),
+        event: sekisho_audit::Event::Registry,
         patient: Some(patient.to_string()),
         user: Some(actor()),
-        decision: "permit".into(),
+        decision: sekisho_audit::Decision::Permit,
         reason: reason.into(),
         detail,
         ..Default::default()
@@ -512,7 +512,7 @@ pub async fn careteam(cmd: CareteamCmd) -> Result<i32> {
         } => {
             let (kind, m) = member(user, facility)?;
             let (dd, cfg, store) = open(&data_dir).await?;
-            if kind == "user" && crate::store::users::get(&store, &m).await?.is_none() {
+            if kind == "user" && sekisho_store::users::get(&store, &m).await?.is_none() {
                 bail!("no user {m:?} (see `sekisho user list`)");
             }
             let added =

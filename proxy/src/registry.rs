@@ -12,8 +12,8 @@ use anyhow::Result;
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::store::Store;
-use crate::store::terminals::{self, CertState, TerminalStatus};
+use sekisho_store::Store;
+use sekisho_store::terminals::{self, CertState, TerminalStatus};
 
 /// Why a certificate that passed TLS verification is not allowed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,6 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::assertion::AssertionSigner;
-use crate::audit::{AuditConfig, AuditLog, CheckpointKey};
 use crate::config::{Config, DataDir};
 use crate::enrollment::{self, EnrollService};
 use crate::forward::Forwarder;
@@ -22,9 +21,10 @@ use crate::gateway::{self, Gateway};
 use crate::metrics::Metrics;
 use crate::mgmt::{self, Management};
 use crate::registry::Registry;
-use crate::store::{Store, crl as crl_store, now};
 use crate::terminals;
 use crate::tls::{TerminalTls, TlsMaterial};
+use sekisho_audit::{AuditConfig, AuditLog, CheckpointKey};
+use sekisho_store::{Store, crl as crl_store, now};
 
 /// How often the store's change counter is polled: a CLI change reaches the gateway within this.
 const POLL: Duration = Duration::from_millis(250);
@@ -241,7 +241,7 @@ async fn watch_store(
     authorizer: Arc<crate::authorize::Authorizer>,
     tls: Arc<TerminalTls>,
     enroll: Arc<EnrollService>,
-    tunnel: Option<crate::tunnel::Tunnel>,
+    tunnel: Option<sekisho_tunnel::Tunnel>,
     ready: Arc<AtomicBool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -333,15 +333,15 @@ async fn suspend_unused(login: &crate::login::Login) {
     if days == 0 {
         return;
     }
-    match crate::store::users::suspend_unused(&login.store, days).await {
+    match sekisho_store::users::suspend_unused(&login.store, days).await {
         Ok(ids) => {
             for id in ids {
                 info!(user = %id, days, "suspended an unused account");
-                login.audit.append_nowait(crate::audit::AuditRecord {
+                login.audit.append_nowait(sekisho_audit::AuditRecord {
                     request_id: sekisho_protocol::new_request_id(),
-                    event: "registry".into(),
+                    event: sekisho_audit::Event::Registry,
                     user: Some(id),
-                    decision: "permit".into(),
+                    decision: sekisho_audit::Decision::Permit,
                     reason: "user_suspended_unused".into(),
                     detail: Some(format!("no sign-in for {days} days")),
                     ..Default::default()
@@ -375,8 +375,8 @@ async fn start_tunnel(
     store: &Store,
     cfg: &crate::config::Tunnel,
     data_dir: &Path,
-) -> Result<crate::tunnel::Tunnel> {
-    use crate::tunnel::{Tunnel, TunnelConfig, keys};
+) -> Result<sekisho_tunnel::Tunnel> {
+    use sekisho_tunnel::{Tunnel, TunnelConfig, keys};
     let subnet = cfg.subnet()?;
     let key = keys::load_or_create_private_key(&data_dir.join(&cfg.private_key))?;
     let t = Tunnel::start(
@@ -395,11 +395,11 @@ async fn start_tunnel(
 }
 
 /// Makes the endpoint's peers those of the store's active terminals.
-async fn sync_peers(store: &Store, t: &crate::tunnel::Tunnel) -> Result<()> {
+async fn sync_peers(store: &Store, t: &sekisho_tunnel::Tunnel) -> Result<()> {
     let mut peers = Vec::new();
-    for p in crate::store::tunnel_peers::active(store).await? {
-        match crate::tunnel::keys::decode(&p.public_key) {
-            Ok(public_key) => peers.push(crate::tunnel::PeerSpec {
+    for p in sekisho_store::tunnel_peers::active(store).await? {
+        match sekisho_tunnel::keys::decode(&p.public_key) {
+            Ok(public_key) => peers.push(sekisho_tunnel::PeerSpec {
                 terminal: p.terminal,
                 public_key,
                 address: p.address,

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 
-use crate::store::Store;
-use crate::store::sessions::{self as rows};
-use crate::store::users;
+use sekisho_store::Store;
+use sekisho_store::sessions::{self as rows};
+use sekisho_store::users;
 
 /// What a request is attributed to.
 #[derive(Clone, Debug)]
@@ -37,7 +37,7 @@ pub struct Sessions {
 impl Sessions {
     pub fn for_terminal(&self, terminal: &str) -> Option<Arc<Session>> {
         let s = self.by_terminal.load().get(terminal).cloned()?;
-        (s.expires_at > crate::store::now()).then_some(s)
+        (s.expires_at > sekisho_store::now()).then_some(s)
     }
 
     pub async fn reload(&self, store: &Store) -> Result<()> {
@@ -125,7 +125,7 @@ pub fn password_change_due(u: &users::UserRow) -> bool {
         profile.and_then(|p| p.max_age_days()),
         u.password_changed_at,
     ) {
-        (Some(days), Some(at)) => crate::store::now() - at > days * 86_400,
+        (Some(days), Some(at)) => sekisho_store::now() - at > days * 86_400,
         _ => false,
     }
 }

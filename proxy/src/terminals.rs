@@ -9,9 +9,9 @@ use sekisho_ca::{Authority, IssuedCert, RevocationReason, RevokedEntry, Terminal
 use time::OffsetDateTime;
 
 use crate::config::{CaConfig, DataDir, ca_passphrase};
-use crate::store::crl::{self as crl_store, StoredCrl};
-use crate::store::terminals::{self as rows, NewCert, TerminalStatus};
-use crate::store::{Store, now};
+use sekisho_store::crl::{self as crl_store, StoredCrl};
+use sekisho_store::terminals::{self as rows, NewCert, TerminalStatus};
+use sekisho_store::{Store, now};
 
 pub fn load_authority(dd: &DataDir) -> Result<Authority> {
     Authority::load(&dd.ca_dir(), ca_passphrase().as_deref()).with_context(|| {
@@ -168,13 +168,14 @@ pub async fn tunnel_config(
     private_b64: Option<&str>,
     gateway_public: [u8; 32],
 ) -> Result<(std::net::Ipv4Addr, String)> {
-    use crate::tunnel::{keys, wgquick};
+    use sekisho_tunnel::{keys, wgquick};
     let Some(t) = &cfg.tunnel else {
         bail!("no [tunnel] section in the configuration");
     };
     let subnet = t.subnet()?;
     let address =
-        crate::store::tunnel_peers::assign(store, terminal, &keys::encode(&public), subnet).await?;
+        sekisho_store::tunnel_peers::assign(store, terminal, &keys::encode(&public), subnet)
+            .await?;
     let conf = wgquick::render(&wgquick::TerminalTunnel {
         private_key: private_b64,
         address,
@@ -197,7 +198,7 @@ pub async fn tunnel_bundle(
     public_key: Option<&str>,
     out: &std::path::Path,
 ) -> Result<Vec<std::path::PathBuf>> {
-    use crate::tunnel::{keys, wgquick};
+    use sekisho_tunnel::{keys, wgquick};
     let Some(t) = &cfg.tunnel else {
         bail!("no [tunnel] section in the configuration");
     };

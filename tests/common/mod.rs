@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sekisho::store::testdb;
+use sekisho_store::testdb;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Db {

@@ -7,13 +7,68 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
+/// What kind of happening a record is about.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// A request through the terminal listener, decided (the durable decision record).
+    #[default]
+    Request,
+    /// What became of a permitted request: the upstream's status, or why it failed.
+    Outcome,
+    /// A TLS handshake that was refused.
+    Tls,
+    /// A live connection closed because its terminal lost access.
+    Connection,
+    /// Sign-in, sign-out and password changes.
+    Auth,
+    /// A consent window from the patient card or an attestation.
+    Consent,
+    /// A terminal enrollment with an access code.
+    Enrollment,
+    /// A change to the registry made by the CLI or the gateway itself.
+    Registry,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Request => "request",
+            Event::Outcome => "outcome",
+            Event::Tls => "tls",
+            Event::Connection => "connection",
+            Event::Auth => "auth",
+            Event::Consent => "consent",
+            Event::Enrollment => "enrollment",
+            Event::Registry => "registry",
+        }
+    }
+}
+
+/// The gateway's answer. A record that says nothing else reads as a refusal.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Permit,
+    #[default]
+    Deny,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Permit => "permit",
+            Decision::Deny => "deny",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditRecord {
     /// UTC, RFC 3339 with milliseconds; set when the record is appended if empty.
     pub time: String,
     pub request_id: String,
-    /// "request" | "outcome" | "tls" | "enrollment" | "registry" | ... (a free-form code).
-    pub event: String,
+    pub event: Event,
     /// Gateway node name; set when the record is appended if empty.
     pub node: String,
     /// Client ip:port.
@@ -39,8 +94,7 @@ pub struct AuditRecord {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    /// "permit" | "deny".
-    pub decision: String,
+    pub decision: Decision,
     /// Stable reason code, e.g. "ok", "terminal_suspended", "route_not_mapped".
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,8 +122,8 @@ pub(crate) struct Prepared {
     pub json: String,
     pub ts_ms: i64,
     pub request_id: String,
-    pub event: String,
-    pub decision: String,
+    pub event: Event,
+    pub decision: Decision,
     pub node: String,
     pub terminal: Option<String>,
     pub user: Option<String>,
@@ -123,10 +177,10 @@ mod tests {
         let rec = AuditRecord {
             time: "2025-04-01T09:30:00.123Z".into(),
             request_id: "r1".into(),
-            event: "request".into(),
+            event: Event::Request,
             node: "gw1".into(),
             terminal: Some("t1".into()),
-            decision: "deny".into(),
+            decision: Decision::Deny,
             reason: "terminal_suspended".into(),
             upstream_status: Some(200),
             ..Default::default()

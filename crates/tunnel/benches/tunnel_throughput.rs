@@ -6,19 +6,16 @@
 //! Needs root, /dev/net/tun, `ip`, `wireguard-go`, `wg`, `iperf3`
 //! (`apt-get install -y wireguard-go wireguard-tools iperf3`).
 //!
-//! cargo bench -p sekisho --bench tunnel_throughput
+//! cargo bench -p sekisho-tunnel --bench tunnel_throughput
 //! TUNNEL_BENCH_SECS=10 (per iperf3 run, default 10)
-
-#[path = "../src/tunnel/netns.rs"]
-mod netns;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use netns::{Bed, WgPeer};
-use sekisho::tunnel::{PeerSpec, Tunnel, TunnelConfig, keys};
+use sekisho_tunnel::netns::{self, Bed, WgPeer};
+use sekisho_tunnel::{PeerSpec, Tunnel, TunnelConfig, keys};
 
 const ECHO_PORT: u16 = 7001;
 const ROUND_TRIPS: usize = 5000;

@@ -1,17 +1,28 @@
-//! The store: one `sqlx` Any pool over SQLite (embedded default, one file in WAL mode) or
-//! PostgreSQL (several replicas share it). Queries are written once with `$n` placeholders,
-//! which both drivers accept; only the DDL differs per dialect. Timestamps are Unix seconds
-//! (`i64`) because the Any driver carries no date types.
+//! Sekisho's store: what the gateway, its replicas and the `sekisho` CLI share.
+//!
+//! One `sqlx` Any pool over SQLite (the embedded default, one file in WAL mode) or PostgreSQL
+//! (several gateway replicas share it). Queries are written once with `$n` placeholders, which
+//! both drivers accept; only the DDL differs per dialect, and the migrations are part of the
+//! binary. Timestamps are Unix seconds (`i64`) because the Any driver carries no date types.
+//!
+//! One module per table family: `terminals` (the registry, R-TERM-*), `enrollment` (access
+//! codes), `crl`, `users`, `sessions` and `lockouts` (sign-in, R-ACCT-*), `patients` and
+//! `consent` (R-PAT-*), `tunnel_peers`. Every change that gateways must notice bumps one change
+//! counter ([`Store::generation`]) in the same transaction, so replicas poll one number.
+//! The audit tables are written by `sekisho-audit`.
+//!
+//! [`durable`] writes files whole or not at all (keys, checkpoints, cached CRLs).
 
 pub mod consent;
 pub mod crl;
+pub mod durable;
 pub mod enrollment;
 pub mod lockouts;
 mod migrations;
 pub mod patients;
 pub mod sessions;
 pub mod terminals;
-#[doc(hidden)]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testdb;
 pub mod tunnel_peers;
 pub mod users;

@@ -16,7 +16,7 @@ use super::checkpoint::CheckpointKey;
 use super::merkle::{CompactRange, Hash, leaf_hash};
 use super::record::{AuditRecord, Prepared};
 use super::{AuditConfig, AuditError, AuditMetrics, QUEUE_CAPACITY};
-use crate::store::{DbKind, Store};
+use sekisho_store::{DbKind, Store};
 
 /// A batch that takes longer than this (lock wait included) is abandoned and its callers get
 /// an error; the transaction rolls back and the next batch re-reads the head.
@@ -259,8 +259,8 @@ impl Writer {
                     .bind(r.json.clone())
                     .bind(r.ts_ms)
                     .bind(r.request_id.clone())
-                    .bind(r.event.clone())
-                    .bind(r.decision.clone())
+                    .bind(r.event.as_str())
+                    .bind(r.decision.as_str())
                     .bind(r.node.clone())
                     .bind(r.terminal.clone())
                     .bind(r.user.clone())
@@ -278,7 +278,7 @@ impl Writer {
         let note = self
             .key
             .sign_checkpoint(&self.origin, new_size, &range.root());
-        let now = crate::store::now();
+        let now = sekisho_store::now();
         sqlx::query("INSERT INTO audit_checkpoints (tree_size, note, node, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new_size as i64)
             .bind(note)
@@ -333,9 +333,9 @@ fn insert_sql(rows: usize, kind: DbKind) -> String {
 mod tests {
     #[test]
     fn insert_sql_numbers_every_parameter() {
-        let sql = super::insert_sql(2, crate::store::DbKind::Postgres);
+        let sql = super::insert_sql(2, sekisho_store::DbKind::Postgres);
         assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"), "{sql}");
-        let sql = super::insert_sql(2, crate::store::DbKind::Sqlite);
+        let sql = super::insert_sql(2, sekisho_store::DbKind::Sqlite);
         assert!(
             sql.ends_with(
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -92,7 +92,7 @@ pub fn load_or_create_private_key(path: &Path) -> anyhow::Result<StaticSecret> {
                 Some(d) if !d.as_os_str().is_empty() => d,
                 _ => Path::new("."),
             };
-            crate::durable::install_new_file(dir, path, text.as_bytes(), 0o600)?;
+            sekisho_store::durable::install_new_file(dir, path, text.as_bytes(), 0o600)?;
             load_or_create_private_key(path)
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),

@@ -29,7 +29,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use checkpoint::{CheckpointKey, Verifier};
-pub use record::{AuditRecord, format_time};
+pub use record::{AuditRecord, Decision, Event, format_time};
 pub use verify::{VerifyReport, verify};
 pub use writer::AuditLog;
 

@@ -12,8 +12,8 @@ use sqlx::Row;
 
 use super::merkle::leaf_hash;
 use super::*;
-use crate::store::testdb::TestDb;
-use crate::store::{DbKind, Store};
+use sekisho_store::testdb::TestDb;
+use sekisho_store::{DbKind, Store};
 
 const ORIGIN: &str = "sekisho.test/audit";
 
@@ -29,7 +29,7 @@ fn config(node: &str, max_batch: usize) -> AuditConfig {
 fn record(n: u64) -> AuditRecord {
     AuditRecord {
         request_id: format!("req-{n}"),
-        event: "request".into(),
+        event: crate::Event::Request,
         peer: Some("192.0.2.10:50000".into()),
         terminal: Some("T0001".into()),
         facility: Some("F001".into()),
@@ -40,9 +40,9 @@ fn record(n: u64) -> AuditRecord {
         route: Some("/api/patients/{id}".into()),
         action: Some("view".into()),
         decision: if n.is_multiple_of(5) {
-            "deny".into()
+            crate::Decision::Deny
         } else {
-            "permit".into()
+            crate::Decision::Permit
         },
         reason: if n.is_multiple_of(5) {
             "no_consent".into()
@@ -582,7 +582,7 @@ async fn shutdown_flushes_and_later_appends_fail() {
         assert_eq!(log.append(record(0)).await.unwrap(), 0);
         for n in 1..=50 {
             log.append_nowait(AuditRecord {
-                event: "outcome".into(),
+                event: crate::Event::Outcome,
                 upstream_status: Some(200),
                 ..record(n)
             });

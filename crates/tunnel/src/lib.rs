@@ -72,8 +72,8 @@ pub mod wgquick;
 
 #[cfg(test)]
 mod interop;
-#[cfg(test)]
-mod netns;
+#[cfg(any(test, feature = "test-util"))]
+pub mod netns;
 #[cfg(test)]
 mod tests;
 

@@ -154,7 +154,7 @@ fn peer_row(r: &sqlx::any::AnyRow) -> Result<PeerRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testdb::TestDb;
+    use crate::testdb::TestDb;
 
     #[test]
     fn hosts_skip_network_broadcast_and_gateway() {

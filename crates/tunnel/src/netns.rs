@@ -1,13 +1,14 @@
 //! A two-namespace test bed for the WireGuard endpoint: a "gateway" and a "terminal" network
 //! namespace linked by a veth pair, and Debian's `wireguard-go` (configured with `wg`) as an
 //! independent WireGuard implementation. Used by the interop tests (`interop.rs`) and the
-//! throughput benchmark (`benches/tunnel_throughput.rs`, which includes this file), so it uses
-//! nothing of the crate.
+//! throughput benchmark (`benches/tunnel_throughput.rs`) and the gateway's tunnel tests, behind
+//! the `test-util` feature.
 //!
 //! Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN for `ip netns`), `/dev/net/tun`, `ip`
 //! (iproute2), `wireguard-go` and `wg` (wireguard-tools). Everything it creates carries a name
 //! unique to the process and the bed, and is removed on drop.
-#![allow(dead_code)]
+// setns(2) and kill(2) have no safe std wrapper; each call says why it is sound.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io;

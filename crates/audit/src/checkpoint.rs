@@ -61,7 +61,7 @@ impl CheckpointKey {
             let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
                 .map_err(|_| anyhow!("cannot generate an Ed25519 key"))?;
             let pem = Zeroizing::new(pem_encode("PRIVATE KEY", doc.as_ref()));
-            crate::durable::install_new_file(dir, &path, pem.as_bytes(), 0o600)?;
+            sekisho_store::durable::install_new_file(dir, &path, pem.as_bytes(), 0o600)?;
         }
         let raw = Zeroizing::new(
             fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
@@ -77,7 +77,7 @@ impl CheckpointKey {
         let pub_path = dir.join(PUB_FILE);
         let want = format!("{}\n", key.verifier_key());
         if fs::read_to_string(&pub_path).ok().as_deref() != Some(want.as_str()) {
-            crate::durable::replace_file(dir, &pub_path, want.as_bytes(), 0o644)?;
+            sekisho_store::durable::replace_file(dir, &pub_path, want.as_bytes(), 0o644)?;
         }
         Ok(key)
     }
@@ -343,7 +343,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::merkle::leaf_hash;
+    use crate::merkle::leaf_hash;
 
     #[test]
     fn signed_checkpoint_has_the_c2sp_form_and_verifies() {

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use super::checkpoint::{Verifier, parse_checkpoint};
 use super::merkle::{CompactRange, leaf_hash};
-use crate::store::{DbKind, Store};
+use sekisho_store::{DbKind, Store};
 
 const PAGE: i64 = 10_000;
 

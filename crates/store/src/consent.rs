@@ -293,8 +293,8 @@ pub async fn entry(store: &Store, entry_id: &str) -> Result<Option<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::patients::{self, NewPatient};
-    use crate::store::testdb::TestDb;
+    use crate::patients::{self, NewPatient};
+    use crate::testdb::TestDb;
 
     async fn with_patient(store: &Store) {
         let mut tx = store.pool().begin().await.unwrap();

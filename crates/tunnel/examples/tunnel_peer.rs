@@ -1,7 +1,7 @@
 //! Run Sekisho's WireGuard endpoint alone, for manual checks and for tests that drive it from
 //! outside (e.g. inside a network namespace with `ip netns exec`). Needs CAP_NET_ADMIN.
 //!
-//! cargo run -p sekisho --example tunnel_peer -- \
+//! cargo run -p sekisho-tunnel --example tunnel_peer -- \
 //!     --interface sekisho0 --listen 0.0.0.0:51820 --address 10.231.0.1/24 \
 //!     --key-file gw.key --peers-file peers
 //!
@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use sekisho::tunnel::{PeerSpec, Tunnel, TunnelConfig, keys};
+use sekisho_tunnel::{PeerSpec, Tunnel, TunnelConfig, keys};
 
 #[derive(Parser)]
 struct Args {
