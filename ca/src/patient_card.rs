@@ -77,7 +77,8 @@ use crate::authority::{
 use crate::cadir::{self, NewFile};
 use crate::encoding::{pem_encode, pem_or_der, random_serial, serial_hex_from_raw};
 use crate::hpki::error::day;
-use crate::hpki::path::{self, CertFacts, PublicKey, SigError};
+use crate::hpki::inspect::{self, CertFacts};
+use crate::hpki::signature::{PublicKey, SigError};
 use crate::keyfile::{KeyPem, decode_key_file, encode_key_file};
 
 /// `urn:sekisho:patient:<network patient id>`, the card certificate's one URI SAN.
@@ -486,7 +487,7 @@ pub enum PatientCardError {
 }
 
 impl From<crate::hpki::HpkiError> for PatientCardError {
-    /// From `hpki::path::inspect_with`, which reports only these two.
+    /// From `hpki::inspect::inspect_with`, which reports only these two.
     fn from(e: crate::hpki::HpkiError) -> Self {
         match e {
             crate::hpki::HpkiError::Unsupported(m) => PatientCardError::Unsupported(m),
@@ -632,8 +633,8 @@ impl PatientCardAnchors {
 fn path_ca(cert: &X509Certificate<'_>, what: &str) -> Result<PathCa, PatientCardError> {
     let name = cert.subject().to_string();
     let cfg = |why: String| PatientCardError::Config(format!("{what} \"{name}\": {why}"));
-    let facts = path::inspect_with(cert, &PROCESSED).map_err(|e| cfg(e.to_string()))?;
-    path::check_may_issue(&facts).map_err(cfg)?;
+    let facts = inspect::inspect_with(cert, &PROCESSED).map_err(|e| cfg(e.to_string()))?;
+    inspect::check_may_issue(&facts).map_err(cfg)?;
     match eku(cert).map_err(|e| cfg(e.to_string()))? {
         Eku::Absent | Eku::Any | Eku::PatientCard => {}
         Eku::Other => {
@@ -716,7 +717,7 @@ pub fn verify_patient_card(
     now: OffsetDateTime,
 ) -> Result<PatientCard, PatientCardError> {
     let cert = parse_card_cert(cert_der)?;
-    let facts = path::inspect_with(&cert, &PROCESSED)?;
+    let facts = inspect::inspect_with(&cert, &PROCESSED)?;
     let at = now.unix_timestamp();
 
     // The path.
@@ -724,7 +725,7 @@ pub fn verify_patient_card(
         return Err(PatientCardError::Untrusted(format!(
             "it was issued by \"{}\", not by the patient-card CA \"{}\"",
             // The card's own bytes: escaped (RFC 4514, controls refused) before display.
-            crate::hpki::verify::dn_string(cert.issuer())
+            crate::hpki::name::dn_string(cert.issuer())
                 .unwrap_or_else(|_| "(a name that cannot be shown)".into()),
             anchors.ca.name
         )));

@@ -41,8 +41,13 @@ pub mod verify;
 
 pub(crate) mod der;
 pub(crate) mod error;
-// Also the fixed-path checks of the patient-card verifier (`crate::patient_card`).
-pub(crate) mod path;
+// `inspect`, `name` and `signature` also serve the patient-card verifier (`crate::patient_card`).
+pub(crate) mod inspect;
+mod issuers;
+pub(crate) mod name;
+mod path;
+mod revocation;
+pub(crate) mod signature;
 mod text;
 
 pub use error::HpkiError;
@@ -69,6 +74,13 @@ pub const SIGNATURE_EE_POLICY: &[u64] = &[1, 2, 392, 100_495, 1, 5, 1, 1, 0, 1];
 /// Policy of HPKI authentication end-entity certificates. **A guess**, by analogy with the
 /// signature policy; the verifier accepts any policy under [`AUTH_POLICY_ARC`].
 pub const AUTH_EE_POLICY_GUESS: &[u64] = &[1, 2, 392, 100_495, 1, 5, 1, 2, 0, 1];
+
+/// The arcs of an OID.
+pub(crate) fn arcs(oid: &x509_parser::asn1_rs::Oid<'_>) -> Result<Vec<u64>, HpkiError> {
+    oid.iter()
+        .map(Iterator::collect)
+        .ok_or_else(|| HpkiError::Malformed("an object identifier is too large".into()))
+}
 
 /// Dotted form of an OID given as arcs.
 pub fn oid_string(arcs: &[u64]) -> String {
