@@ -8,8 +8,9 @@
 //!   configured HPKI trust anchors, intermediate CAs and CRLs (with the path validator of the
 //!   private `path` module), checks the HPKI profile (authentication policy, key usage), reads
 //!   the identity, and verifies the card's signature over a login challenge.
-//! - [`testca`]: [`TestHpki`], a test CA with the real HPKI profile, for tests and the demo
-//!   (also as the `sekisho-hpki-testca` binary).
+//! - `testca` (feature `test-util`, and this crate's own tests): `TestHpki`, a test CA with
+//!   the real HPKI profile, for tests (also as the `sekisho-hpki-testca` binary). Not compiled
+//!   into production builds.
 //!
 //! # What is known and what is guessed
 //!
@@ -36,6 +37,7 @@
 //! the real case, and verifies.
 
 pub mod hcrole;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testca;
 pub mod verify;
 
@@ -55,6 +57,7 @@ pub use hcrole::{
     HcRole, HcRoleError, HcRoles, Qualification, hcrole_from_certificate,
     parse_subject_directory_attributes,
 };
+#[cfg(any(test, feature = "test-util"))]
 pub use testca::{
     CaSpec, EeKind, EeSpec, RawExtension, TestCa, TestCert, TestHpki, TestHpkiOptions,
 };

@@ -1,4 +1,4 @@
-//! A test "HPKI" CA with the real profile, for tests and the demo. Never for production: its
+//! A test "HPKI" CA with the real profile, for tests (feature `test-util`). Never for production: its
 //! names say TEST, and its keys are written unencrypted.
 //!
 //! Hierarchy, as in HPKI: an MHLW-like root (RSA-2048, SHA-256, 30 years, validity starting
