@@ -4,6 +4,9 @@
 //! components. The file names are listed in `sekisho_ca::hpki::testca`.
 //!
 //! Usage: sekisho-hpki-testca --out DIR [--crl-base-url URL] [--crl-days N]
+//!
+//! Test support, built only with the `test-util` feature:
+//! `cargo run -p sekisho-ca --features test-util --bin sekisho-hpki-testca -- --out DIR`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

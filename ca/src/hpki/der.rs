@@ -1,14 +1,22 @@
 //! A minimal DER writer for the extensions rcgen cannot build (SubjectDirectoryAttributes,
 //! certificatePolicies with qualifiers, a directoryName subject alternative name).
+//!
+//! A production build needs only [`tlv`] (the patient-card extended key usage); the rest builds
+//! the test CA's certificates, so it exists with `test-util` and in tests only.
 
 pub(crate) const SEQUENCE: u8 = 0x30;
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) const SET: u8 = 0x31;
 pub(crate) const OID: u8 = 0x06;
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) const UTF8_STRING: u8 = 0x0c;
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) const PRINTABLE_STRING: u8 = 0x13;
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) const IA5_STRING: u8 = 0x16;
 
 /// Context-specific, constructed tag `[n]` (EXPLICIT tagging, or an IMPLICIT constructed type).
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) const fn context(n: u8) -> u8 {
     0xa0 | n
 }
@@ -31,12 +39,14 @@ pub(crate) fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 }
 
 /// A constructed value from already-encoded members.
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) fn constructed(tag: u8, members: &[Vec<u8>]) -> Vec<u8> {
     tlv(tag, &members.concat())
 }
 
 /// An OBJECT IDENTIFIER. Panics on arcs that no OID can have (first arc above 2, second arc
 /// above 39 under 0 or 1, fewer than two arcs): only ever called with constants.
+#[cfg(any(test, feature = "test-util"))]
 pub(crate) fn oid(arcs: &[u64]) -> Vec<u8> {
     assert!(arcs.len() >= 2 && arcs[0] <= 2 && (arcs[0] == 2 || arcs[1] < 40));
     let mut content = Vec::new();
@@ -47,6 +57,7 @@ pub(crate) fn oid(arcs: &[u64]) -> Vec<u8> {
     tlv(OID, &content)
 }
 
+#[cfg(any(test, feature = "test-util"))]
 fn push_base128(out: &mut Vec<u8>, mut v: u64) {
     let mut tmp = [0u8; 10];
     let mut i = tmp.len();

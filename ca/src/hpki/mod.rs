@@ -8,8 +8,9 @@
 //!   configured HPKI trust anchors, intermediate CAs and CRLs (with the path validator of the
 //!   private `path` module), checks the HPKI profile (authentication policy, key usage), reads
 //!   the identity, and verifies the card's signature over a login challenge.
-//! - [`testca`]: [`TestHpki`], a test CA with the real HPKI profile, for tests and the demo
-//!   (also as the `sekisho-hpki-testca` binary).
+//! - `testca` (feature `test-util`, and this crate's own tests): `TestHpki`, a test CA with
+//!   the real HPKI profile, for tests (also as the `sekisho-hpki-testca` binary). Not compiled
+//!   into production builds.
 //!
 //! # What is known and what is guessed
 //!
@@ -36,13 +37,19 @@
 //! the real case, and verifies.
 
 pub mod hcrole;
+#[cfg(any(test, feature = "test-util"))]
 pub mod testca;
 pub mod verify;
 
 pub(crate) mod der;
 pub(crate) mod error;
-// Also the fixed-path checks of the patient-card verifier (`crate::patient_card`).
-pub(crate) mod path;
+// `inspect`, `name` and `signature` also serve the patient-card verifier (`crate::patient_card`).
+pub(crate) mod inspect;
+mod issuers;
+pub(crate) mod name;
+mod path;
+mod revocation;
+pub(crate) mod signature;
 mod text;
 
 pub use error::HpkiError;
@@ -50,6 +57,7 @@ pub use hcrole::{
     HcRole, HcRoleError, HcRoles, Qualification, hcrole_from_certificate,
     parse_subject_directory_attributes,
 };
+#[cfg(any(test, feature = "test-util"))]
 pub use testca::{
     CaSpec, EeKind, EeSpec, RawExtension, TestCa, TestCert, TestHpki, TestHpkiOptions,
 };
@@ -69,6 +77,13 @@ pub const SIGNATURE_EE_POLICY: &[u64] = &[1, 2, 392, 100_495, 1, 5, 1, 1, 0, 1];
 /// Policy of HPKI authentication end-entity certificates. **A guess**, by analogy with the
 /// signature policy; the verifier accepts any policy under [`AUTH_POLICY_ARC`].
 pub const AUTH_EE_POLICY_GUESS: &[u64] = &[1, 2, 392, 100_495, 1, 5, 1, 2, 0, 1];
+
+/// The arcs of an OID.
+pub(crate) fn arcs(oid: &x509_parser::asn1_rs::Oid<'_>) -> Result<Vec<u64>, HpkiError> {
+    oid.iter()
+        .map(Iterator::collect)
+        .ok_or_else(|| HpkiError::Malformed("an object identifier is too large".into()))
+}
 
 /// Dotted form of an OID given as arcs.
 pub fn oid_string(arcs: &[u64]) -> String {

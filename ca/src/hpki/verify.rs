@@ -5,7 +5,7 @@
 //!    certificate policy under 1.2.392.100495.1.5.1.2 (a signature-application certificate is
 //!    refused as such), key usage with digitalSignature. The certificatePolicies extension may
 //!    be critical, as on real cards: this is where it is processed;
-//! 2. its structure (`path::inspect`): version 3, no repeated extension, no critical
+//! 2. its structure (`inspect::inspect`): version 3, no repeated extension, no critical
 //!    extension we do not process, no nameConstraints; it is not a CA; its extended key usage
 //!    is absent (HPKI cards carry none: RFC 5280, no EKU means no restriction) or includes
 //!    clientAuth or anyExtendedKeyUsage;
@@ -26,35 +26,24 @@ use std::fmt;
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use rustls_pki_types::UnixTime;
 use time::OffsetDateTime;
-use x509_parser::asn1_rs::{Any, Class, Oid, ToDer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
     OID_PKCS1_RSAENCRYPTION, OID_X509_EXT_CERTIFICATE_POLICIES, OID_X509_EXT_KEY_USAGE,
 };
-use x509_parser::x509::X509Name;
 
 use super::hcrole::{self, HcRoles, Qualification};
-use super::path::{self, TrustStore};
-use super::text;
-use super::{AUTH_POLICY_ARC, HpkiError, SIGNATURE_POLICY_ARC, oid_string};
+use super::inspect;
+use super::name::{dn_string, single_attr};
+use super::path::TrustStore;
+pub use super::revocation::RevocationScope;
+use super::{AUTH_POLICY_ARC, HpkiError, SIGNATURE_POLICY_ARC, arcs, oid_string};
 use crate::encoding::{pem_or_der, serial_hex_from_raw};
 
 /// Larger certificates are refused unread; an HPKI certificate is about 1.5 KB.
 const MAX_CERT_BYTES: usize = 64 * 1024;
 /// anyPolicy (2.5.29.32.0).
 const ANY_POLICY: &[u64] = &[2, 5, 29, 32, 0];
-
-/// Which certificates of a chain must be covered by a CRL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RevocationScope {
-    /// The card's certificate and every intermediate CA (the MHLW authority revocation list
-    /// covers the issuing CAs): a CRL from each issuer on the path must be loaded.
-    #[default]
-    Chain,
-    /// Only the card's certificate (the issuing CA's CRL).
-    EndEntity,
-}
 
 /// Where the verifier's trust comes from. Every item is PEM or DER.
 #[derive(Clone, Default)]
@@ -250,7 +239,7 @@ impl HpkiVerifier {
         }
         let cert = parse_cert(ee_der).map_err(HpkiError::Malformed)?;
         let policy = check_profile(&cert)?;
-        let facts = path::inspect(&cert)?;
+        let facts = inspect::inspect(&cert)?;
         if facts.ca {
             return Err(HpkiError::WrongKeyUsage("it is a CA certificate".into()));
         }
@@ -312,12 +301,6 @@ fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
         return Err("trailing data after the certificate".into());
     }
     Ok(cert)
-}
-
-fn arcs(oid: &Oid<'_>) -> Result<Vec<u64>, HpkiError> {
-    oid.iter()
-        .map(Iterator::collect)
-        .ok_or_else(|| HpkiError::Malformed("an object identifier is too large".into()))
 }
 
 fn under(arcs: &[u64], arc: &[u64]) -> bool {
@@ -422,36 +405,6 @@ fn rsa_public_key<'a>(cert: &'a X509Certificate<'_>) -> Result<&'a [u8], HpkiErr
     Ok(spki.subject_public_key.as_ref())
 }
 
-fn bad_text(what: &str) -> impl Fn(text::TextError) -> HpkiError + '_ {
-    move |e| HpkiError::Malformed(format!("the {what} is refused: {e}"))
-}
-
-fn attr_text(value: &Any<'_>, what: &str) -> Result<String, HpkiError> {
-    if value.class() != Class::Universal || value.header.is_constructed() {
-        return Err(HpkiError::Malformed(format!("the {what} is not a string")));
-    }
-    text::decode(value.tag().0, value.data).map_err(bad_text(what))
-}
-
-/// The one value of an attribute type in a name; a name that repeats it is refused, since it
-/// would be ambiguous which one identifies the holder.
-fn single_attr(name: &X509Name<'_>, arcs: &[u64], what: &str) -> Result<Option<String>, HpkiError> {
-    let mut found = None;
-    for atv in name.iter_attributes() {
-        if atv
-            .attr_type()
-            .iter()
-            .is_some_and(|it| it.eq(arcs.iter().copied()))
-        {
-            if found.is_some() {
-                return Err(HpkiError::Malformed(format!("the name has two {what}s")));
-            }
-            found = Some(attr_text(atv.attr_value(), what)?);
-        }
-    }
-    Ok(found)
-}
-
 const CN: &[u64] = &[2, 5, 4, 3];
 const SERIAL_NUMBER: &[u64] = &[2, 5, 4, 5];
 const C: &[u64] = &[2, 5, 4, 6];
@@ -503,74 +456,12 @@ fn identity(cert: &X509Certificate<'_>, policy: String) -> Result<HpkiIdentity, 
     })
 }
 
-/// A name as text: attributes in certificate order, ", " between RDNs, "+" inside one, short
-/// names for the usual types and dotted OIDs otherwise, values escaped as in RFC 4514, and
-/// non-string values as '#' and the hex of their DER.
-pub(crate) fn dn_string(name: &X509Name<'_>) -> Result<String, HpkiError> {
-    let mut out = String::new();
-    for (i, rdn) in name.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        for (j, atv) in rdn.iter().enumerate() {
-            if j > 0 {
-                out.push('+');
-            }
-            let arcs = arcs(atv.attr_type())?;
-            let label = match arcs.as_slice() {
-                [2, 5, 4, 3] => "CN".to_owned(),
-                [2, 5, 4, 5] => "serialNumber".to_owned(),
-                [2, 5, 4, 6] => "C".to_owned(),
-                [2, 5, 4, 7] => "L".to_owned(),
-                [2, 5, 4, 8] => "ST".to_owned(),
-                [2, 5, 4, 10] => "O".to_owned(),
-                [2, 5, 4, 11] => "OU".to_owned(),
-                a => oid_string(a),
-            };
-            out.push_str(&label);
-            out.push('=');
-            let value = atv.attr_value();
-            match attr_text(value, "name attribute") {
-                Ok(s) => escape_rfc4514(&s, &mut out),
-                Err(_) if value.class() != Class::Universal || value.header.is_constructed() => {
-                    let der = value.to_der_vec().map_err(|e| {
-                        HpkiError::Malformed(format!("a name attribute cannot be encoded: {e}"))
-                    })?;
-                    out.push('#');
-                    out.push_str(&hex::encode(der));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn escape_rfc4514(s: &str, out: &mut String) {
-    let last = s.chars().count().saturating_sub(1);
-    for (i, c) in s.chars().enumerate() {
-        let escape = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
-            || (i == 0 && (c == '#' || c == ' '))
-            || (i == last && c == ' ');
-        if escape {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn escapes() {
-        let mut s = String::new();
-        escape_rfc4514(" a,b+c\\ ", &mut s);
-        assert_eq!(s, "\\ a\\,b\\+c\\\\\\ ");
-        let mut s = String::new();
-        escape_rfc4514("#神楽坂　三十四", &mut s);
-        assert_eq!(s, "\\#神楽坂　三十四");
+    fn policy_arcs() {
         assert!(under(
             &[1, 2, 392, 100_495, 1, 5, 1, 2, 0, 1],
             AUTH_POLICY_ARC

@@ -1,15 +1,20 @@
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
     PKCS_ECDSA_P384_SHA384, SanType,
 };
+use time::OffsetDateTime;
+use x509_parser::extensions::GeneralName;
 
 use super::*;
-use crate::{Authority, CaOptions, KeyAlgorithm, TerminalId};
+use crate::authority::{now_seconds, parse_cert};
+use crate::keyfile::KeyPem;
+use crate::{Authority, CaError, CaOptions, KeyAlgorithm, TerminalId};
 
 const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
 
