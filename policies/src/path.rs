@@ -24,6 +24,8 @@
 
 use std::fmt;
 
+use sekisho_protocol::Reason;
+
 /// Longest raw path accepted, in bytes.
 pub const MAX_PATH_LEN: usize = 8 * 1024;
 
@@ -119,22 +121,27 @@ pub enum PathError {
 }
 
 impl PathError {
+    /// Why the request is refused: the person's page, the audit reason, the metrics label.
+    pub fn refusal(&self) -> Reason {
+        match self {
+            PathError::NotAbsolute => Reason::PathNotAbsolute,
+            PathError::TooLong => Reason::PathTooLong,
+            PathError::EncodedSlash => Reason::PathEncodedSlash,
+            PathError::EncodedBackslash => Reason::PathEncodedBackslash,
+            PathError::EncodedNul => Reason::PathEncodedNul,
+            PathError::EncodedControl => Reason::PathEncodedControl,
+            PathError::ControlCharacter => Reason::PathControlCharacter,
+            PathError::Backslash => Reason::PathBackslash,
+            PathError::ForbiddenCharacter => Reason::PathForbiddenCharacter,
+            PathError::InvalidPercentEncoding => Reason::PathInvalidPercentEncoding,
+            PathError::NonAscii => Reason::PathNonAscii,
+            PathError::AboveRoot => Reason::PathAboveRoot,
+        }
+    }
+
     /// Stable reason code for audit records and metrics labels.
     pub fn reason(&self) -> &'static str {
-        match self {
-            PathError::NotAbsolute => "path_not_absolute",
-            PathError::TooLong => "path_too_long",
-            PathError::EncodedSlash => "path_encoded_slash",
-            PathError::EncodedBackslash => "path_encoded_backslash",
-            PathError::EncodedNul => "path_encoded_nul",
-            PathError::EncodedControl => "path_encoded_control",
-            PathError::ControlCharacter => "path_control_character",
-            PathError::Backslash => "path_backslash",
-            PathError::ForbiddenCharacter => "path_forbidden_character",
-            PathError::InvalidPercentEncoding => "path_invalid_percent_encoding",
-            PathError::NonAscii => "path_non_ascii",
-            PathError::AboveRoot => "path_above_root",
-        }
+        self.refusal().code()
     }
 }
 

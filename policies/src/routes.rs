@@ -56,18 +56,23 @@ pub enum RouteError {
 }
 
 impl RouteError {
+    /// Why the request is refused: the person's page, the audit reason, the metrics label.
+    pub fn refusal(&self) -> Reason {
+        match self {
+            RouteError::NotMapped => Reason::RouteNotMapped,
+            RouteError::MethodNotAllowed => Reason::RouteMethodNotAllowed,
+            RouteError::PatientIdMissing => Reason::RoutePatientIdMissing,
+            RouteError::PatientIdMalformed => Reason::RoutePatientIdMalformed,
+            RouteError::PatientIdConflict => Reason::RoutePatientIdConflict,
+            RouteError::UpgradeNotAllowed => Reason::RouteUpgradeNotAllowed,
+            RouteError::EntryIdInvalid => Reason::RouteEntryIdInvalid,
+            RouteError::FacilityIdInvalid => Reason::RouteFacilityIdInvalid,
+        }
+    }
+
     /// Stable reason code for audit records and metrics labels.
     pub fn reason(&self) -> &'static str {
-        match self {
-            RouteError::NotMapped => "route_not_mapped",
-            RouteError::MethodNotAllowed => "route_method_not_allowed",
-            RouteError::PatientIdMissing => "route_patient_id_missing",
-            RouteError::PatientIdMalformed => "route_patient_id_malformed",
-            RouteError::PatientIdConflict => "route_patient_id_conflict",
-            RouteError::UpgradeNotAllowed => "route_upgrade_not_allowed",
-            RouteError::EntryIdInvalid => "route_entry_id_invalid",
-            RouteError::FacilityIdInvalid => "route_facility_id_invalid",
-        }
+        self.refusal().code()
     }
 }
 
@@ -84,4 +89,5 @@ pub struct RouteMatch<'a> {
     pub admin: Option<(crate::engine::AdminKind, String)>,
 }
 
+use sekisho_protocol::Reason;
 pub use sekisho_protocol::is_valid_patient_id;

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use sekisho::authorize::{Authorizer, write_default_policies};
+use sekisho::policy::{Authorizer, write_default_policies};
 use sekisho::sessions::Session;
 use sekisho_store::Store;
 

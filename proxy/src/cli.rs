@@ -286,7 +286,7 @@ async fn user(cmd: UserCmd) -> Result<i32> {
                 (Some(_), Some(_)) => bail!("give --hpki-cert or --hpki-holder-id, not both"),
                 (Some(path), None) => {
                     let der = read_cert(path)?;
-                    let trust = crate::login::HpkiTrust::load(cfg.hpki.clone(), data_dir.clone())?;
+                    let trust = crate::signin::HpkiTrust::load(cfg.hpki.clone(), data_dir.clone())?;
                     let ident = trust.verify(&der).map_err(|e| {
                         anyhow::anyhow!("the card certificate is not accepted: {e}")
                     })?;

@@ -22,80 +22,32 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use sekisho_audit::{AuditLog, AuditRecord, Decision, Event};
 use sekisho_ca::patient_card::{PatientCardAnchors, verify_consent_signature, verify_patient_card};
-use sekisho_protocol::wire::consent_to_sign;
-use serde::Deserialize;
+use sekisho_protocol::Reason;
+use sekisho_protocol::wire::{
+    Attestation, CONSENT_ATTEST_PATH, CONSENT_CARD_PATH, CONSENT_CHALLENGE_PATH, CardAnswer,
+    Challenge, ConsentBasis, ConsentWindow, consent_to_sign,
+};
+use sekisho_store::consent::{self as rows, Basis, NewWindow};
+use sekisho_store::patients::{self, Consent};
+use sekisho_store::{Store, now};
 use tracing::{info, warn};
 
 use crate::body::Body;
 use crate::config::Config;
-use crate::login::{Caller, Refused, error, hash, json, read_json, refused, try_again};
+use crate::endpoint::{error, json, read_json};
 use crate::sessions::{Session, Sessions};
-use sekisho_audit::{AuditLog, AuditRecord};
-use sekisho_store::consent::{self as rows, Basis, NewWindow};
-use sekisho_store::patients::{self, Consent};
-use sekisho_store::{Store, now};
-
-pub const PREFIX: &str = "/.sekisho/consent/";
+use crate::signin::{Caller, nonce_hash};
 
 pub struct ConsentDesk {
-    pub cfg: Config,
-    pub store: Store,
-    pub audit: AuditLog,
-    pub sessions: Arc<Sessions>,
+    cfg: Config,
+    store: Store,
+    audit: AuditLog,
+    sessions: Arc<Sessions>,
     /// Sekisho's CA directory: `root.crt` + `patient-card-ca.crt` are the cards' anchors.
-    pub ca_dir: PathBuf,
+    ca_dir: PathBuf,
     anchors: ArcSwapOption<PatientCardAnchors>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CardAnswer {
-    nonce: String,
-    certificate: String,
-    signature: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Attestation {
-    patient: String,
-}
-
-fn not_signed_in() -> Refused {
-    refused(
-        StatusCode::UNAUTHORIZED,
-        "not_signed_in",
-        "A physician must be signed in on this terminal (HPKI card) before the patient's card is read.",
-        "患者さんのカードを読み取る前に、この端末で医師がHPKIカードでサインインしてください。",
-    )
-}
-
-fn card_invalid() -> Refused {
-    refused(
-        StatusCode::FORBIDDEN,
-        "patient_card_invalid",
-        "This is not a valid patient card of this network.",
-        "この地域連携ネットワークの有効な患者カードではありません。",
-    )
-}
-
-fn card_revoked() -> Refused {
-    refused(
-        StatusCode::FORBIDDEN,
-        "patient_card_revoked",
-        "This patient card is no longer valid (revoked or replaced). Ask the secretariat.",
-        "この患者カードは無効です（失効または再発行済み）。事務局にお問い合わせください。",
-    )
-}
-
-fn not_available() -> Refused {
-    refused(
-        StatusCode::FORBIDDEN,
-        "patient_unknown_or_not_consented",
-        "This patient's records are not shared in the network (no consent on record).",
-        "この患者さんの情報はネットワークで共有されていません（同意の記録がありません）。",
-    )
 }
 
 impl ConsentDesk {
@@ -126,42 +78,35 @@ impl ConsentDesk {
     ) -> Response<Body> {
         let Some(session) = self.session(caller, cookie) else {
             // A card presented with nobody signed in is an attempt too: on the record.
-            let r = not_signed_in();
+            let r = Reason::NotSignedIn;
             let rec = AuditRecord {
                 request_id: caller.request_id.to_string(),
-                event: sekisho_audit::Event::Consent,
+                event: Event::Consent,
                 peer: Some(caller.peer.to_string()),
                 terminal: Some(caller.terminal.terminal.clone()),
                 facility: Some(caller.terminal.facility.clone()),
                 cert_serial: Some(caller.serial.to_string()),
                 action: Some("consent".into()),
-                decision: sekisho_audit::Decision::Deny,
-                reason: r.code.into(),
+                decision: Decision::Deny,
+                reason: r.code().into(),
                 ..Default::default()
             };
             if self.audit.append(rec).await.is_err() {
-                return error(&crate::login::audit_unavailable());
+                return error(Reason::AuditUnavailable);
             }
-            return error(&r);
+            return error(r);
         };
         match (req.method().clone(), path) {
-            (Method::POST, "/.sekisho/consent/challenge") => self.challenge(caller, &session).await,
-            (Method::POST, "/.sekisho/consent/card") => match read_json::<CardAnswer>(req).await {
+            (Method::POST, CONSENT_CHALLENGE_PATH) => self.challenge(caller, &session).await,
+            (Method::POST, CONSENT_CARD_PATH) => match read_json::<CardAnswer>(req).await {
                 Ok(a) => self.card(a, caller, &session).await,
                 Err(r) => r,
             },
-            (Method::POST, "/.sekisho/consent/attest") => {
-                match read_json::<Attestation>(req).await {
-                    Ok(a) => self.attest(a, caller, &session).await,
-                    Err(r) => r,
-                }
-            }
-            _ => error(&refused(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "Not found.",
-                "見つかりません。",
-            )),
+            (Method::POST, CONSENT_ATTEST_PATH) => match read_json::<Attestation>(req).await {
+                Ok(a) => self.attest(a, caller, &session).await,
+                Err(r) => r,
+            },
+            _ => error(Reason::NotFound),
         }
     }
 
@@ -197,24 +142,29 @@ impl ConsentDesk {
     async fn challenge(&self, caller: &Caller<'_>, session: &Session) -> Response<Body> {
         let mut nonce = [0u8; 32];
         if aws_lc_rs::rand::fill(&mut nonce).is_err() {
-            return error(&try_again());
+            return error(Reason::Internal);
         }
         let nonce = B64URL.encode(nonce);
         let ttl = i64::from(self.cfg.signin.challenge_seconds.max(10));
-        if let Err(e) =
-            rows::insert_challenge(&self.store, &hash(&nonce), &session.session_id, now() + ttl)
-                .await
+        if let Err(e) = rows::insert_challenge(
+            &self.store,
+            &nonce_hash(&nonce),
+            &session.session_id,
+            now() + ttl,
+        )
+        .await
         {
             warn!(error = %e, "cannot store a consent challenge");
-            return error(&try_again());
+            return error(Reason::Internal);
         }
+        let to_sign = consent_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce);
         json(
             StatusCode::OK,
-            serde_json::json!({
-                "nonce": nonce,
-                "to_sign": B64.encode(consent_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce)),
-                "expires_in": ttl,
-            }),
+            &Challenge {
+                to_sign: B64.encode(to_sign),
+                nonce,
+                expires_in: ttl as u64,
+            },
         )
     }
 
@@ -232,52 +182,41 @@ impl ConsentDesk {
         caller: &Caller<'_>,
         session: &Session,
         rec: &mut AuditRecord,
-    ) -> Result<(String, Option<String>), Refused> {
+    ) -> Result<(String, Option<String>), Reason> {
         let Some(anchors) = self.anchors() else {
-            return Err(refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "patient_card_not_configured",
-                "Patient cards are not set up in this network yet.",
-                "このネットワークでは患者カードがまだ設定されていません。",
-            ));
+            return Err(Reason::PatientCardNotConfigured);
         };
         let (Ok(cert), Ok(sig)) = (
             B64.decode(a.certificate.as_bytes()),
             B64.decode(a.signature.as_bytes()),
         ) else {
-            return Err(card_invalid());
+            return Err(Reason::PatientCardInvalid);
         };
         let card =
             verify_patient_card(&anchors, &cert, time::OffsetDateTime::now_utc()).map_err(|e| {
                 rec.detail = Some(crate::headers::escape_text(&e.to_string(), 300));
-                card_invalid()
+                Reason::PatientCardInvalid
             })?;
         rec.patient = Some(card.patient_id.clone());
         rec.detail = Some(format!("card {}", card.serial_hex));
         // The challenge: issued to this very session, unused, unexpired.
-        match rows::consume_challenge(&self.store, &hash(&a.nonce), &session.session_id).await {
+        match rows::consume_challenge(&self.store, &nonce_hash(&a.nonce), &session.session_id).await
+        {
             Ok(true) => {}
-            Ok(false) => {
-                return Err(refused(
-                    StatusCode::UNAUTHORIZED,
-                    "challenge_expired",
-                    "The request took too long or was already used; read the card again.",
-                    "時間切れまたは使用済みです。もう一度カードを読み取ってください。",
-                ));
-            }
+            Ok(false) => return Err(Reason::ChallengeExpired),
             Err(e) => {
                 warn!(error = %e, "cannot check a consent challenge");
-                return Err(try_again());
+                return Err(Reason::Internal);
             }
         }
         let message = consent_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &a.nonce);
-        verify_consent_signature(&cert, &message, &sig).map_err(|_| card_invalid())?;
+        verify_consent_signature(&cert, &message, &sig).map_err(|_| Reason::PatientCardInvalid)?;
         match rows::card(&self.store, &card.serial_hex).await {
             Ok(Some(row)) if row.status == "active" && row.patient_id == card.patient_id => {}
-            Ok(_) => return Err(card_revoked()),
+            Ok(_) => return Err(Reason::PatientCardRevoked),
             Err(e) => {
                 warn!(error = %e, "cannot read the patient card registry");
-                return Err(try_again());
+                return Err(Reason::Internal);
             }
         }
         self.check_consented(&card.patient_id).await?;
@@ -293,24 +232,19 @@ impl ConsentDesk {
         let mut rec = record(caller, session, "staff_attested");
         let outcome = async {
             if !self.cfg.policy.allow_attested_consent {
-                return Err(refused(
-                    StatusCode::FORBIDDEN,
-                    "attestation_not_allowed",
-                    "This network requires the patient card's signature; attestation is not allowed.",
-                    "このネットワークでは患者カードによる署名が必要です（職員の確認による同意は使えません）。",
-                ));
+                return Err(Reason::AttestationNotAllowed);
             }
-            if !sekisho_policies::is_valid_patient_id(&a.patient) {
-                return Err(card_invalid());
+            if !sekisho_protocol::is_valid_patient_id(&a.patient) {
+                return Err(Reason::PatientCardInvalid);
             }
             rec.patient = Some(a.patient.clone());
             // The id read must be that of a card the network issued and has not revoked.
             match rows::cards(&self.store, Some(&a.patient)).await {
                 Ok(cards) if cards.iter().any(|c| c.status == "active") => {}
-                Ok(_) => return Err(card_revoked()),
+                Ok(_) => return Err(Reason::PatientCardRevoked),
                 Err(e) => {
                     warn!(error = %e, "cannot read the patient card registry");
-                    return Err(try_again());
+                    return Err(Reason::Internal);
                 }
             }
             self.check_consented(&a.patient).await?;
@@ -321,13 +255,13 @@ impl ConsentDesk {
             .await
     }
 
-    async fn check_consented(&self, patient: &str) -> Result<(), Refused> {
+    async fn check_consented(&self, patient: &str) -> Result<(), Reason> {
         match patients::facts(&self.store, patient).await {
             Ok(Some(f)) if f.consent == Consent::Granted => Ok(()),
-            Ok(_) => Err(not_available()),
+            Ok(_) => Err(Reason::PatientUnknownOrNotConsented),
             Err(e) => {
                 warn!(error = %e, "cannot read the consent registry");
-                Err(try_again())
+                Err(Reason::Internal)
             }
         }
     }
@@ -335,7 +269,7 @@ impl ConsentDesk {
     /// Audits the outcome, and opens the window only once the record is durable.
     async fn finish(
         &self,
-        outcome: Result<(String, Option<String>), Refused>,
+        outcome: Result<(String, Option<String>), Reason>,
         mut rec: AuditRecord,
         caller: &Caller<'_>,
         session: &Session,
@@ -343,19 +277,19 @@ impl ConsentDesk {
     ) -> Response<Body> {
         let (patient, serial) = match outcome {
             Err(r) => {
-                rec.decision = sekisho_audit::Decision::Deny;
-                rec.reason = r.code.into();
+                rec.decision = Decision::Deny;
+                rec.reason = r.code().into();
                 if self.audit.append(rec).await.is_err() {
-                    return error(&crate::login::audit_unavailable());
+                    return error(Reason::AuditUnavailable);
                 }
-                return error(&r);
+                return error(r);
             }
             Ok(v) => v,
         };
         let minutes = self.cfg.policy.consent_window_minutes.max(1);
         let until = now() + i64::from(minutes) * 60;
         let window_id = format!("w-{}", sekisho_protocol::new_request_id());
-        rec.decision = sekisho_audit::Decision::Permit;
+        rec.decision = Decision::Permit;
         rec.reason = "consent_window_opened".into();
         rec.detail = Some(format!(
             "window {window_id}; basis {}; until {until}{}",
@@ -366,7 +300,7 @@ impl ConsentDesk {
                 .unwrap_or_default()
         ));
         if self.audit.append(rec).await.is_err() {
-            return error(&crate::login::audit_unavailable());
+            return error(Reason::AuditUnavailable);
         }
         let w = NewWindow {
             window_id: &window_id,
@@ -382,23 +316,29 @@ impl ConsentDesk {
             // The log said "opened": say that it did not, so the record matches what happened.
             self.audit.append_nowait(AuditRecord {
                 request_id: caller.request_id.to_string(),
-                event: sekisho_audit::Event::Consent,
+                event: Event::Consent,
                 terminal: Some(caller.terminal.terminal.clone()),
                 user: Some(session.user_id.clone()),
                 patient: Some(patient),
-                decision: sekisho_audit::Decision::Deny,
+                decision: Decision::Deny,
                 reason: "consent_window_not_stored".into(),
                 detail: Some(format!("window {window_id}")),
                 ..Default::default()
             });
-            return error(&try_again());
+            return error(Reason::Internal);
         }
         info!(terminal = %caller.terminal.terminal, user = %session.user_id, basis = basis.as_str(), "consent window opened");
         json(
             StatusCode::OK,
-            serde_json::json!({
-                "patient": patient, "basis": basis.as_str(), "until": until, "minutes": minutes,
-            }),
+            &ConsentWindow {
+                patient,
+                basis: match basis {
+                    Basis::PatientCard => ConsentBasis::PatientCard,
+                    Basis::StaffAttested => ConsentBasis::StaffAttested,
+                },
+                until,
+                minutes,
+            },
         )
     }
 }
@@ -406,7 +346,7 @@ impl ConsentDesk {
 fn record(caller: &Caller<'_>, session: &Session, method: &str) -> AuditRecord {
     AuditRecord {
         request_id: caller.request_id.to_string(),
-        event: sekisho_audit::Event::Consent,
+        event: Event::Consent,
         peer: Some(caller.peer.to_string()),
         terminal: Some(caller.terminal.terminal.clone()),
         facility: Some(caller.terminal.facility.clone()),

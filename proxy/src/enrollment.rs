@@ -14,19 +14,22 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use sekisho_audit::{AuditLog, AuditRecord};
 use sekisho_ca::{Authority, KeyAlgorithm, TerminalId};
-use serde::Deserialize;
+use sekisho_protocol::Reason;
+use sekisho_protocol::wire::{CsrRequest, ENROLL_CSR_PATH};
+use sekisho_store::enrollment::{self as codes, NewCode};
+use sekisho_store::{Store, now};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::body::{Body, full};
 use crate::config::Config;
+use crate::endpoint::{error_with, json};
+use crate::html;
 use crate::metrics::Metrics;
 use crate::terminals;
-use sekisho_audit::{AuditLog, AuditRecord};
-use sekisho_store::enrollment::{self as codes, NewCode};
-use sekisho_store::{Store, now};
 
 /// Crockford base32: no I, L, O, U, so a code read aloud over the phone survives.
 const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -119,54 +122,40 @@ fn pin_hash(norm: &str, pin: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     /// Unknown code or wrong PIN: one message for both, so the endpoint is no oracle.
-    #[error("the access code or PIN is not correct")]
+    #[error("{}", Reason::EnrollInvalid.en())]
     Invalid,
-    #[error("this access code has expired; ask for a new one")]
+    #[error("{}", Reason::EnrollExpired.en())]
     Expired,
-    #[error("this access code has already been used; ask for a new one")]
+    #[error("{}", Reason::EnrollUsed.en())]
     Used,
-    #[error("too many wrong PINs for this access code; ask for a new one")]
+    #[error("{}", Reason::EnrollLocked.en())]
     Locked,
-    #[error("the certificate request cannot be used: {0}")]
+    #[error("{}: {detail}", Reason::EnrollBadRequest.en(), detail = .0)]
     BadRequest(String),
-    #[error("enrollment failed on the gateway; please try again later")]
-    Internal(#[from] anyhow::Error),
+    #[error("{}", Reason::EnrollInternal.en())]
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for EnrollError {
+    fn from(e: anyhow::Error) -> Self {
+        EnrollError::Internal(e)
+    }
 }
 
 impl EnrollError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            EnrollError::Invalid => Reason::EnrollInvalid,
+            EnrollError::Expired => Reason::EnrollExpired,
+            EnrollError::Used => Reason::EnrollUsed,
+            EnrollError::Locked => Reason::EnrollLocked,
+            EnrollError::BadRequest(_) => Reason::EnrollBadRequest,
+            EnrollError::Internal(_) => Reason::EnrollInternal,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
-        match self {
-            EnrollError::Invalid => "enroll_invalid",
-            EnrollError::Expired => "enroll_expired",
-            EnrollError::Used => "enroll_used",
-            EnrollError::Locked => "enroll_locked",
-            EnrollError::BadRequest(_) => "enroll_bad_request",
-            EnrollError::Internal(_) => "enroll_internal",
-        }
-    }
-    fn status(&self) -> StatusCode {
-        match self {
-            EnrollError::Invalid => StatusCode::FORBIDDEN,
-            EnrollError::Expired | EnrollError::Used | EnrollError::Locked => StatusCode::GONE,
-            EnrollError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            EnrollError::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-    fn ja(&self) -> &'static str {
-        match self {
-            EnrollError::Invalid => "アクセスコードまたはPINが正しくありません。",
-            EnrollError::Expired => {
-                "このアクセスコードは有効期限が切れています。新しいコードの発行を依頼してください。"
-            }
-            EnrollError::Used => {
-                "このアクセスコードは使用済みです。新しいコードの発行を依頼してください。"
-            }
-            EnrollError::Locked => "PINの誤りが多すぎます。新しいコードの発行を依頼してください。",
-            EnrollError::BadRequest(_) => "証明書要求（CSR）を処理できません。",
-            EnrollError::Internal(_) => {
-                "登録処理に失敗しました。しばらくしてから再度お試しください。"
-            }
-        }
+        self.reason().code()
     }
 }
 
@@ -257,27 +246,42 @@ pub async fn redeem(
 // ---- the enrollment listener ----
 
 pub struct EnrollService {
-    pub store: Store,
-    pub ca: Option<Authority>,
-    pub cfg: Config,
-    pub audit: AuditLog,
-    pub metrics: Arc<Metrics>,
+    store: Store,
+    ca: Option<Authority>,
+    cfg: Config,
+    audit: AuditLog,
+    metrics: Arc<Metrics>,
     /// The WireGuard endpoint's public key, when the gateway runs one: an enrolling terminal
     /// that sends its own WireGuard key gets its tunnel configuration in the answer.
-    pub tunnel_public_key: Option<[u8; 32]>,
+    tunnel_public_key: Option<[u8; 32]>,
+}
+
+impl EnrollService {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        audit: AuditLog,
+        metrics: Arc<Metrics>,
+        ca: Option<Authority>,
+        tunnel_public_key: Option<[u8; 32]>,
+    ) -> EnrollService {
+        EnrollService {
+            store,
+            ca,
+            cfg,
+            audit,
+            metrics,
+            tunnel_public_key,
+        }
+    }
+
+    /// The CA, when its key could be loaded (CRL re-signing needs it too).
+    pub fn ca(&self) -> Option<&Authority> {
+        self.ca.as_ref()
+    }
 }
 
 const MAX_ENROLL_BODY: usize = 64 * 1024;
-
-#[derive(Deserialize)]
-struct CsrRequest {
-    code: String,
-    pin: String,
-    csr: String,
-    /// The terminal's WireGuard public key (base64), made on the terminal.
-    #[serde(default)]
-    wg_public_key: Option<String>,
-}
 
 pub async fn run(
     svc: Arc<EnrollService>,
@@ -316,7 +320,7 @@ impl EnrollService {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/") => html(StatusCode::OK, PAGE.to_string()),
-            (&Method::POST, "/enroll/csr") => {
+            (&Method::POST, ENROLL_CSR_PATH) => {
                 let body = match read_body(req).await {
                     Ok(b) => b,
                     Err(r) => return r,
@@ -370,7 +374,7 @@ impl EnrollService {
                                 }
                             }
                         }
-                        json(StatusCode::OK, answer)
+                        json(StatusCode::OK, &answer)
                     }
                     Err(e) => json_error(&e),
                 }
@@ -407,7 +411,7 @@ impl EnrollService {
                         }
                         resp
                     }
-                    Err(e) => html(e.status(), error_page(&e)),
+                    Err(e) => html(e.reason().status(), error_page(&e)),
                 }
             }
             _ => html(
@@ -499,23 +503,8 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     r
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
 fn json_error(e: &EnrollError) -> Response<Body> {
-    json(
-        e.status(),
-        serde_json::json!({"error": e.code(), "message_en": e.to_string(), "message_ja": e.ja()}),
-    )
+    error_with(e.reason(), e.to_string())
 }
 
 fn error_page(e: &EnrollError) -> String {
@@ -523,17 +512,10 @@ fn error_page(e: &EnrollError) -> String {
         "<!doctype html><html lang=ja><meta charset=utf-8><title>Sekisho</title>\
          <body style=\"font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto\">\
          <h1>端末の登録 / Terminal enrollment</h1><p>{}</p><p lang=en>{}</p><p><a href=\"/\">戻る / Back</a></p>",
-        e.ja(),
+        e.reason().ja(),
         // Our own messages; a CSR parse error is escaped in case it quotes input.
-        html_escape(&e.to_string())
+        html::escape(&e.to_string())
     )
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 const PAGE: &str = r#"<!doctype html>

@@ -163,7 +163,7 @@ async fn build(dir: &Path, o: &InitOptions, cfg: &Config) -> Result<()> {
         String::new(),
         String::new(),
     )?;
-    crate::authorize::write_default_policies(&dir.join(&cfg.policy.dir))?;
+    crate::policy::write_default_policies(&dir.join(&cfg.policy.dir))?;
     sekisho_audit::CheckpointKey::load_or_create(
         &dd.audit_dir(),
         &crate::serve::audit_origin(cfg),

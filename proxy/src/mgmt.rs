@@ -10,17 +10,34 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{Body, full};
-use crate::metrics::Metrics;
 use sekisho_store::Store;
 
+use crate::body::{Body, full};
+use crate::metrics::Metrics;
+
 pub struct Management {
-    pub metrics: Arc<Metrics>,
-    pub jwks: String,
-    pub store: Store,
+    metrics: Arc<Metrics>,
+    jwks: String,
+    store: Store,
     /// Cleared while the CRL is expired or the registry cannot be read: the gateway then
     /// refuses everything, and a load balancer should send terminals elsewhere.
-    pub ready: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Management {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        jwks: String,
+        store: Store,
+        ready: Arc<AtomicBool>,
+    ) -> Management {
+        Management {
+            metrics,
+            jwks,
+            store,
+            ready,
+        }
+    }
 }
 
 pub async fn run(m: Arc<Management>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {

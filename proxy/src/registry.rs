@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
+use sekisho_protocol::Reason;
 use tokio::sync::Notify;
 
 use sekisho_store::Store;
@@ -25,12 +26,12 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn reason(self) -> &'static str {
+    pub fn refusal(self) -> Reason {
         match self {
-            Refusal::NotRegistered => "terminal_not_registered",
-            Refusal::Suspended => "terminal_suspended",
-            Refusal::Revoked => "terminal_revoked",
-            Refusal::CrlExpired => "crl_expired",
+            Refusal::NotRegistered => Reason::TerminalNotRegistered,
+            Refusal::Suspended => Reason::TerminalSuspended,
+            Refusal::Revoked => Reason::TerminalRevoked,
+            Refusal::CrlExpired => Reason::CrlExpired,
         }
     }
 }

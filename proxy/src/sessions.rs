@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
+use sekisho_protocol::Reason;
 
 use sekisho_store::Store;
 use sekisho_store::sessions::{self as rows};
@@ -76,12 +77,12 @@ impl Sessions {
         &self,
         terminal: &str,
         cookie: Option<&str>,
-    ) -> Result<Option<Arc<Session>>, &'static str> {
+    ) -> Result<Option<Arc<Session>>, Reason> {
         match (self.for_terminal(terminal), cookie) {
             (Some(s), _) if s.method != "password" => Ok(Some(s)),
             (Some(s), Some(c)) if c == s.session_id => Ok(Some(s)),
             (_, Some(c)) if self.by_id(c).is_some_and(|o| o.terminal != terminal) => {
-                Err("session_other_terminal")
+                Err(Reason::SessionOtherTerminal)
             }
             _ => Ok(None),
         }

@@ -1,4 +1,4 @@
-//! Forwarding to the upstream over a pooled hyper client (HTTP/1.1 or HTTP/2, http or https
+//! The upstream: the network's patient-record application, reached over a pooled hyper client (HTTP/1.1 or HTTP/2, http or https
 //! with its own trust store and optional client certificate). Bodies stream in both directions.
 
 use std::time::Duration;
@@ -14,8 +14,10 @@ use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use sekisho_protocol::Reason;
+
 use crate::body::Body;
-use crate::config::Upstream;
+use crate::config::Upstream as UpstreamConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -26,15 +28,15 @@ pub enum ForwardError {
 }
 
 impl ForwardError {
-    pub fn reason(&self) -> &'static str {
+    pub fn refusal(&self) -> Reason {
         match self {
-            ForwardError::Unreachable(_) => "upstream_unreachable",
-            ForwardError::Timeout => "upstream_timeout",
+            ForwardError::Unreachable(_) => Reason::UpstreamUnreachable,
+            ForwardError::Timeout => Reason::UpstreamTimeout,
         }
     }
 }
 
-pub struct Forwarder {
+pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     scheme: Scheme,
     authority: Authority,
@@ -43,8 +45,8 @@ pub struct Forwarder {
     timeout: Duration,
 }
 
-impl Forwarder {
-    pub fn new(cfg: &Upstream, data_dir: &std::path::Path) -> Result<Forwarder> {
+impl Upstream {
+    pub fn new(cfg: &UpstreamConfig, data_dir: &std::path::Path) -> Result<Upstream> {
         let uri: Uri = cfg.url.parse().context("upstream.url is not a URL")?;
         let scheme = uri
             .scheme()
@@ -97,7 +99,7 @@ impl Forwarder {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
-        Ok(Forwarder {
+        Ok(Upstream {
             client,
             scheme,
             authority,

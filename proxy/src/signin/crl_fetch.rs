@@ -13,12 +13,12 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::login::Login;
+use super::trust::HpkiTrust;
 
 const MAX_CRL: usize = 16 * 1024 * 1024;
 
-pub async fn run(login: Arc<Login>, mut shutdown: watch::Receiver<bool>) {
-    let (urls, minutes) = login.hpki.crl_urls();
+pub async fn run(trust: Arc<HpkiTrust>, mut shutdown: watch::Receiver<bool>) {
+    let (urls, minutes) = trust.crl_urls();
     if urls.is_empty() {
         return;
     }
@@ -27,7 +27,7 @@ pub async fn run(login: Arc<Login>, mut shutdown: watch::Receiver<bool>) {
         for url in &urls {
             match fetch(&client, url).await {
                 Ok(der) => {
-                    let path = login.hpki.cache_path(url);
+                    let path = trust.cache_path(url);
                     let write = || -> Result<()> {
                         let dir = path.parent().expect("cache dir");
                         std::fs::create_dir_all(dir)?;
@@ -43,7 +43,7 @@ pub async fn run(login: Arc<Login>, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
-        login.hpki.reload_logged();
+        trust.reload_logged();
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(u64::from(minutes) * 60)) => {}
             _ = shutdown.changed() => return,

@@ -1,4 +1,5 @@
-//! The policy decision for patient routes: who may do what to which patient, given consent,
+//! The policy engine the gateway consults: the Cedar policy set of the data dir, reloaded when a
+//! file changes, and the facts a decision needs. The policy decision for patient routes: who may do what to which patient, given consent,
 //! the care team, the patient card and the person's qualification (R-PAT-*, R-ROLE-*), decided
 //! by the Cedar policy set in the data dir (`policies/`), which is re-read when a file changes
 //! (an invalid set is refused and the running one stays).
@@ -16,6 +17,7 @@ use sekisho_policies::{
     AdminKind, AdminObject, AuthMethod, Consent, DecisionRequest, PatientResource, PolicyAction,
     PolicyEngine, Principal, RequestContext, Resource,
 };
+use sekisho_protocol::Reason;
 use tracing::{info, warn};
 
 use crate::sessions::Session;
@@ -35,7 +37,7 @@ pub struct Authorizer {
 
 /// What a refused patient request lacked, as the person is told (nothing about the patient).
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub policies: Vec<String>,
 }
 
@@ -131,7 +133,9 @@ impl Authorizer {
             sekisho_policies::Action::Enter => PolicyAction::Enter,
             sekisho_policies::Action::Confirm => PolicyAction::Confirm,
             sekisho_policies::Action::BreakGlass => PolicyAction::BreakGlass,
-            sekisho_policies::Action::Admin => return Err(refuse("qualification_not_permitted")),
+            sekisho_policies::Action::Admin => {
+                return Err(refuse(Reason::QualificationNotPermitted));
+            }
         };
         let (facts, window) = match tokio::try_join!(
             patients::facts(store, patient),
@@ -140,7 +144,7 @@ impl Authorizer {
             Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "cannot read the patient's consent");
-                return Err(refuse("policy_unavailable"));
+                return Err(refuse(Reason::PolicyUnavailable));
             }
         };
         // An unknown patient looks exactly like one who has not consented.
@@ -189,18 +193,18 @@ impl Authorizer {
         let in_team = facts.care_team_users.contains(&session.user_id)
             || facts.care_team_facilities.contains(&session.facility);
         let reason = if facts.consent != StoredConsent::Granted {
-            "patient_no_consent"
+            Reason::PatientNoConsent
         } else if !in_team {
-            "patient_not_in_care_team"
+            Reason::PatientNotInCareTeam
         } else if self.require_card && action == PolicyAction::View && window.is_none() {
-            "patient_card_required"
+            Reason::PatientCardRequired
         } else if action == PolicyAction::Confirm
             && request.principal.qualification == "physician"
             && entry.is_some_and(|e| e.facility != session.facility)
         {
-            "entry_other_facility"
+            Reason::EntryOtherFacility
         } else {
-            "qualification_not_permitted"
+            Reason::QualificationNotPermitted
         };
         Err(Refusal {
             reason,
@@ -239,9 +243,9 @@ impl Authorizer {
             .any(|r| r == "facility-admin" || r == "secretariat");
         Err(Refusal {
             reason: if administers && facility != session.facility {
-                "admin_other_facility"
+                Reason::AdminOtherFacility
             } else {
-                "qualification_not_permitted"
+                Reason::QualificationNotPermitted
             },
             policies: d.reasons,
         })

@@ -1,0 +1,279 @@
+//! Phase 1, accept: the terminal listener's accept loop and one connection's life. With a
+//! required tunnel only connections through a configured peer reach the TLS handshake
+//! (R-TERM-3); the handshake verifies the client certificate against the CA and the CRL; the
+//! connection is then served (HTTP/1.1 or HTTP/2) until it ends, idles out, the gateway stops,
+//! or its terminal loses access (R-TERM-4: closed at once, mid-request or not).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rustls_pki_types::CertificateDer;
+use sekisho_audit::{AuditRecord, Decision, Event};
+use sekisho_ca::{TerminalId, TerminalIdExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use super::Gateway;
+use crate::tls::handshake_failure_reason;
+
+/// Who is at the other end of a connection, as far as its TLS handshake says.
+pub(super) enum Identity {
+    /// No certificate: every request gets the "enroll this device" page.
+    None,
+    /// A certificate from our CA without a usable terminal URN.
+    Invalid {
+        serial: String,
+    },
+    Terminal {
+        serial: String,
+        id: TerminalId,
+    },
+}
+
+/// One terminal connection: what the handshake established and whether it is busy.
+pub(super) struct Connection {
+    pub peer: SocketAddr,
+    /// The address the connection arrived on (the gateway's tunnel address when tunnelled).
+    pub local: Option<SocketAddr>,
+    /// The terminal whose tunnel it came through, if it did.
+    pub tunnel_owner: Option<String>,
+    pub identity: Identity,
+    in_flight: AtomicUsize,
+    last_active_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Connection {
+    pub fn serial(&self) -> Option<&str> {
+        match &self.identity {
+            Identity::Terminal { serial, .. } | Identity::Invalid { serial } => Some(serial),
+            Identity::None => None,
+        }
+    }
+
+    pub fn terminal(&self) -> Option<&TerminalId> {
+        match &self.identity {
+            Identity::Terminal { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    fn touch(&self) {
+        self.last_active_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.epoch.elapsed().saturating_sub(Duration::from_millis(
+            self.last_active_ms.load(Ordering::Relaxed),
+        ))
+    }
+}
+
+/// A request being handled on a connection; leaving (by return, or by the stream being reset
+/// and the future dropped) always counts down, so an idle connection is still closed.
+pub(super) struct InFlight<'a>(&'a Connection);
+
+impl<'a> InFlight<'a> {
+    pub fn enter(conn: &'a Connection) -> InFlight<'a> {
+        conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.touch();
+        InFlight(conn)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The accept loop of the terminal listener, until `shutdown`.
+pub async fn run(gw: Arc<Gateway>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(gw.cfg.limits.max_connections));
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            gw.metrics.handshake_failure("connection_limit");
+            drop(tcp);
+            continue;
+        };
+        let gw = gw.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            gw.serve_connection(tcp, peer, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+impl Gateway {
+    async fn serve_connection(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
+        // R-TERM-3: with a required tunnel, only connections that came through a configured
+        // peer's tunnel get as far as a TLS handshake.
+        let via_tunnel = self.tunnel.as_ref().and_then(|t| t.terminal(peer, local));
+        if self.tunnel.as_ref().is_some_and(|t| t.required) && via_tunnel.is_none() {
+            return self.handshake_refused(peer, "tunnel_required");
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
+        let hs_timeout = Duration::from_secs(self.cfg.limits.tls_handshake_timeout_secs);
+        let stream = match tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await {
+            Err(_) => return self.handshake_refused(peer, "handshake_timeout"),
+            Ok(Err(e)) => return self.handshake_refused(peer, handshake_failure_reason(&e)),
+            Ok(Ok(s)) => s,
+        };
+        let identity = identity(stream.get_ref().1.peer_certificates());
+        let guard = match &identity {
+            Identity::Terminal { serial, .. } => Some(self.registry.track(serial)),
+            Identity::Invalid { .. } | Identity::None => None,
+        };
+        let conn = Arc::new(Connection {
+            peer,
+            local,
+            tunnel_owner: via_tunnel,
+            identity,
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        self.metrics.connections_open.inc();
+
+        let svc = {
+            let gw = self.clone();
+            let conn = conn.clone();
+            service_fn(move |req| {
+                let gw = gw.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(gw.handle(req, &conn).await) }
+            })
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(
+                self.cfg.limits.header_read_timeout_secs,
+            ))
+            .max_buf_size(self.cfg.limits.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(self.cfg.limits.max_header_bytes as u32)
+            .max_concurrent_streams(128)
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        tokio::pin!(served);
+        let idle = Duration::from_secs(self.cfg.limits.idle_timeout_secs);
+        let revoked = async {
+            match &guard {
+                Some(g) => g.revoked().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(revoked);
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                r = served.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = &mut revoked => {
+                    // Dropping the connection closes the socket at once, mid-request or not.
+                    info!(%peer, "closing a connection whose terminal lost access");
+                    self.audit.append_nowait(self.closed_record(&conn));
+                    break;
+                }
+                _ = tokio::time::sleep(idle / 4 + Duration::from_millis(10)) => {
+                    if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= idle {
+                        served.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = shutdown.changed(), if !shutting_down => {
+                    shutting_down = true;
+                    served.as_mut().graceful_shutdown();
+                }
+            }
+        }
+        self.metrics.connections_open.dec();
+    }
+
+    /// The record of a live connection closed because its terminal lost access.
+    fn closed_record(&self, conn: &Connection) -> AuditRecord {
+        let reason = self
+            .registry
+            .check(conn.serial().unwrap_or_default())
+            .err()
+            .map_or("terminal_access_changed", |r| r.refusal().code());
+        AuditRecord {
+            event: Event::Connection,
+            peer: Some(conn.peer.to_string()),
+            cert_serial: conn.serial().map(str::to_string),
+            terminal: conn.terminal().map(|t| t.terminal.clone()),
+            facility: conn.terminal().map(|t| t.facility.clone()),
+            decision: Decision::Deny,
+            reason: reason.into(),
+            detail: Some("live connection closed".into()),
+            ..Default::default()
+        }
+    }
+
+    fn handshake_refused(&self, peer: SocketAddr, reason: &'static str) {
+        self.metrics.handshake_failure(reason);
+        // A port scan or a client that hung up is not a decision about anyone.
+        if matches!(reason, "client_closed" | "tls_io_error" | "not_tls") {
+            return;
+        }
+        self.audit.append_nowait(AuditRecord {
+            event: Event::Tls,
+            peer: Some(peer.to_string()),
+            decision: Decision::Deny,
+            reason: reason.into(),
+            ..Default::default()
+        });
+    }
+}
+
+/// What the client certificate says, before the registry is asked.
+fn identity(certs: Option<&[CertificateDer<'static>]>) -> Identity {
+    let Some(leaf) = certs.and_then(|c| c.first()) else {
+        return Identity::None;
+    };
+    let Ok(serial) = sekisho_ca::serial_hex(leaf) else {
+        return Identity::Invalid {
+            serial: String::new(),
+        };
+    };
+    match TerminalId::from_cert_der(leaf) {
+        Ok(id) => Identity::Terminal { serial, id },
+        Err(_) => Identity::Invalid { serial },
+    }
+}

@@ -1,0 +1,146 @@
+//! The terminal listener and the request path of DESIGN.md, as named phases over one
+//! per-request context ([`context::RequestCtx`]), the way Pingora's `ProxyHttp` names its
+//! phases — one file per phase:
+//!
+//! ```text
+//! accept ─► identify ─► session ─► route ─► authorize ─► audit ─► forward ─► outcome
+//! connection.rs identify.rs session.rs route.rs authorize.rs audit.rs forward.rs outcome.rs
+//! ```
+//!
+//! Any error between identify and the audit record is a refusal (fail closed): `refusal.rs`
+//! writes the refusal's record durably and answers with its page. Nothing reaches the upstream
+//! before its decision record is durable. The gateway's own endpoints under `/.sekisho/`
+//! (sign-in, consent) branch off after identify (`own.rs`).
+
+mod assertion;
+mod audit;
+mod authorize;
+mod connection;
+mod context;
+mod forward;
+mod identify;
+mod outcome;
+mod own;
+pub mod refusal;
+mod route;
+mod session;
+pub mod tunnel;
+mod websocket;
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use sekisho_audit::AuditLog;
+use sekisho_policies::RouteMap;
+use sekisho_protocol::Reason;
+use sekisho_store::Store;
+
+pub use connection::run;
+pub use tunnel::TunnelBinding;
+
+use crate::assertion::AssertionSigner;
+use crate::body::Body;
+use crate::config::Config;
+use crate::consent::ConsentDesk;
+use crate::metrics::Metrics;
+use crate::policy::Authorizer;
+use crate::registry::Registry;
+use crate::sessions::Sessions;
+use crate::signin::SignIn;
+use crate::tls::TerminalTls;
+use crate::upstream::Upstream;
+use connection::{Connection, InFlight};
+use context::RequestCtx;
+
+/// One gateway: everything the request path consults, assembled once by `serve`.
+pub struct Gateway {
+    cfg: Config,
+    routes: RouteMap,
+    registry: Arc<Registry>,
+    tls: Arc<TerminalTls>,
+    sessions: Arc<Sessions>,
+    signin: Arc<SignIn>,
+    consent: Arc<ConsentDesk>,
+    policy: Arc<Authorizer>,
+    store: Store,
+    audit: AuditLog,
+    signer: AssertionSigner,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    /// The WireGuard endpoint, when the deployment has one.
+    tunnel: Option<TunnelBinding>,
+}
+
+/// The parts of a [`Gateway`]; each is built (and can be tested) on its own.
+pub struct GatewayParts {
+    pub cfg: Config,
+    pub routes: RouteMap,
+    pub registry: Arc<Registry>,
+    pub tls: Arc<TerminalTls>,
+    pub sessions: Arc<Sessions>,
+    pub signin: Arc<SignIn>,
+    pub consent: Arc<ConsentDesk>,
+    pub policy: Arc<Authorizer>,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub signer: AssertionSigner,
+    pub upstream: Upstream,
+    pub metrics: Arc<Metrics>,
+    pub tunnel: Option<TunnelBinding>,
+}
+
+impl Gateway {
+    pub fn new(p: GatewayParts) -> Gateway {
+        Gateway {
+            cfg: p.cfg,
+            routes: p.routes,
+            registry: p.registry,
+            tls: p.tls,
+            sessions: p.sessions,
+            signin: p.signin,
+            consent: p.consent,
+            policy: p.policy,
+            store: p.store,
+            audit: p.audit,
+            signer: p.signer,
+            upstream: p.upstream,
+            metrics: p.metrics,
+            tunnel: p.tunnel,
+        }
+    }
+
+    /// One request, through the phases.
+    async fn handle(&self, mut req: Request<Incoming>, conn: &Connection) -> Response<Body> {
+        let _in_flight = InFlight::enter(conn);
+        let mut ctx = RequestCtx::accept(conn, &mut req, &self.metrics);
+        // Normalised once: the path recognised here is the one matched and forwarded.
+        let path = sekisho_policies::normalize(req.uri().path());
+        if let Ok(p) = &path
+            && own::is_own(p.as_str())
+        {
+            let own_path = p.as_str().to_string();
+            return self.own_endpoint(req, &own_path, ctx).await;
+        }
+        if let Err(reason) = self.decide(&req, path, &mut ctx).await {
+            return self.refuse(ctx, reason).await;
+        }
+        if let Err(reason) = self.record_permit(&mut ctx).await {
+            return self.refuse_unrecorded(&ctx, reason);
+        }
+        self.forward(req, ctx).await
+    }
+
+    /// Every phase up to the decision; the first refusal ends it.
+    async fn decide<'a>(
+        &'a self,
+        req: &Request<Incoming>,
+        path: Result<sekisho_policies::NormalizedPath, sekisho_policies::PathError>,
+        ctx: &mut RequestCtx<'a>,
+    ) -> Result<(), Reason> {
+        self.identify(ctx)?;
+        self.session(req, ctx)?;
+        self.route(req, path, ctx)?;
+        self.authorize(ctx).await
+    }
+}

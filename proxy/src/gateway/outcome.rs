@@ -1,0 +1,88 @@
+//! Phase 8, outcome: what became of a permitted request. The upstream's answer goes back with
+//! hop-by-hop headers removed, the request id, the entry id an assistant's entry got, and
+//! `no-store` on patient routes (R-OPS-3); its status is recorded in an outcome record (not
+//! awaited: the decision record is already durable). A permitted request that could not be
+//! completed gets a page, never an upstream response.
+
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use sekisho_audit::Event;
+use sekisho_policies::{Action, Level};
+use sekisho_protocol::Reason;
+
+use super::Gateway;
+use super::context::RequestCtx;
+use crate::body::{Body, BoxError};
+use crate::headers;
+
+impl Gateway {
+    pub(super) fn deliver(
+        &self,
+        mut resp: Response<Incoming>,
+        ctx: RequestCtx<'_>,
+        client_upgrade: Option<OnUpgrade>,
+    ) -> Response<Body> {
+        let status = resp.status();
+        if status == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            self.splice(
+                client_upgrade,
+                upstream_upgrade,
+                ctx.record.cert_serial.clone(),
+                ctx.id.clone(),
+            );
+        }
+        headers::strip_hop_by_hop(
+            resp.headers_mut(),
+            status == StatusCode::SWITCHING_PROTOCOLS,
+        );
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&ctx.id) {
+            h.insert("sekisho-request-id", v);
+        }
+        let route = ctx.route.as_ref().map(|r| r.config);
+        // The entry id the gateway gave an assistant's entry, so the terminal can name it.
+        if let Some(e) = ctx
+            .entry
+            .as_ref()
+            .filter(|_| route.is_some_and(|r| r.action == Action::Enter))
+            && let Ok(v) = HeaderValue::from_str(&e.entry_id)
+        {
+            h.insert("sekisho-entry-id", v);
+        }
+        if route.is_some_and(|r| r.level == Level::Patient) {
+            // R-OPS-3: patient data is not kept on the terminal.
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
+            h.insert(http::header::PRAGMA, HeaderValue::from_static("no-cache"));
+        }
+        let seconds = ctx.seconds();
+        let mut outcome = ctx.record;
+        outcome.event = Event::Outcome;
+        outcome.time = String::new();
+        outcome.upstream_status = Some(status.as_u16());
+        self.audit.append_nowait(outcome);
+        self.metrics.request("permit", "ok", seconds);
+        resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+    }
+
+    /// A permitted request that could not be completed: the outcome is audited, the person
+    /// gets a page, never an upstream response.
+    pub(super) fn failed(&self, ctx: RequestCtx<'_>, reason: Reason) -> Response<Body> {
+        let resp = super::refusal::response(reason, &ctx.id, ctx.wants_json);
+        self.metrics.request("error", reason.code(), ctx.seconds());
+        let mut outcome = ctx.record;
+        outcome.event = Event::Outcome;
+        outcome.time = String::new();
+        outcome.reason = reason.code().into();
+        outcome.upstream_status = Some(resp.status().as_u16());
+        self.audit.append_nowait(outcome);
+        resp
+    }
+}

@@ -1,0 +1,45 @@
+//! The gateway's own endpoints under `/.sekisho/` (sign-in, consent): recognised on the
+//! normalised path so that no spelling of it (`//.sekisho`, `/x/../.sekisho`) can reach the route
+//! map or the upstream, and answered here once the terminal is identified.
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use sekisho_protocol::wire::{CONSENT_PREFIX_PATH, OWN_PREFIX};
+
+use super::Gateway;
+use super::context::RequestCtx;
+use crate::body::Body;
+use crate::signin::Caller;
+
+/// Whether a normalised path is the gateway's own.
+pub(super) fn is_own(path: &str) -> bool {
+    path.starts_with(OWN_PREFIX)
+}
+
+impl Gateway {
+    pub(super) async fn own_endpoint(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        mut ctx: RequestCtx<'_>,
+    ) -> Response<Body> {
+        let (serial, terminal) = match self.identify(&mut ctx) {
+            Ok(t) => t,
+            Err(reason) => return self.refuse(ctx, reason).await,
+        };
+        let caller = Caller {
+            terminal,
+            serial,
+            peer: ctx.conn.peer,
+            request_id: &ctx.id,
+        };
+        if path.starts_with(CONSENT_PREFIX_PATH) {
+            let cookie = crate::signin::session_cookie(req.headers());
+            self.consent
+                .handle(req, path, &caller, cookie.as_deref())
+                .await
+        } else {
+            self.signin.handle(req, path, &caller).await
+        }
+    }
+}

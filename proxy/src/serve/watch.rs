@@ -1,0 +1,162 @@
+//! What keeps a running gateway current without a restart. Every 250 ms it polls the store's
+//! change counter; when it moved: a newer CRL is installed, then the registry is reloaded
+//! (closing connections that lost access, R-TERM-4), then sessions and tunnel peers. It also
+//! re-reads HPKI trust and the policy set when their files change (SIGHUP forces the policy),
+//! suspends accounts unused for the configured time (R-ACCT-7), re-signs the CRL before it
+//! runs out, and fails closed — refuses everyone — once it has.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sekisho_audit::{AuditLog, AuditRecord, Decision, Event};
+use sekisho_store::{Store, crl as crl_store, now};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::enrollment::EnrollService;
+use crate::policy::Authorizer;
+use crate::registry::Registry;
+use crate::sessions::Sessions;
+use crate::signin::HpkiTrust;
+use crate::terminals;
+use crate::tls::TerminalTls;
+
+/// How often the store's change counter is polled: a CLI change reaches the gateway within this.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The parts of a running gateway that the watcher keeps current.
+pub(super) struct Watcher {
+    pub cfg: Config,
+    pub store: Store,
+    pub audit: AuditLog,
+    pub registry: Arc<Registry>,
+    pub sessions: Arc<Sessions>,
+    pub hpki: Arc<HpkiTrust>,
+    pub policy: Arc<Authorizer>,
+    pub tls: Arc<TerminalTls>,
+    pub enroll: Arc<EnrollService>,
+    pub tunnel: Option<sekisho_tunnel::Tunnel>,
+    /// What `/readyz` reports.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut last_crl_check = tokio::time::Instant::now();
+        let mut last_unused_check: Option<tokio::time::Instant> = None;
+        let mut next_update = i64::MIN;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                Some(()) = hangup => {
+                    info!("SIGHUP: re-reading the policy set");
+                    self.policy.reload_now();
+                }
+                _ = shutdown.changed() => return,
+            }
+            // Store trouble skips the reload, never the CRL-expiry check below: an expired CRL
+            // must close connections even when the store cannot be read.
+            if let Some(n) = self.reload_if_changed().await {
+                next_update = n;
+            }
+            self.hpki.reload_logged();
+            self.policy.reload_if_changed();
+            if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                last_unused_check = Some(tokio::time::Instant::now());
+                self.suspend_unused().await;
+            }
+            if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
+                last_crl_check = tokio::time::Instant::now();
+                match terminals::ensure_crl(&self.store, self.enroll.ca(), &self.cfg.ca).await {
+                    Ok(c) => next_update = c.next_update,
+                    Err(e) => warn!(error = %e, "cannot re-sign the CRL"),
+                }
+            }
+            let current = next_update > now();
+            if self.registry.set_crl_current(current) && !current {
+                error!("the CRL has expired: every terminal is refused until a new one is signed");
+            }
+            self.ready.store(current, Ordering::Release);
+        }
+    }
+
+    /// When the change counter moved: the CRL, then the registry, sessions and tunnel peers.
+    /// Returns the installed CRL's next update when it read one.
+    async fn reload_if_changed(&self) -> Option<i64> {
+        let generation = match self.store.generation().await {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(error = %e, "cannot read the store's change counter");
+                return None;
+            }
+        };
+        if generation == self.registry.generation() {
+            return None;
+        }
+        let mut next_update = None;
+        match crl_store::current(&self.store).await {
+            Ok(Some(c)) => {
+                next_update = Some(c.next_update);
+                match self.tls.update_crl(&c.der, c.number) {
+                    Ok(true) => info!(crl_number = c.number, "installed a new CRL"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        error!(error = %e, "refusing an invalid CRL; the last good one stays")
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot read the CRL"),
+        }
+        // The registry after the CRL: when a revoked terminal's connections are closed below,
+        // its reconnection already meets the new CRL in the handshake.
+        if let Err(e) = self.registry.reload_at(&self.store, generation).await {
+            error!(error = %e, "cannot reload the terminal registry");
+            return next_update;
+        }
+        if let Err(e) = self.sessions.reload(&self.store).await {
+            error!(error = %e, "cannot reload the sessions");
+        }
+        // A revoked or suspended terminal's peer goes with it: its tunnel stops at once.
+        if let Some(t) = &self.tunnel
+            && let Err(e) = crate::gateway::tunnel::sync_peers(&self.store, t).await
+        {
+            error!(error = %e, "cannot reload the tunnel peers");
+        }
+        next_update
+    }
+
+    /// R-ACCT-7: accounts nobody has used for the configured time are suspended (and audited).
+    async fn suspend_unused(&self) {
+        let days = i64::from(self.cfg.signin.suspend_unused_days);
+        if days == 0 {
+            return;
+        }
+        match sekisho_store::users::suspend_unused(&self.store, days).await {
+            Ok(ids) => {
+                for id in ids {
+                    info!(user = %id, days, "suspended an unused account");
+                    self.audit.append_nowait(AuditRecord {
+                        request_id: sekisho_protocol::new_request_id(),
+                        event: Event::Registry,
+                        user: Some(id),
+                        decision: Decision::Permit,
+                        reason: "user_suspended_unused".into(),
+                        detail: Some(format!("no sign-in for {days} days")),
+                        ..Default::default()
+                    });
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot check for unused accounts"),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Signing in on a terminal, under the gateway's own `/.sekisho/` prefix (never forwarded):
+//! physicians with their HPKI card through the terminal agent (R-ACCT-4), other staff with ID
+//! and password under the network's password profile (R-ACCT-2), sign-out, and status.
+//!
+//! - [`trust`]: the HPKI trust anchors and CRLs ([`crl_fetch`] keeps fetched CRLs current);
+//! - `hpki`: the card's challenge and response: a nonce bound to this terminal's certificate
+//!   and this gateway, single use and short-lived, signed by the card's authentication key after
+//!   the PIN is entered on the terminal (the PIN never leaves it);
+//! - `password`: the password form and the password change;
+//! - `lockout`: failures counted per account and per terminal, delays, locks (R-ACCT-5);
+//! - `session`: opening and ending sessions, the session cookie;
+//! - `pages`: the sign-in and password pages.
+
+pub mod crl_fetch;
+mod hpki;
+mod lockout;
+mod pages;
+mod password;
+mod session;
+pub mod trust;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use sekisho_audit::{AuditLog, AuditRecord, Event};
+use sekisho_ca::TerminalId;
+use sekisho_protocol::Reason;
+use sekisho_protocol::wire::{
+    CardAnswer, HPKI_CHALLENGE_PATH, HPKI_LOGIN_PATH, LOGOUT_PATH, Logout, STATUS_PATH,
+};
+use sekisho_store::Store;
+
+pub use session::{session_cookie, strip_session_cookie};
+pub use trust::HpkiTrust;
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::endpoint::{error, read_form, read_json, same_origin};
+use crate::sessions::Sessions;
+use pages::{ORIGIN_MSG, login_form, page, password_form};
+
+/// The sign-in desk of one gateway.
+pub struct SignIn {
+    cfg: Config,
+    store: Store,
+    audit: AuditLog,
+    sessions: Arc<Sessions>,
+    hpki: Arc<HpkiTrust>,
+}
+
+/// The terminal the request came from, already checked against the registry.
+pub struct Caller<'a> {
+    pub terminal: &'a TerminalId,
+    pub serial: &'a str,
+    pub peer: SocketAddr,
+    pub request_id: &'a str,
+}
+
+impl SignIn {
+    pub fn new(
+        cfg: Config,
+        store: Store,
+        audit: AuditLog,
+        sessions: Arc<Sessions>,
+        hpki: Arc<HpkiTrust>,
+    ) -> SignIn {
+        SignIn {
+            cfg,
+            store,
+            audit,
+            sessions,
+            hpki,
+        }
+    }
+
+    pub fn hpki(&self) -> &Arc<HpkiTrust> {
+        &self.hpki
+    }
+
+    /// `path` is the normalised path, which starts with `/.sekisho/`.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        path: &str,
+        caller: &Caller<'_>,
+    ) -> Response<Body> {
+        match (req.method().clone(), path) {
+            (Method::POST, HPKI_CHALLENGE_PATH) => self.challenge(caller).await,
+            (Method::POST, HPKI_LOGIN_PATH) => match read_json::<CardAnswer>(req).await {
+                Ok(body) => self.hpki_login(body, caller).await,
+                Err(r) => r,
+            },
+            (Method::POST, LOGOUT_PATH) => {
+                let reason = read_json::<Logout>(req).await.ok().and_then(|l| l.reason);
+                self.logout(caller, reason.as_deref()).await
+            }
+            (Method::GET, STATUS_PATH) => self.status(caller),
+            (Method::GET, "/.sekisho/login") => page(StatusCode::OK, &login_form(None)),
+            (Method::POST, "/.sekisho/login") => {
+                if !same_origin(&req, &self.cfg.hostname) {
+                    return page(StatusCode::FORBIDDEN, &login_form(Some(ORIGIN_MSG)));
+                }
+                match read_form(req).await {
+                    Ok(f) => self.password_login(&f, caller).await,
+                    Err(r) => r,
+                }
+            }
+            (Method::GET, "/.sekisho/password") => page(StatusCode::OK, &password_form(None)),
+            (Method::POST, "/.sekisho/password") => {
+                if !same_origin(&req, &self.cfg.hostname) {
+                    return page(StatusCode::FORBIDDEN, &password_form(Some(ORIGIN_MSG)));
+                }
+                let cookie = session_cookie(req.headers());
+                match read_form(req).await {
+                    Ok(f) => self.change_password(&f, cookie.as_deref(), caller).await,
+                    Err(r) => r,
+                }
+            }
+            (Method::POST, "/.sekisho/logout") => {
+                let mut r = self.logout(caller, Some("logout")).await;
+                *r.status_mut() = StatusCode::SEE_OTHER;
+                let h = r.headers_mut();
+                h.insert(
+                    header::LOCATION,
+                    HeaderValue::from_static("/.sekisho/login"),
+                );
+                h.insert(
+                    header::SET_COOKIE,
+                    HeaderValue::from_static(session::CLEAR_COOKIE),
+                );
+                r
+            }
+            _ => error(Reason::NotFound),
+        }
+    }
+}
+
+/// How single-use nonces (sign-in and consent challenges) are kept in the store: hashed, so a
+/// copy of the database cannot answer a pending challenge.
+pub(crate) fn nonce_hash(s: &str) -> String {
+    hex::encode(digest(&SHA256, s.as_bytes()))
+}
+
+/// A sign-in attempt's audit record; decision and reason are filled in once known.
+fn auth_record(caller: &Caller<'_>, method: &str) -> AuditRecord {
+    AuditRecord {
+        request_id: caller.request_id.to_string(),
+        event: Event::Auth,
+        peer: Some(caller.peer.to_string()),
+        terminal: Some(caller.terminal.terminal.clone()),
+        facility: Some(caller.terminal.facility.clone()),
+        cert_serial: Some(caller.serial.to_string()),
+        method: Some(method.into()),
+        // DICOM audit: User Authentication (110114), Login (110122).
+        detail: Some("DCM 110114 User Authentication / 110122 Login".into()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,159 @@
+//! Sessions: opened on a successful sign-in (in the store, so every replica sees them, and in
+//! this node's view at once), ended on sign-out, card removal, lock or suspension. A password
+//! session is carried by the `__Host-sekisho` cookie (Secure, HttpOnly, SameSite=Strict); an
+//! HPKI session by the terminal itself. The cookie never reaches the upstream.
+
+use anyhow::Result;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use http::{HeaderValue, Response, StatusCode, header};
+use sekisho_audit::{AuditRecord, Decision, Event};
+use sekisho_protocol::Reason;
+use sekisho_protocol::wire::LogoutAnswer;
+use sekisho_store::lockouts::{self, Scope};
+use sekisho_store::sessions::{self as session_rows, SessionRow};
+use sekisho_store::{now, users};
+use tracing::warn;
+
+use super::{Caller, SignIn};
+use crate::body::Body;
+use crate::endpoint::{error, json};
+use crate::sessions::{Session, password_change_due};
+
+const COOKIE: &str = "__Host-sekisho=";
+/// Ends the password session's cookie in the browser.
+pub(super) const CLEAR_COOKIE: &str =
+    "__Host-sekisho=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0";
+
+impl SignIn {
+    pub(super) async fn open_session(
+        &self,
+        caller: &Caller<'_>,
+        user: &users::UserRow,
+        method: &str,
+        qualification: Option<String>,
+    ) -> Result<Session> {
+        let mut id = [0u8; 24];
+        aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let session_id = B64URL.encode(id);
+        let expires_at = now() + i64::from(self.cfg.signin.session_hours.max(1)) * 3600;
+        let row = SessionRow {
+            session_id: session_id.clone(),
+            terminal: caller.terminal.terminal.clone(),
+            user_id: user.user_id.clone(),
+            method: method.into(),
+            qualification: qualification.clone(),
+            absolute_expires_at: expires_at,
+        };
+        let mut tx = self.store.pool().begin().await?;
+        session_rows::open(&mut tx, &row).await?;
+        users::touch_login(&mut tx, &user.user_id).await?;
+        tx.commit().await?;
+        let _ = lockouts::clear_failures(&self.store, Scope::Account, &user.user_id).await;
+        let _ =
+            lockouts::clear_failures(&self.store, Scope::Terminal, &caller.terminal.terminal).await;
+        let s = Session {
+            session_id,
+            terminal: row.terminal,
+            user_id: row.user_id,
+            facility: user.facility.clone(),
+            roles: user.roles.clone(),
+            method: row.method,
+            qualification,
+            expires_at,
+            must_change_password: method == "password" && password_change_due(user),
+        };
+        self.sessions.put(s.clone());
+        Ok(s)
+    }
+
+    pub(super) async fn logout(&self, caller: &Caller<'_>, reason: Option<&str>) -> Response<Body> {
+        let reason = match reason {
+            Some("card_removed") => "card_removed",
+            _ => "logout",
+        };
+        let who = self.sessions.for_terminal(&caller.terminal.terminal);
+        let ended = async {
+            let mut tx = self.store.pool().begin().await?;
+            let n =
+                session_rows::end_for_terminal(&mut tx, &caller.terminal.terminal, reason).await?;
+            tx.commit().await?;
+            anyhow::Ok(n)
+        }
+        .await;
+        self.sessions.remove(&caller.terminal.terminal);
+        let ended = match ended {
+            Ok(n) => n > 0,
+            Err(e) => {
+                warn!(error = %e, "cannot end a session");
+                return error(Reason::Internal);
+            }
+        };
+        if ended {
+            self.audit.append_nowait(AuditRecord {
+                request_id: caller.request_id.to_string(),
+                event: Event::Auth,
+                peer: Some(caller.peer.to_string()),
+                terminal: Some(caller.terminal.terminal.clone()),
+                facility: Some(caller.terminal.facility.clone()),
+                user: who.map(|s| s.user_id.clone()),
+                decision: Decision::Permit,
+                reason: reason.into(),
+                detail: Some("DCM 110114 User Authentication / 110123 Logout".into()),
+                ..Default::default()
+            });
+        }
+        json(StatusCode::OK, &LogoutAnswer { ended })
+    }
+
+    pub(super) fn status(&self, caller: &Caller<'_>) -> Response<Body> {
+        match self.sessions.for_terminal(&caller.terminal.terminal) {
+            Some(s) => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "signed_in": true, "user": s.user_id, "method": s.method,
+                    "qualification": s.qualification, "expires_at": s.expires_at,
+                }),
+            ),
+            None => json(
+                StatusCode::OK,
+                &serde_json::json!({ "signed_in": false, "user": null, "method": null }),
+            ),
+        }
+    }
+}
+
+/// The value of the gateway's own session cookie, if the request carries it.
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(COOKIE).map(str::to_string))
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+}
+
+/// Removes the gateway's session cookie before a request goes upstream: the upstream gets the
+/// signed assertion, never a credential it could replay.
+pub fn strip_session_cookie(headers: &mut http::HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|kv| !kv.starts_with(COOKIE))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
