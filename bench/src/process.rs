@@ -4,6 +4,9 @@
 //! to stop even if the benchmark itself is killed; a [`ChildGuard`] sends SIGTERM when dropped,
 //! waits a little, then SIGKILLs. Ctrl-C sets [`INTERRUPTED`], which every wait loop checks.
 
+// kill(2) and prctl(2) have no std wrapper; each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

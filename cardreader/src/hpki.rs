@@ -1,6 +1,6 @@
 //! The HPKI card profile (医師資格証 and other HPKI cards), on any [`Transport`].
 //!
-//! Card facts (AIDs, files, APDUs, status words) are those of the project's `HPKI.md`: two
+//! Card facts (AIDs, files, APDUs, status words) are those of the project's `docs/hpki.md`: two
 //! applications, each with a certificate in EF `0016`, an RSA-2048 key in EF `000C` and a PIN
 //! behind `VERIFY P2=88`. The host builds the PKCS#1 v1.5 block and the card does raw RSA.
 

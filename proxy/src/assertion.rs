@@ -10,6 +10,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use sekisho_ca::KeyPem;
 use serde::Serialize;
 
 /// Lifetime of an assertion; the upstream must see it within this many seconds.
@@ -86,13 +87,18 @@ impl AssertionSigner {
         let pkcs8 = if key_path.exists() {
             let pem = std::fs::read_to_string(key_path)
                 .with_context(|| format!("cannot read {}", key_path.display()))?;
-            pem_to_der(&pem)
+            KeyPem::from_pem(&pem)
                 .with_context(|| format!("{} is not a PKCS#8 PEM key", key_path.display()))?
+                .der()
+                .to_vec()
         } else {
             let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
                 .map_err(|_| anyhow::anyhow!("cannot generate the assertion key"))?;
             let der = doc.as_ref().to_vec();
-            sekisho_ca::write_private_file(key_path, der_to_pem("PRIVATE KEY", &der).as_bytes())?;
+            sekisho_ca::write_private_file(
+                key_path,
+                KeyPem::from_pkcs8_der(&der)?.as_str().as_bytes(),
+            )?;
             der
         };
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
@@ -159,24 +165,6 @@ fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
-}
-
-pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
-    use rustls_pki_types::pem::PemObject;
-    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(der.secret_pkcs8_der().to_vec())
-}
-
-fn der_to_pem(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 #[cfg(test)]

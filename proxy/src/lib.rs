@@ -9,6 +9,7 @@ pub mod consent;
 pub mod demo;
 pub mod endpoint;
 pub mod enrollment;
+pub mod file_stamps;
 pub mod gateway;
 pub mod headers;
 pub mod html;

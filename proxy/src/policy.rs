@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
@@ -20,6 +19,7 @@ use sekisho_policies::{
 use sekisho_protocol::Reason;
 use tracing::{info, warn};
 
+use crate::file_stamps::FileStamps;
 use crate::sessions::Session;
 use sekisho_store::Store;
 use sekisho_store::consent;
@@ -28,7 +28,7 @@ use sekisho_store::patients::{self, Consent as StoredConsent, PatientFacts};
 pub struct Authorizer {
     dir: PathBuf,
     engine: ArcSwap<PolicyEngine>,
-    stamp: Mutex<Vec<(PathBuf, Option<SystemTime>)>>,
+    stamp: Mutex<FileStamps>,
     /// Whether viewing needs the patient's card (or a consent window) in this network (R-PAT-2).
     require_card: bool,
     /// For how long after the card signed it counts as present (`patient_card_present`).
@@ -41,23 +41,9 @@ pub struct Refusal {
     pub policies: Vec<String>,
 }
 
-fn stamps(dir: &Path) -> Vec<(PathBuf, Option<SystemTime>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x == "cedar" || x == "cedarschema")
-        })
-        .map(|p| {
-            let m = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
-            (p, m)
-        })
-        .collect();
-    v.sort();
-    v
+/// The policy files whose change reloads the set.
+fn stamps(dir: &Path) -> FileStamps {
+    FileStamps::of_dir(dir, &["cedar", "cedarschema"])
 }
 
 impl Authorizer {

@@ -287,7 +287,10 @@ impl Gateway {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            unsafe { libc_kill(c.id() as i32, 15) };
+            // SIGTERM, so the gateway shuts down as it would under systemd.
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while c.try_wait().unwrap().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -430,11 +433,6 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-unsafe extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 /// curl; returns (http status or 0, body, curl exit code).
@@ -730,7 +728,6 @@ pub struct VpcdRig {
 /// Takes the reader on vpcd `port` (`Virtual PCD 00 00` is 35963, `00 01` is 35964), starting
 /// pcscd if it is not running. Fails, never skips, without pcscd and vsmartcard-vpcd.
 pub fn vpcd_rig(port: u16, reader: &str) -> VpcdRig {
-    use std::os::fd::AsRawFd;
     let path = std::env::temp_dir().join(format!("sekisho-vpcd-{port}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -738,8 +735,8 @@ pub fn vpcd_rig(port: u16, reader: &str) -> VpcdRig {
         .write(true)
         .open(&path)
         .unwrap();
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // Released when the file is closed.
+    file.lock().unwrap();
     let has =
         || sekisho_cardreader::readers::list_readers().is_ok_and(|r| r.iter().any(|n| n == reader));
     if !has() && sekisho_cardreader::readers::list_readers().is_err() {

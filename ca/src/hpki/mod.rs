@@ -14,7 +14,7 @@
 //!
 //! # What is known and what is guessed
 //!
-//! The profile is the one in `HPKI.md`. The authentication end-entity policy OID
+//! The profile is the one in `docs/hpki.md`. The authentication end-entity policy OID
 //! ([`AUTH_EE_POLICY_GUESS`]) is a guess; any policy under the authentication arc
 //! ([`AUTH_POLICY_ARC`]) is accepted, so the guess only matters for the test CA.
 //!

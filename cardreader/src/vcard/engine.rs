@@ -1,6 +1,6 @@
 //! The virtual HPKI card's command processor: what a card does with an APDU.
 //!
-//! It follows `HPKI.md`: the two applications by AID or by RID with next-occurrence selection,
+//! It follows `docs/hpki.md`: the two applications by AID or by RID with next-occurrence selection,
 //! EF `0016` (certificate) and `000C` (key), VERIFY P2=`88` with a 15-try counter that locks,
 //! MSE:SET, PSO as raw RSA over the host's block, extended length, READ BINARY with offsets.
 //! Quirks switch on the behaviours of older or simpler cards so the reader's fallbacks can be

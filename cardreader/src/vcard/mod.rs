@@ -1,6 +1,6 @@
 //! A virtual card for tests and demos: an HPKI card, or a Sekisho patient card.
 //!
-//! [`CardEngine`] is the HPKI card: it answers APDUs as `HPKI.md` describes.
+//! [`CardEngine`] is the HPKI card: it answers APDUs as `docs/hpki.md` describes.
 //! [`PatientCardEngine`] is the patient card of [`crate::patient_card`]. Both implement
 //! [`Transport`](crate::apdu::Transport) so tests can talk to them in-process, and [`Chip`],
 //! what a reader needs of a card. [`VirtualCard`] plugs either into a vpcd virtual reader

@@ -16,6 +16,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use sekisho_ca::KeyPem;
 use zeroize::Zeroizing;
 
 use super::merkle::Hash;
@@ -60,15 +61,18 @@ impl CheckpointKey {
         if !path.exists() {
             let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
                 .map_err(|_| anyhow!("cannot generate an Ed25519 key"))?;
-            let pem = Zeroizing::new(pem_encode("PRIVATE KEY", doc.as_ref()));
-            sekisho_store::durable::install_new_file(dir, &path, pem.as_bytes(), 0o600)?;
+            let pem = KeyPem::from_pkcs8_der(doc.as_ref())?;
+            sekisho_store::durable::install_new_file(dir, &path, pem.as_str().as_bytes(), 0o600)?;
         }
         let raw = Zeroizing::new(
             fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
         );
         let der = if raw.starts_with(b"-----BEGIN") {
-            pem_decode(&raw)
-                .with_context(|| format!("{} is not a PEM private key", path.display()))?
+            let text = std::str::from_utf8(&raw)
+                .with_context(|| format!("{} is not a PEM private key", path.display()))?;
+            let pem = KeyPem::from_pem(text)
+                .with_context(|| format!("{} is not a PEM private key", path.display()))?;
+            Zeroizing::new(pem.der().to_vec())
         } else {
             Zeroizing::new(raw.to_vec())
         };
@@ -304,28 +308,6 @@ fn check_key_name(name: &str) -> Result<()> {
         bail!("checkpoint key name {name:?} must be non-empty, without spaces or '+'");
     }
     Ok(())
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = B64.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn pem_decode(pem: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    let text = std::str::from_utf8(pem).context("not UTF-8")?;
-    let b64: Zeroizing<String> = Zeroizing::new(
-        text.lines()
-            .filter(|l| !l.starts_with("-----"))
-            .map(str::trim)
-            .collect(),
-    );
-    Ok(Zeroizing::new(B64.decode(b64.as_bytes())?))
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

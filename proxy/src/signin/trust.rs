@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use arc_swap::ArcSwapOption;
@@ -14,13 +13,14 @@ use sekisho_ca::hpki::{HpkiTrustConfig, HpkiVerifier};
 use tracing::{info, warn};
 
 use crate::config::Hpki as HpkiConfig;
+use crate::file_stamps::FileStamps;
 
 /// HPKI trust, re-read when one of its files changes (a new CRL is dropped in place).
 pub struct HpkiTrust {
     cfg: Option<HpkiConfig>,
     data_dir: PathBuf,
     verifier: ArcSwapOption<HpkiVerifier>,
-    stamp: std::sync::Mutex<Vec<Option<SystemTime>>>,
+    stamp: std::sync::Mutex<FileStamps>,
     last_error: std::sync::Mutex<String>,
 }
 
@@ -82,11 +82,7 @@ impl HpkiTrust {
         let Some(cfg) = &self.cfg else {
             return Ok(false);
         };
-        let stamps: Vec<_> = self
-            .files()
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect();
+        let stamps = FileStamps::of(self.files());
         if *self.stamp.lock().expect("stamp lock") == stamps && self.verifier.load().is_some() {
             return Ok(false);
         }
