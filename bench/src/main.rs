@@ -1,7 +1,7 @@
 //! `sekisho-bench`: Sekisho against nginx as mTLS reverse proxies in front of the same upstream,
 //! driven by the same load generator in one run on this machine, alternating targets; prints
-//! req/s, p50, p99 and the Sekisho/nginx ratios (the ratios are the figures, see DESIGN.md
-//! "Performance method").
+//! req/s, p50, p99 and the Sekisho/nginx ratios (the ratios are the figures, see
+//! `docs/architecture.md`).
 //!
 //! ```text
 //! cargo build --release -p sekisho

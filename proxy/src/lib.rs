@@ -1,5 +1,13 @@
-//! Sekisho, the access gateway. The request path (DESIGN.md): `gateway` (listener, identify,
-//! route, decide) → `audit` (durable append) → `forward` (upstream) with an `assertion`.
+//! Sekisho, the access gateway: the `sekisho` binary and the library it is made of.
+//!
+//! The request path is [`gateway`]: accept → identify → session → route → authorize → audit
+//! → forward → outcome, one file per phase, with [`signin`] and [`consent`] as the gateway's
+//! own endpoints, [`policy`] consulted by authorize, and [`upstream`] behind forward.
+//! [`serve`] assembles a gateway from a data dir and keeps it current; [`enrollment`] and
+//! [`mgmt`] are the other two listeners; [`cli`] is the secretariat's command line. The store,
+//! the audit log, the WireGuard endpoint, the CA, the route map and policies, and the ids and
+//! refusal reasons shared with the terminal agent are crates of their own
+//! (`docs/architecture.md`).
 
 pub mod assertion;
 pub mod body;

@@ -1,5 +1,5 @@
-//! The audit log (DESIGN.md "Audit log"): every gateway decision is appended, durably, before
-//! the request goes on. Records are leaves of a Merkle tree with RFC 6962/9162 hashing; each
+//! Sekisho's audit log (R-LOG-1: access logs kept, protected and reviewable): every gateway
+//! decision is appended, durably, before the request goes on. Records are leaves of a Merkle tree with RFC 6962/9162 hashing; each
 //! committed batch ends with a signed checkpoint (C2SP tlog-checkpoint in a C2SP signed note,
 //! Ed25519). `verify` recomputes the tree from the stored records and checks every checkpoint,
 //! so an edited, inserted or removed record is found.

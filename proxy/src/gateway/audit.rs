@@ -1,5 +1,5 @@
 //! Phase 6, audit: the permit's decision record is made durable before anything it allows
-//! takes effect (DESIGN.md "Request path", step 5). If it cannot be written, the request is
+//! takes effect. If it cannot be written, the request is
 //! refused with 503 and nothing reaches the upstream.
 
 use sekisho_audit::Decision;

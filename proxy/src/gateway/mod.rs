@@ -1,4 +1,4 @@
-//! The terminal listener and the request path of DESIGN.md, as named phases over one
+//! The terminal listener and the request path (`docs/architecture.md`), as named phases over one
 //! per-request context ([`context::RequestCtx`]), the way Pingora's `ProxyHttp` names its
 //! phases — one file per phase:
 //!
