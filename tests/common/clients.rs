@@ -1,0 +1,135 @@
+//! The real clients: curl, openssl s_client, and a Rust rustls/hyper client with a terminal's
+//! certificate.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use super::*;
+
+/// curl; returns (http status or 0, body, curl exit code).
+pub fn curl(url: &str, ca: &str, extra: &[&str]) -> (u16, String, i32) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca,
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl is installed");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (
+        code.trim().parse().unwrap_or(0),
+        body.to_string(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+pub fn openssl(args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut c = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// A TLS connection to the gateway as terminal `name` (files in `g.out`), for raw HTTP.
+pub async fn tls_connect(
+    g: &Gateway,
+    name: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    tls_connect_with(g, Some(g.cert(name)), None).await.unwrap()
+}
+
+pub async fn tls_connect_with(
+    g: &Gateway,
+    cert: Option<(String, String)>,
+    versions: Option<&'static [&'static rustls::SupportedProtocolVersion]>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(g.ca()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider);
+    let b = match versions {
+        Some(v) => b.with_protocol_versions(v).unwrap(),
+        None => b.with_safe_default_protocol_versions().unwrap(),
+    }
+    .with_root_certificates(roots);
+    let cfg = match cert {
+        Some((c, k)) => b
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&c)
+                    .unwrap()
+                    .map(|c| c.unwrap())
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&k).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", g.port)).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// One HTTP/1.1 request over a fresh mTLS connection as terminal `name`; (status, JSON body).
+pub async fn call(
+    g: &Gateway,
+    name: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let tls = tls_connect(g, name).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
