@@ -223,7 +223,9 @@ fn spoofed_identity_headers_never_reach_the_upstream() {
             claims["exp"].as_i64().unwrap(),
         );
         assert!(exp - iat <= 60 && exp > iat);
-        assert_eq!(claims["jti"], h["sekisho-request-id"][0]);
+        // `jti` names the assertion (reused on one connection for the same claims); the request
+        // is named by Sekisho-Request-Id (see assertion_is_reused_on_a_connection_not_across).
+        assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
         // The JWKS is served on the management listener and matches the signing key.
         let (s, jwks) = g.mgmt_get("/jwks.json").unwrap();
         assert_eq!(s, 200);
@@ -436,12 +438,34 @@ fn upstream_down_is_502_and_audited() {
     }
 }
 
+/// A failing durable write: every answer is 503 `audit_unavailable`; no unsafe request and no
+/// request on a strict route reaches the upstream; a safe read forwarded while its record was
+/// committing gets 503 too, never the upstream's answer; and the gateway recovers when the log
+/// is writable again.
 #[test]
 fn unwritable_audit_log_refuses_with_503_and_forwards_nothing() {
     for db in BOTH {
-        let g = Gateway::start(db);
+        let mut opts = Options::default();
+        opts.extra_config.push_str(
+            r#"
+[[route]]
+name = "forms"
+methods = ["POST"]
+path = "/forms/**"
+level = "terminal"
+action = "write"
+
+[[route]]
+name = "strict"
+methods = ["GET"]
+path = "/strict/**"
+level = "terminal"
+action = "view"
+strict_audit = true
+"#,
+        );
+        let g = Gateway::start_with(db, opts);
         assert_eq!(g.curl_t1("/", &[]).0, 200);
-        let before = g.upstream.hits();
         match db {
             Db::Sqlite => g.sql(
                 "CREATE TRIGGER audit_off BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit disabled'); END",
@@ -451,13 +475,27 @@ fn unwritable_audit_log_refuses_with_503_and_forwards_nothing() {
                  CREATE TRIGGER audit_off BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_off();",
             ),
         }
-        let (status, body, _) = g.curl_t1("/", &[]);
+        // Unsafe, and strict: refused before anything is forwarded.
+        let before = g.upstream.hits();
+        let (status, body, _) = g.curl_t1("/forms/a", &["-X", "POST", "--data", "x=1"]);
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("audit_unavailable"));
+        let (status, body, _) = g.curl_t1("/strict/a", &[]);
         assert_eq!(status, 503, "{db:?}: {body}");
         assert!(body.contains("audit_unavailable"));
         assert_eq!(
             g.upstream.hits(),
             before,
-            "{db:?}: nothing may be forwarded without its audit record"
+            "{db:?}: nothing unsafe or strict may be forwarded without its audit record"
+        );
+        // Safe: it may have been forwarded while the record was committing, but the
+        // upstream's answer is never released.
+        let (status, body, _) = g.curl_t1("/", &[]);
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("audit_unavailable"), "{db:?}: {body}");
+        assert!(
+            !body.contains("Demo"),
+            "{db:?}: the upstream's answer leaked: {body}"
         );
         g.sql(
             "DROP TRIGGER audit_off"
@@ -478,6 +516,8 @@ fn unwritable_audit_log_refuses_with_503_and_forwards_nothing() {
             200,
             "{db:?}: recovers once the log is writable"
         );
+        // The withheld answer is on record once the log takes records again.
+        g.wait_audit(|r| r["event"] == "outcome" && r["reason"] == "audit_unavailable");
         let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
         assert!(out.contains("audit log OK"), "{out}");
     }
@@ -794,4 +834,63 @@ fn the_gateways_own_pages_cannot_be_reached_upstream_by_another_spelling() {
         assert_eq!(v["signed_in"], false, "{path}");
     }
     assert_eq!(g.upstream.hits(), 0);
+}
+
+/// Signing is paid once per connection and set of claims: two requests on one keep-alive
+/// connection carry the same assertion and their own request ids, both audited; another
+/// connection gets an assertion of its own, and both verify.
+#[test]
+fn assertion_is_reused_on_a_connection_not_across() {
+    let g = Gateway::start(Db::Sqlite);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = rt.block_on(async {
+        use http_body_util::BodyExt;
+        let mut seen = Vec::new();
+        for _connection in 0..2 {
+            let tls = tls_connect(&g, "t1").await;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            for _request in 0..2 {
+                let req = http::Request::builder()
+                    .uri("/debug/headers")
+                    .header("host", "localhost")
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                seen.push((
+                    v["headers"]["sekisho-assertion"][0]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    v["headers"]["sekisho-request-id"][0]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                ));
+            }
+        }
+        seen
+    });
+    assert_eq!(seen[0].0, seen[1].0, "reused on one connection");
+    assert_eq!(seen[2].0, seen[3].0, "reused on one connection");
+    assert_ne!(seen[0].0, seen[2].0, "signed anew on another connection");
+    let ids: std::collections::HashSet<_> = seen.iter().map(|(_, id)| id.clone()).collect();
+    assert_eq!(ids.len(), 4, "every request has its own id");
+    let (_, jwks) = g.mgmt_get("/jwks.json").unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    for (jwt, id) in &seen {
+        assert!(verify_es256(jwt, &jwks["keys"][0]));
+        g.wait_audit(|r| {
+            r["request_id"] == id.as_str() && r["event"] == "request" && r["decision"] == "permit"
+        });
+    }
 }

@@ -201,6 +201,7 @@ fn add_debug_route(dd: &DataDir) -> Result<()> {
             patient: None,
             entry: None,
             admin: None,
+            strict_audit: false,
         },
     );
     cfg.routes.insert(
@@ -215,6 +216,7 @@ fn add_debug_route(dd: &DataDir) -> Result<()> {
             patient: None,
             entry: None,
             admin: None,
+            strict_audit: false,
         },
     );
     write_config(dd, &cfg)

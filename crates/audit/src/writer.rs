@@ -96,10 +96,24 @@ impl AuditLog {
     /// Returns once the record's batch is committed (durable), with its leaf index.
     /// Err => the caller refuses the request with 503.
     pub async fn append(&self, rec: AuditRecord) -> Result<u64, AuditError> {
+        self.submit(rec).await
+    }
+
+    /// Queues the record now and returns what resolves once it is durable (as [`append`]),
+    /// so the caller can do other work while the batch commits.
+    ///
+    /// [`append`]: AuditLog::append
+    pub fn submit(
+        &self,
+        rec: AuditRecord,
+    ) -> impl Future<Output = Result<u64, AuditError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.enqueue(rec, Some(reply))?;
-        // The writer answers every record it takes; if it is gone, the sender is dropped.
-        answer.await.unwrap_or(Err(AuditError::Closed))
+        let queued = self.enqueue(rec, Some(reply));
+        async move {
+            queued?;
+            // The writer answers every record it takes; if it is gone, the sender is dropped.
+            answer.await.unwrap_or(Err(AuditError::Closed))
+        }
     }
 
     /// For after-the-fact records (request outcomes): queued in the same batches, not awaited;

@@ -124,6 +124,11 @@ pub struct RouteConfig {
     /// the id of the facility that owns it is (R-ACCT-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminTarget>,
+    /// Wait for the decision record to be durable before anything reaches the upstream, even
+    /// for a safe method (GET, HEAD, OPTIONS), which by default is forwarded while its record
+    /// commits and has its answer held until then. Unsafe methods always wait.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_audit: bool,
 }
 
 /// What an admin route administers. TOML:
@@ -235,6 +240,7 @@ pub(super) fn default_routes() -> Vec<RouteConfig> {
             patient: None,
             entry: None,
             admin: None,
+            strict_audit: false,
         },
         RouteConfig {
             name: None,
@@ -246,6 +252,7 @@ pub(super) fn default_routes() -> Vec<RouteConfig> {
             patient: None,
             entry: None,
             admin: None,
+            strict_audit: false,
         },
         RouteConfig {
             name: None,
@@ -257,6 +264,7 @@ pub(super) fn default_routes() -> Vec<RouteConfig> {
             patient: patient_from_path(),
             entry: None,
             admin: None,
+            strict_audit: false,
         },
         // R-ROLE-2: an assistant's entry, and a physician's confirmation of it, before the
         // general write route.
@@ -270,6 +278,7 @@ pub(super) fn default_routes() -> Vec<RouteConfig> {
             patient: patient_from_path(),
             entry: None,
             admin: None,
+            strict_audit: false,
         },
         RouteConfig {
             name: Some("entry-confirm".to_owned()),
@@ -283,6 +292,7 @@ pub(super) fn default_routes() -> Vec<RouteConfig> {
                 name: "entry".to_owned(),
             }),
             admin: None,
+            strict_audit: false,
         },
         RouteConfig {
             name: None,
@@ -294,6 +304,7 @@ pub(super) fn default_routes() -> Vec<RouteConfig> {
             patient: patient_from_path(),
             entry: None,
             admin: None,
+            strict_audit: false,
         },
     ]
 }

@@ -38,6 +38,7 @@ fn route(
         patient,
         entry: None,
         admin: None,
+        strict_audit: false,
     }
 }
 

@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use super::Gateway;
+use super::assertion::AssertionCache;
 use crate::tls::handshake_failure_reason;
 
 /// Who is at the other end of a connection, as far as its TLS handshake says.
@@ -45,6 +46,8 @@ pub(super) struct Connection {
     /// The terminal whose tunnel it came through, if it did.
     pub tunnel_owner: Option<String>,
     pub identity: Identity,
+    /// Assertions signed for requests on this connection, reused while fresh.
+    pub assertions: AssertionCache,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
     epoch: Instant,
@@ -157,6 +160,7 @@ impl Gateway {
             local,
             tunnel_owner: via_tunnel,
             identity,
+            assertions: AssertionCache::default(),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
             epoch: Instant::now(),

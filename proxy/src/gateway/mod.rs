@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Any error between identify and the audit record is a refusal (fail closed): `refusal.rs`
-//! writes the refusal's record durably and answers with its page. Nothing reaches the upstream
-//! before its decision record is durable. The gateway's own endpoints under `/.sekisho/`
-//! (sign-in, consent) branch off after identify (`own.rs`).
+//! writes the refusal's record durably and answers with its page. No answer reaches the
+//! terminal, and no unsafe request reaches the upstream, before its decision record is
+//! durable; a safe read may be forwarded while its record commits, its answer held until then
+//! (`forward.rs`). The gateway's own endpoints under `/.sekisho/` (sign-in, consent) branch off
+//! after identify (`own.rs`).
 
 mod assertion;
 mod audit;
@@ -70,6 +72,8 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// The WireGuard endpoint, when the deployment has one.
     tunnel: Option<TunnelBinding>,
+    /// Records of withheld answers waiting for the audit log (`audit.rs`).
+    pending_records: Arc<tokio::sync::Semaphore>,
 }
 
 /// The parts of a [`Gateway`]; each is built (and can be tested) on its own.
@@ -107,6 +111,7 @@ impl Gateway {
             upstream: p.upstream,
             metrics: p.metrics,
             tunnel: p.tunnel,
+            pending_records: audit::pending_records(),
         }
     }
 
@@ -124,6 +129,10 @@ impl Gateway {
         }
         if let Err(reason) = self.decide(&req, path, &mut ctx).await {
             return self.refuse(ctx, reason).await;
+        }
+        if self.may_overlap(&req, &ctx) {
+            let durable = self.record_permit_async(&mut ctx);
+            return self.forward_while_recording(req, ctx, durable).await;
         }
         if let Err(reason) = self.record_permit(&mut ctx).await {
             return self.refuse_unrecorded(&ctx, reason);
