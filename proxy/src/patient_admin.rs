@@ -7,17 +7,10 @@ use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{CardCmd, CareteamCmd, PatientCmd, audit_admin, open};
+use crate::cli::{CardCmd, CareteamCmd, PatientCmd, actor, audit_admin, open};
 use sekisho_audit::AuditRecord;
 use sekisho_store::consent as consent_rows;
 use sekisho_store::patients::{self, Consent, NewPatient};
-
-fn actor() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .map(|u| format!("os:{}", crate::headers::escape_text(&u, 64)))
-        .unwrap_or_else(|_| "os:unknown".into())
-}
 
 fn record(reason: &str, patient: &str, detail: Option<String>) -> AuditRecord {
     AuditRecord {

@@ -11,12 +11,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use sekisho_ca::{KeyAlgorithm, RevocationReason, TerminalId};
 
-use crate::config::{Config, DataDir};
+use crate::config::Config;
 use crate::init::{self, InitOptions};
-use crate::metrics::Metrics;
 use crate::terminals::{self, Change};
 use sekisho_audit::AuditRecord;
 use sekisho_store::Store;
+
+mod admin_audit;
+mod data_dir;
+
+pub(crate) use admin_audit::{actor, audit_admin, os_user};
+pub(crate) use data_dir::open;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -786,39 +791,13 @@ fn policy(cmd: PolicyCmd) -> Result<i32> {
     }
 }
 
-pub(crate) async fn open(data_dir: &Path) -> Result<(DataDir, Config, Store)> {
-    let dd = DataDir::new(data_dir);
-    let cfg = Config::load(data_dir)?;
-    let store = Store::open(&cfg.store_url(data_dir)).await?;
-    Ok((dd, cfg, store))
-}
-
-/// Writes a registry change to the audit log, as the secretariat's act.
-pub(crate) async fn audit_admin(
-    dd: &DataDir,
-    cfg: &Config,
-    store: &Store,
-    rec: AuditRecord,
-) -> Result<()> {
-    let metrics = Metrics::new();
-    let log = crate::serve::open_audit(dd, cfg, store, &metrics).await?;
-    let r = log.append(rec).await;
-    log.shutdown().await;
-    r.map(|_| ()).map_err(|e| {
-        anyhow::anyhow!("the change was made but its audit record could not be written: {e}")
-    })
-}
-
 fn admin_record(reason: &str, id: &TerminalId, detail: String) -> AuditRecord {
     AuditRecord {
         request_id: sekisho_protocol::new_request_id(),
         event: sekisho_audit::Event::Registry,
         terminal: Some(id.terminal.clone()),
         facility: Some(id.facility.clone()),
-        user: std::env::var("SUDO_USER")
-            .or_else(|_| std::env::var("USER"))
-            .ok()
-            .map(|u| format!("os:{}", crate::headers::escape_text(&u, 64))),
+        user: os_user(),
         decision: sekisho_audit::Decision::Permit,
         reason: reason.into(),
         detail: Some(detail),
