@@ -9,7 +9,7 @@ use sekisho_audit::AuditRecord;
 use sekisho_store::Store;
 
 /// Writes a registry change to the audit log, as the secretariat's act.
-pub(crate) async fn audit_admin(
+pub(super) async fn audit_admin(
     dd: &DataDir,
     cfg: &Config,
     store: &Store,
@@ -26,7 +26,7 @@ pub(crate) async fn audit_admin(
 
 /// The account running the command (`sudo`'s caller before the account it became), as
 /// `os:NAME`; `None` when the environment names none.
-pub(crate) fn os_user() -> Option<String> {
+pub(super) fn os_user() -> Option<String> {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .ok()
@@ -35,6 +35,6 @@ pub(crate) fn os_user() -> Option<String> {
 
 /// [`os_user`] for the store's `changed_by` columns and patient records: `os:unknown` when the
 /// environment names no account.
-pub(crate) fn actor() -> String {
+pub(super) fn actor() -> String {
     os_user().unwrap_or_else(|| "os:unknown".into())
 }

@@ -18,10 +18,15 @@ use sekisho_audit::AuditRecord;
 use sekisho_store::Store;
 
 mod admin_audit;
+mod careteam;
 mod data_dir;
+mod patient;
 
-pub(crate) use admin_audit::{actor, audit_admin, os_user};
-pub(crate) use data_dir::open;
+use admin_audit::{audit_admin, os_user};
+use data_dir::open;
+
+pub use careteam::CareteamCmd;
+pub use patient::{CardCmd, PatientCmd};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -517,98 +522,6 @@ fn read_cert(path: &Path) -> Result<Vec<u8>> {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum PatientCmd {
-    /// Register a patient (consent "none" unless --consent granted).
-    Add {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        kana: Option<String>,
-        /// YYYY-MM-DD
-        #[arg(long)]
-        birth_date: Option<String>,
-        /// M, F or O
-        #[arg(long)]
-        sex: Option<String>,
-        /// A facility-local id, FACILITY:ID (repeatable).
-        #[arg(long = "local-id")]
-        local_ids: Vec<String>,
-        #[arg(long)]
-        consent: Option<String>,
-    },
-    /// Record the patient's consent (sharing starts).
-    Consent {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        note: Option<String>,
-    },
-    /// Record a withdrawal: the next request for this patient is refused.
-    Withdraw {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        note: Option<String>,
-    },
-    List {
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-    /// Patient IC cards (R-PAT-2): issue, revoke, list.
-    #[command(subcommand)]
-    Card(CardCmd),
-    /// Import patients from CSV (header: patient_id,name,kana,birth_date,sex,consent,local_ids)
-    /// or JSON (an array of objects with those keys; local_ids "FAC:ID;FAC:ID"). Every row is
-    /// checked first; one bad row and nothing is imported.
-    Import {
-        #[arg(long)]
-        data_dir: PathBuf,
-        file: PathBuf,
-        #[arg(long)]
-        dry_run: bool,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CardCmd {
-    /// Issue a patient card: a key and a certificate from Sekisho's patient-card CA (made on
-    /// first use), written to --out as patient-card.key (0600) and patient-card.crt for the
-    /// card personalisation, and registered as the patient's active card.
-    Issue {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        patient: String,
-        /// A directory that does not exist yet.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 1826)]
-        lifetime_days: u32,
-    },
-    /// Revoke a card (lost, replaced): it opens no more windows, and the windows it opened close.
-    Revoke {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        serial: String,
-    },
-    List {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        patient: Option<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
 pub enum PolicyCmd {
     /// Validate the data dir's policy set against its schema.
     Check {
@@ -621,36 +534,6 @@ pub enum PolicyCmd {
         file: PathBuf,
         #[arg(long)]
         data_dir: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CareteamCmd {
-    Add {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        patient: String,
-        #[arg(long)]
-        user: Option<String>,
-        #[arg(long)]
-        facility: Option<String>,
-    },
-    Remove {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        patient: String,
-        #[arg(long)]
-        user: Option<String>,
-        #[arg(long)]
-        facility: Option<String>,
-    },
-    List {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        patient: String,
     },
 }
 
@@ -714,9 +597,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Terminal(t) => terminal(t).await,
         Command::User(u) => user(u).await,
-        Command::Patient(p) => crate::patient_admin::patient(p).await,
+        Command::Patient(p) => patient::run(p).await,
         Command::Policy(p) => policy(p),
-        Command::Careteam(c) => crate::patient_admin::careteam(c).await,
+        Command::Careteam(c) => careteam::run(c).await,
         Command::Ca(CaCmd::Crl { data_dir }) => {
             let (dd, cfg, store) = open(&data_dir).await?;
             let ca = terminals::load_authority(&dd).ok();
