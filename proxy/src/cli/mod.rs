@@ -3,27 +3,29 @@
 //! sees the change within a second.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use sekisho_ca::KeyAlgorithm;
 
-use crate::config::Config;
 use crate::init::{self, InitOptions};
-use crate::terminals;
 
 mod admin_audit;
+mod audit;
+mod ca;
 mod careteam;
 mod data_dir;
 mod patient;
+mod policy;
 mod terminal;
 mod user;
 
-use data_dir::open;
-
+pub use audit::AuditCmd;
+pub use ca::CaCmd;
 pub use careteam::CareteamCmd;
 pub use patient::{CardCmd, PatientCmd};
+pub use policy::PolicyCmd;
 pub use terminal::TerminalCmd;
 pub use user::UserCmd;
 
@@ -102,40 +104,6 @@ pub struct InitArgs {
     pub ca_key: KeyAlgorithm,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum PolicyCmd {
-    /// Validate the data dir's policy set against its schema.
-    Check {
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-    /// Run decision tables (a TOML file, or a directory of them) against the policy set
-    /// (the data dir's, or the shipped default with no --data-dir).
-    Test {
-        file: PathBuf,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum CaCmd {
-    /// Print the current CRL (PEM) on stdout.
-    Crl {
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum AuditCmd {
-    /// Recompute the Merkle tree and check every signed checkpoint.
-    Verify {
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-}
-
 fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
     match s {
         "ecdsa-p256" | "p256" | "ecdsa" => Ok(KeyAlgorithm::EcdsaP256),
@@ -179,78 +147,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Terminal(t) => terminal::run(t).await,
         Command::User(u) => user::run(u).await,
         Command::Patient(p) => patient::run(p).await,
-        Command::Policy(p) => policy(p),
+        Command::Policy(p) => policy::run(p),
         Command::Careteam(c) => careteam::run(c).await,
-        Command::Ca(CaCmd::Crl { data_dir }) => {
-            let (dd, cfg, store) = open(&data_dir).await?;
-            let ca = terminals::load_authority(&dd).ok();
-            let crl = terminals::ensure_crl(&store, ca.as_ref(), &cfg.ca).await?;
-            print!("{}", sekisho_ca::crl_pem(&crl.der));
-            Ok(0)
-        }
-        Command::Audit(AuditCmd::Verify { data_dir }) => {
-            let (dd, _cfg, store) = open(&data_dir).await?;
-            let key_file = dd.audit_dir().join("checkpoint.pub");
-            let key = std::fs::read_to_string(&key_file)
-                .with_context(|| format!("cannot read {}", key_file.display()))?;
-            let report = sekisho_audit::verify(&store, key.trim()).await?;
-            println!(
-                "records: {}  checkpoints: {}",
-                report.records, report.checkpoints
-            );
-            if report.problems.is_empty() {
-                println!("audit log OK: every record is covered by a valid signed checkpoint");
-                Ok(0)
-            } else {
-                for p in &report.problems {
-                    println!("PROBLEM: {p}");
-                }
-                println!(
-                    "audit log FAILED verification: {} problem(s)",
-                    report.problems.len()
-                );
-                Ok(1)
-            }
-        }
+        Command::Ca(c) => ca::run(c).await,
+        Command::Audit(a) => audit::run(a).await,
         Command::Demo(a) => crate::demo::run(a).await.map(|_| 0),
-    }
-}
-
-fn policy_dir(data_dir: &Path) -> Result<PathBuf> {
-    let cfg = Config::load(data_dir)?;
-    Ok(data_dir.join(cfg.policy.dir))
-}
-
-fn policy(cmd: PolicyCmd) -> Result<i32> {
-    match cmd {
-        PolicyCmd::Check { data_dir } => {
-            let dir = policy_dir(&data_dir)?;
-            let engine =
-                sekisho_policies::PolicyEngine::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "policy set OK: {} policies in {}",
-                engine.policy_ids().len(),
-                dir.display()
-            );
-            Ok(0)
-        }
-        PolicyCmd::Test { file, data_dir } => {
-            let dir = match data_dir {
-                Some(d) => policy_dir(&d)?,
-                None => sekisho_policies::default_policy_dir(),
-            };
-            let engine =
-                sekisho_policies::PolicyEngine::load(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let report = if file.is_dir() {
-                sekisho_policies::run_table_dir(&engine, &file)?
-            } else {
-                sekisho_policies::run_table(&engine, &sekisho_policies::DecisionTable::load(&file)?)
-            };
-            for f in &report.failures {
-                println!("FAIL {f}");
-            }
-            println!("{} passed, {} failed", report.passed, report.failures.len());
-            Ok(if report.failures.is_empty() { 0 } else { 1 })
-        }
     }
 }
