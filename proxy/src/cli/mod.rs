@@ -1,21 +1,25 @@
 //! The `sekisho` command line. Every command that changes the store does it in one
 //! transaction, so wrong input or a failure leaves nothing half-written; a running gateway
 //! sees the change within a second.
+//!
+//! One module per command group holds that group's clap types and handlers (`terminal`,
+//! `user`, `patient`, `careteam`, `policy`, `ca`, `audit`; `init` also runs `serve` and
+//! `demo`). What they share: `data_dir` opens a data dir's configuration and store, and
+//! `admin_audit` writes each change to the audit log as the operator's act. This module
+//! only parses and dispatches.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use sekisho_ca::KeyAlgorithm;
 
-use crate::init::{self, InitOptions};
-
 mod admin_audit;
 mod audit;
 mod ca;
 mod careteam;
 mod data_dir;
+mod init;
 mod patient;
 mod policy;
 mod terminal;
@@ -24,6 +28,7 @@ mod user;
 pub use audit::AuditCmd;
 pub use ca::CaCmd;
 pub use careteam::CareteamCmd;
+pub use init::InitArgs;
 pub use patient::{CardCmd, PatientCmd};
 pub use policy::PolicyCmd;
 pub use terminal::TerminalCmd;
@@ -77,33 +82,7 @@ pub struct DataDirArg {
     pub data_dir: PathBuf,
 }
 
-#[derive(Args, Debug)]
-pub struct InitArgs {
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// The network application Sekisho protects, e.g. http://127.0.0.1:8080
-    #[arg(long)]
-    pub upstream: String,
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    pub listen: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub mgmt_listen: SocketAddr,
-    #[arg(long, default_value = "127.0.0.1:8444")]
-    pub enroll_listen: SocketAddr,
-    /// The name terminals use to reach the gateway (in its server certificate).
-    #[arg(long, default_value = "localhost")]
-    pub hostname: String,
-    /// The network's name, shown in the CA certificates.
-    #[arg(long, default_value = "Sekisho Network")]
-    pub network_name: String,
-    /// Database URL; default: SQLite in the data dir.
-    #[arg(long)]
-    pub store_url: Option<String>,
-    /// CA keys: ecdsa-p256 (default) or rsa-2048.
-    #[arg(long, default_value = "ecdsa-p256", value_parser = parse_alg)]
-    pub ca_key: KeyAlgorithm,
-}
-
+/// Key algorithms by name, for `init --ca-key` and `terminal add --key`.
 fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
     match s {
         "ecdsa-p256" | "p256" | "ecdsa" => Ok(KeyAlgorithm::EcdsaP256),
@@ -117,33 +96,8 @@ fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
 /// Returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Init(a) => {
-            let ips: Vec<IpAddr> = Vec::new();
-            let dd = init::init(&InitOptions {
-                data_dir: a.data_dir.clone(),
-                upstream: a.upstream,
-                listen: a.listen,
-                mgmt_listen: a.mgmt_listen,
-                enroll_listen: a.enroll_listen,
-                hostname: a.hostname,
-                network_name: a.network_name,
-                store_url: a.store_url,
-                ca_key: a.ca_key,
-                extra_ips: ips,
-            })
-            .await?;
-            println!("Created {}", dd.root.display());
-            println!(
-                "Next: sekisho terminal add --data-dir {} --facility F --terminal T --out DIR",
-                dd.root.display()
-            );
-            println!("      sekisho serve --data-dir {}", dd.root.display());
-            Ok(0)
-        }
-        Command::Serve(a) => {
-            crate::serve::serve(&a.data_dir).await?;
-            Ok(0)
-        }
+        Command::Init(a) => init::init(a).await,
+        Command::Serve(a) => init::serve(a).await,
         Command::Terminal(t) => terminal::run(t).await,
         Command::User(u) => user::run(u).await,
         Command::Patient(p) => patient::run(p).await,
@@ -151,6 +105,6 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Careteam(c) => careteam::run(c).await,
         Command::Ca(c) => ca::run(c).await,
         Command::Audit(a) => audit::run(a).await,
-        Command::Demo(a) => crate::demo::run(a).await.map(|_| 0),
+        Command::Demo(a) => init::demo(a).await,
     }
 }
