@@ -25,7 +25,6 @@ pub mod init;
 pub mod metrics;
 pub mod mgmt;
 pub mod password;
-pub mod patient_admin;
 pub mod policy;
 pub mod registry;
 pub mod serve;

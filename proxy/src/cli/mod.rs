@@ -1,0 +1,110 @@
+//! The `sekisho` command line. Every command that changes the store does it in one
+//! transaction, so wrong input or a failure leaves nothing half-written; a running gateway
+//! sees the change within a second.
+//!
+//! One module per command group holds that group's clap types and handlers (`terminal`,
+//! `user`, `patient`, `careteam`, `policy`, `ca`, `audit`; `init` also runs `serve` and
+//! `demo`). What they share: `data_dir` opens a data dir's configuration and store, and
+//! `admin_audit` writes each change to the audit log as the operator's act. This module
+//! only parses and dispatches.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use sekisho_ca::KeyAlgorithm;
+
+mod admin_audit;
+mod audit;
+mod ca;
+mod careteam;
+mod data_dir;
+mod init;
+mod patient;
+mod policy;
+mod terminal;
+mod user;
+
+pub use audit::AuditCmd;
+pub use ca::CaCmd;
+pub use careteam::CareteamCmd;
+pub use init::InitArgs;
+pub use patient::{CardCmd, PatientCmd};
+pub use policy::PolicyCmd;
+pub use terminal::TerminalCmd;
+pub use user::UserCmd;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sekisho",
+    version,
+    about = "Sekisho access gateway for regional medical information-sharing networks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a data dir: configuration, CA, server certificate, keys, database.
+    Init(InitArgs),
+    /// Run the gateway.
+    Serve(DataDirArg),
+    /// Register, enroll, list, suspend, resume and revoke terminals.
+    #[command(subcommand)]
+    Terminal(TerminalCmd),
+    /// People who sign in: add, list, suspend, resume, unlock.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Patients and their consent (R-PAT-1).
+    #[command(subcommand)]
+    Patient(PatientCmd),
+    /// Who may see a patient: users and facilities of the care team (R-PAT-3).
+    #[command(subcommand)]
+    Careteam(CareteamCmd),
+    /// The Cedar policy set: check it, run decision tables.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Sekisho's CA.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Everything on loopback with a demo upstream, a demo terminal and instructions.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DataDirArg {
+    #[arg(long, env = "SEKISHO_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// Key algorithms by name, for `init --ca-key` and `terminal add --key`.
+fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
+    match s {
+        "ecdsa-p256" | "p256" | "ecdsa" => Ok(KeyAlgorithm::EcdsaP256),
+        "rsa-2048" | "rsa" => Ok(KeyAlgorithm::Rsa2048),
+        _ => Err(format!(
+            "unknown key algorithm {s:?} (ecdsa-p256 or rsa-2048)"
+        )),
+    }
+}
+
+/// Returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Init(a) => init::init(a).await,
+        Command::Serve(a) => init::serve(a).await,
+        Command::Terminal(t) => terminal::run(t).await,
+        Command::User(u) => user::run(u).await,
+        Command::Patient(p) => patient::run(p).await,
+        Command::Policy(p) => policy::run(p),
+        Command::Careteam(c) => careteam::run(c).await,
+        Command::Ca(c) => ca::run(c).await,
+        Command::Audit(a) => audit::run(a).await,
+        Command::Demo(a) => init::demo(a).await,
+    }
+}
