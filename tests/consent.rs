@@ -50,8 +50,13 @@ fn consent_and_care_team_decide_and_changes_apply_to_the_next_request() {
             "--consent",
             "granted",
         ]);
-        // Consent but no care team: refused, and the page says what is missing.
-        let body = expect(&g, &nurse, RECORD, 403);
+        // Consent but no care team: refused, and the page says what is missing (once the
+        // gateway has the new patient: within a poll).
+        let (s, body) = within_a_poll(
+            || get(&g, "t1", &nurse, RECORD),
+            |(_, b)| b.contains("patient_not_in_care_team"),
+        );
+        assert_eq!(s, 403, "{db:?}: {body}");
         assert!(body.contains("patient_not_in_care_team"), "{db:?}: {body}");
         run_ok(&[
             "careteam",
@@ -63,6 +68,8 @@ fn consent_and_care_team_decide_and_changes_apply_to_the_next_request() {
             "--user",
             "nurse00001",
         ]);
+        // CLI changes reach the gateway within a poll.
+        expect(&g, &nurse, RECORD, 200);
         let (s, body, _) = g.curl(
             RECORD,
             &{

@@ -187,7 +187,7 @@ fn the_patient_card_opens_a_window_that_expires_and_a_revoked_card_opens_none() 
 
     // The window expires (made to, in the store): viewing is refused again.
     g.sql("UPDATE consent_windows SET expires_at = 1");
-    let (s, body) = doctor_get(&g, RECORD);
+    let (s, body) = within_a_poll(|| doctor_get(&g, RECORD), |(s, _)| *s != 200);
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("patient_card_required"), "{body}");
 
@@ -204,7 +204,7 @@ fn the_patient_card_opens_a_window_that_expires_and_a_revoked_card_opens_none() 
         "--serial",
         &serial,
     ]);
-    let (s, _) = doctor_get(&g, RECORD);
+    let (s, _) = within_a_poll(|| doctor_get(&g, RECORD), |(s, _)| *s != 200);
     assert_eq!(s, 403, "the revoked card's window is closed");
     match rt.block_on(agent::consent(&cfg, Some(PATIENT_READER.into()), false)) {
         Err(AgentError::Refused(r)) => assert_eq!(r.code.as_str(), "patient_card_revoked"),
@@ -308,7 +308,7 @@ fn staff_attestation_opens_a_window_recorded_as_such_where_allowed() {
         assert!(body.contains("patient_unknown_or_not_consented"), "{body}");
         // Consent given again: the window opened before the withdrawal stays closed.
         run_ok(&["patient", "consent", "--data-dir", d, "--id", "P-0001"]);
-        let (s, body) = get(&g, "t1", &doctor, RECORD);
+        let (s, body) = within_a_poll(|| get(&g, "t1", &doctor, RECORD), |(s, _)| *s != 200);
         assert_eq!(s, 403, "{db:?}: {body}");
         assert!(body.contains("patient_card_required"), "{body}");
     }

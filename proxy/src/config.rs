@@ -205,6 +205,10 @@ pub struct Policy {
     /// Lower-assurance mode: a signed-in member of staff may open a window by reading the
     /// card's id and attesting the patient's presence (recorded as `staff_attested`).
     pub allow_attested_consent: bool,
+    /// Patient facts (consent, care team, windows) are held in memory and kept current from the
+    /// store; once the store has not been read for this long, patient requests are refused
+    /// (`policy_unavailable`) rather than decided on facts that may have changed.
+    pub facts_max_age_secs: u32,
 }
 
 impl Default for Policy {
@@ -215,6 +219,7 @@ impl Default for Policy {
             consent_window_minutes: 30,
             card_presence_seconds: 300,
             allow_attested_consent: false,
+            facts_max_age_secs: 5,
         }
     }
 }

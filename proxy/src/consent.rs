@@ -37,6 +37,7 @@ use tracing::{info, warn};
 use crate::body::Body;
 use crate::config::Config;
 use crate::endpoint::{error, json, read_json};
+use crate::patients::PatientView;
 use crate::sessions::{Session, Sessions};
 use crate::signin::{Caller, nonce_hash};
 
@@ -45,6 +46,8 @@ pub struct ConsentDesk {
     store: Store,
     audit: AuditLog,
     sessions: Arc<Sessions>,
+    /// Patient facts in memory: a window opened here applies to this replica's next request.
+    patients: Arc<PatientView>,
     /// Sekisho's CA directory: `root.crt` + `patient-card-ca.crt` are the cards' anchors.
     ca_dir: PathBuf,
     anchors: ArcSwapOption<PatientCardAnchors>,
@@ -56,6 +59,7 @@ impl ConsentDesk {
         store: Store,
         audit: AuditLog,
         sessions: Arc<Sessions>,
+        patients: Arc<PatientView>,
         ca_dir: PathBuf,
     ) -> ConsentDesk {
         ConsentDesk {
@@ -63,6 +67,7 @@ impl ConsentDesk {
             store,
             audit,
             sessions,
+            patients,
             ca_dir,
             anchors: ArcSwapOption::empty(),
         }
@@ -326,6 +331,10 @@ impl ConsentDesk {
                 ..Default::default()
             });
             return error(Reason::Internal);
+        }
+        if let Err(e) = self.patients.refresh(&self.store, &patient).await {
+            // The watcher applies it within a poll instead.
+            warn!(error = %e, "cannot refresh the patient's facts after opening a window");
         }
         info!(terminal = %caller.terminal.terminal, user = %session.user_id, basis = basis.as_str(), "consent window opened");
         json(

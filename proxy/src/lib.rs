@@ -25,6 +25,7 @@ pub mod init;
 pub mod metrics;
 pub mod mgmt;
 pub mod password;
+pub mod patients;
 pub mod policy;
 pub mod registry;
 pub mod serve;

@@ -4,8 +4,8 @@
 //! by the Cedar policy set in the data dir (`policies/`), which is re-read when a file changes
 //! (an invalid set is refused and the running one stays).
 //!
-//! Only the entities the request needs are loaded: the one patient's consent and care team
-//! (two indexed queries), never the registry of patients.
+//! Only the entities the request needs are built: the person and the one patient, whose
+//! consent, care team and consent windows come from the in-memory [`PatientView`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,10 +20,10 @@ use sekisho_protocol::Reason;
 use tracing::{info, warn};
 
 use crate::file_stamps::FileStamps;
+use crate::patients::PatientView;
 use crate::sessions::Session;
-use sekisho_store::Store;
 use sekisho_store::consent;
-use sekisho_store::patients::{self, Consent as StoredConsent, PatientFacts};
+use sekisho_store::patients::{Consent as StoredConsent, PatientFacts};
 
 pub struct Authorizer {
     dir: PathBuf,
@@ -100,9 +100,9 @@ impl Authorizer {
 
     /// Decides a patient route for the signed-in person. Err: refused, with what was missing.
     /// `entry` is the assistant's entry a `confirm` is about, as the gateway recorded it.
-    pub async fn patient(
+    pub fn patient(
         &self,
-        store: &Store,
+        view: &PatientView,
         session: &Session,
         patient: &str,
         action: sekisho_policies::Action,
@@ -123,18 +123,18 @@ impl Authorizer {
                 return Err(refuse(Reason::QualificationNotPermitted));
             }
         };
-        let (facts, window) = match tokio::try_join!(
-            patients::facts(store, patient),
-            consent::active_window(store, &session.user_id, patient)
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, "cannot read the patient's consent");
-                return Err(refuse(Reason::PolicyUnavailable));
-            }
-        };
+        if !view.is_current() {
+            warn!("the patient facts are stale (the store has not been read recently): refused");
+            return Err(refuse(Reason::PolicyUnavailable));
+        }
+        let now = sekisho_store::now();
+        let known = view.get(patient);
+        let window = known
+            .as_ref()
+            .and_then(|p| p.window(&session.user_id, now))
+            .cloned();
         // An unknown patient looks exactly like one who has not consented.
-        let facts = facts.unwrap_or_else(|| PatientFacts {
+        let facts = known.map(|p| p.facts).unwrap_or_else(|| PatientFacts {
             patient_id: patient.to_string(),
             consent: StoredConsent::None,
             care_team_users: Vec::new(),
@@ -142,7 +142,7 @@ impl Authorizer {
         });
         let card_present = window.as_ref().is_some_and(|w| {
             w.basis == consent::Basis::PatientCard
-                && w.opened_at + i64::from(self.card_presence_seconds) >= sekisho_store::now()
+                && w.opened_at + i64::from(self.card_presence_seconds) >= now
         });
         let request = DecisionRequest {
             principal: principal(session),

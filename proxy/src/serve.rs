@@ -25,6 +25,7 @@ use crate::enrollment::{self, EnrollService};
 use crate::gateway::{self, Gateway, GatewayParts, TunnelBinding};
 use crate::metrics::Metrics;
 use crate::mgmt::{self, Management};
+use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
 use crate::sessions::Sessions;
@@ -129,6 +130,13 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     let registry = Registry::load(&store).await?;
     let sessions = Arc::new(Sessions::default());
     sessions.reload(&store).await?;
+    let patients = Arc::new(
+        PatientView::load(
+            &store,
+            Duration::from_secs(u64::from(cfg.policy.facts_max_age_secs.max(1))),
+        )
+        .await?,
+    );
     let hpki = Arc::new(HpkiTrust::load(cfg.hpki.clone(), data_dir.to_path_buf())?);
     registry.set_crl_current(crl.next_update > now());
     let material = TlsMaterial::load(&dd)?;
@@ -172,6 +180,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         store.clone(),
         audit.clone(),
         sessions.clone(),
+        patients.clone(),
         dd.ca_dir(),
     ));
     let binding = match (&tunnel, &cfg.tunnel) {
@@ -191,6 +200,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         signin,
         consent,
         policy: policy.clone(),
+        patients: patients.clone(),
         store: store.clone(),
         audit: audit.clone(),
         signer,
@@ -229,6 +239,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         audit: audit.clone(),
         registry,
         sessions,
+        patients,
         hpki,
         policy,
         tls,

@@ -76,3 +76,17 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Calls `f` until `done` holds for its answer, for up to two seconds, and returns the last
+/// answer: a change made outside the gateway (the CLI, SQL) reaches a running gateway within
+/// one 250 ms poll of the store's change counter, not on the very next request.
+pub fn within_a_poll<T>(mut f: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let v = f();
+        if done(&v) || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -191,6 +191,7 @@ pub struct NewWindow<'a> {
 }
 
 pub async fn open_window(store: &Store, w: &NewWindow<'_>) -> Result<()> {
+    let mut tx = store.pool().begin().await?;
     sqlx::query(
         "INSERT INTO consent_windows
            (window_id, user_id, patient_id, terminal, basis, card_serial, opened_at, expires_at)
@@ -204,8 +205,9 @@ pub async fn open_window(store: &Store, w: &NewWindow<'_>) -> Result<()> {
     .bind(w.card_serial)
     .bind(now())
     .bind(w.expires_at)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -237,14 +239,55 @@ pub async fn active_window(store: &Store, user: &str, patient: &str) -> Result<O
 /// Closes every open window for a patient (`patient withdraw`: a later consent does not revive
 /// windows opened before the withdrawal).
 pub async fn close_windows_for_patient(store: &Store, patient: &str) -> Result<u64> {
-    Ok(sqlx::query(
+    let mut tx = store.pool().begin().await?;
+    let n = sqlx::query(
         "UPDATE consent_windows SET closed_at = $1 WHERE patient_id = $2 AND closed_at IS NULL",
     )
     .bind(now())
     .bind(patient)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?
-    .rows_affected())
+    .rows_affected();
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// A consent window that is open now, with whose and for which patient it is.
+#[derive(Clone, Debug)]
+pub struct OpenWindow {
+    pub user_id: String,
+    pub patient_id: String,
+    pub window: Window,
+}
+
+/// The windows open now: every patient's, or one patient's.
+pub async fn open_windows(store: &Store, patient: Option<&str>) -> Result<Vec<OpenWindow>> {
+    let rows = sqlx::query(
+        "SELECT window_id, user_id, patient_id, basis, opened_at, expires_at FROM consent_windows
+         WHERE expires_at > $1 AND closed_at IS NULL AND ($2 IS NULL OR patient_id = $2)",
+    )
+    .bind(now())
+    .bind(patient)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let basis: String = r.try_get("basis")?;
+            let Some(basis) = Basis::parse(&basis) else {
+                bail!("consent window with unknown basis {basis:?}");
+            };
+            Ok(OpenWindow {
+                user_id: r.try_get("user_id")?,
+                patient_id: r.try_get("patient_id")?,
+                window: Window {
+                    window_id: r.try_get("window_id")?,
+                    basis,
+                    opened_at: r.try_get("opened_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                },
+            })
+        })
+        .collect()
 }
 
 /// An assistant's entry as the gateway recorded it.

@@ -57,6 +57,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0007_tunnel_peers.sql"),
         postgres: include_str!("migrations/0007_tunnel_peers.sql"),
     },
+    Migration {
+        version: 9,
+        name: "changes",
+        sqlite: include_str!("migrations/0009_changes.sqlite.sql"),
+        postgres: include_str!("migrations/0009_changes.postgres.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

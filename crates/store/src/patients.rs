@@ -161,6 +161,49 @@ pub async fn facts(store: &Store, patient: &str) -> Result<Option<PatientFacts>>
     }))
 }
 
+/// Every patient's facts, for a gateway that keeps them in memory: two queries, whatever the
+/// number of patients.
+pub async fn all_facts(store: &Store) -> Result<Vec<PatientFacts>> {
+    let mut by_id = std::collections::HashMap::new();
+    let mut order = Vec::new();
+    for r in sqlx::query("SELECT patient_id, consent FROM patients")
+        .fetch_all(store.pool())
+        .await?
+    {
+        let id: String = r.try_get("patient_id")?;
+        let consent = Consent::parse(&r.try_get::<String, _>("consent")?)?;
+        order.push(id.clone());
+        by_id.insert(
+            id.clone(),
+            PatientFacts {
+                patient_id: id,
+                consent,
+                care_team_users: Vec::new(),
+                care_team_facilities: Vec::new(),
+            },
+        );
+    }
+    for r in sqlx::query("SELECT patient_id, member_kind, member FROM care_team")
+        .fetch_all(store.pool())
+        .await?
+    {
+        let id: String = r.try_get("patient_id")?;
+        let kind: String = r.try_get("member_kind")?;
+        let member: String = r.try_get("member")?;
+        if let Some(f) = by_id.get_mut(&id) {
+            match kind.as_str() {
+                "user" => f.care_team_users.push(member),
+                "facility" => f.care_team_facilities.push(member),
+                _ => {}
+            }
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|id| by_id.remove(&id))
+        .collect())
+}
+
 pub async fn care_team_change(
     store: &Store,
     patient: &str,

@@ -59,17 +59,14 @@ impl Gateway {
             },
             _ => None,
         };
-        let allowed = self
-            .policy
-            .patient(
-                &self.store,
-                &session,
-                &patient,
-                action,
-                confirming.as_ref(),
-                ctx.via_own_tunnel,
-            )
-            .await;
+        let allowed = self.policy.patient(
+            &self.patients,
+            &session,
+            &patient,
+            action,
+            confirming.as_ref(),
+            ctx.via_own_tunnel,
+        );
         let allowed = match allowed {
             Ok(a) => a,
             Err(r) => {

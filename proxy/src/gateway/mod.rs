@@ -46,6 +46,7 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::consent::ConsentDesk;
 use crate::metrics::Metrics;
+use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
 use crate::sessions::Sessions;
@@ -65,6 +66,7 @@ pub struct Gateway {
     signin: Arc<SignIn>,
     consent: Arc<ConsentDesk>,
     policy: Arc<Authorizer>,
+    patients: Arc<PatientView>,
     store: Store,
     audit: AuditLog,
     signer: AssertionSigner,
@@ -86,6 +88,7 @@ pub struct GatewayParts {
     pub signin: Arc<SignIn>,
     pub consent: Arc<ConsentDesk>,
     pub policy: Arc<Authorizer>,
+    pub patients: Arc<PatientView>,
     pub store: Store,
     pub audit: AuditLog,
     pub signer: AssertionSigner,
@@ -105,6 +108,7 @@ impl Gateway {
             signin: p.signin,
             consent: p.consent,
             policy: p.policy,
+            patients: p.patients,
             store: p.store,
             audit: p.audit,
             signer: p.signer,

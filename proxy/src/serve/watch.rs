@@ -1,6 +1,7 @@
 //! What keeps a running gateway current without a restart. Every 250 ms it polls the store's
 //! change counter; when it moved: a newer CRL is installed, then the registry is reloaded
-//! (closing connections that lost access, R-TERM-4), then sessions and tunnel peers. It also
+//! (closing connections that lost access, R-TERM-4), then sessions and tunnel peers; patient
+//! facts follow the change log. It also
 //! re-reads HPKI trust and the policy set when their files change (SIGHUP forces the policy),
 //! suspends accounts unused for the configured time (R-ACCT-7), re-signs the CRL before it
 //! runs out, and fails closed — refuses everyone — once it has.
@@ -16,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::enrollment::EnrollService;
+use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
 use crate::sessions::Sessions;
@@ -33,6 +35,7 @@ pub(super) struct Watcher {
     pub audit: AuditLog,
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
+    pub patients: Arc<PatientView>,
     pub hpki: Arc<HpkiTrust>,
     pub policy: Arc<Authorizer>,
     pub tls: Arc<TerminalTls>,
@@ -73,6 +76,10 @@ impl Watcher {
             if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 last_unused_check = Some(tokio::time::Instant::now());
                 self.suspend_unused().await;
+                // A replica that is behind by more than a day reloads its facts whole.
+                if let Err(e) = sekisho_store::changes::prune(&self.store, now() - 86_400).await {
+                    warn!(error = %e, "cannot prune the change log");
+                }
             }
             if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
                 last_crl_check = tokio::time::Instant::now();
@@ -100,7 +107,12 @@ impl Watcher {
             }
         };
         if generation == self.registry.generation() {
+            self.patients.mark_read();
             return None;
+        }
+        // Patient facts first: a withdrawal must not wait for the rest.
+        if let Err(e) = self.patients.catch_up(&self.store).await {
+            error!(error = %e, "cannot apply patient changes; patient requests are refused until it works");
         }
         let mut next_update = None;
         match crl_store::current(&self.store).await {
