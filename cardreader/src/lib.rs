@@ -7,7 +7,6 @@
 //! `6Cxx`; [`hpki::HpkiCard`] and [`patient_card::PatientCard`] are the card profiles;
 //! [`watch`] reports insertion and removal.
 
-pub mod agent;
 pub mod apdu;
 mod der;
 pub mod hpki;

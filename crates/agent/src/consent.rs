@@ -1,7 +1,7 @@
 //! The patient's consent with their patient card (R-PAT-2): `sekisho-agent consent`.
 //!
 //! A physician is signed in on this terminal (HPKI card); the patient hands over their Sekisho
-//! patient card ([`crate::patient_card`]), which goes into a second reader (or the same one,
+//! patient card ([`sekisho_cardreader::patient_card`]), which goes into a second reader (or the same one,
 //! after the physician's). Over the terminal's mutual-TLS connection:
 //!
 //! 1. find the patient card (the named reader, or the first reader whose card selects the
@@ -25,12 +25,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::apdu::{CardError, Transport};
-use crate::patient_card::{self, CardIdentity, PatientCard, PatientCardError};
-use crate::pcsc_transport::PcscTransport;
+use sekisho_cardreader::apdu::{CardError, Transport};
+use sekisho_cardreader::patient_card::{self, CardIdentity, PatientCard, PatientCardError};
+use sekisho_cardreader::pcsc_transport::PcscTransport;
 
-use super::error::{AgentError, clean};
-use super::{AgentConfig, Challenge, Gateway, blocking, card, format_time};
+use crate::error::{AgentError, clean};
+use crate::{AgentConfig, Challenge, Gateway, blocking, card, format_time};
 
 pub const CONSENT_CHALLENGE_PATH: &str = "/.sekisho/consent/challenge";
 pub const CONSENT_CARD_PATH: &str = "/.sekisho/consent/card";

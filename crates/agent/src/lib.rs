@@ -34,7 +34,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::hpki::{Pin, PinState};
+use sekisho_cardreader::hpki::{Pin, PinState};
 
 pub use consent::{
     CONSENT_ATTEST_PATH, CONSENT_CARD_PATH, CONSENT_CHALLENGE_PATH, CONSENT_PREFIX, ConsentBasis,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::error::AgentError;
+use crate::error::AgentError;
 
 /// Longest PIN line read (a PIN is at most 16 characters; the rest is discarded).
 const MAX_LINE: usize = 256;

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::apdu::CardError;
-use crate::hpki::HpkiError;
+use sekisho_cardreader::apdu::CardError;
+use sekisho_cardreader::hpki::HpkiError;
 
 /// A refusal the gateway explained with its JSON error body
 /// (`{"error","message_en","message_ja"}`).

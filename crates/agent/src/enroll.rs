@@ -21,8 +21,8 @@ use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::error::{AgentError, clean};
-use super::http;
+use crate::error::{AgentError, clean};
+use crate::http;
 
 pub const ENROLL_CSR_PATH: &str = "/enroll/csr";
 
