@@ -13,6 +13,7 @@ pub mod hpki;
 pub mod patient_card;
 pub mod pcsc_transport;
 pub mod readers;
+#[cfg(feature = "test-util")]
 pub mod vcard;
 pub mod watch;
 
