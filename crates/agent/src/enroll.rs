@@ -18,13 +18,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
+use sekisho_protocol::wire::{self, CsrRequest};
+use serde::Deserialize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{AgentError, clean};
 use crate::http;
-
-pub const ENROLL_CSR_PATH: &str = "/enroll/csr";
 
 /// What the gateway writes in its `wg-quick` file in place of the terminal's private key,
 /// which it never sees.
@@ -280,16 +279,8 @@ pub fn wg_config_with_key(config: &str, private_key: &str) -> Result<Zeroizing<S
     }
 }
 
-#[derive(Serialize)]
-struct CsrRequest<'a> {
-    code: &'a str,
-    pin: &'a str,
-    csr: &'a str,
-    /// The terminal's WireGuard public key; the gateway uses it if it has a WireGuard
-    /// endpoint.
-    wg_public_key: &'a str,
-}
-
+/// The enrollment listener's answer to `POST /enroll/csr`. The agent's own reading rather than a
+/// shared body: the tunnel parts are taken loosely, since the code is spent once it comes.
 #[derive(Deserialize)]
 struct CsrAnswer {
     terminal: String,
@@ -468,15 +459,18 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
     let key_file = TempFile::create(&opts.out, "key", key.key_pem.as_bytes(), 0o600)?;
     let wg_key = new_wireguard_key()?;
 
-    let body = CsrRequest {
-        code: opts.code.trim(),
-        pin: opts.pin.trim(),
-        csr: &key.csr_pem,
-        wg_public_key: &wg_key.public_key,
+    let mut body = CsrRequest {
+        code: opts.code.trim().to_string(),
+        pin: opts.pin.trim().to_string(),
+        csr: key.csr_pem.clone(),
+        // The gateway uses it if it has a WireGuard endpoint.
+        wg_public_key: Some(wg_key.public_key.clone()),
     };
-    let mut answer: CsrAnswer = client
-        .json(Method::POST, ENROLL_CSR_PATH, Some(&body))
-        .await?;
+    let answer = client
+        .json::<_, CsrAnswer>(Method::POST, wire::ENROLL_CSR_PATH, Some(&body))
+        .await;
+    body.pin.zeroize();
+    let mut answer = answer?;
 
     let cert_der = CertificateDer::from_pem_slice(answer.certificate.as_bytes())
         .map_err(|e| bad_answer(format!("certificate: {e}")))?;

@@ -16,7 +16,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
-use crate::error::{AgentError, gateway_error};
+use crate::error::AgentError;
+use crate::refusal::gateway_error;
 
 /// Longest wait for the TCP connection and the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::error::AgentError;
 use crate::pin::{CancelToken, PinSource};
-use crate::{AgentConfig, Gateway, LoginInfo, LogoutReason, SignedChallenge, sign_challenge};
+use crate::{AgentConfig, Gateway, LogoutReason, SignedChallenge, SignedIn, sign_challenge};
 use sekisho_cardreader::apdu::CardError;
 use sekisho_cardreader::watch::{CardEvent, Watcher};
 
@@ -70,7 +70,7 @@ pub enum WatchEvent {
     },
     SignedIn {
         reader: String,
-        info: LoginInfo,
+        info: SignedIn,
     },
     LoginFailed {
         reader: String,

@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use common::*;
-use sekisho_agent::{self as agent, AgentError, ConsentBasis, RefusalCode};
+use sekisho_agent::{self as agent, AgentError, ConsentBasis, Reason, Summary};
 use sekisho_cardreader::vcard::{PatientCardEngine, Quirks};
 use sekisho_cardreader::{CardError, Transport};
 
@@ -41,7 +41,7 @@ async fn consent_with_an_in_process_patient_card() {
     let e = agent::consent_with_card(&cfg, transport(), NAME, false)
         .await
         .unwrap_err();
-    assert_eq!(e.refusal(), Some(&RefusalCode::NotSignedIn), "{e:?}");
+    assert_eq!(e.reason(), Some(Reason::NotSignedIn), "{e:?}");
     assert_eq!(e.exit_code(), 5);
     assert_eq!(signed(), 0, "nothing signed without a challenge");
 
@@ -75,7 +75,7 @@ async fn consent_with_an_in_process_patient_card() {
     let e = agent::consent_with_card(&cfg, transport(), NAME, true)
         .await
         .unwrap_err();
-    assert_eq!(e.refusal(), Some(&RefusalCode::AttestationNotAllowed));
+    assert_eq!(e.reason(), Some(Reason::AttestationNotAllowed));
     lock(&state).allow_attest = true;
     let info = agent::consent_with_card(&cfg, transport(), NAME, true)
         .await
@@ -99,18 +99,18 @@ async fn consent_with_an_in_process_patient_card() {
 
     // The gateway's refusals come through as such.
     for (status, code, want) in [
-        (403, "patient_card_revoked", RefusalCode::PatientCardRevoked),
+        (403, "patient_card_revoked", Reason::PatientCardRevoked),
         (
             403,
             "patient_unknown_or_not_consented",
-            RefusalCode::PatientUnknownOrNotConsented,
+            Reason::PatientUnknownOrNotConsented,
         ),
     ] {
         lock(&state).refuse = Some((status, code));
         let e = agent::consent_with_card(&cfg, transport(), NAME, false)
             .await
             .unwrap_err();
-        assert_eq!(e.refusal(), Some(&want), "{e:?}");
+        assert_eq!(e.reason(), Some(want), "{e:?}");
     }
     lock(&state).refuse = None;
 

@@ -11,7 +11,7 @@ use common::*;
 use hyper::Method;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use sekisho_agent::{self as agent, AgentConfig, AgentError, EnrollOptions, RefusalCode};
+use sekisho_agent::{self as agent, AgentConfig, AgentError, EnrollOptions, Reason};
 use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
@@ -174,7 +174,7 @@ async fn enroll_writes_key_certificate_and_ca() {
     let e = agent::enroll(&opts("ABCD-EFGH-JKMN", "00000000", None))
         .await
         .unwrap_err();
-    assert_eq!(e.refusal(), Some(&RefusalCode::EnrollInvalid), "{e:?}");
+    assert_eq!(e.reason(), Some(Reason::EnrollInvalid), "{e:?}");
     assert!(e.message_ja().contains("正しくありません"));
 
     let files = agent::enroll(&opts(" ABCD-EFGH-JKMN ", "12345678", None))
@@ -242,7 +242,7 @@ async fn enroll_writes_key_certificate_and_ca() {
     let e = agent::enroll(&opts("ABCD-EFGH-JKMN", "12345678", Some("other")))
         .await
         .unwrap_err();
-    assert_eq!(e.refusal(), Some(&RefusalCode::EnrollUsed), "{e:?}");
+    assert_eq!(e.reason(), Some(Reason::EnrollUsed), "{e:?}");
     assert!(e.to_string().contains("already been used"));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
     // A name that is not a file name is refused before anything is sent.

@@ -5,7 +5,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use sekisho_agent::{self as agent, AgentError, LogoutReason, RefusalCode};
+use sekisho_agent::{self as agent, AgentError, LogoutReason, Reason};
 
 #[test]
 fn gateway_error_bodies_map_to_agent_errors() {
@@ -14,43 +14,40 @@ fn gateway_error_bodies_map_to_agent_errors() {
             .to_string()
     };
     for (code, want) in [
-        ("hpki_expired", RefusalCode::HpkiExpired),
-        ("hpki_revoked", RefusalCode::HpkiRevoked),
-        ("hpki_untrusted", RefusalCode::HpkiUntrusted),
+        ("hpki_expired", Reason::HpkiExpired),
+        ("hpki_revoked", Reason::HpkiRevoked),
+        ("hpki_untrusted", Reason::HpkiUntrusted),
         (
             "hpki_signature_certificate",
-            RefusalCode::HpkiSignatureCertificate,
+            Reason::HpkiSignatureCertificate,
         ),
-        ("hpki_bad_signature", RefusalCode::HpkiBadSignature),
-        ("challenge_invalid", RefusalCode::ChallengeInvalid),
-        ("user_unknown", RefusalCode::UserUnknown),
-        ("user_suspended", RefusalCode::UserSuspended),
-        ("account_locked", RefusalCode::AccountLocked),
-        ("terminal_locked", RefusalCode::TerminalLocked),
-        ("enroll_invalid", RefusalCode::EnrollInvalid),
-        ("enroll_expired", RefusalCode::EnrollExpired),
-        ("enroll_used", RefusalCode::EnrollUsed),
-        ("enroll_locked", RefusalCode::EnrollLocked),
-        ("enroll_bad_request", RefusalCode::EnrollBadRequest),
-        ("not_signed_in", RefusalCode::NotSignedIn),
-        ("patient_card_invalid", RefusalCode::PatientCardInvalid),
-        ("patient_card_revoked", RefusalCode::PatientCardRevoked),
+        ("hpki_bad_signature", Reason::HpkiBadSignature),
+        ("challenge_invalid", Reason::ChallengeInvalid),
+        ("user_unknown", Reason::UserUnknown),
+        ("user_suspended", Reason::UserSuspended),
+        ("account_locked", Reason::AccountLocked),
+        ("terminal_locked", Reason::TerminalLocked),
+        ("enroll_invalid", Reason::EnrollInvalid),
+        ("enroll_expired", Reason::EnrollExpired),
+        ("enroll_used", Reason::EnrollUsed),
+        ("enroll_locked", Reason::EnrollLocked),
+        ("enroll_bad_request", Reason::EnrollBadRequest),
+        ("not_signed_in", Reason::NotSignedIn),
+        ("patient_card_invalid", Reason::PatientCardInvalid),
+        ("patient_card_revoked", Reason::PatientCardRevoked),
         (
             "patient_unknown_or_not_consented",
-            RefusalCode::PatientUnknownOrNotConsented,
+            Reason::PatientUnknownOrNotConsented,
         ),
-        (
-            "attestation_not_allowed",
-            RefusalCode::AttestationNotAllowed,
-        ),
-        ("challenge_expired", RefusalCode::ChallengeExpired),
+        ("attestation_not_allowed", Reason::AttestationNotAllowed),
+        ("challenge_expired", Reason::ChallengeExpired),
     ] {
         let e = agent::gateway_error(403, body(code).as_bytes());
         let AgentError::Refused(r) = &e else {
             panic!("{code}: {e:?}")
         };
-        assert_eq!(r.code, want);
-        assert_eq!(r.code.as_str(), code);
+        assert_eq!(r.reason, Some(want));
+        assert_eq!(r.code, code);
         assert_eq!(r.status, 403);
         assert_eq!(e.exit_code(), 5);
         assert!(!e.to_string().is_empty() && !e.message_ja().is_empty());
@@ -82,7 +79,8 @@ fn gateway_error_bodies_map_to_agent_errors() {
     // An unknown code keeps the gateway's words, cleaned of control characters.
     let odd = serde_json::json!({"error": "new_rule", "message_en": "no \u{1b}[31mway", "message_ja": "だめ"});
     let e = agent::gateway_error(403, odd.to_string().as_bytes());
-    assert_eq!(e.refusal(), Some(&RefusalCode::Other("new_rule".into())));
+    let r = e.refusal().expect("a refusal");
+    assert_eq!((r.reason, r.code.as_str()), (None, "new_rule"));
     assert!(e.to_string().contains("no  [31mway"), "{e}");
     assert!(!e.to_string().contains('\u{1b}'));
     assert_eq!(e.message_ja(), "だめ");

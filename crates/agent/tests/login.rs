@@ -5,7 +5,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use sekisho_agent::{self as agent, AgentError, LogoutReason, RefusalCode};
+use sekisho_agent::{self as agent, AgentError, LogoutReason, Reason, Summary};
 use sekisho_cardreader::hpki::Application;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,13 +79,13 @@ async fn login_with_the_card_through_pcscd() {
 
     // The gateway's refusals come through as such.
     for (status, code, want) in [
-        (403, "hpki_revoked", RefusalCode::HpkiRevoked),
-        (403, "hpki_expired", RefusalCode::HpkiExpired),
-        (423, "account_locked", RefusalCode::AccountLocked),
+        (403, "hpki_revoked", Reason::HpkiRevoked),
+        (403, "hpki_expired", Reason::HpkiExpired),
+        (423, "account_locked", Reason::AccountLocked),
     ] {
         lock(&state).refuse = Some((status, code));
         let e = agent::login(&cfg, PIN).await.unwrap_err();
-        assert_eq!(e.refusal(), Some(&want), "{e:?}");
+        assert_eq!(e.reason(), Some(want), "{e:?}");
     }
     lock(&state).refuse = None;
 

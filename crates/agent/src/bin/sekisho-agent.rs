@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use sekisho_agent::{
     self as agent, AgentConfig, AgentError, EnrollOptions, LogoutReason, PinSource, Retry,
-    StdinPin, TerminalPin, WatchEvent, clean, format_time,
+    StdinPin, Summary, TerminalPin, WatchEvent, clean, format_time,
 };
 use zeroize::Zeroizing;
 
