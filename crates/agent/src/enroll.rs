@@ -388,15 +388,12 @@ impl Drop for TempFile {
     }
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = B64.encode(der);
-    let mut s = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(line).unwrap_or_default());
-        s.push('\n');
-    }
-    s.push_str(&format!("-----END {label}-----\n"));
-    s
+/// PEM with LF line endings on every platform, as the gateway's CA writes it.
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Whether the certificate's key is ours (the key bits; encodings of the parameters may
@@ -516,16 +513,21 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
             )),
         },
     }
-    let mut cert_pem = pem("CERTIFICATE", &cert_der);
+    let mut cert_pem = pem_encode("CERTIFICATE", &cert_der);
     // The issuing CA too, so the terminal presents a full chain.
     for c in CertificateDer::pem_slice_iter(answer.chain.as_bytes()).flatten() {
         if c.as_ref() != root.as_slice() {
-            cert_pem.push_str(&pem("CERTIFICATE", &c));
+            cert_pem.push_str(&pem_encode("CERTIFICATE", &c));
         }
     }
     TempFile::create(&opts.out, "crt", cert_pem.as_bytes(), 0o644)?.persist(&cert_path)?;
-    TempFile::create(&opts.out, "ca", pem("CERTIFICATE", &root).as_bytes(), 0o644)?
-        .persist(&ca_path)?;
+    TempFile::create(
+        &opts.out,
+        "ca",
+        pem_encode("CERTIFICATE", &root).as_bytes(),
+        0o644,
+    )?
+    .persist(&ca_path)?;
     let (wireguard, tunnel_address) = match tunnel {
         Some((file, path, address)) => {
             file.persist(&path)?;
@@ -551,6 +553,19 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<EnrolledFiles, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_is_base64_in_64_columns_with_lf() {
+        let der: Vec<u8> = (0..=200).collect();
+        let b64 = B64.encode(&der);
+        let mut want = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            want.push_str(std::str::from_utf8(line).unwrap());
+            want.push('\n');
+        }
+        want.push_str("-----END CERTIFICATE-----\n");
+        assert_eq!(pem_encode("CERTIFICATE", &der), want);
+    }
 
     #[test]
     fn stems() {
