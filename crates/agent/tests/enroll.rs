@@ -142,6 +142,16 @@ fn wg_pubkey(private_key: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Whether this process's effective user is root (the second id of `Uid:` in its status).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
 fn file_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -311,7 +321,7 @@ async fn enroll_sets_up_the_wireguard_tunnel() {
         gateway_wg_config().replace(agent::WG_PRIVATE_KEY_PLACEHOLDER, private_key)
     );
     // wg-quick itself reads it (`strip` wants root).
-    if unsafe { libc::geteuid() } == 0
+    if is_root()
         && let Ok(o) = std::process::Command::new("wg-quick")
             .arg("strip")
             .arg(&wg)

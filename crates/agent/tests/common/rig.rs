@@ -5,7 +5,6 @@
 //! a file lock (`sekisho-vpcd-<port>.lock` in the temp directory) shared with every other test
 //! binary that drives the same reader.
 
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -39,8 +38,9 @@ pub fn rig() -> Rig {
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // Released when the file is closed.
+    file.lock()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ensure_pcscd();
     match PcscTransport::connect(READER) {
         Err(CardError::NoCard) | Err(CardError::Removed) | Err(CardError::Unresponsive) => {}
@@ -167,8 +167,9 @@ pub fn patient_reader_lock() -> std::fs::File {
         .write(true)
         .open(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // SAFETY: flock on a descriptor we own; released when the file is closed.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    // Released when the file is closed.
+    file.lock()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(
         PcscTransport::connect(PATIENT_READER).is_err(),
         "a card is already in {PATIENT_READER:?}"
