@@ -25,6 +25,7 @@ mod http;
 mod pin;
 mod refusal;
 mod watch;
+mod wireguard;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,10 +40,7 @@ use sekisho_cardreader::hpki::{Pin, PinState};
 use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
 pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
-pub use enroll::{
-    EnrollOptions, EnrolledFiles, MAX_WG_CONFIG, TerminalKey, WG_PRIVATE_KEY_PLACEHOLDER,
-    WireGuardKey, enroll, new_terminal_key, new_wireguard_key, wg_config_with_key,
-};
+pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
 pub use error::{AgentError, clean};
 pub use pin::{
     CancelToken, FixedPin, PinRequest, PinSource, StdinPin, TerminalPin, restore_terminal,
@@ -51,6 +49,9 @@ pub use refusal::{Refusal, gateway_error};
 pub use sekisho_protocol::Reason;
 pub use sekisho_protocol::wire::{ConsentBasis, ConsentWindow, SignedIn};
 pub use watch::{Retry, WatchEvent, WatchHandle, watch};
+pub use wireguard::{
+    MAX_WG_CONFIG, WG_PRIVATE_KEY_PLACEHOLDER, WireGuardKey, new_wireguard_key, wg_config_with_key,
+};
 
 /// A challenge this close to its end is fetched again before signing.
 const CHALLENGE_MARGIN: Duration = Duration::from_secs(10);
