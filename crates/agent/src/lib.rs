@@ -1,21 +1,28 @@
-//! The terminal agent: signs the physician in to the Sekisho gateway with the HPKI card in the
-//! terminal's reader, and out again when the card leaves.
+//! The Sekisho terminal agent (`sekisho-agent`): runs on a clinic's terminal and does what
+//! needs the terminal's cards and keys, talking to the gateway (`proxy/`) over the terminal's
+//! mutual-TLS connection (its certificate and key, the deployment's CA) in the
+//! `sekisho-protocol` bodies:
 //!
-//! Everything goes over the terminal's mutual-TLS connection to the gateway (the terminal's
-//! certificate and key, the deployment's CA):
+//! - **sign-in with the HPKI card** over PC/SC ([`login`], and [`watch`] on every insertion):
+//!   1. read the card's **authentication** certificate;
+//!   2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
+//!   3. the PIN goes to the card (`VERIFY`), never anywhere else;
+//!   4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
+//!   5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in;
+//! - **sign-out** when the card leaves (`POST /.sekisho/auth/logout`
+//!   `{"reason":"card_removed"}`), retried until the gateway has it;
+//! - **consent with the patient card** ([`consent`]): the patient's card signs the gateway's
+//!   consent challenge (`/.sekisho/consent/…`), which opens a consent window for the
+//!   signed-in physician and that patient;
+//! - **enrollment** ([`enroll`]): a one-time access code redeemed for the terminal's
+//!   certificate, with the key (and the WireGuard key) made here.
 //!
-//! 1. read the card's **authentication** certificate;
-//! 2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
-//! 3. the PIN goes to the card (`VERIFY`), never anywhere else;
-//! 4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
-//! 5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in.
-//!
-//! [`watch`] does this on every insertion and `POST /.sekisho/auth/logout`
-//! `{"reason":"card_removed"}` on removal; [`enroll`] gets the terminal its certificate with a
-//! key made here; [`consent`] has the patient's card sign the gateway's consent challenge
-//! (`/.sekisho/consent/…`), which opens a consent window for the signed-in physician and that
-//! patient. Card I/O (PC/SC is blocking) runs on blocking threads; the rest is async
-//! (tokio).
+//! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `watch` (the
+//! insertion/removal loop), `consent`, `enroll` and `wireguard` (the tunnel key and the check
+//! of the gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes
+//! from; the crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what
+//! went wrong, in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is
+//! blocking) runs on blocking threads; the rest is async (tokio).
 
 mod card;
 mod consent;
