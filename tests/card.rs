@@ -1,5 +1,5 @@
 //! The whole sign-in chain with real parts: the gateway (`sekisho serve`), the terminal agent
-//! (`sekisho_cardreader::agent`), pcscd with the vsmartcard vpcd reader, and the virtual HPKI
+//! (`sekisho_agent`), pcscd with the vsmartcard vpcd reader, and the virtual HPKI
 //! card holding a certificate of the test HPKI CA. Needs pcscd and vsmartcard-vpcd (installed
 //! by tests/run.sh); fails, never skips, without them.
 
@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use sekisho_agent::{self as agent, AgentConfig, AgentError, FixedPin, WatchEvent};
 use sekisho_ca::hpki::TestHpki;
-use sekisho_cardreader::agent::{self, AgentConfig, AgentError, FixedPin, WatchEvent};
 use sekisho_cardreader::vcard::{AppFiles, CardEngine, Quirks, VirtualCard};
 
 const READER: &str = "Virtual PCD 00 01";

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use sekisho_agent::{self as agent, AgentConfig, AgentError, ConsentBasis};
 use sekisho_ca::hpki::TestHpki;
-use sekisho_cardreader::agent::{self, AgentConfig, AgentError, ConsentBasis};
 use sekisho_cardreader::vcard::{AppFiles, CardEngine, PatientCardEngine, Quirks, VirtualCard};
 
 const HPKI_READER: &str = "Virtual PCD 00 01";

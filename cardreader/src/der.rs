@@ -89,6 +89,8 @@ pub fn find(mut input: &[u8], tag: u32) -> Result<Option<&[u8]>, DerError> {
 }
 
 /// The magnitude bytes of a DER INTEGER that must not be negative (leading zeros stripped).
+/// Only the virtual card's RSA key needs it.
+#[cfg(any(test, feature = "test-util"))]
 pub fn unsigned_integer(input: &[u8]) -> Result<(&[u8], &[u8]), DerError> {
     let (value, rest) = expect(input, 0x02)?;
     match value.first() {

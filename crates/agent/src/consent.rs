@@ -1,7 +1,7 @@
 //! The patient's consent with their patient card (R-PAT-2): `sekisho-agent consent`.
 //!
 //! A physician is signed in on this terminal (HPKI card); the patient hands over their Sekisho
-//! patient card ([`crate::patient_card`]), which goes into a second reader (or the same one,
+//! patient card ([`sekisho_cardreader::patient_card`]), which goes into a second reader (or the same one,
 //! after the physician's). Over the terminal's mutual-TLS connection:
 //!
 //! 1. find the patient card (the named reader, or the first reader whose card selects the
@@ -23,95 +23,56 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
-use serde::{Deserialize, Serialize};
 
-use crate::apdu::{CardError, Transport};
-use crate::patient_card::{self, CardIdentity, PatientCard, PatientCardError};
-use crate::pcsc_transport::PcscTransport;
+use sekisho_cardreader::apdu::{CardError, Transport};
+use sekisho_cardreader::patient_card::{self, CardIdentity, PatientCard, PatientCardError};
+use sekisho_cardreader::pcsc_transport::PcscTransport;
+use sekisho_protocol::wire::{
+    self, Attestation, CONSENT_PREFIX, CardAnswer, ConsentBasis, ConsentWindow,
+};
 
-use super::error::{AgentError, clean};
-use super::{AgentConfig, Challenge, Gateway, blocking, card, format_time};
+use crate::error::{AgentError, clean};
+use crate::{AgentConfig, Gateway, Summary, blocking, card, format_time};
 
-pub const CONSENT_CHALLENGE_PATH: &str = "/.sekisho/consent/challenge";
-pub const CONSENT_CARD_PATH: &str = "/.sekisho/consent/card";
-pub const CONSENT_ATTEST_PATH: &str = "/.sekisho/consent/attest";
-/// What every consent challenge starts with; the card signs nothing else.
-pub const CONSENT_PREFIX: &[u8] = b"sekisho-patient-consent:v1\n";
 /// Longest consent challenge the card signs.
 pub const MAX_CONSENT_TO_SIGN: usize = 1024;
 
-/// How the consent was established.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentBasis {
-    /// The patient card signed the gateway's challenge.
-    PatientCard,
-    /// The card's id was read and the signed-in physician attested the patient's presence.
-    StaffAttested,
-}
-
-impl ConsentBasis {
-    fn english(self) -> &'static str {
-        match self {
-            ConsentBasis::PatientCard => "patient card",
-            ConsentBasis::StaffAttested => "staff attestation",
-        }
-    }
-
-    fn japanese(self) -> &'static str {
-        match self {
-            ConsentBasis::PatientCard => "患者カード",
-            ConsentBasis::StaffAttested => "職員確認",
-        }
+fn basis_en(basis: ConsentBasis) -> &'static str {
+    match basis {
+        ConsentBasis::PatientCard => "patient card",
+        ConsentBasis::StaffAttested => "staff attestation",
     }
 }
 
-/// The consent window the gateway opened for the signed-in physician and this patient.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct ConsentInfo {
-    /// The network patient id (checked: the one the card holds).
-    pub patient: String,
-    pub basis: ConsentBasis,
-    /// Unix time at which the window closes.
-    pub until: i64,
-    /// Its length in minutes.
-    pub minutes: u32,
+fn basis_ja(basis: ConsentBasis) -> &'static str {
+    match basis {
+        ConsentBasis::PatientCard => "患者カード",
+        ConsentBasis::StaffAttested => "職員確認",
+    }
 }
 
-impl ConsentInfo {
+impl Summary for ConsentWindow {
     /// `Consent window open for patient P until 2026-11-21 15:30 JST (30 min, patient card)`
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!(
             "Consent window open for patient {} until {} ({} min, {})",
             clean(&self.patient, 64),
             format_time(self.until),
             self.minutes,
-            self.basis.english()
+            basis_en(self.basis)
         )
     }
 
     /// `患者 P の閲覧同意を受け付けました（2026-11-21 15:30 JST まで、30分、患者カード）`
-    pub fn summary_ja(&self) -> String {
+    fn summary_ja(&self) -> String {
         format!(
             "患者 {} の閲覧同意を受け付けました（{} まで、{}分、{}）",
             clean(&self.patient, 64),
             format_time(self.until),
             self.minutes,
-            self.basis.japanese()
+            basis_ja(self.basis)
         )
     }
-}
-
-#[derive(Serialize)]
-struct CardBody<'a> {
-    nonce: &'a str,
-    certificate: String,
-    signature: String,
-}
-
-#[derive(Serialize)]
-struct AttestBody<'a> {
-    patient: &'a str,
 }
 
 /// Refuses anything but a consent challenge: 1 to [`MAX_CONSENT_TO_SIGN`] bytes starting with
@@ -125,19 +86,21 @@ pub fn check_consent_to_sign(to_sign: &[u8]) -> Result<(), AgentError> {
         )));
     }
     if !to_sign.starts_with(CONSENT_PREFIX) {
-        return Err(AgentError::NotConsentChallenge(
-            "it does not start with \"sekisho-patient-consent:v1\"".into(),
-        ));
+        let first_line = String::from_utf8_lossy(CONSENT_PREFIX);
+        return Err(AgentError::NotConsentChallenge(format!(
+            "it does not start with {:?}",
+            first_line.trim_end()
+        )));
     }
     Ok(())
 }
 
 /// Checks the gateway's answer against what was asked: the same patient, the same basis.
 fn check_answer(
-    info: ConsentInfo,
+    info: ConsentWindow,
     patient: &str,
     basis: ConsentBasis,
-) -> Result<ConsentInfo, AgentError> {
+) -> Result<ConsentWindow, AgentError> {
     let protocol = |detail: String| AgentError::Protocol {
         status: Some(200),
         detail,
@@ -231,7 +194,7 @@ pub async fn consent(
     cfg: &AgentConfig,
     reader: Option<String>,
     attest: bool,
-) -> Result<ConsentInfo, AgentError> {
+) -> Result<ConsentWindow, AgentError> {
     let gateway = Gateway::new(cfg)?;
     let (name, transport) = blocking(move || find(reader.as_deref())).await??;
     consent_on(&gateway, Pcsc(transport), name, attest).await
@@ -244,7 +207,7 @@ pub async fn consent_with_card<T: Transport + Send + 'static>(
     transport: T,
     reader: &str,
     attest: bool,
-) -> Result<ConsentInfo, AgentError> {
+) -> Result<ConsentWindow, AgentError> {
     let gateway = Gateway::new(cfg)?;
     consent_on(&gateway, Direct(transport), reader.to_string(), attest).await
 }
@@ -254,20 +217,19 @@ async fn consent_on<C: CardAccess>(
     mut card: C,
     reader: String,
     attest: bool,
-) -> Result<ConsentInfo, AgentError> {
+) -> Result<ConsentWindow, AgentError> {
     if attest {
         let patient = blocking(move || {
             card.run(|c| c.patient_id())
                 .map_err(|e| card_error(e, &reader))
         })
         .await??;
-        let info: ConsentInfo = gateway
+        let body = Attestation {
+            patient: patient.clone(),
+        };
+        let info: ConsentWindow = gateway
             .client
-            .json(
-                Method::POST,
-                CONSENT_ATTEST_PATH,
-                Some(&AttestBody { patient: &patient }),
-            )
+            .json(Method::POST, wire::CONSENT_ATTEST_PATH, Some(&body))
             .await?;
         return check_answer(info, &patient, ConsentBasis::StaffAttested);
     }
@@ -285,9 +247,9 @@ async fn consent_on<C: CardAccess>(
         certificate,
     } = identity?;
 
-    let challenge: Challenge = gateway
+    let challenge: wire::Challenge = gateway
         .client
-        .json::<(), Challenge>(Method::POST, CONSENT_CHALLENGE_PATH, None)
+        .json::<(), wire::Challenge>(Method::POST, wire::CONSENT_CHALLENGE_PATH, None)
         .await?;
     let to_sign = B64
         .decode(challenge.to_sign.as_bytes())
@@ -303,14 +265,14 @@ async fn consent_on<C: CardAccess>(
     })
     .await??;
 
-    let body = CardBody {
-        nonce: &challenge.nonce,
+    let body = CardAnswer {
+        nonce: challenge.nonce,
         certificate: B64.encode(&certificate),
         signature: B64.encode(&signature),
     };
-    let info: ConsentInfo = gateway
+    let info: ConsentWindow = gateway
         .client
-        .json(Method::POST, CONSENT_CARD_PATH, Some(&body))
+        .json(Method::POST, wire::CONSENT_CARD_PATH, Some(&body))
         .await?;
     check_answer(info, &patient_id, ConsentBasis::PatientCard)
 }
@@ -346,7 +308,7 @@ mod tests {
 
     #[test]
     fn answers_are_parsed_and_checked() {
-        let card: ConsentInfo = serde_json::from_str(
+        let card: ConsentWindow = serde_json::from_str(
             r#"{"patient":"P-0001","basis":"patient_card","until":1795242600,"minutes":30}"#,
         )
         .unwrap();
@@ -369,7 +331,7 @@ mod tests {
             Err(AgentError::Protocol { .. })
         ));
 
-        let attested: ConsentInfo = serde_json::from_str(
+        let attested: ConsentWindow = serde_json::from_str(
             r#"{"patient":"P-0001","basis":"staff_attested","until":1795242600,"minutes":10,"extra":1}"#,
         )
         .unwrap();
@@ -381,10 +343,10 @@ mod tests {
             r#"{"patient":"P","basis":"patient_card","minutes":1}"#,
             r#"{"patient":"P","basis":"patient_card","until":1,"minutes":-1}"#,
         ] {
-            assert!(serde_json::from_str::<ConsentInfo>(bad).is_err(), "{bad}");
+            assert!(serde_json::from_str::<ConsentWindow>(bad).is_err(), "{bad}");
         }
         // Control characters from the gateway do not reach the terminal.
-        let odd = ConsentInfo {
+        let odd = ConsentWindow {
             patient: "P\u{1b}[31m".into(),
             basis: ConsentBasis::PatientCard,
             until: 0,

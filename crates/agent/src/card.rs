@@ -2,12 +2,12 @@
 //! certificate, ask the PIN state, verify the PIN and sign. Callers run this on a blocking
 //! thread.
 
-use crate::apdu::CardError;
-use crate::hpki::{Application, HpkiCard, HpkiError, Pin, PinState};
-use crate::pcsc_transport::PcscTransport;
-use crate::readers::{self, ReaderError};
+use sekisho_cardreader::apdu::CardError;
+use sekisho_cardreader::hpki::{Application, HpkiCard, HpkiError, Pin, PinState};
+use sekisho_cardreader::pcsc_transport::PcscTransport;
+use sekisho_cardreader::readers::{self, ReaderError};
 
-use super::error::{AgentError, clean};
+use crate::error::{AgentError, clean};
 
 /// A connection to an HPKI card whose authentication certificate has been read.
 pub(crate) struct CardSession {

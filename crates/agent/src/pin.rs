@@ -3,6 +3,12 @@
 //!
 //! The PIN stays on the terminal: it goes to the card and nowhere else. Every buffer that held
 //! it is wiped ([`Zeroizing`]); nothing here logs it.
+//!
+//! The one place the agent needs `unsafe`: std has no API for a terminal's echo (termios) or
+//! for a read that wakes to look at a cancel flag (poll), so both are libc calls. Each block
+//! says why it is sound.
+
+#![allow(unsafe_code)]
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
@@ -12,7 +18,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::error::AgentError;
+use crate::error::AgentError;
 
 /// Longest PIN line read (a PIN is at most 16 characters; the rest is discarded).
 const MAX_LINE: usize = 256;
@@ -153,7 +159,7 @@ fn read_line(
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd, for the duration of the call.
+        // SAFETY: `pfd` is one initialised pollfd that lives across the call, and nfds is 1.
         let n = unsafe { libc::poll(&mut pfd, 1, CANCEL_POLL.as_millis() as libc::c_int) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
@@ -165,7 +171,7 @@ fn read_line(
         if n == 0 {
             continue;
         }
-        // SAFETY: reading into a buffer we own, at most its length.
+        // SAFETY: `chunk` is a buffer we own and may write; read writes at most its length.
         let got = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
         if got < 0 {
             let e = std::io::Error::last_os_error();
@@ -232,11 +238,13 @@ pub fn restore_terminal() {
         .unwrap_or_else(PoisonError::into_inner)
         .as_ref()
     {
-        // SAFETY: restoring settings read from this descriptor, which is still open.
+        // SAFETY: `t` is a termios that tcgetattr filled; tcsetattr only reads it. `fd` is still
+        // open: the prompt's /dev/tty closes only after EchoOff's drop has cleared SAVED, which
+        // waits for this lock.
         unsafe {
             libc::tcsetattr(*fd, libc::TCSAFLUSH, t);
         }
-        // SAFETY: writing a static byte string.
+        // SAFETY: one byte from a static buffer, to the same open descriptor.
         unsafe {
             libc::write(*fd, b"\n".as_ptr().cast(), 1);
         }
@@ -250,9 +258,9 @@ struct EchoOff {
 
 impl EchoOff {
     fn new(fd: RawFd) -> Result<EchoOff, AgentError> {
-        // SAFETY: termios is plain data; tcgetattr fills it.
+        // SAFETY: termios is plain C data, valid when all zero; tcgetattr fills it below.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: valid descriptor and pointer.
+        // SAFETY: `fd` is the caller's open /dev/tty; `t` is a termios we own to write to.
         if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
             return Err(AgentError::PinInput(format!(
                 "the terminal's settings cannot be read: {}",
@@ -263,7 +271,7 @@ impl EchoOff {
         t.c_lflag &= !(libc::ECHO | libc::ECHOE | libc::ECHOK);
         t.c_lflag |= libc::ECHONL | libc::ICANON;
         *SAVED.lock().unwrap_or_else(PoisonError::into_inner) = Some((fd, saved));
-        // SAFETY: valid descriptor and settings.
+        // SAFETY: the same open descriptor; `t` is a valid termios that tcsetattr only reads.
         if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &t) } != 0 {
             *SAVED.lock().unwrap_or_else(PoisonError::into_inner) = None;
             return Err(AgentError::PinInput(format!(
@@ -277,7 +285,8 @@ impl EchoOff {
 
 impl Drop for EchoOff {
     fn drop(&mut self) {
-        // SAFETY: restoring settings read from this descriptor, which is still open.
+        // SAFETY: `saved` is what tcgetattr read from `fd`, which the prompt keeps open for
+        // as long as this guard lives; tcsetattr only reads it.
         unsafe {
             libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.saved);
         }
@@ -319,18 +328,16 @@ impl PinSource for TerminalPin {
 mod tests {
     use super::*;
 
-    fn pipe() -> (std::fs::File, RawFd) {
-        let mut fds = [0; 2];
-        // SAFETY: two ints for the two ends.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: we own the write end from here on.
-        let w = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
-        (w, fds[0])
+    /// The write end, and the read end with its descriptor (closed when the reader drops).
+    fn pipe() -> (std::io::PipeWriter, std::io::PipeReader, RawFd) {
+        let (r, w) = std::io::pipe().unwrap();
+        let fd = r.as_raw_fd();
+        (w, r, fd)
     }
 
     #[test]
     fn lines_one_per_request_and_cancel() {
-        let (mut w, r) = pipe();
+        let (mut w, reader, r) = pipe();
         w.write_all(b"1234\r\n5678\n9").unwrap();
         let cancel = CancelToken::new();
         let mut buf = Zeroizing::new(Vec::new());
@@ -364,13 +371,12 @@ mod tests {
             read_line(r, &mut buf, &CancelToken::new(), true),
             Err(AgentError::PinInput(_))
         ));
-        // SAFETY: closing the read end we own.
-        unsafe { libc::close(r) };
+        drop(reader);
     }
 
     #[test]
     fn runaway_lines_are_bounded() {
-        let (mut w, r) = pipe();
+        let (mut w, reader, r) = pipe();
         let long = vec![b'7'; 5000];
         let writer = std::thread::spawn(move || {
             w.write_all(&long).unwrap();
@@ -387,7 +393,6 @@ mod tests {
             "4321"
         );
         writer.join().unwrap();
-        // SAFETY: closing the read end we own.
-        unsafe { libc::close(r) };
+        drop(reader);
     }
 }

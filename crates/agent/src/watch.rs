@@ -1,7 +1,7 @@
 //! Card-driven sessions: sign in when an HPKI card is inserted, sign out when it leaves.
 //!
 //! A Sekisho patient card (one that selects the patient-card application,
-//! [`crate::patient_card`]) is not a sign-in card: it is handed over for `sekisho-agent
+//! [`sekisho_cardreader::patient_card`]) is not a sign-in card: it is handed over for `sekisho-agent
 //! consent`, often in a second reader while the physician is signed in. Each inserted card is
 //! first asked whether it is one; a patient card is ignored silently (no event, no login, and
 //! its removal ends nothing). Any other card, and a card that cannot be asked, is tried as an
@@ -25,11 +25,11 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-use super::error::AgentError;
-use super::pin::{CancelToken, PinSource};
-use super::{AgentConfig, Gateway, LoginInfo, LogoutReason, SignedChallenge, sign_challenge};
-use crate::apdu::CardError;
-use crate::watch::{CardEvent, Watcher};
+use crate::error::AgentError;
+use crate::pin::{CancelToken, PinSource};
+use crate::{AgentConfig, Gateway, LogoutReason, SignedChallenge, SignedIn, sign_challenge};
+use sekisho_cardreader::apdu::CardError;
+use sekisho_cardreader::watch::{CardEvent, Watcher};
 
 /// Pause before trying the smart-card service again.
 const SERVICE_RETRY: Duration = Duration::from_secs(2);
@@ -70,7 +70,7 @@ pub enum WatchEvent {
     },
     SignedIn {
         reader: String,
-        info: LoginInfo,
+        info: SignedIn,
     },
     LoginFailed {
         reader: String,
@@ -164,8 +164,8 @@ type ProbeResult = (String, u64, bool);
 /// resetting, held by another program for a moment) is asked again for up to a second, and
 /// only then taken for a sign-in card.
 fn is_patient_card(reader: &str) -> bool {
-    use crate::apdu::CardError;
-    use crate::patient_card::{PatientCardError, probe};
+    use sekisho_cardreader::apdu::CardError;
+    use sekisho_cardreader::patient_card::{PatientCardError, probe};
     for _ in 0..10 {
         match probe(reader) {
             Ok(_) => return true,
@@ -320,7 +320,7 @@ impl Loop {
 
     fn start_watcher(&mut self, card_tx: &UnboundedSender<CardEvent>) {
         let tx = card_tx.clone();
-        match crate::watch::watch(self.cfg.reader.as_deref(), move |ev| {
+        match sekisho_cardreader::watch::watch(self.cfg.reader.as_deref(), move |ev| {
             let _ = tx.send(ev);
         }) {
             Ok(w) => {

@@ -1,21 +1,28 @@
-//! The terminal agent: signs the physician in to the Sekisho gateway with the HPKI card in the
-//! terminal's reader, and out again when the card leaves.
+//! The Sekisho terminal agent (`sekisho-agent`): runs on a clinic's terminal and does what
+//! needs the terminal's cards and keys, talking to the gateway (`proxy/`) over the terminal's
+//! mutual-TLS connection (its certificate and key, the deployment's CA) in the
+//! `sekisho-protocol` bodies:
 //!
-//! Everything goes over the terminal's mutual-TLS connection to the gateway (the terminal's
-//! certificate and key, the deployment's CA):
+//! - **sign-in with the HPKI card** over PC/SC ([`login`], and [`watch`] on every insertion):
+//!   1. read the card's **authentication** certificate;
+//!   2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
+//!   3. the PIN goes to the card (`VERIFY`), never anywhere else;
+//!   4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
+//!   5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in;
+//! - **sign-out** when the card leaves (`POST /.sekisho/auth/logout`
+//!   `{"reason":"card_removed"}`), retried until the gateway has it;
+//! - **consent with the patient card** ([`consent`]): the patient's card signs the gateway's
+//!   consent challenge (`/.sekisho/consent/…`), which opens a consent window for the
+//!   signed-in physician and that patient;
+//! - **enrollment** ([`enroll`]): a one-time access code redeemed for the terminal's
+//!   certificate, with the key (and the WireGuard key) made here.
 //!
-//! 1. read the card's **authentication** certificate;
-//! 2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
-//! 3. the PIN goes to the card (`VERIFY`), never anywhere else;
-//! 4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
-//! 5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in.
-//!
-//! [`watch`] does this on every insertion and `POST /.sekisho/auth/logout`
-//! `{"reason":"card_removed"}` on removal; [`enroll`] gets the terminal its certificate with a
-//! key made here; [`consent`] has the patient's card sign the gateway's consent challenge
-//! (`/.sekisho/consent/…`), which opens a consent window for the signed-in physician and that
-//! patient. Card I/O (PC/SC is blocking) runs on blocking threads; the rest is async
-//! (tokio).
+//! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `watch` (the
+//! insertion/removal loop), `consent`, `enroll` and `wireguard` (the tunnel key and the check
+//! of the gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes
+//! from; the crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what
+//! went wrong, in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is
+//! blocking) runs on blocking threads; the rest is async (tokio).
 
 mod card;
 mod consent;
@@ -23,7 +30,9 @@ mod enroll;
 mod error;
 mod http;
 mod pin;
+mod refusal;
 mod watch;
+mod wireguard;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,27 +43,22 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::hpki::{Pin, PinState};
+use sekisho_cardreader::hpki::{Pin, PinState};
+use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
-pub use consent::{
-    CONSENT_ATTEST_PATH, CONSENT_CARD_PATH, CONSENT_CHALLENGE_PATH, CONSENT_PREFIX, ConsentBasis,
-    ConsentInfo, MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card,
-};
-pub use enroll::{
-    EnrollOptions, EnrolledFiles, MAX_WG_CONFIG, TerminalKey, WG_PRIVATE_KEY_PLACEHOLDER,
-    WireGuardKey, enroll, new_terminal_key, new_wireguard_key, wg_config_with_key,
-};
-pub use error::{AgentError, Refusal, RefusalCode, clean, gateway_error};
+pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
+pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
+pub use error::{AgentError, clean};
 pub use pin::{
     CancelToken, FixedPin, PinRequest, PinSource, StdinPin, TerminalPin, restore_terminal,
 };
+pub use refusal::{Refusal, gateway_error};
+pub use sekisho_protocol::Reason;
+pub use sekisho_protocol::wire::{ConsentBasis, ConsentWindow, SignedIn};
 pub use watch::{Retry, WatchEvent, WatchHandle, watch};
-
-/// Gateway paths (the terminal's mutual-TLS listener).
-pub const CHALLENGE_PATH: &str = "/.sekisho/auth/hpki/challenge";
-pub const LOGIN_PATH: &str = "/.sekisho/auth/hpki/login";
-pub const LOGOUT_PATH: &str = "/.sekisho/auth/logout";
-pub const STATUS_PATH: &str = "/.sekisho/auth/status";
+pub use wireguard::{
+    MAX_WG_CONFIG, WG_PRIVATE_KEY_PLACEHOLDER, WireGuardKey, new_wireguard_key, wg_config_with_key,
+};
 
 /// A challenge this close to its end is fetched again before signing.
 const CHALLENGE_MARGIN: Duration = Duration::from_secs(10);
@@ -76,21 +80,18 @@ pub struct AgentConfig {
     pub reader: Option<String>,
 }
 
-/// Who the gateway signed in.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct LoginInfo {
-    pub user: String,
-    pub name: String,
-    /// From the card's hcRole, e.g. `Medical Doctor`; `None` for staff without a licence.
-    #[serde(default)]
-    pub qualification: Option<String>,
-    /// Unix time at which the session ends at the latest.
-    pub expires_at: i64,
+/// How the terminal shows the gateway's answers (the protocol's types): one line each, the
+/// gateway's text cleaned of control characters.
+pub trait Summary {
+    /// The line in English.
+    fn summary(&self) -> String;
+    /// The line in Japanese.
+    fn summary_ja(&self) -> String;
 }
 
-impl LoginInfo {
-    /// One line for a terminal, with the gateway's text cleaned of control characters.
-    pub fn summary(&self) -> String {
+impl Summary for SignedIn {
+    /// `YAMADA TARO (yamada.taro) — Medical Doctor, until 2026-11-20 18:30 JST`
+    fn summary(&self) -> String {
         let mut s = format!("{} ({})", clean(&self.name, 120), clean(&self.user, 120));
         if let Some(q) = &self.qualification {
             s.push_str(&format!(" — {}", clean(q, 80)));
@@ -98,9 +99,20 @@ impl LoginInfo {
         s.push_str(&format!(", until {}", format_time(self.expires_at)));
         s
     }
+
+    /// `YAMADA TARO（yamada.taro）— Medical Doctor、2026-11-20 18:30 JST まで`
+    fn summary_ja(&self) -> String {
+        let mut s = format!("{}（{}）", clean(&self.name, 120), clean(&self.user, 120));
+        if let Some(q) = &self.qualification {
+            s.push_str(&format!("— {}", clean(q, 80)));
+        }
+        s.push_str(&format!("、{} まで", format_time(self.expires_at)));
+        s
+    }
 }
 
-/// The gateway's view of this terminal's session.
+/// The gateway's view of this terminal's session. The gateway writes fewer fields when no one
+/// is signed in, so this is the agent's tolerant reading rather than a shared body.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Status {
     pub signed_in: bool,
@@ -152,38 +164,17 @@ pub fn format_time(unix: i64) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct Challenge {
-    nonce: String,
-    to_sign: String,
-    #[serde(default)]
-    expires_in: u64,
-    #[serde(skip, default = "Instant::now")]
-    fetched: Instant,
+/// A sign-in challenge and when it came: its `expires_in` counts from then.
+struct FetchedChallenge {
+    challenge: wire::Challenge,
+    at: Instant,
 }
 
-impl Challenge {
+impl FetchedChallenge {
     fn nearly_expired(&self) -> bool {
-        let life = Duration::from_secs(self.expires_in.max(1));
-        self.fetched.elapsed() + CHALLENGE_MARGIN >= life
+        let life = Duration::from_secs(self.challenge.expires_in.max(1));
+        self.at.elapsed() + CHALLENGE_MARGIN >= life
     }
-}
-
-#[derive(Serialize)]
-struct LoginBody<'a> {
-    nonce: &'a str,
-    certificate: String,
-    signature: String,
-}
-
-#[derive(Serialize)]
-struct LogoutBody {
-    reason: &'static str,
-}
-
-#[derive(Deserialize)]
-struct LogoutAnswer {
-    ended: bool,
 }
 
 /// The terminal's connection settings to the gateway, with the files loaded.
@@ -201,37 +192,42 @@ impl Gateway {
         })
     }
 
-    async fn challenge(&self) -> Result<Challenge, AgentError> {
-        self.client
-            .json::<(), Challenge>(Method::POST, CHALLENGE_PATH, None)
-            .await
+    async fn challenge(&self) -> Result<FetchedChallenge, AgentError> {
+        let challenge = self
+            .client
+            .json::<(), wire::Challenge>(Method::POST, wire::HPKI_CHALLENGE_PATH, None)
+            .await?;
+        Ok(FetchedChallenge {
+            challenge,
+            at: Instant::now(),
+        })
     }
 
-    pub(crate) async fn login(&self, signed: &SignedChallenge) -> Result<LoginInfo, AgentError> {
-        let body = LoginBody {
-            nonce: &signed.nonce,
+    pub(crate) async fn login(&self, signed: &SignedChallenge) -> Result<SignedIn, AgentError> {
+        let body = CardAnswer {
+            nonce: signed.nonce.clone(),
             certificate: B64.encode(&signed.certificate),
             signature: B64.encode(&signed.signature),
         };
         self.client
-            .json(Method::POST, LOGIN_PATH, Some(&body))
+            .json(Method::POST, wire::HPKI_LOGIN_PATH, Some(&body))
             .await
     }
 
     pub(crate) async fn logout(&self, reason: LogoutReason) -> Result<bool, AgentError> {
-        let body = LogoutBody {
-            reason: reason.as_str(),
+        let body = wire::Logout {
+            reason: Some(reason.as_str().to_string()),
         };
         let a: LogoutAnswer = self
             .client
-            .json(Method::POST, LOGOUT_PATH, Some(&body))
+            .json(Method::POST, wire::LOGOUT_PATH, Some(&body))
             .await?;
         Ok(a.ended)
     }
 
     pub(crate) async fn status(&self) -> Result<Status, AgentError> {
         self.client
-            .json::<(), Status>(Method::GET, STATUS_PATH, None)
+            .json::<(), Status>(Method::GET, wire::STATUS_PATH, None)
             .await
     }
 }
@@ -290,7 +286,7 @@ pub(crate) async fn sign_challenge(
         challenge = gateway.challenge().await?;
     }
     let to_sign = B64
-        .decode(challenge.to_sign.as_bytes())
+        .decode(challenge.challenge.to_sign.as_bytes())
         .map_err(|e| AgentError::Protocol {
             status: Some(200),
             detail: format!("to_sign is not base64: {e}"),
@@ -312,14 +308,14 @@ pub(crate) async fn sign_challenge(
         return Err(AgentError::CardRemoved);
     }
     Ok(SignedChallenge {
-        nonce: challenge.nonce,
+        nonce: challenge.challenge.nonce,
         certificate: session.certificate.clone(),
         signature,
     })
 }
 
 /// Signs in with the card and `pin` (for callers that have the PIN already, such as tests).
-pub async fn login(cfg: &AgentConfig, pin: &str) -> Result<LoginInfo, AgentError> {
+pub async fn login(cfg: &AgentConfig, pin: &str) -> Result<SignedIn, AgentError> {
     login_with(cfg, Arc::new(FixedPin::new(pin))).await
 }
 
@@ -329,7 +325,7 @@ pub async fn login(cfg: &AgentConfig, pin: &str) -> Result<LoginInfo, AgentError
 pub async fn login_with(
     cfg: &AgentConfig,
     pins: Arc<dyn PinSource>,
-) -> Result<LoginInfo, AgentError> {
+) -> Result<SignedIn, AgentError> {
     let gateway = Gateway::new(cfg)?;
     let signed = sign_challenge(&gateway, cfg.reader.clone(), pins, &CancelToken::new()).await?;
     gateway.login(&signed).await

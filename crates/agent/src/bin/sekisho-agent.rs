@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use sekisho_cardreader::agent::{
-    self, AgentConfig, AgentError, EnrollOptions, LogoutReason, PinSource, Retry, StdinPin,
-    TerminalPin, WatchEvent, clean, format_time,
+use sekisho_agent::{
+    self as agent, AgentConfig, AgentError, EnrollOptions, LogoutReason, PinSource, Retry,
+    StdinPin, Summary, TerminalPin, WatchEvent, clean, format_time,
 };
 use zeroize::Zeroizing;
 
