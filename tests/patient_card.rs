@@ -308,7 +308,10 @@ fn staff_attestation_opens_a_window_recorded_as_such_where_allowed() {
         assert!(body.contains("patient_unknown_or_not_consented"), "{body}");
         // Consent given again: the window opened before the withdrawal stays closed.
         run_ok(&["patient", "consent", "--data-dir", d, "--id", "P-0001"]);
-        let (s, body) = within_a_poll(|| get(&g, "t1", &doctor, RECORD), |(s, _)| *s != 200);
+        let (s, body) = within_a_poll(
+            || get(&g, "t1", &doctor, RECORD),
+            |(_, b)| b.contains("patient_card_required"),
+        );
         assert_eq!(s, 403, "{db:?}: {body}");
         assert!(body.contains("patient_card_required"), "{body}");
     }

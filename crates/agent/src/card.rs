@@ -7,7 +7,8 @@ use sekisho_cardreader::hpki::{Application, HpkiCard, HpkiError, Pin, PinState};
 use sekisho_cardreader::pcsc_transport::PcscTransport;
 use sekisho_cardreader::readers::{self, ReaderError};
 
-use crate::error::{AgentError, clean};
+use crate::error::AgentError;
+use crate::text::clean;
 
 /// A connection to an HPKI card whose authentication certificate has been read.
 pub(crate) struct CardSession {

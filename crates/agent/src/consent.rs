@@ -31,7 +31,8 @@ use sekisho_protocol::wire::{
     self, Attestation, CONSENT_PREFIX, CardAnswer, ConsentBasis, ConsentWindow,
 };
 
-use crate::error::{AgentError, clean};
+use crate::error::AgentError;
+use crate::text::clean;
 use crate::{AgentConfig, Gateway, Summary, blocking, card, format_time};
 
 /// Longest consent challenge the card signs.

@@ -19,8 +19,9 @@ use sekisho_protocol::wire::{self, CsrRequest};
 use serde::Deserialize;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::error::{AgentError, clean};
+use crate::error::AgentError;
 use crate::http;
+use crate::text::clean;
 use crate::wireguard::{WireGuardKey, new_wireguard_key, valid_cidr, wg_config_with_key};
 
 /// What `sekisho-agent enroll` needs.

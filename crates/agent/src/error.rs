@@ -6,8 +6,10 @@ use thiserror::Error;
 use sekisho_cardreader::apdu::CardError;
 use sekisho_cardreader::hpki::HpkiError;
 use sekisho_protocol::Reason;
+use sekisho_protocol::wire::ErrorBody;
 
 use crate::refusal::Refusal;
+use crate::text::clean;
 
 /// Everything the agent reports.
 #[derive(Debug, Error)]
@@ -207,17 +209,6 @@ impl AgentError {
     }
 }
 
-/// Text from the network, made safe for a terminal: no control characters (no escape
-/// sequences), at most `max` characters.
-pub fn clean(s: &str, max: usize) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect::<String>()
-        .trim()
-        .to_string()
-}
-
 impl From<CardError> for AgentError {
     fn from(e: CardError) -> Self {
         match e {
@@ -243,5 +234,30 @@ impl From<HpkiError> for AgentError {
             HpkiError::Card(c) => c.into(),
             other => AgentError::Card(other.to_string()),
         }
+    }
+}
+
+/// The error for a non-2xx answer from the gateway or the enrollment listener: its JSON error
+/// body if it has one, else a protocol error that names the status.
+pub fn gateway_error(status: u16, body: &[u8]) -> AgentError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(b) if !b.error.is_empty() => AgentError::Refused(Refusal {
+            status,
+            reason: Reason::from_code(&b.error),
+            code: clean(&b.error, 64),
+            message_en: clean(&b.message_en, 300),
+            message_ja: clean(&b.message_ja, 300),
+        }),
+        _ => AgentError::Protocol {
+            status: Some(status),
+            detail: if body.is_empty() {
+                "no explanation".into()
+            } else {
+                format!(
+                    "unexpected answer: {}",
+                    clean(&String::from_utf8_lossy(body), 200)
+                )
+            },
+        },
     }
 }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use crate::error::AgentError;
-use crate::refusal::gateway_error;
+use crate::error::gateway_error;
 
 /// Longest wait for the TCP connection and the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -177,7 +177,7 @@ impl HttpsClient {
         // serde's message quotes the gateway's own text: cleaned before anyone prints it.
         serde_json::from_slice(&answer).map_err(|e| AgentError::Protocol {
             status: Some(status),
-            detail: format!("{path}: {}", crate::error::clean(&e.to_string(), 200)),
+            detail: format!("{path}: {}", crate::text::clean(&e.to_string(), 200)),
         })
     }
 

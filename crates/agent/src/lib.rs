@@ -31,6 +31,7 @@ mod error;
 mod http;
 mod pin;
 mod refusal;
+mod text;
 mod watch;
 mod wireguard;
 
@@ -48,13 +49,14 @@ use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
 pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
 pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
-pub use error::{AgentError, clean};
+pub use error::{AgentError, gateway_error};
 pub use pin::{
     CancelToken, FixedPin, PinRequest, PinSource, StdinPin, TerminalPin, restore_terminal,
 };
-pub use refusal::{Refusal, gateway_error};
+pub use refusal::Refusal;
 pub use sekisho_protocol::Reason;
 pub use sekisho_protocol::wire::{ConsentBasis, ConsentWindow, SignedIn};
+pub use text::clean;
 pub use watch::{Retry, WatchEvent, WatchHandle, watch};
 pub use wireguard::{
     MAX_WG_CONFIG, WG_PRIVATE_KEY_PLACEHOLDER, WireGuardKey, new_wireguard_key, wg_config_with_key,

@@ -7,9 +7,6 @@
 //! the gateway's words.
 
 use sekisho_protocol::Reason;
-use sekisho_protocol::wire::ErrorBody;
-
-use crate::error::{AgentError, clean};
 
 /// A refusal the gateway explained with its JSON error body
 /// (`{"error","message_en","message_ja"}`).
@@ -144,30 +141,5 @@ impl Refusal {
         } else {
             format!("ゲートウェイが要求を拒否しました（HTTP {}）。", self.status)
         }
-    }
-}
-
-/// The error for a non-2xx answer from the gateway or the enrollment listener: its JSON error
-/// body if it has one, else a protocol error that names the status.
-pub fn gateway_error(status: u16, body: &[u8]) -> AgentError {
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(b) if !b.error.is_empty() => AgentError::Refused(Refusal {
-            status,
-            reason: Reason::from_code(&b.error),
-            code: clean(&b.error, 64),
-            message_en: clean(&b.message_en, 300),
-            message_ja: clean(&b.message_ja, 300),
-        }),
-        _ => AgentError::Protocol {
-            status: Some(status),
-            detail: if body.is_empty() {
-                "no explanation".into()
-            } else {
-                format!(
-                    "unexpected answer: {}",
-                    clean(&String::from_utf8_lossy(body), 200)
-                )
-            },
-        },
     }
 }

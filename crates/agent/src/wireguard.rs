@@ -8,7 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use zeroize::Zeroizing;
 
-use crate::error::{AgentError, clean};
+use crate::error::AgentError;
+use crate::text::clean;
 
 /// What the gateway writes in its `wg-quick` file in place of the terminal's private key,
 /// which it never sees.
