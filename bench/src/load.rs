@@ -36,7 +36,7 @@ use crate::process::interrupted;
 pub const SERVER_NAME: &str = "localhost";
 
 /// Longest wait for one request (connect + handshake + response) before it counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a connection-level error, so a refusing target can't spin the generator.
 const ERROR_BACKOFF: Duration = Duration::from_millis(5);
@@ -117,7 +117,7 @@ impl ClientTls {
         })
     }
 
-    fn for_mode(&self, mode: Mode) -> Arc<ClientConfig> {
+    pub fn for_mode(&self, mode: Mode) -> Arc<ClientConfig> {
         match mode {
             Mode::KeepAlive => self.keep_alive.clone(),
             Mode::FullHandshake => self.full_handshake.clone(),
@@ -374,7 +374,9 @@ pub async fn probe(addr: SocketAddr, tls: &ClientTls) -> Result<Negotiated> {
         .map_err(|_| anyhow!("probe timed out"))?
 }
 
-async fn connect(
+/// TCP + TLS + HTTP/1.1 client handshake; the connection is driven by a task of its own,
+/// which ends when the connection closes (the `SendRequest` then reports `is_closed`).
+pub async fn connect(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
 ) -> Result<(SendRequest<Empty<Bytes>>, Negotiated)> {
@@ -421,7 +423,7 @@ fn request(close: bool) -> Request<Empty<Bytes>> {
 }
 
 /// Sends `GET /`, reads the whole body, returns the status.
-async fn get(conn: &mut SendRequest<Empty<Bytes>>, close: bool) -> Result<StatusCode> {
+pub async fn get(conn: &mut SendRequest<Empty<Bytes>>, close: bool) -> Result<StatusCode> {
     conn.ready().await?;
     let resp = conn.send_request(request(close)).await?;
     let status = resp.status();

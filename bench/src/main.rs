@@ -9,8 +9,19 @@
 //! cargo run --release -p sekisho-bench -- --self-test-nginx-only
 //! ```
 
+// Measurement modules for issue 10's figures, wired into the run by the next commit.
+#[allow(dead_code)]
+mod cpu;
+#[allow(dead_code)]
+mod disk;
 mod load;
+#[allow(dead_code)]
+mod memory;
+#[allow(dead_code)]
+mod metrics;
 mod nginx;
+#[allow(dead_code)]
+mod pg;
 mod pki;
 mod process;
 mod report;

@@ -4,7 +4,7 @@
 //! to stop even if the benchmark itself is killed; a [`ChildGuard`] sends SIGTERM when dropped,
 //! waits a little, then SIGKILLs. Ctrl-C sets [`INTERRUPTED`], which every wait loop checks.
 
-// kill(2) and prctl(2) have no std wrapper; each block says why it is sound.
+// kill(2), prctl(2) and sysconf(3) have no std wrapper; each block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -282,4 +282,11 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Clock ticks per second, the unit of the times in `/proc/<pid>/stat`.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf(3) takes a constant and touches no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
