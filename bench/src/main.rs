@@ -69,9 +69,10 @@ struct Args {
     /// Measure nginx alone, with a PKI the benchmark makes itself (no sekisho needed).
     #[arg(long)]
     self_test_nginx_only: bool,
-    /// Let nginx write an access log (to a file in the temp dir) instead of `access_log off`.
-    #[arg(long)]
-    nginx_access_log: bool,
+    /// nginx's access log: a buffered file (the default, as a production nginx would log), an
+    /// unbuffered file, or off.
+    #[arg(long, value_enum, default_value = "buffered")]
+    nginx_access_log: nginx::AccessLog,
     /// Key-exchange groups the load generator offers.
     #[arg(long, value_enum, default_value = "x25519")]
     kx: Kx,
@@ -167,6 +168,7 @@ fn run(args: Args) -> Result<()> {
         pki: &pki,
         workers: cores,
         access_log: args.nginx_access_log,
+        worker_connections: 4096,
     };
     let nginx = nginx::start(&nginx_settings)?;
 
