@@ -82,7 +82,14 @@ impl Settings<'_> {
 
 pub struct Nginx {
     pub addr: SocketAddr,
-    _child: ChildGuard,
+    child: ChildGuard,
+}
+
+impl Nginx {
+    /// The master process (its children are the workers).
+    pub fn master_pid(&self) -> u32 {
+        self.child.pid()
+    }
 }
 
 /// `--nginx PATH`, else `nginx` in `PATH`.
@@ -211,7 +218,7 @@ pub fn start(s: &Settings<'_>) -> Result<Nginx> {
     })?;
     Ok(Nginx {
         addr: s.listen,
-        _child: child,
+        child,
     })
 }
 
