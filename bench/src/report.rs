@@ -208,6 +208,8 @@ pub struct Summary {
     pub target: &'static str,
     pub rounds: usize,
     pub req_per_sec: f64,
+    /// Lowest and highest req/s of the rounds: how much the machine moved.
+    pub req_per_sec_range: (f64, f64),
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub errors: u64,
@@ -255,6 +257,9 @@ pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
                 target,
                 rounds: runs.len(),
                 req_per_sec: mean(|s| s.req_per_sec),
+                req_per_sec_range: runs.iter().fold((f64::INFINITY, 0.0), |(lo, hi), s| {
+                    (lo.min(s.req_per_sec), hi.max(s.req_per_sec))
+                }),
                 p50_ms: mean(|s| s.p50_ms),
                 p99_ms: mean(|s| s.p99_ms),
                 errors: runs.iter().map(|s| s.errors).sum(),
@@ -269,11 +274,12 @@ pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
 
 pub fn print_table(summaries: &[Summary]) {
     println!(
-        "{:<15} {:>5} {:<10} {:>10} {:>8} {:>8} {:>6} {:>11} {:>7} {:>9} {:>9} {:>6}",
+        "{:<15} {:>5} {:<10} {:>10} {:>13} {:>8} {:>8} {:>6} {:>11} {:>7} {:>9} {:>9} {:>6}",
         "mode",
         "conn",
         "target",
         "req/s",
+        "range",
         "p50 ms",
         "p99 ms",
         "errors",
@@ -305,11 +311,12 @@ pub fn print_table(summaries: &[Summary]) {
             )
         };
         println!(
-            "{:<15} {:>5} {:<10} {:>10.1} {:>8.2} {:>8.2} {:>6} {:>11} {:>7} {:>9} {:>9} {:>6}",
+            "{:<15} {:>5} {:<10} {:>10.1} {:>13} {:>8.2} {:>8.2} {:>6} {:>11} {:>7} {:>9} {:>9} {:>6}",
             s.mode.label(),
             s.connections,
             s.target,
             s.req_per_sec,
+            format!("{:.0}-{:.0}", s.req_per_sec_range.0, s.req_per_sec_range.1),
             s.p50_ms,
             s.p99_ms,
             s.errors,
@@ -321,7 +328,8 @@ pub fn print_table(summaries: &[Summary]) {
         );
     }
     println!(
-        "(req/s, p50, p99: mean of {} round(s); errors summed; cpu: the proxy's CPU seconds per \
+        "(req/s, p50, p99: mean of {} round(s), range: lowest-highest req/s of the rounds; \
+         errors summed; cpu: the proxy's CPU seconds per \
          10,000 requests and cores busy, over the measurement windows{}; commit50/99: audit \
          commit p50/p99 in ms and batch: mean records per commit, from the gateway's /metrics)",
         summaries.first().map_or(0, |s| s.rounds),
@@ -720,6 +728,7 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert_eq!(s[0].target, NGINX);
         assert_eq!(s[0].req_per_sec, 200.0);
+        assert_eq!(s[0].req_per_sec_range, (100.0, 300.0));
         assert_eq!(s[0].errors, 2);
         // nginx: 4 CPU s for 4000 requests; sekisho: 8 s for 4000.
         assert!((s[0].cpu.unwrap().per_10k().unwrap() - 10.0).abs() < 1e-9);
