@@ -466,28 +466,16 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
-    // The disk's floor, on the filesystem of the first Sekisho's data dir.
-    let floor = if args.fdatasync_secs > 0.0 {
-        let dir = instances
-            .first()
-            .map_or(work.clone(), |i| i.data_dir.clone());
-        let floor = disk::measure(&dir, Duration::from_secs_f64(args.fdatasync_secs))?;
+    // The disk's floor, on the filesystem of the first Sekisho's data dir: measured now and
+    // again at the end, since one short sample can land on a moment the disk is busy.
+    let floor_dir = instances
+        .first()
+        .map_or(work.clone(), |i| i.data_dir.clone());
+    let mut floors = Vec::new();
+    if args.fdatasync_secs > 0.0 {
         println!();
-        println!(
-            "disk: {} × ({} B append + fdatasync) in {} in {:.1} s: p50 {:.3} ms, p99 {:.3} ms, \
-             mean {:.3} ms",
-            floor.syncs,
-            disk::APPEND_BYTES,
-            dir.display(),
-            floor.elapsed.as_secs_f64(),
-            floor.quantile_ms(0.5),
-            floor.quantile_ms(0.99),
-            floor.mean_ms()
-        );
-        Some(floor)
-    } else {
-        None
-    };
+        floors.push(measure_floor(&floor_dir, args.fdatasync_secs, "start")?);
+    }
 
     // Memory first, while the proxies have served nothing but the probe.
     let mut memory_results = Vec::new();
@@ -550,6 +538,11 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
+    if args.fdatasync_secs > 0.0 {
+        println!();
+        floors.push(measure_floor(&floor_dir, args.fdatasync_secs, "end")?);
+    }
+
     let summaries = report::summarize(&samples);
     println!();
     report::print_table(&summaries);
@@ -557,7 +550,7 @@ fn run(args: Args) -> Result<()> {
     report::print_targets(
         &summaries,
         &report::Extra {
-            floor: floor.as_ref(),
+            floors: &floors,
             memory: &memory_results,
         },
     );
@@ -584,6 +577,23 @@ fn run(args: Args) -> Result<()> {
     drop(instances);
     drop(upstream);
     Ok(())
+}
+
+/// The fdatasync floor in `dir`, printed; `when` says which of the run's measurements it is.
+fn measure_floor(dir: &Path, secs: f64, when: &'static str) -> Result<report::Floor> {
+    let floor = disk::measure(dir, Duration::from_secs_f64(secs))?;
+    println!(
+        "disk ({when} of run): {} × ({} B append + fdatasync) in {} in {:.1} s: p50 {:.3} ms, \
+         p99 {:.3} ms, mean {:.3} ms",
+        floor.syncs,
+        disk::APPEND_BYTES,
+        dir.display(),
+        floor.elapsed.as_secs_f64(),
+        floor.quantile_ms(0.5),
+        floor.quantile_ms(0.99),
+        floor.mean_ms()
+    );
+    Ok(report::Floor { when, floor })
 }
 
 /// Opens `--idle-connections` connections to one proxy and reads its RSS before and after.
