@@ -6,7 +6,8 @@
 //!   resumption disabled so every handshake is a full one (certificate verification both ways).
 //!
 //! Only requests that start after the warm-up and finish before the end of the window are
-//! counted and timed; errors are counted over the whole run, warm-up included.
+//! counted and timed; errors are counted over the whole run, warm-up included. A caller-given
+//! sampler runs at the start and at the end of the window (CPU times, the gateway's metrics).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ use crate::process::interrupted;
 pub const SERVER_NAME: &str = "localhost";
 
 /// Longest wait for one request (connect + handshake + response) before it counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a connection-level error, so a refusing target can't spin the generator.
 const ERROR_BACKOFF: Duration = Duration::from_millis(5);
@@ -117,7 +118,7 @@ impl ClientTls {
         })
     }
 
-    fn for_mode(&self, mode: Mode) -> Arc<ClientConfig> {
+    pub fn for_mode(&self, mode: Mode) -> Arc<ClientConfig> {
         match mode {
             Mode::KeepAlive => self.keep_alive.clone(),
             Mode::FullHandshake => self.full_handshake.clone(),
@@ -137,6 +138,9 @@ pub struct RunConfig {
 pub struct RunResult {
     /// 200 responses that started and finished inside the measurement window.
     pub completed: u64,
+    /// 200 responses that finished inside the window, whenever they started: the work the
+    /// proxies did between the two samples, for CPU per request.
+    pub finished_in_window: u64,
     pub window: Duration,
     /// Latency of those requests, microseconds.
     pub latency_us: Histogram<u64>,
@@ -164,6 +168,7 @@ impl RunResult {
 /// Per-worker tallies, merged at the end.
 struct Tally {
     completed: u64,
+    finished_in_window: u64,
     latency_us: Histogram<u64>,
     errors: u64,
     statuses: BTreeMap<u16, u64>,
@@ -175,6 +180,7 @@ impl Tally {
     fn new() -> Self {
         Self {
             completed: 0,
+            finished_in_window: 0,
             latency_us: new_histogram(),
             errors: 0,
             statuses: BTreeMap::new(),
@@ -192,6 +198,7 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) {
         self.completed += other.completed;
+        self.finished_in_window += other.finished_in_window;
         // Same bounds on both sides: adding can't fail.
         let _ = self.latency_us.add(&other.latency_us);
         self.errors += other.errors;
@@ -225,7 +232,11 @@ impl Window {
             *tally.statuses.entry(status.as_u16()).or_default() += 1;
             return;
         }
-        if began >= self.start && done <= self.end {
+        if done < self.start || done > self.end {
+            return;
+        }
+        tally.finished_in_window += 1;
+        if began >= self.start {
             tally.completed += 1;
             let micros = u64::try_from(done.duration_since(began).as_micros()).unwrap_or(u64::MAX);
             tally.latency_us.saturating_record(micros.max(1));
@@ -233,13 +244,30 @@ impl Window {
     }
 }
 
-/// Runs one measurement against `addr`.
-pub async fn run(addr: SocketAddr, tls: &ClientTls, cfg: &RunConfig) -> Result<RunResult> {
+/// Called (on a blocking thread) at the start and at the end of the measurement window.
+pub type Sampler<S> = Arc<dyn Fn() -> S + Send + Sync>;
+
+/// Runs one measurement against `addr`; returns what `sampler` gave at the start and at the
+/// end of the window (`None` if the run stopped early).
+pub async fn run<S: Send + 'static>(
+    addr: SocketAddr,
+    tls: &ClientTls,
+    cfg: &RunConfig,
+    sampler: Sampler<S>,
+) -> Result<(RunResult, Option<(S, S)>)> {
     let begin = Instant::now();
     let window = Window {
         start: begin + cfg.warmup,
         end: begin + cfg.warmup + cfg.duration,
     };
+    let edges = tokio::spawn(async move {
+        tokio::time::sleep_until(window.start.into()).await;
+        let s = sampler.clone();
+        let first = tokio::task::spawn_blocking(move || s()).await.ok()?;
+        tokio::time::sleep_until(window.end.into()).await;
+        let last = tokio::task::spawn_blocking(move || sampler()).await.ok()?;
+        Some((first, last))
+    });
     let config = tls.for_mode(cfg.mode);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..cfg.connections {
@@ -254,17 +282,21 @@ pub async fn run(addr: SocketAddr, tls: &ClientTls, cfg: &RunConfig) -> Result<R
         total.merge(joined.context("load worker panicked")?);
     }
     if interrupted() {
+        edges.abort();
         bail!("interrupted");
     }
-    Ok(RunResult {
+    let edges = edges.await.ok().flatten();
+    let result = RunResult {
         completed: total.completed,
+        finished_in_window: total.finished_in_window,
         window: cfg.duration,
         latency_us: total.latency_us,
         errors: total.errors,
         statuses: total.statuses,
         first_error: total.first_error,
         reconnects: total.reconnects,
-    })
+    };
+    Ok((result, edges))
 }
 
 async fn keep_alive_worker(addr: SocketAddr, config: Arc<ClientConfig>, window: Window) -> Tally {
@@ -374,7 +406,9 @@ pub async fn probe(addr: SocketAddr, tls: &ClientTls) -> Result<Negotiated> {
         .map_err(|_| anyhow!("probe timed out"))?
 }
 
-async fn connect(
+/// TCP + TLS + HTTP/1.1 client handshake; the connection is driven by a task of its own,
+/// which ends when the connection closes (the `SendRequest` then reports `is_closed`).
+pub async fn connect(
     addr: SocketAddr,
     config: Arc<ClientConfig>,
 ) -> Result<(SendRequest<Empty<Bytes>>, Negotiated)> {
@@ -421,7 +455,7 @@ fn request(close: bool) -> Request<Empty<Bytes>> {
 }
 
 /// Sends `GET /`, reads the whole body, returns the status.
-async fn get(conn: &mut SendRequest<Empty<Bytes>>, close: bool) -> Result<StatusCode> {
+pub async fn get(conn: &mut SendRequest<Empty<Bytes>>, close: bool) -> Result<StatusCode> {
     conn.ready().await?;
     let resp = conn.send_request(request(close)).await?;
     let status = resp.status();

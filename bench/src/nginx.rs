@@ -18,6 +18,41 @@ use crate::process::{self, ChildGuard};
 /// means the same thing for both proxies.
 const KEEPALIVE_REQUESTS: u64 = 1_000_000;
 
+/// How long nginx keeps an idle client connection: long enough for the idle-connection memory
+/// measurement (opening 10,000 connections takes a while), like Sekisho's settings in the bench.
+pub const KEEPALIVE_TIMEOUT_SECS: u64 = 900;
+
+/// nginx's access log in the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLog {
+    /// `access_log <file> combined buffer=64k flush=1s`: what a production nginx would do.
+    Buffered,
+    /// `access_log <file> combined`: one write(2) per request.
+    Unbuffered,
+    /// `access_log off`.
+    Off,
+}
+
+impl AccessLog {
+    fn directive(self, dir: &std::path::Display<'_>) -> String {
+        match self {
+            AccessLog::Buffered => {
+                format!("access_log {dir}/access.log combined buffer=64k flush=1s;")
+            }
+            AccessLog::Unbuffered => format!("access_log {dir}/access.log combined;"),
+            AccessLog::Off => "access_log off;".to_owned(),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            AccessLog::Buffered => "to a file, combined, buffer=64k flush=1s",
+            AccessLog::Unbuffered => "to a file, combined, unbuffered (one write per request)",
+            AccessLog::Off => "off",
+        }
+    }
+}
+
 pub struct Settings<'a> {
     pub binary: &'a Path,
     pub dir: &'a Path,
@@ -25,28 +60,36 @@ pub struct Settings<'a> {
     pub upstream: SocketAddr,
     pub pki: &'a Pki,
     pub workers: usize,
-    pub access_log: bool,
+    pub access_log: AccessLog,
+    /// `worker_connections` (per worker; a proxied request uses two) and
+    /// `worker_rlimit_nofile`.
+    pub worker_connections: usize,
 }
 
 impl Settings<'_> {
     /// One line for the report.
     pub fn describe(&self) -> String {
         format!(
-            "worker_processes {}, access_log {}, keepalive_requests {KEEPALIVE_REQUESTS}, \
+            "worker_processes {}, worker_connections {}, access_log {}, \
+             keepalive_requests {KEEPALIVE_REQUESTS}, keepalive_timeout {KEEPALIVE_TIMEOUT_SECS}s, \
              upstream keepalive 64, ssl_verify_client on + ssl_crl",
             self.workers,
-            if self.access_log {
-                "to a file (default buffering: one write per request)"
-            } else {
-                "off"
-            }
+            self.worker_connections,
+            self.access_log.describe()
         )
     }
 }
 
 pub struct Nginx {
     pub addr: SocketAddr,
-    _child: ChildGuard,
+    child: ChildGuard,
+}
+
+impl Nginx {
+    /// The master process (its children are the workers).
+    pub fn master_pid(&self) -> u32 {
+        self.child.pid()
+    }
 }
 
 /// `--nginx PATH`, else `nginx` in `PATH`.
@@ -83,13 +126,14 @@ pub fn config(s: &Settings<'_>, client_ca: &Path) -> String {
     let _ = writeln!(conf, "worker_processes {};", s.workers);
     let _ = writeln!(conf, "pid {dir}/nginx.pid;");
     let _ = writeln!(conf, "error_log {dir}/error.log warn;");
-    let _ = writeln!(conf, "events {{ worker_connections 4096; }}");
+    let _ = writeln!(conf, "worker_rlimit_nofile {};", s.worker_connections);
+    let _ = writeln!(
+        conf,
+        "events {{ worker_connections {}; }}",
+        s.worker_connections
+    );
     let _ = writeln!(conf, "http {{");
-    if s.access_log {
-        let _ = writeln!(conf, "    access_log {dir}/access.log;");
-    } else {
-        let _ = writeln!(conf, "    access_log off;");
-    }
+    let _ = writeln!(conf, "    {}", s.access_log.directive(&dir));
     for temp in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
         let _ = writeln!(conf, "    {temp}_temp_path {dir}/{temp}_temp;");
     }
@@ -102,7 +146,7 @@ pub fn config(s: &Settings<'_>, client_ca: &Path) -> String {
     let _ = writeln!(conf, "        listen {} ssl;", s.listen);
     let _ = writeln!(conf, "        server_name localhost;");
     let _ = writeln!(conf, "        keepalive_requests {KEEPALIVE_REQUESTS};");
-    let _ = writeln!(conf, "        keepalive_timeout 75s;");
+    let _ = writeln!(conf, "        keepalive_timeout {KEEPALIVE_TIMEOUT_SECS}s;");
     let _ = writeln!(conf, "        ssl_protocols TLSv1.2 TLSv1.3;");
     let _ = writeln!(
         conf,
@@ -174,7 +218,7 @@ pub fn start(s: &Settings<'_>) -> Result<Nginx> {
     })?;
     Ok(Nginx {
         addr: s.listen,
-        _child: child,
+        child,
     })
 }
 

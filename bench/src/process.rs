@@ -4,7 +4,8 @@
 //! to stop even if the benchmark itself is killed; a [`ChildGuard`] sends SIGTERM when dropped,
 //! waits a little, then SIGKILLs. Ctrl-C sets [`INTERRUPTED`], which every wait loop checks.
 
-// kill(2) and prctl(2) have no std wrapper; each block says why it is sound.
+// kill(2), prctl(2), getrlimit(2)/setrlimit(2) and sysconf(3) have no std wrapper; each block
+// says why it is sound.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -70,6 +71,11 @@ impl ChildGuard {
 
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)
+    }
+
+    /// The child's process id (for `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -282,4 +288,65 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// RLIMIT_NOFILE after [`raise_nofile`]: what this process (and every child it starts from now
+/// on, which inherit it) may open.
+#[derive(Debug, Clone, Copy)]
+pub struct NofileLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises this process's RLIMIT_NOFILE soft limit to at least `want` (children inherit it):
+/// up to the hard limit, and the hard limit too if `want` is above it and the kernel lets us
+/// (root). Never lowers anything; returns what is in force afterwards.
+pub fn raise_nofile(want: u64) -> Result<NofileLimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit struct through a valid, exclusive pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
+    }
+    let infinite = lim.rlim_max == libc::RLIM_INFINITY;
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < want {
+        if !infinite && lim.rlim_max < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: want,
+            };
+            // SAFETY: setrlimit(2) only reads the struct behind a valid pointer.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        if lim.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: if infinite {
+                    want
+                } else {
+                    want.min(lim.rlim_max)
+                },
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above; the soft limit asked for is at most the hard limit.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("setrlimit(RLIMIT_NOFILE)");
+            }
+            lim = raised;
+        }
+    }
+    Ok(NofileLimit {
+        soft: lim.rlim_cur,
+        hard: lim.rlim_max,
+    })
+}
+
+/// Clock ticks per second, the unit of the times in `/proc/<pid>/stat`.
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf(3) takes a constant and touches no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }

@@ -1,6 +1,8 @@
 //! Sekisho set up through its CLI, the same way an operator would:
-//! `sekisho init`, `sekisho terminal add`, `sekisho ca crl`, then `sekisho serve` until
-//! `/readyz` on the management listener answers 200.
+//! `sekisho init` (SQLite in the data dir, or `--store-url postgres://…`), `sekisho terminal
+//! add`, `sekisho ca crl`, then `sekisho serve` until `/readyz` on the management listener
+//! answers 200. Before `serve`, the benchmark raises three limits in `sekisho.toml` so that
+//! 10,000 idle connections can be held open (see [`Tuning`]); it says so in the report.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,17 @@ impl Listeners {
     }
 }
 
+/// What the benchmark changes in `sekisho.toml` after `sekisho init`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// `limits.max_connections` is raised to at least this.
+    pub max_connections: usize,
+    /// `limits.idle_timeout_secs` and `limits.header_read_timeout_secs` are raised to at least
+    /// this: hyper starts the header-read timer as soon as it waits for the next request on a
+    /// keep-alive connection, so that timeout, not only the idle one, closes idle connections.
+    pub idle_secs: u64,
+}
+
 /// A data dir that `sekisho init` made, with terminal `bench/t1` enrolled and a CRL exported.
 pub struct Prepared {
     pub pki: Pki,
@@ -91,7 +104,13 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
-pub fn prepare(binary: &Path, dir: &Path, upstream: SocketAddr) -> Result<Prepared> {
+pub fn prepare(
+    binary: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+    store_url: Option<&str>,
+    tuning: Tuning,
+) -> Result<Prepared> {
     let data_dir = dir.join("data");
     let out_dir = dir.join("terminal");
     std::fs::create_dir_all(&out_dir)?;
@@ -111,7 +130,11 @@ pub fn prepare(binary: &Path, dir: &Path, upstream: SocketAddr) -> Result<Prepar
         .arg(listeners.enroll.to_string())
         .arg("--hostname")
         .arg(crate::load::SERVER_NAME);
+    if let Some(url) = store_url {
+        init.arg("--store-url").arg(url);
+    }
     process::run("sekisho init", init, CLI_TIMEOUT)?;
+    let mut notes = tune(&data_dir, tuning)?;
 
     let mut add = Command::new(binary);
     add.arg("terminal")
@@ -164,7 +187,6 @@ pub fn prepare(binary: &Path, dir: &Path, upstream: SocketAddr) -> Result<Prepar
 
     // nginx (OpenSSL X509_V_FLAG_CRL_CHECK_ALL) wants a CRL for every CA in the client chain:
     // the issuing CA's (from `sekisho ca crl`) and the root's.
-    let mut notes = Vec::new();
     match pki::count_crls(&crl) {
         0 => bail!("`sekisho ca crl` printed no PEM CRL:\n{crl}"),
         1 => {
@@ -205,7 +227,15 @@ pub fn prepare(binary: &Path, dir: &Path, upstream: SocketAddr) -> Result<Prepar
 
 pub struct Sekisho {
     pub addr: SocketAddr,
-    _child: ChildGuard,
+    /// The management listener (`/metrics`).
+    pub mgmt: SocketAddr,
+    child: ChildGuard,
+}
+
+impl Sekisho {
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
 }
 
 /// `sekisho serve --data-dir D` in the foreground, until `/readyz` answers 200.
@@ -222,6 +252,47 @@ pub fn serve(binary: &Path, prepared: &Prepared, log: &Path) -> Result<Sekisho> 
     process::wait_for_tcp(prepared.listeners.gateway, &mut child, READY_TIMEOUT)?;
     Ok(Sekisho {
         addr: prepared.listeners.gateway,
-        _child: child,
+        mgmt: prepared.listeners.mgmt,
+        child,
     })
+}
+
+/// Applies [`Tuning`] to `sekisho.toml` in `data_dir`; returns what it changed, for the report.
+fn tune(data_dir: &Path, tuning: Tuning) -> Result<Vec<String>> {
+    let path = data_dir.join("sekisho.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let limits = doc
+        .entry("limits")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .context("[limits] in sekisho.toml is not a table")?;
+    let mut changed = Vec::new();
+    let idle = i64::try_from(tuning.idle_secs)?;
+    for (key, want) in [
+        ("max_connections", i64::try_from(tuning.max_connections)?),
+        ("idle_timeout_secs", idle),
+        ("header_read_timeout_secs", idle),
+    ] {
+        let now = limits.get(key).and_then(toml::Value::as_integer);
+        if now.is_none_or(|n| n < want) {
+            changed.push(format!(
+                "{key} {} → {want}",
+                now.map_or("(default)".to_owned(), |n| n.to_string())
+            ));
+            limits.insert(key.to_owned(), toml::Value::Integer(want));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::write(&path, toml::to_string(&doc)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(vec![format!(
+        "sekisho.toml [limits] set by the benchmark so that idle connections stay open for \
+         the memory measurement: {}",
+        changed.join(", ")
+    )])
 }

@@ -1,0 +1,179 @@
+//! CPU time of the proxies from `/proc/<pid>/stat` (utime + stime of all threads, plus
+//! cutime + cstime of reaped children), sampled at the start and the end of each measurement
+//! window: CPU seconds per 10,000 requests, and cores used (CPU seconds / wall seconds), so that
+//! a proxy that is waiting is told apart from one that is computing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+/// Which processes make up one proxy.
+#[derive(Debug, Clone)]
+pub enum Procs {
+    /// One process (Sekisho: all its threads are in its own stat line).
+    One(u32),
+    /// A process and its live children (nginx: master + workers).
+    Tree(u32),
+    /// Every process whose command line contains this text (PostgreSQL backends serving the
+    /// benchmark's database: `postgres: … <db> 127.0.0.1(port) idle`).
+    CmdlineContains(String),
+}
+
+/// `/proc/<pid>/stat` times of one process, in clock ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stat {
+    pub ppid: u32,
+    /// utime + stime (+ cutime + cstime).
+    pub ticks: u64,
+}
+
+/// CPU ticks per pid at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSample {
+    per_pid: BTreeMap<u32, u64>,
+}
+
+impl Procs {
+    pub fn pids(&self) -> Vec<u32> {
+        match self {
+            Procs::One(pid) => vec![*pid],
+            Procs::Tree(root) => {
+                let mut pids = vec![*root];
+                pids.extend(
+                    all_pids()
+                        .into_iter()
+                        .filter(|&p| stat(p).is_ok_and(|s| s.ppid == *root)),
+                );
+                pids
+            }
+            Procs::CmdlineContains(text) => all_pids()
+                .into_iter()
+                .filter(|&p| {
+                    std::fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains(text.as_str()))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn sample(&self) -> CpuSample {
+        CpuSample {
+            per_pid: self
+                .pids()
+                .into_iter()
+                .filter_map(|p| stat(p).ok().map(|s| (p, s.ticks)))
+                .collect(),
+        }
+    }
+}
+
+impl CpuSample {
+    /// CPU seconds spent between `before` and `self` by the processes alive at `self` (a
+    /// process that appeared in between counts from 0; one that went away is not counted).
+    pub fn seconds_since(&self, before: &CpuSample) -> f64 {
+        let ticks: u64 = self
+            .per_pid
+            .iter()
+            .map(|(pid, &t)| t.saturating_sub(before.per_pid.get(pid).copied().unwrap_or(0)))
+            .sum();
+        ticks as f64 / crate::process::clock_ticks_per_sec() as f64
+    }
+}
+
+/// This benchmark's own process (load generator + upstream threads).
+pub fn own_pid() -> u32 {
+    std::process::id()
+}
+
+/// CPU seconds the whole machine has been busy (all CPUs: user, nice, system, irq, softirq,
+/// steal; guest time is inside user), from the first line of `/proc/stat`. Busy time minus the
+/// proxies' and the benchmark's is what other processes took: on a shared machine that is the
+/// noise in the figures.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks = parse_machine_busy(text.lines().next()?)?;
+    Some(ticks as f64 / crate::process::clock_ticks_per_sec() as f64)
+}
+
+fn parse_machine_busy(line: &str) -> Option<u64> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = fields.map(|f| f.parse().unwrap_or(0)).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
+pub fn stat(pid: u32) -> Result<Stat> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat(&text).with_context(|| format!("parsing {path}"))
+}
+
+/// Parses a `/proc/<pid>/stat` line (the command name, field 2, may hold spaces and parens:
+/// the fields that follow start after the last `)`).
+fn parse_stat(text: &str) -> Result<Stat> {
+    let Some(close) = text.rfind(')') else {
+        bail!("no ')' in {text:?}");
+    };
+    // Field 3 (state) is the first after the name; proc(5) numbers from 1.
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Result<u64> {
+        fields
+            .get(n - 3)
+            .with_context(|| format!("no field {n}"))?
+            .parse::<u64>()
+            .with_context(|| format!("field {n} is not a number"))
+    };
+    let ppid = u32::try_from(field(4)?)?;
+    // 14 utime, 15 stime, 16 cutime, 17 cstime (cutime/cstime are signed in the kernel but
+    // never negative in practice).
+    let ticks = field(14)? + field(15)? + field(16)? + field(17)?;
+    Ok(Stat { ppid, ticks })
+}
+
+fn all_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(Path::new("/proc")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_name_with_spaces_and_parens() {
+        let line = "1234 (nginx: worker (x)) S 1200 1234 1234 0 -1 4194624 10 0 0 0 \
+                    70 30 5 2 20 0 1 0 100 1000 200 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.ppid, 1200);
+        assert_eq!(s.ticks, 107);
+    }
+
+    #[test]
+    fn machine_busy() {
+        let line = "cpu  100 5 50 1000 7 3 2 1 0 0";
+        assert_eq!(parse_machine_busy(line), Some(161));
+        assert!(machine_busy_seconds().is_some_and(|s| s > 0.0));
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let s = stat(own_pid()).unwrap();
+        assert!(s.ppid > 0);
+        let a = Procs::One(own_pid()).sample();
+        assert_eq!(a.per_pid.len(), 1);
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(Procs::One(own_pid()).sample().seconds_since(&a) >= 0.0);
+    }
+}
