@@ -137,6 +137,7 @@ async fn run(patients: usize) -> Figures {
             qualification: None,
             expires_at: i64::MAX,
             must_change_password: false,
+            card: None,
         };
         let t = Instant::now();
         let r = auth.patient(

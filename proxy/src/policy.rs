@@ -341,6 +341,7 @@ mod tests {
             qualification: card.map(str::to_string),
             expires_at: i64::MAX,
             must_change_password: false,
+            card: None,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct Session {
     pub expires_at: i64,
     /// A password session whose password must be changed before anything else.
     pub must_change_password: bool,
+    /// The HPKI card (`issuer|serial`) an HPKI session was opened with.
+    pub card: Option<String>,
 }
 
 #[derive(Default)]
@@ -62,6 +64,7 @@ impl Sessions {
                     qualification: r.qualification,
                     expires_at: r.absolute_expires_at,
                     must_change_password: must_change,
+                    card: r.card,
                 }),
             );
         }

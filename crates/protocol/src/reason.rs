@@ -260,6 +260,40 @@ reasons! {
         ja: "このネットワークでは患者カードによる署名が必要です（職員の確認による同意は使えません）。",
         en: "This network requires the patient card's signature; attestation is not allowed.";
 
+    // ---- emergency access (break-glass: R-PAT-4, R-BG-1..3)
+    /// Declaring needs a physician signed in with an HPKI card (the policy decides).
+    BreakGlassNotPermitted = "break_glass_not_permitted", FORBIDDEN,
+        ja: "緊急時アクセスを宣言できるのは、HPKIカードでサインインした医師だけです。",
+        en: "Only a physician signed in with an HPKI card can declare an emergency access.";
+    /// A route for emergency access only, with no active grant for this person and patient.
+    BreakGlassRequired = "break_glass_required", FORBIDDEN,
+        ja: "このアドレスは緊急時アクセス専用です。先に /.sekisho/emergency で緊急時アクセスを宣言してください。",
+        en: "This address is for emergency access only: declare it first at /.sekisho/emergency.";
+    BreakGlassCategoryUnknown = "break_glass_category_unknown", BAD_REQUEST,
+        ja: "緊急時アクセスの理由の区分が正しくありません。",
+        en: "The reason category of the emergency access is not one of this network's.";
+    BreakGlassJustificationInvalid = "break_glass_justification_invalid", BAD_REQUEST,
+        ja: "緊急時アクセスの理由を1〜1000文字で記入してください。",
+        en: "Write the reason for the emergency access, 1 to 1,000 characters.";
+    /// Unknown, another session's, or a draft that ran out.
+    BreakGlassDeclarationNotFound = "break_glass_declaration_not_found", NOT_FOUND,
+        ja: "この緊急時アクセスの宣言は見つからないか、期限が切れています。はじめからやり直してください。",
+        en: "This emergency declaration was not found or has run out; start again.";
+    BreakGlassDeclarationState = "break_glass_declaration_state", CONFLICT,
+        ja: "この緊急時アクセスの宣言は、この操作ができる状態ではありません。",
+        en: "This emergency declaration is not in a state that allows this step.";
+    /// The declaration must be signed by the card the physician signed in with.
+    BreakGlassCardMismatch = "break_glass_card_mismatch", FORBIDDEN,
+        ja: "宣言は、サインインに使ったHPKIカードで署名してください。",
+        en: "Sign the declaration with the HPKI card you signed in with.";
+    BreakGlassSignatureInvalid = "break_glass_signature_invalid", UNAUTHORIZED,
+        ja: "宣言へのカードの署名を確認できません。もう一度カードで署名してください。",
+        en: "The card's signature on the declaration could not be verified; sign it again.";
+    /// The search by name exists only under a declaration in progress.
+    BreakGlassSearchNotAllowed = "break_glass_search_not_allowed", FORBIDDEN,
+        ja: "患者さんの氏名検索は、緊急時アクセスの宣言中にだけ使えます。",
+        en: "Searching patients by name is possible only while declaring an emergency access.";
+
     // ---- enrollment (R-TERM-2)
     /// Unknown code or wrong PIN: one answer for both, so the endpoint is no oracle.
     EnrollInvalid = "enroll_invalid", FORBIDDEN,
@@ -308,6 +342,20 @@ reasons! {
         ja: "要求が大きすぎます。",
         en: "The request is too large.";
     BadRequest = "bad_request", BAD_REQUEST, ja: MALFORMED_REQUEST_JA, en: MALFORMED_REQUEST_EN;
+}
+
+impl Reason {
+    /// Refusals of a patient route where an emergency access could apply: their pages point to
+    /// the emergency declaration (R-BG-1).
+    pub const fn offers_emergency(self) -> bool {
+        matches!(
+            self,
+            Reason::PatientNoConsent
+                | Reason::PatientNotInCareTeam
+                | Reason::PatientCardRequired
+                | Reason::BreakGlassRequired
+        )
+    }
 }
 
 impl std::fmt::Display for Reason {

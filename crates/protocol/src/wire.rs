@@ -21,6 +21,12 @@ pub const CONSENT_CHALLENGE_PATH: &str = "/.sekisho/consent/challenge";
 pub const CONSENT_CARD_PATH: &str = "/.sekisho/consent/card";
 pub const CONSENT_ATTEST_PATH: &str = "/.sekisho/consent/attest";
 
+/// Emergency access (break-glass, R-BG-1): the page, declarations, the search by name.
+pub const EMERGENCY_PREFIX_PATH: &str = "/.sekisho/emergency";
+pub const EMERGENCY_DECLARATIONS_PATH: &str = "/.sekisho/emergency/declarations";
+pub const EMERGENCY_PENDING_PATH: &str = "/.sekisho/emergency/pending";
+pub const EMERGENCY_SEARCH_PATH: &str = "/.sekisho/emergency/search";
+
 /// Enrollment listener: a CSR with the access code and PIN (R-TERM-2).
 pub const ENROLL_CSR_PATH: &str = "/enroll/csr";
 
@@ -29,6 +35,10 @@ pub const HPKI_LOGIN_PREFIX: &[u8] = b"sekisho-hpki-login:v1\n";
 /// The first line of the text a patient card signs to consent. The agent refuses to have a
 /// patient card sign anything else, so the card is no signing oracle.
 pub const CONSENT_PREFIX: &[u8] = b"sekisho-patient-consent:v1\n";
+
+/// The first line of the text an HPKI card signs to declare an emergency access. The agent
+/// shows the physician the whole text before the card signs it.
+pub const BREAK_GLASS_PREFIX: &[u8] = b"sekisho-break-glass:v1\n";
 
 /// The exact bytes an HPKI card signs to sign in: the nonce bound to this gateway and this
 /// terminal, so a signature is worth nothing anywhere else.
@@ -40,6 +50,46 @@ pub fn hpki_login_to_sign(hostname: &str, terminal_urn: &str, nonce: &str) -> Ve
 /// person's session.
 pub fn consent_to_sign(hostname: &str, terminal_urn: &str, nonce: &str) -> Vec<u8> {
     signed_text(CONSENT_PREFIX, hostname, terminal_urn, nonce)
+}
+
+/// What a physician declares, in the words the card signs (non-repudiation: the declaration,
+/// not only a nonce). One `key: value` per line; the justification is a JSON string, so it
+/// stays on its line whatever it contains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declaration {
+    pub gateway: String,
+    pub terminal: String,
+    pub declaration: String,
+    pub user: String,
+    pub patient: String,
+    pub category: String,
+    pub justification: String,
+    /// RFC 3339 UTC.
+    pub declared_at: String,
+    pub nonce: String,
+}
+
+impl Declaration {
+    /// The exact bytes the card signs.
+    pub fn to_sign(&self) -> Vec<u8> {
+        let mut v = BREAK_GLASS_PREFIX.to_vec();
+        let justification =
+            serde_json::to_string(&self.justification).expect("a string serialises");
+        for (k, val) in [
+            ("gateway", self.gateway.as_str()),
+            ("terminal", self.terminal.as_str()),
+            ("declaration", self.declaration.as_str()),
+            ("user", self.user.as_str()),
+            ("patient", self.patient.as_str()),
+            ("category", self.category.as_str()),
+            ("justification", justification.as_str()),
+            ("declared-at", self.declared_at.as_str()),
+            ("nonce", self.nonce.as_str()),
+        ] {
+            v.extend_from_slice(format!("{k}: {val}\n").as_bytes());
+        }
+        v
+    }
 }
 
 fn signed_text(prefix: &[u8], hostname: &str, terminal_urn: &str, nonce: &str) -> Vec<u8> {
@@ -139,6 +189,61 @@ pub struct CsrRequest {
     /// The terminal's WireGuard public key (base64), made on the terminal.
     #[serde(default)]
     pub wg_public_key: Option<String>,
+}
+
+/// `POST /.sekisho/emergency/declarations`: a physician begins a declaration. Without a
+/// patient, the declaration waits for one to be found by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclarationRequest {
+    pub category: String,
+    pub justification: String,
+    #[serde(default)]
+    pub patient: Option<String>,
+}
+
+/// `POST /.sekisho/emergency/declarations/{id}/patient`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChoosePatient {
+    pub patient: String,
+}
+
+/// A declaration as the gateway reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclarationState {
+    pub id: String,
+    /// `choose_patient`, `awaiting_signature`, `awaiting_approval`, `active`, `ended`,
+    /// `expired`, `rejected`.
+    pub status: String,
+    #[serde(default)]
+    pub patient: Option<String>,
+    pub category: String,
+    /// What the card must sign (base64), while the status is `awaiting_signature`.
+    #[serde(default)]
+    pub to_sign: Option<String>,
+    #[serde(default)]
+    pub nonce: Option<String>,
+    /// Unix time the grant ends, once it is known.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    /// `view`, or `view,write`.
+    #[serde(default)]
+    pub allows: Option<String>,
+}
+
+/// One patient found by name under a declaration in progress: only what a physician needs to
+/// pick the right person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientMatch {
+    pub patient: String,
+    pub name: String,
+    #[serde(default)]
+    pub kana: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub sex: Option<String>,
 }
 
 /// Any refusal as JSON: the [`crate::Reason`] code and its texts.

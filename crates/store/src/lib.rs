@@ -13,6 +13,7 @@
 //!
 //! [`durable`] writes files whole or not at all (keys, checkpoints, cached CRLs).
 
+pub mod break_glass;
 pub mod changes;
 pub mod consent;
 pub mod crl;

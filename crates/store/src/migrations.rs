@@ -63,6 +63,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0009_changes.sqlite.sql"),
         postgres: include_str!("migrations/0009_changes.postgres.sql"),
     },
+    Migration {
+        version: 11,
+        name: "break_glass",
+        sqlite: include_str!("migrations/0011_break_glass.sqlite.sql"),
+        postgres: include_str!("migrations/0011_break_glass.postgres.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -58,14 +58,16 @@ pub struct SessionRow {
     pub method: String,
     pub qualification: Option<String>,
     pub absolute_expires_at: i64,
+    /// The HPKI card (`issuer|serial`) an HPKI session was opened with.
+    pub card: Option<String>,
 }
 
 /// Opens a session on a terminal, ending whatever session it had (one person per terminal).
 pub async fn open(tx: &mut Transaction<'_, Any>, s: &SessionRow) -> Result<()> {
     end_for_terminal(tx, &s.terminal, "replaced").await?;
     sqlx::query(
-        "INSERT INTO sessions (session_id, terminal, user_id, method, qualification, created_at, absolute_expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO sessions (session_id, terminal, user_id, method, qualification, created_at, absolute_expires_at, card)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&s.session_id)
     .bind(&s.terminal)
@@ -74,6 +76,7 @@ pub async fn open(tx: &mut Transaction<'_, Any>, s: &SessionRow) -> Result<()> {
     .bind(&s.qualification)
     .bind(now())
     .bind(s.absolute_expires_at)
+    .bind(&s.card)
     .execute(&mut **tx)
     .await?;
     bump_generation(tx).await
@@ -84,6 +87,7 @@ pub async fn end_for_terminal(
     terminal: &str,
     reason: &str,
 ) -> Result<u64> {
+    crate::break_glass::end_with_sessions(tx, "terminal = $3", terminal, reason).await?;
     let n = sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE terminal = $3 AND ended_at IS NULL")
         .bind(now())
         .bind(reason)
@@ -102,6 +106,7 @@ pub async fn end_for_user(
     user_id: &str,
     reason: &str,
 ) -> Result<u64> {
+    crate::break_glass::end_with_sessions(tx, "user_id = $3", user_id, reason).await?;
     let n = sqlx::query("UPDATE sessions SET ended_at = $1, end_reason = $2 WHERE user_id = $3 AND ended_at IS NULL")
         .bind(now())
         .bind(reason)
@@ -118,7 +123,7 @@ pub async fn end_for_user(
 /// Open, unexpired sessions of active users: what gateways attribute requests to.
 pub async fn open_sessions(store: &Store) -> Result<Vec<SessionRow>> {
     let rows = sqlx::query(
-        "SELECT s.session_id, s.terminal, s.user_id, s.method, s.qualification, s.absolute_expires_at
+        "SELECT s.session_id, s.terminal, s.user_id, s.method, s.qualification, s.absolute_expires_at, s.card
          FROM sessions s JOIN users u ON u.user_id = s.user_id
          WHERE s.ended_at IS NULL AND s.absolute_expires_at > $1 AND u.status = 'active'",
     )
@@ -134,6 +139,7 @@ pub async fn open_sessions(store: &Store) -> Result<Vec<SessionRow>> {
                 method: r.try_get("method")?,
                 qualification: r.try_get("qualification")?,
                 absolute_expires_at: r.try_get("absolute_expires_at")?,
+                card: r.try_get("card")?,
             })
         })
         .collect()

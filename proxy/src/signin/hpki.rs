@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
 use http::{Response, StatusCode};
 use sekisho_audit::{AuditRecord, Decision};
-use sekisho_ca::hpki::{HpkiError, HpkiVerifier};
+use sekisho_ca::hpki::{HpkiError, HpkiIdentity, HpkiVerifier};
 use sekisho_protocol::Reason;
 use sekisho_protocol::wire::{CardAnswer, Challenge, SignedIn, hpki_login_to_sign};
 use sekisho_store::lockouts::{self, Scope};
@@ -80,14 +80,14 @@ impl SignIn {
                 }
                 error(r)
             }
-            Ok((user, qualification)) => {
+            Ok((user, qualification, card)) => {
                 rec.decision = Decision::Permit;
                 rec.reason = "login".into();
                 if self.audit.append(rec).await.is_err() {
                     return error(Reason::AuditUnavailable);
                 }
                 match self
-                    .open_session(caller, &user, "hpki", qualification.clone())
+                    .open_session(caller, &user, "hpki", qualification.clone(), Some(card))
                     .await
                 {
                     Ok(s) => {
@@ -119,7 +119,7 @@ impl SignIn {
         body: &CardAnswer,
         caller: &Caller<'_>,
         rec: &mut AuditRecord,
-    ) -> Result<(users::UserRow, Option<String>), (Reason, Option<String>)> {
+    ) -> Result<(users::UserRow, Option<String>, String), (Reason, Option<String>)> {
         let malformed = (Reason::HpkiMalformed, None);
         let cert = B64
             .decode(body.certificate.trim())
@@ -187,12 +187,18 @@ impl SignIn {
             Ok(_) => {}
             Err(_) => return Err((Reason::Internal, None)),
         }
-        Ok((user, qualification))
+        Ok((user, qualification, card_id(&id)))
     }
 }
 
+/// How a card is named in sessions and break-glass grants: its certificate's issuer and serial.
+pub(crate) fn card_id(id: &HpkiIdentity) -> String {
+    let is = id.issuer_serial();
+    format!("{}|{}", is.issuer, is.serial_hex)
+}
+
 /// What the person is told about a card the verifier refused.
-fn refusal(e: &HpkiError) -> Reason {
+pub(crate) fn refusal(e: &HpkiError) -> Reason {
     match e {
         HpkiError::Expired { .. } => Reason::HpkiExpired,
         HpkiError::NotYetValid { .. } => Reason::HpkiNotYetValid,

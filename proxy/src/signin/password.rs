@@ -75,7 +75,10 @@ impl SignIn {
         if self.audit.append(rec).await.is_err() {
             return error(Reason::AuditUnavailable);
         }
-        match self.open_session(caller, &user, "password", None).await {
+        match self
+            .open_session(caller, &user, "password", None, None)
+            .await
+        {
             Ok(s) => {
                 let must_change = s.must_change_password;
                 let mut r = page(StatusCode::SEE_OTHER, "");

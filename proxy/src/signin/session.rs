@@ -32,6 +32,7 @@ impl SignIn {
         user: &users::UserRow,
         method: &str,
         qualification: Option<String>,
+        card: Option<String>,
     ) -> Result<Session> {
         let mut id = [0u8; 24];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness"))?;
@@ -44,6 +45,7 @@ impl SignIn {
             method: method.into(),
             qualification: qualification.clone(),
             absolute_expires_at: expires_at,
+            card: card.clone(),
         };
         let mut tx = self.store.pool().begin().await?;
         session_rows::open(&mut tx, &row).await?;
@@ -62,6 +64,7 @@ impl SignIn {
             qualification,
             expires_at,
             must_change_password: method == "password" && password_change_due(user),
+            card,
         };
         self.sessions.put(s.clone());
         Ok(s)
