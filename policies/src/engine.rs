@@ -230,6 +230,9 @@ pub struct RequestContext {
     pub patient_card_present: bool,
     pub consent_window: bool,
     pub break_glass: bool,
+    /// The active grant's category allows writing too.
+    #[serde(default)]
+    pub break_glass_write: bool,
     pub tunnel: bool,
     /// Local hour of day, 0..=23.
     pub hour: u8,
@@ -246,6 +249,7 @@ impl Default for RequestContext {
             patient_card_present: false,
             consent_window: false,
             break_glass: false,
+            break_glass_write: false,
             tunnel: true,
             hour: 12,
             network_requires_card: true,
@@ -679,6 +683,10 @@ impl PolicyEngine {
             (
                 "break_glass".to_string(),
                 RestrictedExpression::new_bool(c.break_glass),
+            ),
+            (
+                "break_glass_write".to_string(),
+                RestrictedExpression::new_bool(c.break_glass_write),
             ),
             (
                 "tunnel".to_string(),

@@ -75,6 +75,7 @@ pub struct ContextSpec {
     pub patient_card_present: Option<bool>,
     pub consent_window: Option<bool>,
     pub break_glass: Option<bool>,
+    pub break_glass_write: Option<bool>,
     pub tunnel: Option<bool>,
     pub hour: Option<u8>,
     pub network_requires_card: Option<bool>,
@@ -94,6 +95,9 @@ impl ContextSpec {
         }
         if let Some(v) = self.break_glass {
             c.break_glass = v;
+        }
+        if let Some(v) = self.break_glass_write {
+            c.break_glass_write = v;
         }
         if let Some(v) = self.tunnel {
             c.tunnel = v;

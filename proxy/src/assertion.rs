@@ -71,8 +71,21 @@ pub struct Claims<'a> {
     /// R-ACCT-8: on admin routes, the facility whose users or terminals are managed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_facility: Option<&'a str>,
+    /// R-PAT-4, R-BG-1: the emergency grant the access rests on, so the application can show
+    /// a banner (and `purpose_of_use` is `BTG`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassClaim<'a>>,
     pub action: &'a str,
     pub route: &'a str,
+}
+
+/// The `break_glass` claim.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct BreakGlassClaim<'a> {
+    pub id: &'a str,
+    pub reason_category: &'a str,
+    /// Unix time the grant ends.
+    pub expires: i64,
 }
 
 impl AssertionSigner {

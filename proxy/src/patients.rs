@@ -1,4 +1,5 @@
-//! The patient facts every patient decision needs — consent, care team, open consent windows —
+//! The patient facts every patient decision needs — consent, care team, open consent windows,
+//! active emergency grants —
 //! held in memory, so a decision costs no store round trip however many patients the network
 //! has. Loaded whole at start; kept current from the store's change log (`changes`), which the
 //! watcher reads whenever the change counter moves (every 250 ms at most), so a withdrawal or
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sekisho_store::Store;
+use sekisho_store::break_glass;
 use sekisho_store::changes::{self, topic};
 use sekisho_store::consent::{self, Window};
 use sekisho_store::patients::{self, PatientFacts};
@@ -33,6 +35,35 @@ pub struct Patient {
     pub facts: PatientFacts,
     /// Open consent windows: (user, window).
     pub windows: Vec<(String, Window)>,
+    /// Active break-glass grants.
+    pub grants: Vec<Grant>,
+}
+
+/// An active emergency grant (R-PAT-4, R-BG-1): this physician, with this card, may access the
+/// patient until `expires_at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub user_id: String,
+    pub card: String,
+    pub category: String,
+    pub allows_write: bool,
+    pub starts_at: i64,
+    pub expires_at: i64,
+}
+
+impl From<break_glass::Declaration> for Grant {
+    fn from(d: break_glass::Declaration) -> Grant {
+        Grant {
+            id: d.id,
+            user_id: d.user_id,
+            card: d.card,
+            category: d.category,
+            allows_write: d.allows_write,
+            starts_at: d.starts_at.unwrap_or(i64::MAX),
+            expires_at: d.expires_at.unwrap_or(i64::MIN),
+        }
+    }
 }
 
 impl Patient {
@@ -43,6 +74,18 @@ impl Patient {
             .filter(|(u, w)| u == user && w.expires_at > at)
             .map(|(_, w)| w)
             .min_by_key(|w| (w.basis != consent::Basis::PatientCard, -w.opened_at))
+    }
+
+    /// The grant of `user` signed in with `card` at `at`: the grant holds wherever that
+    /// physician's card is signed in, and nowhere else.
+    pub fn grant(&self, user: &str, card: Option<&str>, at: i64) -> Option<&Grant> {
+        let card = card?;
+        self.grants
+            .iter()
+            .filter(|g| {
+                g.user_id == user && g.card == card && g.starts_at <= at && at < g.expires_at
+            })
+            .max_by_key(|g| g.expires_at)
     }
 }
 
@@ -131,15 +174,24 @@ impl PatientView {
 
     /// Re-reads one patient now (after this replica changed it, or for a change in the log).
     pub async fn refresh(&self, store: &Store, id: &str) -> Result<()> {
-        let (facts, windows) = tokio::try_join!(
+        let (facts, windows, grants) = tokio::try_join!(
             patients::facts(store, id),
-            consent::open_windows(store, Some(id))
+            consent::open_windows(store, Some(id)),
+            break_glass::for_patient(store, Some(id))
         )?;
         let mut shard = self.shard(id).write().expect("patient view lock");
         match facts {
             Some(facts) => {
                 let windows = windows.into_iter().map(|w| (w.user_id, w.window)).collect();
-                shard.insert(id.to_string(), Patient { facts, windows });
+                let grants = grants.into_iter().map(Grant::from).collect();
+                shard.insert(
+                    id.to_string(),
+                    Patient {
+                        facts,
+                        windows,
+                        grants,
+                    },
+                );
             }
             None => {
                 shard.remove(id);
@@ -152,9 +204,10 @@ impl PatientView {
         // The counter first: a change committed while loading moves it past, and is applied
         // again on the next catch-up.
         let seen = store.generation().await?;
-        let (all, windows) = tokio::try_join!(
+        let (all, windows, grants) = tokio::try_join!(
             patients::all_facts(store),
-            consent::open_windows(store, None)
+            consent::open_windows(store, None),
+            break_glass::for_patient(store, None)
         )?;
         let mut fresh: Vec<HashMap<String, Patient>> =
             (0..SHARDS).map(|_| HashMap::new()).collect();
@@ -165,6 +218,7 @@ impl PatientView {
                 Patient {
                     facts,
                     windows: Vec::new(),
+                    grants: Vec::new(),
                 },
             );
         }
@@ -172,6 +226,15 @@ impl PatientView {
             let i = self.hasher.hash_one(w.patient_id.as_str()) as usize % SHARDS;
             if let Some(p) = fresh[i].get_mut(&w.patient_id) {
                 p.windows.push((w.user_id, w.window));
+            }
+        }
+        for g in grants {
+            let Some(patient) = g.patient_id.clone() else {
+                continue;
+            };
+            let i = self.hasher.hash_one(patient.as_str()) as usize % SHARDS;
+            if let Some(p) = fresh[i].get_mut(&patient) {
+                p.grants.push(Grant::from(g));
             }
         }
         for (shard, map) in self.shards.iter().zip(fresh) {

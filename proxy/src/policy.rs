@@ -20,7 +20,7 @@ use sekisho_protocol::Reason;
 use tracing::{info, warn};
 
 use crate::file_stamps::FileStamps;
-use crate::patients::PatientView;
+use crate::patients::{Grant, PatientView};
 use crate::sessions::Session;
 use sekisho_store::consent;
 use sekisho_store::patients::{Consent as StoredConsent, PatientFacts};
@@ -105,7 +105,7 @@ impl Authorizer {
         view: &PatientView,
         session: &Session,
         patient: &str,
-        action: sekisho_policies::Action,
+        route_action: sekisho_policies::Action,
         entry: Option<&consent::Entry>,
         via_tunnel: bool,
     ) -> Result<Allowed, Refusal> {
@@ -113,12 +113,13 @@ impl Authorizer {
             reason,
             policies: Vec::new(),
         };
-        let action = match action {
+        let action = match route_action {
             sekisho_policies::Action::View => PolicyAction::View,
             sekisho_policies::Action::Write => PolicyAction::Write,
             sekisho_policies::Action::Enter => PolicyAction::Enter,
             sekisho_policies::Action::Confirm => PolicyAction::Confirm,
-            sekisho_policies::Action::BreakGlass => PolicyAction::BreakGlass,
+            // A route for emergency access only: viewing, under a grant (below).
+            sekisho_policies::Action::BreakGlass => PolicyAction::View,
             sekisho_policies::Action::Admin => {
                 return Err(refuse(Reason::QualificationNotPermitted));
             }
@@ -129,6 +130,14 @@ impl Authorizer {
         }
         let now = sekisho_store::now();
         let known = view.get(patient);
+        let grant = known
+            .as_ref()
+            .and_then(|p| p.grant(&session.user_id, session.card.as_deref(), now))
+            .cloned();
+        let emergency_only = route_action == sekisho_policies::Action::BreakGlass;
+        if emergency_only && grant.is_none() {
+            return Err(refuse(Reason::BreakGlassRequired));
+        }
         let window = known
             .as_ref()
             .and_then(|p| p.window(&session.user_id, now))
@@ -165,14 +174,39 @@ impl Authorizer {
                 ..self.context(session, via_tunnel)
             },
         };
-        let d = self.engine.load().decide(&request);
+        let engine = self.engine.load();
+        let d = engine.decide(&request);
         if !d.errors.is_empty() {
             warn!(errors = ?d.errors, "policy evaluation errors: refused");
         }
-        if d.allowed && d.errors.is_empty() {
+        if d.allowed && d.errors.is_empty() && !emergency_only {
             return Ok(Allowed {
                 policies: d.reasons,
                 consent_basis: window.map_or("registry", |w| w.basis.as_str()),
+                grant: None,
+            });
+        }
+        // An emergency grant is asked only when the ordinary rules refuse (or the route is for
+        // emergencies only), so an access counts as break-glass exactly when it needed one.
+        if let Some(g) = grant.filter(|g| {
+            action == PolicyAction::View || (action == PolicyAction::Write && g.allows_write)
+        }) {
+            let mut emergency = request.clone();
+            emergency.context.break_glass = true;
+            emergency.context.break_glass_write = g.allows_write;
+            let d = engine.decide(&emergency);
+            if d.allowed && d.errors.is_empty() {
+                return Ok(Allowed {
+                    policies: d.reasons,
+                    consent_basis: "break_glass",
+                    grant: Some(g),
+                });
+            }
+        }
+        if emergency_only {
+            return Err(Refusal {
+                reason: Reason::BreakGlassRequired,
+                policies: d.reasons,
             });
         }
         // Say what is missing, in the order a person can act on it.
@@ -247,8 +281,9 @@ impl Authorizer {
             },
             patient_card_present: false,
             consent_window: false,
-            // Break-glass grants come with the break-glass stage.
+            // Set only for a second decision under an emergency grant (`patient`).
             break_glass: false,
+            break_glass_write: false,
             tunnel: via_tunnel,
             hour: local_hour(),
             network_requires_card: self.require_card,
@@ -262,6 +297,8 @@ impl Authorizer {
 pub struct Allowed {
     pub policies: Vec<String>,
     pub consent_basis: &'static str,
+    /// The emergency grant the access rests on, when the ordinary rules would have refused.
+    pub grant: Option<Grant>,
 }
 
 fn principal(session: &Session) -> Principal {

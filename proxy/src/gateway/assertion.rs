@@ -17,7 +17,7 @@ use sekisho_protocol::new_request_id;
 
 use super::Gateway;
 use super::context::RequestCtx;
-use crate::assertion::{Claims, LIFETIME_SECS};
+use crate::assertion::{BreakGlassClaim, Claims, LIFETIME_SECS};
 
 /// How long a signed assertion is reused on one connection; it is then still valid for at least
 /// `LIFETIME_SECS - REUSE_SECS` seconds when the upstream sees it.
@@ -98,7 +98,9 @@ impl Gateway {
             user_facility: session.map(|s| s.facility.as_str()),
             qualification: session.and_then(|s| s.qualification.as_deref()),
             auth_method: session.map(|s| s.method.as_str()),
-            purpose_of_use: ctx.consent_basis.map(|_| "TREAT"),
+            purpose_of_use: ctx
+                .consent_basis
+                .map(|_| if ctx.grant.is_some() { "BTG" } else { "TREAT" }),
             consent_basis: ctx.consent_basis,
             entry: entry.map(|e| e.entry_id.as_str()),
             entry_author: entry.map(|e| e.author.as_str()),
@@ -106,6 +108,11 @@ impl Gateway {
             admin_facility: route
                 .and_then(|r| r.admin.as_ref())
                 .map(|(_, f)| f.as_str()),
+            break_glass: ctx.grant.as_ref().map(|g| BreakGlassClaim {
+                id: &g.id,
+                reason_category: &g.category,
+                expires: g.expires_at,
+            }),
             action: route.map_or("", |r| r.config.action.as_str()),
             route: route.map_or("", |r| r.config.name()),
         }

@@ -1,6 +1,7 @@
 //! Phase 5, authorize: the policy decision. Terminal- and user-level views and writes need
 //! nothing more than the route's level; patient routes are decided by the Cedar policy set
-//! over consent, care team, patient card and qualification (R-PAT-*, R-ROLE-*); admin routes
+//! over consent, care team, patient card and qualification (R-PAT-*, R-ROLE-*) — or, where
+//! those refuse, an HPKI physician's emergency grant (R-PAT-4, R-BG-1); admin routes
 //! over the facility administered (R-ACCT-8). A route whose level and action leave nothing to
 //! decide on is refused, never forwarded. Every store error is a refusal.
 
@@ -78,12 +79,24 @@ impl Gateway {
                 return Err(r.reason);
             }
         };
-        ctx.record.purpose_of_use = Some("TREAT".into());
+        // HL7 purpose of use: treatment, or break-the-glass under an emergency grant.
+        ctx.record.purpose_of_use = Some(
+            if allowed.grant.is_some() {
+                "BTG"
+            } else {
+                "TREAT"
+            }
+            .into(),
+        );
         let mut detail = format!(
             "policies {}; consent {}",
             allowed.policies.join(","),
             allowed.consent_basis
         );
+        if let Some(g) = &allowed.grant {
+            ctx.record.break_glass_id = Some(g.id.clone());
+            detail.push_str(&format!("; break-glass {} ({})", g.id, g.category));
+        }
         let entry = if action == Action::Enter {
             // The entry gets its id here, recorded before anything is forwarded.
             let entry = Entry {
@@ -109,6 +122,7 @@ impl Gateway {
         ctx.record.detail = Some(detail);
         ctx.entry = entry;
         ctx.consent_basis = Some(allowed.consent_basis);
+        ctx.grant = allowed.grant;
         Ok(())
     }
 }

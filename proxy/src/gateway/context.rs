@@ -15,6 +15,7 @@ use sekisho_store::consent::Entry;
 use super::connection::Connection;
 use crate::headers;
 use crate::metrics::Metrics;
+use crate::patients::Grant;
 use crate::sessions::Session;
 
 pub(super) struct RequestCtx<'a> {
@@ -40,6 +41,8 @@ pub(super) struct RequestCtx<'a> {
     /// authorize: on `enter`, the entry recorded for this request; on `confirm`, the entry
     /// confirmed, as the gateway recorded it (R-ROLE-2).
     pub entry: Option<Entry>,
+    /// authorize: the emergency grant the access rests on (R-PAT-4, R-BG-1).
+    pub grant: Option<Grant>,
 }
 
 /// A request mapped to a route of the route map.
@@ -84,6 +87,7 @@ impl<'a> RequestCtx<'a> {
             route: None,
             consent_basis: None,
             entry: None,
+            grant: None,
         }
     }
 
