@@ -33,6 +33,7 @@ fn requests() -> Vec<DecisionRequest> {
         patient_card_present: card,
         consent_window: false,
         break_glass: bg,
+        break_glass_write: false,
         tunnel: true,
         hour: 14,
         network_requires_card: true,
