@@ -40,6 +40,9 @@ pub struct Config {
     /// The WireGuard endpoint (R-TERM-3); absent = no tunnel. Needs CAP_NET_ADMIN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+    /// Emergency access: reason categories and their rules (R-PAT-4, R-BG-1..3).
+    #[serde(default)]
+    pub break_glass: crate::breakglass::BreakGlassConfig,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -354,6 +357,7 @@ impl Config {
             bail!("no [[route]] is configured: every request would be refused");
         }
         sekisho_policies::RouteMap::new(self.routes.clone())?;
+        self.break_glass.validate()?;
         if self.limits.max_header_bytes < 8192 {
             bail!("limits.max_header_bytes must be at least 8192");
         }

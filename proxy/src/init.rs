@@ -59,6 +59,7 @@ pub fn config_for(o: &InitOptions) -> Config {
         policy: Default::default(),
         hpki: None,
         tunnel: None,
+        break_glass: Default::default(),
         routes: RouteMap::default_routes(),
     }
 }

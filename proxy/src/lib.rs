@@ -11,6 +11,7 @@
 
 pub mod assertion;
 pub mod body;
+pub mod breakglass;
 pub mod cli;
 pub mod config;
 pub mod consent;

@@ -232,6 +232,32 @@ impl Authorizer {
         })
     }
 
+    /// Whether the signed-in person may declare an emergency access (R-PAT-4, R-BG-1): the
+    /// policy set's `break_glass` action (by default: a physician signed in with HPKI).
+    pub fn declare(&self, session: &Session, via_tunnel: bool) -> Result<Vec<String>, Refusal> {
+        let request = DecisionRequest {
+            principal: principal(session),
+            action: PolicyAction::BreakGlass,
+            // The patient is not known yet (it may be found by name); the rules for declaring
+            // are about who declares.
+            resource: Resource::Patient(PatientResource {
+                id: "-".into(),
+                consent: Consent::None,
+                care_team_users: Vec::new(),
+                care_team_facilities: Vec::new(),
+            }),
+            context: self.context(session, via_tunnel),
+        };
+        let d = self.engine.load().decide(&request);
+        if d.allowed && d.errors.is_empty() {
+            return Ok(d.reasons);
+        }
+        Err(Refusal {
+            reason: Reason::BreakGlassNotPermitted,
+            policies: d.reasons,
+        })
+    }
+
     /// Decides an admin route: managing `kind` objects of `facility` (R-ACCT-8).
     pub fn admin(
         &self,

@@ -19,6 +19,7 @@ use tokio::sync::watch as signal;
 use tracing::{info, warn};
 
 use crate::assertion::AssertionSigner;
+use crate::breakglass::{DeskParts, EmergencyDesk};
 use crate::config::{Config, DataDir};
 use crate::consent::ConsentDesk;
 use crate::enrollment::{self, EnrollService};
@@ -183,6 +184,16 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         patients.clone(),
         dd.ca_dir(),
     ));
+    let emergency = Arc::new(EmergencyDesk::new(DeskParts {
+        cfg: cfg.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+        sessions: sessions.clone(),
+        patients: patients.clone(),
+        policy: policy.clone(),
+        hpki: hpki.clone(),
+        evidence_dir: data_dir.join("break-glass"),
+    }));
     let binding = match (&tunnel, &cfg.tunnel) {
         (Some(t), Some(c)) => Some(TunnelBinding::new(
             t.clone(),
@@ -199,6 +210,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         sessions: sessions.clone(),
         signin,
         consent,
+        emergency,
         policy: policy.clone(),
         patients: patients.clone(),
         store: store.clone(),

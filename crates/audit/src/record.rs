@@ -28,6 +28,8 @@ pub enum Event {
     Enrollment,
     /// A change to the registry made by the CLI or the gateway itself.
     Registry,
+    /// An emergency access declaration and what follows it (R-BG-1..3).
+    BreakGlass,
 }
 
 impl Event {
@@ -41,6 +43,7 @@ impl Event {
             Event::Consent => "consent",
             Event::Enrollment => "enrollment",
             Event::Registry => "registry",
+            Event::BreakGlass => "break_glass",
         }
     }
 }

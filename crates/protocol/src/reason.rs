@@ -279,6 +279,9 @@ reasons! {
     BreakGlassDeclarationNotFound = "break_glass_declaration_not_found", NOT_FOUND,
         ja: "この緊急時アクセスの宣言は見つからないか、期限が切れています。はじめからやり直してください。",
         en: "This emergency declaration was not found or has run out; start again.";
+    BreakGlassPatientUnknown = "break_glass_patient_unknown", NOT_FOUND,
+        ja: "この患者IDの患者さんはネットワークに登録されていません。氏名で検索してください。",
+        en: "No patient with this id is registered in the network; search by name.";
     BreakGlassDeclarationState = "break_glass_declaration_state", CONFLICT,
         ja: "この緊急時アクセスの宣言は、この操作ができる状態ではありません。",
         en: "This emergency declaration is not in a state that allows this step.";

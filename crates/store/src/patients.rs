@@ -284,3 +284,52 @@ pub async fn care_team(store: &Store, patient: &str) -> Result<Vec<(String, Stri
         .map(|r| Ok((r.try_get("member_kind")?, r.try_get("member")?)))
         .collect()
 }
+
+/// A patient found by name (for an emergency declaration: R-BG-1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameMatch {
+    pub patient_id: String,
+    pub name: String,
+    pub kana: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+}
+
+/// Patients whose name or kana contains `q`, spaces (half- and full-width) ignored on both
+/// sides; at most `limit`, by id.
+pub async fn search_by_name(store: &Store, q: &str, limit: i64) -> Result<Vec<NameMatch>> {
+    let squeeze = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != ' ' && *c != '\u{3000}')
+            .collect()
+    };
+    // LIKE wildcards in the query are literal text.
+    let needle = format!(
+        "%{}%",
+        squeeze(q)
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows = sqlx::query(
+        "SELECT patient_id, name, kana, birth_date, sex FROM patients
+         WHERE REPLACE(REPLACE(name, ' ', ''), '\u{3000}', '') LIKE $1 ESCAPE '\\'
+            OR REPLACE(REPLACE(COALESCE(kana, ''), ' ', ''), '\u{3000}', '') LIKE $1 ESCAPE '\\'
+         ORDER BY patient_id LIMIT $2",
+    )
+    .bind(needle)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(NameMatch {
+                patient_id: r.try_get("patient_id")?,
+                name: r.try_get("name")?,
+                kana: r.try_get("kana")?,
+                birth_date: r.try_get("birth_date")?,
+                sex: r.try_get("sex")?,
+            })
+        })
+        .collect()
+}

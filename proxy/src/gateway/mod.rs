@@ -43,6 +43,7 @@ pub use tunnel::TunnelBinding;
 
 use crate::assertion::AssertionSigner;
 use crate::body::Body;
+use crate::breakglass::EmergencyDesk;
 use crate::config::Config;
 use crate::consent::ConsentDesk;
 use crate::metrics::Metrics;
@@ -65,6 +66,7 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     signin: Arc<SignIn>,
     consent: Arc<ConsentDesk>,
+    emergency: Arc<EmergencyDesk>,
     policy: Arc<Authorizer>,
     patients: Arc<PatientView>,
     store: Store,
@@ -87,6 +89,7 @@ pub struct GatewayParts {
     pub sessions: Arc<Sessions>,
     pub signin: Arc<SignIn>,
     pub consent: Arc<ConsentDesk>,
+    pub emergency: Arc<EmergencyDesk>,
     pub policy: Arc<Authorizer>,
     pub patients: Arc<PatientView>,
     pub store: Store,
@@ -107,6 +110,7 @@ impl Gateway {
             sessions: p.sessions,
             signin: p.signin,
             consent: p.consent,
+            emergency: p.emergency,
             policy: p.policy,
             patients: p.patients,
             store: p.store,

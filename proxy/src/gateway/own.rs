@@ -1,10 +1,11 @@
-//! The gateway's own endpoints under `/.sekisho/` (sign-in, consent): recognised on the
+//! The gateway's own endpoints under `/.sekisho/` (sign-in, consent, emergency access):
+//! recognised on the
 //! normalised path so that no spelling of it (`//.sekisho`, `/x/../.sekisho`) can reach the route
 //! map or the upstream, and answered here once the terminal is identified.
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use sekisho_protocol::wire::{CONSENT_PREFIX_PATH, OWN_PREFIX};
+use sekisho_protocol::wire::{CONSENT_PREFIX_PATH, EMERGENCY_PREFIX_PATH, OWN_PREFIX};
 
 use super::Gateway;
 use super::context::RequestCtx;
@@ -33,7 +34,12 @@ impl Gateway {
             peer: ctx.conn.peer,
             request_id: &ctx.id,
         };
-        if path.starts_with(CONSENT_PREFIX_PATH) {
+        if path == EMERGENCY_PREFIX_PATH || path.starts_with(&format!("{EMERGENCY_PREFIX_PATH}/")) {
+            let cookie = crate::signin::session_cookie(req.headers());
+            self.emergency
+                .handle(req, path, &caller, cookie.as_deref(), ctx.via_own_tunnel)
+                .await
+        } else if path.starts_with(CONSENT_PREFIX_PATH) {
             let cookie = crate::signin::session_cookie(req.headers());
             self.consent
                 .handle(req, path, &caller, cookie.as_deref())

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, header};
 use sekisho_audit::Decision;
 use sekisho_protocol::Reason;
+use sekisho_protocol::wire::EMERGENCY_PREFIX_PATH;
 use tracing::warn;
 
 use super::Gateway;
@@ -34,15 +35,22 @@ impl Gateway {
     }
 }
 
+/// On the refusals of a patient route where an emergency access could apply (R-BG-1).
+const EMERGENCY_LINK: &str = r#"
+<p>緊急時・災害時は、HPKIカードでサインインした医師が <a href="/.sekisho/emergency">緊急時アクセス</a> を宣言できます。<br><span class="en" lang="en">In an emergency or a disaster, a physician signed in with an HPKI card can declare an <a href="/.sekisho/emergency">emergency access</a>.</span></p>"#;
+
 /// The refusal page (or JSON, `wants_json`) for `reason`.
 pub fn response(reason: Reason, request_id: &str, wants_json: bool) -> Response<Body> {
     // The texts and the code are our own (no markup, nothing from the client); the request id
     // is hex.
     let (ctype, body) = if wants_json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "error": reason.code(), "status": reason.status().as_u16(),
             "message_ja": reason.ja(), "message_en": reason.en(), "request_id": request_id,
         });
+        if reason.offers_emergency() {
+            v["emergency"] = EMERGENCY_PREFIX_PATH.into();
+        }
         ("application/json", Bytes::from(v.to_string()))
     } else {
         let html = format!(
@@ -52,7 +60,7 @@ pub fn response(reason: Reason, request_id: &str, wants_json: bool) -> Response<
 <style>body{{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222;line-height:1.7}}
 h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{color:#555}}code{{background:#f3f3f3;padding:.1rem .3rem}}</style></head>
 <body><h1>アクセスできません <span class="en">/ Access refused</span></h1>
-<p>{ja}</p><p class="en" lang="en">{en}</p>
+<p>{ja}</p><p class="en" lang="en">{en}</p>{emergency}
 <p>お問い合わせの際はこの番号をお伝えください / Please quote this number when you ask for help:<br><code>{rid}</code> <code>{reason}</code></p>
 </body></html>
 "#,
@@ -61,6 +69,7 @@ h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{
             en = reason.en(),
             rid = request_id,
             reason = reason.code(),
+            emergency = if reason.offers_emergency() { EMERGENCY_LINK } else { "" },
         );
         ("text/html; charset=utf-8", Bytes::from(html))
     };

@@ -33,6 +33,7 @@ use sekisho_protocol::wire::{
 };
 use sekisho_store::Store;
 
+pub(crate) use hpki::{card_id, refusal as hpki_refusal};
 pub use session::{session_cookie, strip_session_cookie};
 pub use trust::HpkiTrust;
 

@@ -130,7 +130,7 @@ impl HpkiTrust {
         }
     }
 
-    pub(super) fn verifier(&self) -> Option<Arc<HpkiVerifier>> {
+    pub(crate) fn verifier(&self) -> Option<Arc<HpkiVerifier>> {
         self.verifier.load_full()
     }
 
