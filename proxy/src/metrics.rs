@@ -20,6 +20,9 @@ pub struct Metrics {
     pub spoofed_headers_removed: Counter,
     pub enrollments: Family<Labels, Counter>,
     pub audit: AuditMetrics,
+    /// Emergency access declarations by state: active grants, awaiting approval, unreviewed,
+    /// unreviewed past `break_glass.unreviewed_days`, follow-up overdue.
+    pub break_glass: Family<Labels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -69,6 +72,12 @@ impl Metrics {
             enrollments.clone(),
         );
         let audit = AuditMetrics::register(&mut registry);
+        let break_glass = Family::<Labels, Gauge>::default();
+        registry.register(
+            "sekisho_break_glass",
+            "Emergency access declarations by state (active, awaiting_approval, unreviewed, unreviewed_overdue, follow_up_overdue)",
+            break_glass.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -78,6 +87,7 @@ impl Metrics {
             spoofed_headers_removed,
             enrollments,
             audit,
+            break_glass,
         }
     }
 

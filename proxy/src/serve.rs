@@ -258,6 +258,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         enroll,
         tunnel,
         ready,
+        metrics: metrics.clone(),
     };
     tokio::spawn(watcher.run(rx));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");

@@ -3,7 +3,7 @@
 //! sees the change within a second.
 //!
 //! One module per command group holds that group's clap types and handlers (`terminal`,
-//! `user`, `patient`, `careteam`, `policy`, `ca`, `audit`; `init` also runs `serve` and
+//! `user`, `patient`, `careteam`, `policy`, `ca`, `audit`, `breakglass`; `init` also runs `serve` and
 //! `demo`). What they share: `data_dir` opens a data dir's configuration and store, and
 //! `admin_audit` writes each change to the audit log as the operator's act. This module
 //! only parses and dispatches.
@@ -16,6 +16,7 @@ use sekisho_ca::KeyAlgorithm;
 
 mod admin_audit;
 mod audit;
+mod breakglass;
 mod ca;
 mod careteam;
 mod data_dir;
@@ -26,6 +27,7 @@ mod terminal;
 mod user;
 
 pub use audit::AuditCmd;
+pub use breakglass::BreakglassCmd;
 pub use ca::CaCmd;
 pub use careteam::CareteamCmd;
 pub use init::InitArgs;
@@ -72,6 +74,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Emergency access declarations: list, show, review, approve, end, statistics (R-BG-3).
+    #[command(subcommand)]
+    Breakglass(BreakglassCmd),
     /// Everything on loopback with a demo upstream, a demo terminal and instructions.
     Demo(crate::demo::DemoArgs),
 }
@@ -105,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Careteam(c) => careteam::run(c).await,
         Command::Ca(c) => ca::run(c).await,
         Command::Audit(a) => audit::run(a).await,
+        Command::Breakglass(b) => breakglass::run(b).await,
         Command::Demo(a) => init::demo(a).await,
     }
 }

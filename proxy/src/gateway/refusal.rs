@@ -69,7 +69,11 @@ h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{
             en = reason.en(),
             rid = request_id,
             reason = reason.code(),
-            emergency = if reason.offers_emergency() { EMERGENCY_LINK } else { "" },
+            emergency = if reason.offers_emergency() {
+                EMERGENCY_LINK
+            } else {
+                ""
+            },
         );
         ("text/html; charset=utf-8", Bytes::from(html))
     };

@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::enrollment::EnrollService;
+use crate::metrics::Metrics;
 use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
@@ -43,11 +44,13 @@ pub(super) struct Watcher {
     pub tunnel: Option<sekisho_tunnel::Tunnel>,
     /// What `/readyz` reports.
     pub ready: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Watcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut last_crl_check = tokio::time::Instant::now();
+        let mut last_break_glass: Option<tokio::time::Instant> = None;
         let mut last_unused_check: Option<tokio::time::Instant> = None;
         let mut next_update = i64::MIN;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -80,6 +83,10 @@ impl Watcher {
                 if let Err(e) = sekisho_store::changes::prune(&self.store, now() - 86_400).await {
                     warn!(error = %e, "cannot prune the change log");
                 }
+            }
+            if last_break_glass.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                last_break_glass = Some(tokio::time::Instant::now());
+                self.break_glass_rounds().await;
             }
             if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
                 last_crl_check = tokio::time::Instant::now();
@@ -145,6 +152,59 @@ impl Watcher {
             error!(error = %e, "cannot reload the tunnel peers");
         }
         next_update
+    }
+
+    /// Emergency grants past their time end (their patients' facts follow through the change
+    /// log); the gauges officers watch are counted.
+    async fn break_glass_rounds(&self) {
+        use sekisho_store::break_glass::{self as bg, status};
+        if let Err(e) = bg::expire(&self.store).await {
+            warn!(error = %e, "cannot expire emergency grants");
+        }
+        let all = match bg::list(&self.store, &[], None, 10_000).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "cannot count emergency declarations");
+                return;
+            }
+        };
+        let t = now();
+        let bgc = &self.cfg.break_glass;
+        let declared = || all.iter().filter(|d| d.declared_at.is_some());
+        let overdue_review = i64::from(bgc.unreviewed_days) * 86_400;
+        for (state, n) in [
+            ("active", all.iter().filter(|d| d.grants_at(t)).count()),
+            (
+                "awaiting_approval",
+                all.iter()
+                    .filter(|d| d.status == status::AWAITING_APPROVAL)
+                    .count(),
+            ),
+            (
+                "unreviewed",
+                declared().filter(|d| d.review_finding.is_none()).count(),
+            ),
+            (
+                "unreviewed_overdue",
+                declared()
+                    .filter(|d| {
+                        d.review_finding.is_none()
+                            && d.declared_at.is_some_and(|at| t - at > overdue_review)
+                    })
+                    .count(),
+            ),
+            (
+                "follow_up_overdue",
+                declared()
+                    .filter(|d| d.follow_up_overdue(t, i64::from(bgc.follow_up_hours)))
+                    .count(),
+            ),
+        ] {
+            self.metrics
+                .break_glass
+                .get_or_create(&vec![("state", state)])
+                .set(n as i64);
+        }
     }
 
     /// R-ACCT-7: accounts nobody has used for the configured time are suspended (and audited).
