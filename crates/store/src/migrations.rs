@@ -63,6 +63,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0009_changes.sqlite.sql"),
         postgres: include_str!("migrations/0009_changes.postgres.sql"),
     },
+    // 8 is taken by other work in progress.
+    Migration {
+        version: 10,
+        name: "notify_outbox",
+        sqlite: include_str!("migrations/0010_notify_outbox.sql"),
+        postgres: include_str!("migrations/0010_notify_outbox.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {
