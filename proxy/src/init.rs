@@ -59,6 +59,7 @@ pub fn config_for(o: &InitOptions) -> Config {
         policy: Default::default(),
         hpki: None,
         tunnel: None,
+        notify: None,
         routes: RouteMap::default_routes(),
     }
 }

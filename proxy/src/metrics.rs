@@ -20,6 +20,45 @@ pub struct Metrics {
     pub spoofed_headers_removed: Counter,
     pub enrollments: Family<Labels, Counter>,
     pub audit: AuditMetrics,
+    pub notify: NotifyMetrics,
+}
+
+/// The notification sender's metrics (`crate::notify`): what it delivered, and what is waiting.
+/// The backlog gauges are the shared outbox's, as the last pass of this replica's sender saw it.
+#[derive(Clone, Debug, Default)]
+pub struct NotifyMetrics {
+    /// Attempts by channel (`webhook`, `smtp`) and result (`delivered`, `retry`, `gave_up`).
+    pub deliveries: Family<Labels, Counter>,
+    pub pending: Gauge,
+    pub oldest_pending_seconds: Gauge,
+}
+
+impl NotifyMetrics {
+    fn register(registry: &mut Registry) -> NotifyMetrics {
+        let m = NotifyMetrics::default();
+        registry.register(
+            "sekisho_notify_deliveries",
+            "Notification delivery attempts by channel and result (delivered, retry, gave_up)",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "sekisho_notify_pending",
+            "Notification deliveries neither delivered nor given up",
+            m.pending.clone(),
+        );
+        registry.register(
+            "sekisho_notify_oldest_pending_seconds",
+            "Age of the oldest notice with a delivery pending (0 when none is)",
+            m.oldest_pending_seconds.clone(),
+        );
+        m
+    }
+
+    pub fn delivery(&self, channel: &'static str, result: &'static str) {
+        self.deliveries
+            .get_or_create(&vec![("channel", channel), ("result", result)])
+            .inc();
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -69,6 +108,7 @@ impl Metrics {
             enrollments.clone(),
         );
         let audit = AuditMetrics::register(&mut registry);
+        let notify = NotifyMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -78,6 +118,7 @@ impl Metrics {
             spoofed_headers_removed,
             enrollments,
             audit,
+            notify,
         }
     }
 
