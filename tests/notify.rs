@@ -93,7 +93,14 @@ async fn a_notice_reaches_the_webhook_and_the_relay_signed_and_encoded() {
         );
 
         // The outbox: one delivery per channel, each delivered on the first attempt; the
-        // webhook was told its delivery id.
+        // webhook was told its delivery id. (The sender records a delivery once the receiver
+        // has answered, a moment after the receiver has it.)
+        for _ in 0..100 {
+            if notify_outbox::backlog(&db.store).await.unwrap().pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let rows = deliveries_of(&db.store, &notice_id(got)).await;
         assert_eq!(rows.len(), 2);
         assert!(
