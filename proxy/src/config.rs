@@ -43,6 +43,10 @@ pub struct Config {
     /// Emergency access: reason categories and their rules (R-PAT-4, R-BG-1..3).
     #[serde(default)]
     pub break_glass: crate::breakglass::BreakGlassConfig,
+    /// Where security officers are told of break-glass declarations and anomalies
+    /// (`docs/notifications.md`); absent = no channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -284,6 +288,132 @@ impl Tunnel {
     }
 }
 
+/// Notification channels for security officers. Secrets are files (mode 0600) relative to the
+/// data dir, never values in this file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    #[serde(rename = "webhook", default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<NotifyWebhook>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<NotifySmtp>,
+    /// One attempt at one channel may take this long.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_secs: u64,
+    /// The first retry comes this long after a failed attempt; each next one twice as long
+    /// after, up to `retry_max_secs`.
+    #[serde(default = "default_retry_first")]
+    pub retry_first_secs: u64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
+    /// A delivery not made this long after its notice is given up (and stays in the outbox
+    /// with its last error).
+    #[serde(default = "default_give_up_hours")]
+    pub give_up_hours: u64,
+}
+
+/// An HTTPS receiver of signed JSON notices.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyWebhook {
+    pub url: String,
+    /// The HMAC key the body is signed with (the file's bytes, surrounding whitespace removed).
+    pub secret_file: PathBuf,
+    /// Trust store for the receiver's certificate (PEM); the system roots are never used.
+    pub ca_file: Option<PathBuf>,
+    /// Allows an `http://` URL: for tests only, the notice would travel in the clear.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// An SMTP relay that takes the gateway's mail for the officers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySmtp {
+    /// host:port of the relay.
+    pub relay: String,
+    /// STARTTLS, required (verified against `ca_file`); false = plain SMTP on a trusted network.
+    #[serde(default = "yes")]
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    /// The sender, e.g. "Sekisho <sekisho@example.jp>".
+    pub from: String,
+    pub to: Vec<String>,
+    /// AUTH PLAIN (only over STARTTLS) with the password in `password_file`.
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_notify_timeout() -> u64 {
+    30
+}
+fn default_retry_first() -> u64 {
+    10
+}
+fn default_retry_max() -> u64 {
+    3600
+}
+fn default_give_up_hours() -> u64 {
+    24
+}
+
+impl Notify {
+    pub fn validate(&self) -> Result<()> {
+        for w in &self.webhooks {
+            let u: http::Uri = w
+                .url
+                .parse()
+                .with_context(|| format!("notify.webhook.url {:?} is not a URL", w.url))?;
+            if u.authority().is_none() {
+                bail!("notify.webhook.url {:?} has no host", w.url);
+            }
+            match u.scheme_str() {
+                Some("https") if w.ca_file.is_none() => bail!(
+                    "notify.webhook {:?} needs ca_file (the system trust store is not used)",
+                    w.url
+                ),
+                Some("https") => {}
+                Some("http") if w.allow_http => {}
+                Some("http") => bail!(
+                    "notify.webhook {:?}: http:// sends notices in the clear (allow_http is for tests)",
+                    w.url
+                ),
+                _ => bail!("notify.webhook.url {:?} must be https://", w.url),
+            }
+        }
+        if let Some(m) = &self.smtp {
+            let (host, port) = m
+                .relay
+                .rsplit_once(':')
+                .with_context(|| format!("notify.smtp.relay {:?} must be HOST:PORT", m.relay))?;
+            if host.is_empty() || port.parse::<u16>().is_err() {
+                bail!("notify.smtp.relay {:?} must be HOST:PORT", m.relay);
+            }
+            if m.starttls && m.ca_file.is_none() {
+                bail!(
+                    "notify.smtp with starttls needs ca_file (the system trust store is not used)"
+                );
+            }
+            if m.to.is_empty() {
+                bail!("notify.smtp.to names nobody");
+            }
+            if m.username.is_some() != m.password_file.is_some() {
+                bail!("notify.smtp.username and notify.smtp.password_file go together");
+            }
+            if m.username.is_some() && !m.starttls {
+                bail!("notify.smtp: AUTH needs starttls (the password would travel in the clear)");
+            }
+        }
+        if self.timeout_secs == 0 || self.retry_first_secs == 0 || self.give_up_hours == 0 {
+            bail!("notify.timeout_secs, retry_first_secs and give_up_hours must be above 0");
+        }
+        if self.retry_max_secs < self.retry_first_secs {
+            bail!("notify.retry_max_secs must be at least retry_first_secs");
+        }
+        Ok(())
+    }
+}
+
 /// Trust for HPKI cards: files relative to the data dir, PEM or DER.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +490,9 @@ impl Config {
         self.break_glass.validate()?;
         if self.limits.max_header_bytes < 8192 {
             bail!("limits.max_header_bytes must be at least 8192");
+        }
+        if let Some(n) = &self.notify {
+            n.validate()?;
         }
         if let Some(t) = &self.tunnel {
             t.subnet()?;

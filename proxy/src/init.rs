@@ -60,6 +60,7 @@ pub fn config_for(o: &InitOptions) -> Config {
         hpki: None,
         tunnel: None,
         break_glass: Default::default(),
+        notify: None,
         routes: RouteMap::default_routes(),
     }
 }

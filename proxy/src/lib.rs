@@ -4,7 +4,8 @@
 //! → forward → outcome, one file per phase, with [`signin`] and [`consent`] as the gateway's
 //! own endpoints, [`policy`] consulted by authorize, and [`upstream`] behind forward.
 //! [`serve`] assembles a gateway from a data dir and keeps it current; [`enrollment`] and
-//! [`mgmt`] are the other two listeners; [`cli`] is the secretariat's command line. The store,
+//! [`mgmt`] are the other two listeners; [`notify`] tells security officers (webhook, e-mail)
+//! through a durable outbox; [`cli`] is the secretariat's command line. The store,
 //! the audit log, the WireGuard endpoint, the CA, the route map and policies, and the ids and
 //! refusal reasons shared with the terminal agent are crates of their own
 //! (`docs/architecture.md`).
@@ -25,6 +26,7 @@ pub mod html;
 pub mod init;
 pub mod metrics;
 pub mod mgmt;
+pub mod notify;
 pub mod password;
 pub mod patients;
 pub mod policy;

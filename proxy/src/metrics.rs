@@ -23,6 +23,45 @@ pub struct Metrics {
     /// Emergency access declarations by state: active grants, awaiting approval, unreviewed,
     /// unreviewed past `break_glass.unreviewed_days`, follow-up overdue.
     pub break_glass: Family<Labels, Gauge>,
+    pub notify: NotifyMetrics,
+}
+
+/// The notification sender's metrics (`crate::notify`): what it delivered, and what is waiting.
+/// The backlog gauges are the shared outbox's, as the last pass of this replica's sender saw it.
+#[derive(Clone, Debug, Default)]
+pub struct NotifyMetrics {
+    /// Attempts by channel (`webhook`, `smtp`) and result (`delivered`, `retry`, `gave_up`).
+    pub deliveries: Family<Labels, Counter>,
+    pub pending: Gauge,
+    pub oldest_pending_seconds: Gauge,
+}
+
+impl NotifyMetrics {
+    fn register(registry: &mut Registry) -> NotifyMetrics {
+        let m = NotifyMetrics::default();
+        registry.register(
+            "sekisho_notify_deliveries",
+            "Notification delivery attempts by channel and result (delivered, retry, gave_up)",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "sekisho_notify_pending",
+            "Notification deliveries neither delivered nor given up",
+            m.pending.clone(),
+        );
+        registry.register(
+            "sekisho_notify_oldest_pending_seconds",
+            "Age of the oldest notice with a delivery pending (0 when none is)",
+            m.oldest_pending_seconds.clone(),
+        );
+        m
+    }
+
+    pub fn delivery(&self, channel: &'static str, result: &'static str) {
+        self.deliveries
+            .get_or_create(&vec![("channel", channel), ("result", result)])
+            .inc();
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,6 +117,7 @@ impl Metrics {
             "Emergency access declarations by state (active, awaiting_approval, unreviewed, unreviewed_overdue, follow_up_overdue)",
             break_glass.clone(),
         );
+        let notify = NotifyMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -88,6 +128,7 @@ impl Metrics {
             enrollments,
             audit,
             break_glass,
+            notify,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `sekisho serve`: builds the gateway from a data dir, starts the three listeners (terminals,
-//! enrollment, management) and the watcher that keeps the registry, sessions, CRL, tunnel
-//! peers and policies current (`watch.rs`).
+//! enrollment, management), the watcher that keeps the registry, sessions, CRL, tunnel
+//! peers and policies current (`watch.rs`), and the notification sender when `[notify]` has
+//! channels.
 
 mod watch;
 
@@ -26,6 +27,7 @@ use crate::enrollment::{self, EnrollService};
 use crate::gateway::{self, Gateway, GatewayParts, TunnelBinding};
 use crate::metrics::Metrics;
 use crate::mgmt::{self, Management};
+use crate::notify::Notifier;
 use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
@@ -40,6 +42,8 @@ pub struct Running {
     pub gateway: SocketAddr,
     pub enroll: SocketAddr,
     pub management: SocketAddr,
+    /// Where the gateway's parts enqueue notices for security officers.
+    pub notifier: Arc<Notifier>,
     shutdown: signal::Sender<bool>,
     audit: AuditLog,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -128,6 +132,15 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     }
     let metrics = Arc::new(metrics);
     let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
+    // Given as `Arc<Notifier>` to the parts that tell officers (break-glass, anomalies).
+    let notifier = Arc::new(Notifier::from_config(
+        cfg.notify.as_ref(),
+        data_dir,
+        &cfg.hostname,
+        &cfg.node,
+        store.clone(),
+        metrics.notify.clone(),
+    )?);
     let registry = Registry::load(&store).await?;
     let sessions = Arc::new(Sessions::default());
     sessions.reload(&store).await?;
@@ -234,7 +247,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         store.clone(),
         ready.clone(),
     ));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(gateway::run(gw, gw_listener, rx.clone())),
         tokio::spawn(enrollment::run(
             enroll.clone(),
@@ -244,6 +257,10 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         )),
         tokio::spawn(mgmt::run(management, mgmt_listener, rx.clone())),
     ];
+    if notifier.has_channels() {
+        // Among the tasks `stop` waits for, so an attempt in progress can finish.
+        tasks.push(tokio::spawn(notifier.clone().run(rx.clone())));
+    }
     tokio::spawn(crl_fetch::run(hpki.clone(), rx.clone()));
     let watcher = Watcher {
         cfg: cfg.clone(),
@@ -266,6 +283,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         gateway: addrs.0,
         enroll: addrs.1,
         management: addrs.2,
+        notifier,
         shutdown,
         audit,
         tasks,

@@ -7,7 +7,8 @@
 //!
 //! One module per table family: `terminals` (the registry, R-TERM-*), `enrollment` (access
 //! codes), `crl`, `users`, `sessions` and `lockouts` (sign-in, R-ACCT-*), `patients` and
-//! `consent` (R-PAT-*), `tunnel_peers`. Every change that gateways must notice bumps one change
+//! `consent` (R-PAT-*), `tunnel_peers`, `notify_outbox` (notices for security officers,
+//! delivered by the gateway with retries). Every change that gateways must notice bumps one change
 //! counter ([`Store::generation`]) in the same transaction, so replicas poll one number.
 //! The audit tables are written by `sekisho-audit`.
 //!
@@ -21,6 +22,7 @@ pub mod durable;
 pub mod enrollment;
 pub mod lockouts;
 mod migrations;
+pub mod notify_outbox;
 pub mod patients;
 pub mod sessions;
 pub mod terminals;

@@ -64,6 +64,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/0009_changes.postgres.sql"),
     },
     Migration {
+        version: 10,
+        name: "notify_outbox",
+        sqlite: include_str!("migrations/0010_notify_outbox.sql"),
+        postgres: include_str!("migrations/0010_notify_outbox.sql"),
+    },
+    Migration {
         version: 11,
         name: "break_glass",
         sqlite: include_str!("migrations/0011_break_glass.sqlite.sql"),
