@@ -205,6 +205,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         patients: patients.clone(),
         policy: policy.clone(),
         hpki: hpki.clone(),
+        notifier: notifier.clone(),
         evidence_dir: data_dir.join("break-glass"),
     }));
     let binding = match (&tunnel, &cfg.tunnel) {
@@ -276,6 +277,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         tunnel,
         ready,
         metrics: metrics.clone(),
+        notifier: notifier.clone(),
     };
     tokio::spawn(watcher.run(rx));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::EmergencyDesk;
 use crate::body::Body;
 use crate::endpoint::{error, json, read_json};
+use crate::notify::{Notice, kind};
 use crate::sessions::Session;
 use crate::signin::{Caller, card_id, hpki_refusal, nonce_hash};
 
@@ -320,6 +321,18 @@ impl EmergencyDesk {
             hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &sig)),
             d.outside_care_team.unwrap_or(false),
         ));
+        // The officers' notice commits with the grant (or neither does).
+        if let Err(e) = self
+            .notifier
+            .enqueue_in(
+                &mut tx,
+                declared_notice(&d, &words, category.as_ref(), needs_approval),
+            )
+            .await
+        {
+            warn!(error = %e, "cannot queue the officers' notice: no grant");
+            return Err(Reason::Internal);
+        }
         if let Err(e) = self.audit.append(rec).await {
             warn!(error = %e, "the declaration could not be recorded: no grant");
             return Err(Reason::AuditUnavailable);
@@ -332,6 +345,7 @@ impl EmergencyDesk {
             self.audit.append_nowait(rec);
             return Err(Reason::Internal);
         }
+        self.notifier.wake();
         info!(declaration = id, user = %session.user_id, category = %d.category, "emergency access declared");
         // This replica applies the grant at once; the others within a poll.
         if let Err(e) = self.patients.refresh(&self.store, &words.patient).await {
@@ -450,5 +464,49 @@ impl EmergencyDesk {
             Ok(_) => Reason::BreakGlassDeclarationState,
             Err(r) => r,
         }
+    }
+}
+
+/// What the officers are told of a declaration: ids, category, time box — never the patient's
+/// name or anything of the record.
+fn declared_notice(
+    d: &rows::Declaration,
+    words: &Declaration,
+    category: Option<&super::Category>,
+    needs_approval: bool,
+) -> Notice {
+    let (cat_ja, cat_en, hours) = category
+        .map_or((d.category.as_str(), d.category.as_str(), 0), |c| {
+            (c.name_ja.as_str(), c.name_en.as_str(), c.hours)
+        });
+    let approval_ja = if needs_approval {
+        "（承認待ち：承認されるまで閲覧できません）"
+    } else {
+        ""
+    };
+    let approval_en = if needs_approval {
+        " (waiting for approval: no access until then)"
+    } else {
+        ""
+    };
+    Notice {
+        kind: kind::BREAK_GLASS_DECLARED.into(),
+        subject_ja: format!("緊急時アクセスの宣言 {}{approval_ja}", d.id),
+        subject_en: format!("Emergency access declared: {}{approval_en}", d.id),
+        text: format!(
+            "医師 {user}（{facility}）が患者 {patient} について緊急時アクセスを宣言しました。\n区分: {cat_ja}、{hours}時間{approval_ja}\n端末: {terminal}\n確認: sekisho breakglass show --id {id}\n\n\
+             Physician {user} ({facility}) declared an emergency access for patient {patient}.\nCategory: {cat_en}, {hours} h{approval_en}\nTerminal: {terminal}\nReview: sekisho breakglass show --id {id}\n",
+            user = d.user_id,
+            facility = d.facility,
+            patient = words.patient,
+            terminal = d.terminal,
+            id = d.id,
+        ),
+        data: serde_json::json!({
+            "declaration": d.id, "user": d.user_id, "facility": d.facility,
+            "patient": words.patient, "category": d.category, "terminal": d.terminal,
+            "declared_at": words.declared_at, "hours": hours, "awaiting_approval": needs_approval,
+            "outside_care_team": d.outside_care_team,
+        }),
     }
 }

@@ -39,6 +39,7 @@ pub use config::{BreakGlassConfig, Category};
 use crate::body::Body;
 use crate::config::Config;
 use crate::endpoint::error;
+use crate::notify::Notifier;
 use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::sessions::{Session, Sessions};
@@ -53,6 +54,8 @@ pub struct EmergencyDesk {
     patients: Arc<PatientView>,
     policy: Arc<Authorizer>,
     hpki: Arc<HpkiTrust>,
+    /// The officers' channels: every declaration is told at once (R-BG-3).
+    notifier: Arc<Notifier>,
     /// Where follow-up evidence (a signature image, a scan) is kept: `<data dir>/break-glass`.
     evidence_dir: PathBuf,
 }
@@ -66,6 +69,7 @@ pub struct DeskParts {
     pub patients: Arc<PatientView>,
     pub policy: Arc<Authorizer>,
     pub hpki: Arc<HpkiTrust>,
+    pub notifier: Arc<Notifier>,
     pub evidence_dir: PathBuf,
 }
 
@@ -79,6 +83,7 @@ impl EmergencyDesk {
             patients: p.patients,
             policy: p.policy,
             hpki: p.hpki,
+            notifier: p.notifier,
             evidence_dir: p.evidence_dir,
         }
     }

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::enrollment::EnrollService;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
@@ -45,6 +46,7 @@ pub(super) struct Watcher {
     /// What `/readyz` reports.
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
+    pub notifier: Arc<Notifier>,
 }
 
 impl Watcher {
@@ -79,6 +81,7 @@ impl Watcher {
             if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
                 last_unused_check = Some(tokio::time::Instant::now());
                 self.suspend_unused().await;
+                self.renotify_unreviewed().await;
                 // A replica that is behind by more than a day reloads its facts whole.
                 if let Err(e) = sekisho_store::changes::prune(&self.store, now() - 86_400).await {
                     warn!(error = %e, "cannot prune the change log");
@@ -204,6 +207,40 @@ impl Watcher {
                 .break_glass
                 .get_or_create(&vec![("state", state)])
                 .set(n as i64);
+        }
+    }
+
+    /// Declarations left unreviewed for `break_glass.unreviewed_days` are told to the officers
+    /// again (once per that period; R-BG-3).
+    async fn renotify_unreviewed(&self) {
+        let days = i64::from(self.cfg.break_glass.unreviewed_days.max(1));
+        let due = match sekisho_store::break_glass::take_unreviewed(&self.store, days).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot find unreviewed declarations");
+                return;
+            }
+        };
+        for d in due {
+            let notice = crate::notify::Notice {
+                kind: crate::notify::kind::BREAK_GLASS_UNREVIEWED.into(),
+                subject_ja: format!("未確認の緊急時アクセス {}（{days}日以上）", d.id),
+                subject_en: format!(
+                    "Emergency access {} unreviewed for {days} days or more",
+                    d.id
+                ),
+                text: format!(
+                    "緊急時アクセスの宣言 {id}（医師 {user}、患者 {patient}）がまだ確認されていません。\nsekisho breakglass review --id {id}\n\n\
+                     Emergency declaration {id} (physician {user}, patient {patient}) is still unreviewed.\nsekisho breakglass review --id {id}\n",
+                    id = d.id,
+                    user = d.user_id,
+                    patient = d.patient_id.as_deref().unwrap_or("-"),
+                ),
+                data: serde_json::json!({"declaration": d.id, "user": d.user_id, "patient": d.patient_id, "days": days}),
+            };
+            if let Err(e) = self.notifier.enqueue(notice).await {
+                warn!(error = %e, declaration = %d.id, "cannot notify an unreviewed declaration");
+            }
         }
     }
 
