@@ -56,8 +56,9 @@ impl EmergencyDesk {
         let Some(category) = self.cfg.break_glass.category(&body.category).cloned() else {
             return refuse(Reason::BreakGlassCategoryUnknown).await;
         };
-        let justification = body.justification.trim();
-        if justification.is_empty()
+        // Stored and signed exactly as written; the agent compares it byte for byte.
+        let justification = body.justification.as_str();
+        if justification.trim().is_empty()
             || justification.chars().count() > MAX_JUSTIFICATION
             || justification
                 .chars()
