@@ -17,7 +17,8 @@
 //! - **enrollment** ([`enroll`]): a one-time access code redeemed for the terminal's
 //!   certificate, with the key (and the WireGuard key) made here.
 //!
-//! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `watch` (the
+//! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `signing` (the
+//! card's open–PIN–sign steps on blocking threads, shared by every text the card signs), `watch` (the
 //! insertion/removal loop), `consent`, `enroll` and `wireguard` (the tunnel key and the check
 //! of the gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes
 //! from; the crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what
@@ -31,6 +32,7 @@ mod error;
 mod http;
 mod pin;
 mod refusal;
+mod signing;
 mod text;
 mod watch;
 mod wireguard;
@@ -44,7 +46,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 
-use sekisho_cardreader::hpki::{Pin, PinState};
+use sekisho_cardreader::hpki::PinState;
 use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
 pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
@@ -256,30 +258,15 @@ pub(crate) async fn sign_challenge(
     pins: Arc<dyn PinSource>,
     cancel: &CancelToken,
 ) -> Result<SignedChallenge, AgentError> {
-    let (mut session, state) = blocking(move || {
-        let mut s = card::open(reader.as_deref())?;
-        let state = s.pin_state()?;
-        Ok::<_, AgentError>((s, state))
-    })
-    .await??;
-    let tries_left = match state {
-        PinState::Blocked => return Err(AgentError::CardLocked),
-        PinState::TriesLeft(n) => Some(n),
-        PinState::Verified => None,
-    };
+    let (session, state) = signing::open(reader).await?;
     // The gateway first: no PIN is asked for while it cannot be reached.
     let mut challenge = gateway.challenge().await?;
     let pin = if state == PinState::Verified {
         None
     } else {
-        let request = PinRequest {
-            reader: session.reader.clone(),
-            holder: session.holder(),
-            tries_left,
-            cancel: cancel.clone(),
-        };
-        let text = blocking(move || pins.pin(&request)).await??;
-        Some(Pin::new(&text)?)
+        Some(Arc::new(
+            signing::ask_pin(pins, &session, state, cancel).await?,
+        ))
     };
     if cancel.is_cancelled() {
         return Err(AgentError::CardRemoved);
@@ -299,12 +286,7 @@ pub(crate) async fn sign_challenge(
             detail: format!("to_sign has {} bytes", to_sign.len()),
         });
     }
-    let (session, signature) = blocking(move || {
-        let r = session.verify_and_sign(pin.as_ref(), &to_sign);
-        drop(pin);
-        (session, r)
-    })
-    .await?;
+    let (session, signature) = signing::sign(session, pin, to_sign).await?;
     let signature = signature?;
     if cancel.is_cancelled() {
         return Err(AgentError::CardRemoved);
