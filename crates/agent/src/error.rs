@@ -74,6 +74,10 @@ pub enum AgentError {
         "the patient card was not asked to sign: what the gateway sent is not a consent challenge ({0})"
     )]
     NotConsentChallenge(String),
+    #[error(
+        "the HPKI card was not asked to sign: what the gateway sent is not a sign-in challenge ({0})"
+    )]
+    NotLoginChallenge(String),
 
     // ---- files ----
     #[error("{path}: {source}")]
@@ -142,6 +146,10 @@ impl AgentError {
                 "ゲートウェイからの署名要求が同意要求ではないため、患者カードでの署名を中止しました。"
                     .into()
             }
+            AgentError::NotLoginChallenge(_) => {
+                "ゲートウェイからの署名要求がログイン要求ではないため、HPKIカードでの署名を中止しました。"
+                    .into()
+            }
             AgentError::Io { path, .. } => format!("ファイルを読み書きできません: {path}"),
             AgentError::Internal(_) => "内部エラーが発生しました。".into(),
         }
@@ -179,8 +187,8 @@ impl AgentError {
     /// The process exit status `sekisho-agent` uses for this error.
     ///
     /// 1 other · 3 reader/card · 4 PIN wrong or card locked · 5 refused by the gateway ·
-    /// 6 gateway unreachable or TLS, or its answer not understood · 7 configuration or files ·
-    /// 8 no patient card (`consent`).
+    /// 6 gateway unreachable or TLS, or its answer not understood (including a text the card
+    /// was not asked to sign) · 7 configuration or files · 8 no patient card (`consent`).
     pub fn exit_code(&self) -> u8 {
         match self {
             AgentError::NoService
@@ -202,7 +210,8 @@ impl AgentError {
             | AgentError::GatewayCertificate { .. }
             | AgentError::Tls(_)
             | AgentError::Protocol { .. }
-            | AgentError::NotConsentChallenge(_) => 6,
+            | AgentError::NotConsentChallenge(_)
+            | AgentError::NotLoginChallenge(_) => 6,
             AgentError::Config { .. } | AgentError::BadUrl { .. } | AgentError::Io { .. } => 7,
             AgentError::Internal(_) => 1,
         }

@@ -7,7 +7,8 @@
 //!   1. read the card's **authentication** certificate;
 //!   2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
 //!   3. the PIN goes to the card (`VERIFY`), never anywhere else;
-//!   4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
+//!   4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256), only if it is a sign-in
+//!      challenge ([`check_login_to_sign`]);
 //!   5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in;
 //! - **sign-out** when the card leaves (`POST /.sekisho/auth/logout`
 //!   `{"reason":"card_removed"}`), retried until the gateway has it;
@@ -66,8 +67,8 @@ pub use wireguard::{
 
 /// A challenge this close to its end is fetched again before signing.
 const CHALLENGE_MARGIN: Duration = Duration::from_secs(10);
-/// Largest `to_sign` accepted from the gateway.
-const MAX_TO_SIGN: usize = 4096;
+/// Largest sign-in `to_sign` accepted from the gateway.
+pub const MAX_TO_SIGN: usize = 4096;
 
 /// How to reach the gateway as this terminal, and which reader to use.
 #[derive(Debug, Clone)]
@@ -251,6 +252,27 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| AgentError::Internal("the card thread failed".into()))
 }
 
+/// Refuses anything but a sign-in challenge: 1 to [`MAX_TO_SIGN`] bytes starting with
+/// [`wire::HPKI_LOGIN_PREFIX`]. The authentication key also signs emergency declarations
+/// (non-repudiation): a gateway (or whoever stands in for it) must not get one signed as if it
+/// were a sign-in, so the card is no signing oracle for sign-in either.
+pub fn check_login_to_sign(to_sign: &[u8]) -> Result<(), AgentError> {
+    if to_sign.is_empty() || to_sign.len() > MAX_TO_SIGN {
+        return Err(AgentError::NotLoginChallenge(format!(
+            "{} bytes; a sign-in challenge has 1 to {MAX_TO_SIGN}",
+            to_sign.len()
+        )));
+    }
+    if !to_sign.starts_with(wire::HPKI_LOGIN_PREFIX) {
+        let first_line = String::from_utf8_lossy(wire::HPKI_LOGIN_PREFIX);
+        return Err(AgentError::NotLoginChallenge(format!(
+            "it does not start with {:?}",
+            first_line.trim_end()
+        )));
+    }
+    Ok(())
+}
+
 /// Steps 1–4: the card's certificate, a challenge, the PIN to the card, the signature.
 pub(crate) async fn sign_challenge(
     gateway: &Gateway,
@@ -280,12 +302,7 @@ pub(crate) async fn sign_challenge(
             status: Some(200),
             detail: format!("to_sign is not base64: {e}"),
         })?;
-    if to_sign.is_empty() || to_sign.len() > MAX_TO_SIGN {
-        return Err(AgentError::Protocol {
-            status: Some(200),
-            detail: format!("to_sign has {} bytes", to_sign.len()),
-        });
-    }
+    check_login_to_sign(&to_sign)?;
     let (session, signature) = signing::sign(session, pin, to_sign).await?;
     let signature = signature?;
     if cancel.is_cancelled() {
@@ -323,4 +340,45 @@ pub async fn logout(cfg: &AgentConfig, reason: LogoutReason) -> Result<bool, Age
 /// The gateway's view of this terminal's session.
 pub async fn status(cfg: &AgentConfig) -> Result<Status, AgentError> {
     Gateway::new(cfg)?.status().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sign_in_challenges_are_signed_for_sign_in() {
+        let ok = wire::hpki_login_to_sign("gw", "urn:sekisho:terminal:f:t", "n");
+        assert!(check_login_to_sign(&ok).is_ok());
+        let mut longest = wire::HPKI_LOGIN_PREFIX.to_vec();
+        longest.resize(MAX_TO_SIGN, b'x');
+        assert!(check_login_to_sign(&longest).is_ok());
+        longest.push(b'x');
+        let declaration = wire::Declaration {
+            gateway: "gw".into(),
+            terminal: "urn:sekisho:terminal:f:t".into(),
+            declaration: "d".into(),
+            user: "u".into(),
+            patient: "P1".into(),
+            category: "unconscious".into(),
+            justification: "j".into(),
+            declared_at: "2026-12-04T02:00:00Z".into(),
+            nonce: "n".into(),
+        }
+        .to_sign();
+        for bad in [
+            &b""[..],
+            &declaration,
+            &wire::consent_to_sign("gw", "urn:sekisho:terminal:f:t", "n"),
+            b"sekisho-hpki-login\ngateway=test\nnonce=abc",
+            b"sekisho-hpki-login:v2\n",
+            b"SEKISHO-HPKI-LOGIN:V1\n",
+            &longest,
+        ] {
+            let e = check_login_to_sign(bad).unwrap_err();
+            assert!(matches!(e, AgentError::NotLoginChallenge(_)), "{bad:?}");
+            assert_eq!(e.exit_code(), 6);
+            assert!(e.message_ja().contains("ログイン要求"));
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub mod gateway;
 pub mod pki;
 pub mod rig;
 
-pub use card::{PIN, engine, identities};
+pub use card::{PIN, RecordingCard, engine, identities, signed_by_auth_key};
 pub use gateway::*;
 pub use pki::*;
 pub use rig::*;
