@@ -16,18 +16,22 @@
 //!   consent challenge (`/.sekisho/consent/…`), which opens a consent window for the
 //!   signed-in physician and that patient;
 //! - **enrollment** ([`enroll`]): a one-time access code redeemed for the terminal's
-//!   certificate, with the key (and the WireGuard key) made here.
+//!   certificate, with the key (and the WireGuard key) made here;
+//! - **emergency access**: the physician's card signs a break-glass declaration only after the
+//!   agent has read its text as hostile input ([`check_declaration_text`]).
 //!
 //! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `signing` (the
-//! card's open–PIN–sign steps on blocking threads, shared by every text the card signs), `watch` (the
-//! insertion/removal loop), `consent`, `enroll` and `wireguard` (the tunnel key and the check
-//! of the gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes
-//! from; the crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what
-//! went wrong, in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is
-//! blocking) runs on blocking threads; the rest is async (tokio).
+//! card's open–PIN–sign steps on blocking threads, shared by every text the card signs),
+//! `watch` (the insertion/removal loop), `consent`, `declaration` (the check and the display of
+//! a declaration's text), `enroll` and `wireguard` (the tunnel key and the check of the
+//! gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes from; the
+//! crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what went wrong,
+//! in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is blocking)
+//! runs on blocking threads; the rest is async (tokio).
 
 mod card;
 mod consent;
+mod declaration;
 mod enroll;
 mod error;
 mod http;
@@ -51,6 +55,11 @@ use sekisho_cardreader::hpki::PinState;
 use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
 pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
+pub use declaration::{
+    ExpectedDeclaration, MAX_CLOCK_DIFFERENCE_SECS, MAX_DECLARATION_TO_SIGN,
+    MAX_JUSTIFICATION_CHARS, check_declaration_request, check_declaration_state,
+    check_declaration_text, describe_declaration, is_valid_declaration_id,
+};
 pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
 pub use error::{AgentError, gateway_error};
 pub use pin::{
@@ -58,7 +67,9 @@ pub use pin::{
 };
 pub use refusal::Refusal;
 pub use sekisho_protocol::Reason;
-pub use sekisho_protocol::wire::{ConsentBasis, ConsentWindow, SignedIn};
+pub use sekisho_protocol::wire::{
+    ConsentBasis, ConsentWindow, Declaration, DeclarationRequest, DeclarationState, SignedIn,
+};
 pub use text::clean;
 pub use watch::{Retry, WatchEvent, WatchHandle, watch};
 pub use wireguard::{
