@@ -17,13 +17,15 @@
 //!   signed-in physician and that patient;
 //! - **enrollment** ([`enroll`]): a one-time access code redeemed for the terminal's
 //!   certificate, with the key (and the WireGuard key) made here;
-//! - **emergency access**: the physician's card signs a break-glass declaration only after the
-//!   agent has read its text as hostile input ([`check_declaration_text`]).
+//! - **emergency access** ([`emergency_declare`], [`emergency_sign_pending`]): the physician's
+//!   card signs a break-glass declaration, after the agent has read its text as hostile input
+//!   ([`check_declaration_text`]) and the physician has read it and typed the PIN.
 //!
 //! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `signing` (the
 //! card's open–PIN–sign steps on blocking threads, shared by every text the card signs),
 //! `watch` (the insertion/removal loop), `consent`, `declaration` (the check and the display of
-//! a declaration's text), `enroll` and `wireguard` (the tunnel key and the check of the
+//! a declaration's text) and `emergency` (its flow), `terminal` (the terminal URN of this
+//! terminal's certificate), `enroll` and `wireguard` (the tunnel key and the check of the
 //! gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes from; the
 //! crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what went wrong,
 //! in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is blocking)
@@ -32,12 +34,14 @@
 mod card;
 mod consent;
 mod declaration;
+mod emergency;
 mod enroll;
 mod error;
 mod http;
 mod pin;
 mod refusal;
 mod signing;
+mod terminal;
 mod text;
 mod watch;
 mod wireguard;
@@ -59,6 +63,10 @@ pub use declaration::{
     ExpectedDeclaration, MAX_CLOCK_DIFFERENCE_SECS, MAX_DECLARATION_TO_SIGN,
     MAX_JUSTIFICATION_CHARS, check_declaration_request, check_declaration_state,
     check_declaration_text, describe_declaration, is_valid_declaration_id,
+};
+pub use emergency::{
+    Confirm, EmergencyOutcome, MAX_PENDING, PendingOutcome, TerminalConfirm, emergency_declare,
+    emergency_sign_pending,
 };
 pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
 pub use error::{AgentError, gateway_error};

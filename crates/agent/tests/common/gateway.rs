@@ -1,5 +1,6 @@
-//! An in-test gateway: the HPKI sign-in and patient-consent contracts over mutual TLS, with
-//! the checks that matter (one-time nonces, signatures verified against the certificate sent).
+//! An in-test gateway: the HPKI sign-in, patient-consent and emergency-declaration contracts
+//! over mutual TLS, with the checks that matter (one-time nonces, signatures verified against
+//! the certificate sent).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -102,6 +103,8 @@ pub struct GatewayState {
     /// challenge (a hostile gateway).
     pub allow_attest: bool,
     pub consent_to_sign: Option<Vec<u8>>,
+    /// Emergency declarations (break-glass).
+    pub emergency: super::emergency::EmergencyDesk,
 }
 
 #[derive(Deserialize)]
@@ -291,6 +294,9 @@ pub fn gateway_handler(state: Arc<Mutex<GatewayState>>) -> Handler {
                         serde_json::json!({"signed_in": false, "user": null, "name": null, "method": null, "qualification": null, "expires_at": null})
                     },
                 )
+            }
+            (method, p) if p.starts_with("/.sekisho/emergency/") => {
+                super::emergency::handle(&mut st, method, p, &body)
             }
             _ => refusal(404, "not_found"),
         }
