@@ -458,3 +458,151 @@ async fn pending_declarations_are_each_signed() {
     remove(card).await;
     wait_gone().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_emergency() {
+    let _rig = rig();
+    let pki = Pki::new();
+    let state = Arc::new(Mutex::new(GatewayState::default()));
+    let server = start_gateway(&pki, 0, &state).await;
+    let cfg = pki.config(server.addr);
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "emergency".into(),
+            "--gateway".into(),
+            format!("https://{}", server.addr),
+            "--cert".into(),
+            pki.path("T.crt").display().to_string(),
+            "--key".into(),
+            pki.path("T.key").display().to_string(),
+            "--ca".into(),
+            pki.path("ca.crt").display().to_string(),
+            "--reader".into(),
+            READER.into(),
+            "--pin-stdin".into(),
+            "--yes".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let declare = [
+        "--patient",
+        "P-0001",
+        "--category",
+        "unconscious",
+        "--justification",
+        "救急搬送、意識障害。Unconscious on arrival.",
+    ];
+    let card_engine = RecordingCard::new();
+    let card = insert(&card_engine).await;
+
+    // Not signed in: the gateway's refusal, in both languages, exit 5; nothing signed.
+    let (code, _, err) = agent_cli(args(&declare), "1234\n").await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("sign in with your card first"), "{err}");
+    assert!(err.contains("HPKIカードでログインした医師"), "{err}");
+    assert_eq!(signatures(&card_engine), 0);
+
+    agent::login(&cfg, PIN).await.unwrap();
+
+    // Declared: the declaration printed for the record, then until when access holds.
+    let (code, out, err) = agent_cli(args(&declare), "1234\n").await;
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "Emergency access declaration",
+        "P-0001",
+        "unconscious",
+        "救急搬送、意識障害。Unconscious on arrival.",
+        TERMINAL_URN,
+        "Emergency access active for patient P-0001 until",
+        "JST",
+        "緊急時アクセスが有効です",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out}");
+    }
+    assert!(!out.contains("1234") && !err.contains("1234"));
+    assert_eq!(signatures(&card_engine), 2);
+    assert_eq!(lock(&state).emergency.signed.len(), 1);
+
+    // A usage mistake is caught before anything is sent.
+    let (code, _, err) = agent_cli(
+        args(&[
+            "--patient",
+            "../P",
+            "--category",
+            "c",
+            "--justification",
+            "j",
+        ]),
+        "1234\n",
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(lock(&state).emergency.begun, 1);
+
+    // A hostile text: refused without signing, exit 6, said so.
+    lock(&state).emergency.tamper = Some(Box::new(|d: &Declaration| {
+        let mut d = d.clone();
+        d.justification = "routine".into();
+        d.to_sign()
+    }));
+    let (code, out, err) = agent_cli(args(&declare), "1234\n").await;
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("not the emergency declaration"), "{err}");
+    assert!(err.contains("justification"), "{err}");
+    assert!(
+        !out.contains("Emergency access declaration"),
+        "not shown: {out}"
+    );
+    assert_eq!(signatures(&card_engine), 2);
+    lock(&state).emergency.tamper = None;
+
+    // Pending: every one prepared on the page is signed, with one PIN; one whose text names
+    // another terminal is refused (exit 6) without stopping the others. (The draft begun with
+    // the changed justification is dropped first: without the agent's own request, only the
+    // physician reading it can tell.)
+    let (a, b, hostile) = {
+        let mut st = lock(&state);
+        st.emergency.declarations.clear();
+        let a = st.emergency.prepare("P-0002", "disaster", "災害時");
+        let b = st
+            .emergency
+            .prepare("P-0003", APPROVAL_CATEGORY, "虐待の疑い");
+        st.emergency.tamper = Some(Box::new(|d: &Declaration| {
+            let mut d = d.clone();
+            d.terminal = "urn:sekisho:terminal:F001:T002".into();
+            d.to_sign()
+        }));
+        let hostile = st.emergency.prepare("P-0004", "unconscious", "x");
+        st.emergency.tamper = None;
+        (a, b, hostile)
+    };
+    let (code, out, err) = agent_cli(args(&["--pending"]), "1234\n").await;
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        out.contains(&format!("{a}: Emergency access active")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{b}: Emergency declaration {b}")),
+        "{out}"
+    );
+    assert!(out.contains("second person approves"), "{out}");
+    assert!(err.contains(&format!("declaration {hostile}:")), "{err}");
+    assert!(err.contains("T002"), "{err}");
+    assert_eq!(signatures(&card_engine), 4);
+
+    // One by id that is not pending: the gateway's "not found", exit 5.
+    let (code, _, err) = agent_cli(args(&["--declaration", &a]), "1234\n").await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("not found"), "{err}");
+
+    remove(card).await;
+    wait_gone().await;
+
+    // Nothing pending that this terminal could sign: said so, exit 0, no card needed.
+    lock(&state).emergency.declarations.clear();
+    let (code, out, err) = agent_cli(args(&["--pending"]), "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("No emergency declaration waits"), "{out}");
+}
