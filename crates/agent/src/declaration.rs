@@ -360,7 +360,8 @@ fn is_invisible(c: char) -> bool {
 }
 
 /// The justification as the physician must see it: every character either shown as itself or
-/// written as `\u{…}`, line breaks as new indented lines; nothing hidden, nothing dropped.
+/// written as `\u{…}` (and a backslash as `\\`, so that a typed `\u{…}` cannot pass for one),
+/// line breaks as new indented lines; nothing hidden, nothing dropped.
 fn visible(text: &str, indent: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -369,6 +370,7 @@ fn visible(text: &str, indent: &str) -> String {
                 out.push('\n');
                 out.push_str(indent);
             }
+            '\\' => out.push_str("\\\\"),
             c if c.is_control() || is_invisible(c) => {
                 out.push_str(&format!("\\u{{{:04x}}}", c as u32));
             }

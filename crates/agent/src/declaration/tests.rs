@@ -343,13 +343,13 @@ fn requests_are_checked_before_anything_is_sent() {
 #[test]
 fn the_physician_sees_every_field_and_every_character() {
     let mut d = good();
-    d.justification = "意識なし\n家族不在 \u{202e}evil\u{200b} \u{1b}[31m".into();
+    d.justification = "意識なし\n家族不在 \u{202e}evil\u{200b} \u{1b}[31m typed \\u{202e}".into();
     let shown = describe_declaration(&d);
     for want in [
         "P-0001",
         "unconscious",
         "意識なし\n",
-        "家族不在 \\u{202e}evil\\u{200b} \\u{001b}[31m",
+        "家族不在 \\u{202e}evil\\u{200b} \\u{001b}[31m typed \\\\u{202e}",
         "yamada.taro",
         "2026-12-04 11:00 JST (2026-12-04T02:00:00Z)",
         TERMINAL,
