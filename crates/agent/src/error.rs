@@ -14,7 +14,9 @@ use crate::text::clean;
 /// Everything the agent reports.
 #[derive(Debug, Error)]
 pub enum AgentError {
-    // ---- configuration ----
+    // ---- configuration and use ----
+    #[error("{0}")]
+    Usage(String),
     #[error("{path}: {reason}")]
     Config { path: String, reason: String },
     #[error("the URL {url:?} cannot be used: {reason}")]
@@ -74,6 +76,16 @@ pub enum AgentError {
         "the patient card was not asked to sign: what the gateway sent is not a consent challenge ({0})"
     )]
     NotConsentChallenge(String),
+    #[error(
+        "the HPKI card was not asked to sign: what the gateway sent is not a sign-in challenge ({0})"
+    )]
+    NotLoginChallenge(String),
+    #[error(
+        "the HPKI card was not asked to sign: what the gateway sent is not the emergency declaration this terminal expects ({0})"
+    )]
+    NotDeclaration(String),
+    #[error("the declaration was not signed: the physician declined")]
+    Declined,
 
     // ---- files ----
     #[error("{path}: {source}")]
@@ -90,6 +102,7 @@ impl AgentError {
     /// The same message in Japanese, for the physician's screen.
     pub fn message_ja(&self) -> String {
         match self {
+            AgentError::Usage(_) => "指定が正しくありません。".into(),
             AgentError::Config { path, .. } => format!("設定ファイルを読み込めません: {path}"),
             AgentError::BadUrl { url, .. } => format!("URLが正しくありません: {url}"),
             AgentError::NoService => "スマートカードサービス（pcscd）が起動していません。".into(),
@@ -142,6 +155,15 @@ impl AgentError {
                 "ゲートウェイからの署名要求が同意要求ではないため、患者カードでの署名を中止しました。"
                     .into()
             }
+            AgentError::NotLoginChallenge(_) => {
+                "ゲートウェイからの署名要求がログイン要求ではないため、HPKIカードでの署名を中止しました。"
+                    .into()
+            }
+            AgentError::NotDeclaration(_) => {
+                "ゲートウェイからの署名要求がこの端末で想定する緊急時アクセスの宣言ではないため、HPKIカードでの署名を中止しました。"
+                    .into()
+            }
+            AgentError::Declined => "宣言に署名しませんでした（取り消されました）。".into(),
             AgentError::Io { path, .. } => format!("ファイルを読み書きできません: {path}"),
             AgentError::Internal(_) => "内部エラーが発生しました。".into(),
         }
@@ -178,9 +200,10 @@ impl AgentError {
 
     /// The process exit status `sekisho-agent` uses for this error.
     ///
-    /// 1 other · 3 reader/card · 4 PIN wrong or card locked · 5 refused by the gateway ·
-    /// 6 gateway unreachable or TLS, or its answer not understood · 7 configuration or files ·
-    /// 8 no patient card (`consent`).
+    /// 1 other (and an emergency declaration the physician declined) · 2 usage · 3 reader/card ·
+    /// 4 PIN wrong or card locked · 5 refused by the gateway · 6 gateway unreachable or TLS, or
+    /// its answer not understood (including a text the card was not asked to sign) ·
+    /// 7 configuration or files · 8 no patient card (`consent`).
     pub fn exit_code(&self) -> u8 {
         match self {
             AgentError::NoService
@@ -202,9 +225,12 @@ impl AgentError {
             | AgentError::GatewayCertificate { .. }
             | AgentError::Tls(_)
             | AgentError::Protocol { .. }
-            | AgentError::NotConsentChallenge(_) => 6,
+            | AgentError::NotConsentChallenge(_)
+            | AgentError::NotLoginChallenge(_)
+            | AgentError::NotDeclaration(_) => 6,
             AgentError::Config { .. } | AgentError::BadUrl { .. } | AgentError::Io { .. } => 7,
-            AgentError::Internal(_) => 1,
+            AgentError::Usage(_) => 2,
+            AgentError::Internal(_) | AgentError::Declined => 1,
         }
     }
 }

@@ -69,6 +69,11 @@ impl Endpoint {
         })
     }
 
+    /// The host, without IPv6 brackets: the name the gateway knows itself by.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
     pub(crate) fn target(&self) -> String {
         format!("{}:{}", self.authority_host(), self.port)
     }
@@ -99,7 +104,7 @@ fn pem_error(path: &Path, e: rustls::pki_types::pem::Error) -> AgentError {
     }
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AgentError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, AgentError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_error(path, e))?
         .collect::<Result<Vec<_>, _>>()
@@ -154,6 +159,10 @@ pub(crate) struct HttpsClient {
 impl HttpsClient {
     pub(crate) fn new(endpoint: Endpoint, tls: Arc<ClientConfig>) -> HttpsClient {
         HttpsClient { endpoint, tls }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// POSTs `body` (or GETs without one) and decodes a 2xx JSON answer; anything else becomes

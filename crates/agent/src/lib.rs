@@ -7,7 +7,8 @@
 //!   1. read the card's **authentication** certificate;
 //!   2. `POST /.sekisho/auth/hpki/challenge` → `{nonce, to_sign, expires_in}`;
 //!   3. the PIN goes to the card (`VERIFY`), never anywhere else;
-//!   4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256);
+//!   4. the card signs `to_sign` (RSASSA-PKCS1-v1_5, SHA-256), only if it is a sign-in
+//!      challenge ([`check_login_to_sign`]);
 //!   5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in;
 //! - **sign-out** when the card leaves (`POST /.sekisho/auth/logout`
 //!   `{"reason":"card_removed"}`), retried until the gateway has it;
@@ -15,22 +16,32 @@
 //!   consent challenge (`/.sekisho/consent/…`), which opens a consent window for the
 //!   signed-in physician and that patient;
 //! - **enrollment** ([`enroll`]): a one-time access code redeemed for the terminal's
-//!   certificate, with the key (and the WireGuard key) made here.
+//!   certificate, with the key (and the WireGuard key) made here;
+//! - **emergency access** ([`emergency_declare`], [`emergency_sign_pending`]): the physician's
+//!   card signs a break-glass declaration, after the agent has read its text as hostile input
+//!   ([`check_declaration_text`]) and the physician has read it and typed the PIN.
 //!
-//! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `watch` (the
-//! insertion/removal loop), `consent`, `enroll` and `wireguard` (the tunnel key and the check
-//! of the gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes
-//! from; the crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what
-//! went wrong, in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is
-//! blocking) runs on blocking threads; the rest is async (tokio).
+//! Modules: `card` (the HPKI card side of a sign-in, on `sekisho-cardreader`), `signing` (the
+//! card's open–PIN–sign steps on blocking threads, shared by every text the card signs),
+//! `watch` (the insertion/removal loop), `consent`, `declaration` (the check and the display of
+//! a declaration's text) and `emergency` (its flow), `terminal` (the terminal URN of this
+//! terminal's certificate), `enroll` and `wireguard` (the tunnel key and the check of the
+//! gateway's `wg-quick` file), `http` (the HTTPS client), `pin` (where the PIN comes from; the
+//! crate's only unsafe code, for the terminal's echo), `error` and `refusal` (what went wrong,
+//! in English and Japanese, with the exit codes of the binary). Card I/O (PC/SC is blocking)
+//! runs on blocking threads; the rest is async (tokio).
 
 mod card;
 mod consent;
+mod declaration;
+mod emergency;
 mod enroll;
 mod error;
 mod http;
 mod pin;
 mod refusal;
+mod signing;
+mod terminal;
 mod text;
 mod watch;
 mod wireguard;
@@ -44,10 +55,19 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 
-use sekisho_cardreader::hpki::{Pin, PinState};
+use sekisho_cardreader::hpki::PinState;
 use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
 pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
+pub use declaration::{
+    ExpectedDeclaration, MAX_CLOCK_DIFFERENCE_SECS, MAX_DECLARATION_TO_SIGN,
+    MAX_JUSTIFICATION_CHARS, check_declaration_request, check_declaration_state,
+    check_declaration_text, describe_declaration, is_valid_declaration_id,
+};
+pub use emergency::{
+    Confirm, EmergencyOutcome, MAX_PENDING, PendingOutcome, TerminalConfirm, emergency_declare,
+    emergency_sign_pending,
+};
 pub use enroll::{EnrollOptions, EnrolledFiles, TerminalKey, enroll, new_terminal_key};
 pub use error::{AgentError, gateway_error};
 pub use pin::{
@@ -55,7 +75,9 @@ pub use pin::{
 };
 pub use refusal::Refusal;
 pub use sekisho_protocol::Reason;
-pub use sekisho_protocol::wire::{ConsentBasis, ConsentWindow, SignedIn};
+pub use sekisho_protocol::wire::{
+    ConsentBasis, ConsentWindow, Declaration, DeclarationRequest, DeclarationState, SignedIn,
+};
 pub use text::clean;
 pub use watch::{Retry, WatchEvent, WatchHandle, watch};
 pub use wireguard::{
@@ -64,8 +86,8 @@ pub use wireguard::{
 
 /// A challenge this close to its end is fetched again before signing.
 const CHALLENGE_MARGIN: Duration = Duration::from_secs(10);
-/// Largest `to_sign` accepted from the gateway.
-const MAX_TO_SIGN: usize = 4096;
+/// Largest sign-in `to_sign` accepted from the gateway.
+pub const MAX_TO_SIGN: usize = 4096;
 
 /// How to reach the gateway as this terminal, and which reader to use.
 #[derive(Debug, Clone)]
@@ -249,6 +271,27 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| AgentError::Internal("the card thread failed".into()))
 }
 
+/// Refuses anything but a sign-in challenge: 1 to [`MAX_TO_SIGN`] bytes starting with
+/// [`wire::HPKI_LOGIN_PREFIX`]. The authentication key also signs emergency declarations
+/// (non-repudiation): a gateway (or whoever stands in for it) must not get one signed as if it
+/// were a sign-in, so the card is no signing oracle for sign-in either.
+pub fn check_login_to_sign(to_sign: &[u8]) -> Result<(), AgentError> {
+    if to_sign.is_empty() || to_sign.len() > MAX_TO_SIGN {
+        return Err(AgentError::NotLoginChallenge(format!(
+            "{} bytes; a sign-in challenge has 1 to {MAX_TO_SIGN}",
+            to_sign.len()
+        )));
+    }
+    if !to_sign.starts_with(wire::HPKI_LOGIN_PREFIX) {
+        let first_line = String::from_utf8_lossy(wire::HPKI_LOGIN_PREFIX);
+        return Err(AgentError::NotLoginChallenge(format!(
+            "it does not start with {:?}",
+            first_line.trim_end()
+        )));
+    }
+    Ok(())
+}
+
 /// Steps 1–4: the card's certificate, a challenge, the PIN to the card, the signature.
 pub(crate) async fn sign_challenge(
     gateway: &Gateway,
@@ -256,30 +299,15 @@ pub(crate) async fn sign_challenge(
     pins: Arc<dyn PinSource>,
     cancel: &CancelToken,
 ) -> Result<SignedChallenge, AgentError> {
-    let (mut session, state) = blocking(move || {
-        let mut s = card::open(reader.as_deref())?;
-        let state = s.pin_state()?;
-        Ok::<_, AgentError>((s, state))
-    })
-    .await??;
-    let tries_left = match state {
-        PinState::Blocked => return Err(AgentError::CardLocked),
-        PinState::TriesLeft(n) => Some(n),
-        PinState::Verified => None,
-    };
+    let (session, state) = signing::open(reader).await?;
     // The gateway first: no PIN is asked for while it cannot be reached.
     let mut challenge = gateway.challenge().await?;
     let pin = if state == PinState::Verified {
         None
     } else {
-        let request = PinRequest {
-            reader: session.reader.clone(),
-            holder: session.holder(),
-            tries_left,
-            cancel: cancel.clone(),
-        };
-        let text = blocking(move || pins.pin(&request)).await??;
-        Some(Pin::new(&text)?)
+        Some(Arc::new(
+            signing::ask_pin(pins, &session, state, cancel).await?,
+        ))
     };
     if cancel.is_cancelled() {
         return Err(AgentError::CardRemoved);
@@ -293,18 +321,8 @@ pub(crate) async fn sign_challenge(
             status: Some(200),
             detail: format!("to_sign is not base64: {e}"),
         })?;
-    if to_sign.is_empty() || to_sign.len() > MAX_TO_SIGN {
-        return Err(AgentError::Protocol {
-            status: Some(200),
-            detail: format!("to_sign has {} bytes", to_sign.len()),
-        });
-    }
-    let (session, signature) = blocking(move || {
-        let r = session.verify_and_sign(pin.as_ref(), &to_sign);
-        drop(pin);
-        (session, r)
-    })
-    .await?;
+    check_login_to_sign(&to_sign)?;
+    let (session, signature) = signing::sign(session, pin, to_sign).await?;
     let signature = signature?;
     if cancel.is_cancelled() {
         return Err(AgentError::CardRemoved);
@@ -341,4 +359,45 @@ pub async fn logout(cfg: &AgentConfig, reason: LogoutReason) -> Result<bool, Age
 /// The gateway's view of this terminal's session.
 pub async fn status(cfg: &AgentConfig) -> Result<Status, AgentError> {
     Gateway::new(cfg)?.status().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sign_in_challenges_are_signed_for_sign_in() {
+        let ok = wire::hpki_login_to_sign("gw", "urn:sekisho:terminal:f:t", "n");
+        assert!(check_login_to_sign(&ok).is_ok());
+        let mut longest = wire::HPKI_LOGIN_PREFIX.to_vec();
+        longest.resize(MAX_TO_SIGN, b'x');
+        assert!(check_login_to_sign(&longest).is_ok());
+        longest.push(b'x');
+        let declaration = wire::Declaration {
+            gateway: "gw".into(),
+            terminal: "urn:sekisho:terminal:f:t".into(),
+            declaration: "d".into(),
+            user: "u".into(),
+            patient: "P1".into(),
+            category: "unconscious".into(),
+            justification: "j".into(),
+            declared_at: "2026-12-04T02:00:00Z".into(),
+            nonce: "n".into(),
+        }
+        .to_sign();
+        for bad in [
+            &b""[..],
+            &declaration,
+            &wire::consent_to_sign("gw", "urn:sekisho:terminal:f:t", "n"),
+            b"sekisho-hpki-login\ngateway=test\nnonce=abc",
+            b"sekisho-hpki-login:v2\n",
+            b"SEKISHO-HPKI-LOGIN:V1\n",
+            &longest,
+        ] {
+            let e = check_login_to_sign(bad).unwrap_err();
+            assert!(matches!(e, AgentError::NotLoginChallenge(_)), "{bad:?}");
+            assert_eq!(e.exit_code(), 6);
+            assert!(e.message_ja().contains("ログイン要求"));
+        }
+    }
 }

@@ -66,6 +66,15 @@ fn english(reason: Reason) -> Option<&'static str> {
             "consent by staff attestation is not allowed here: the patient card must sign (run without --attest)"
         }
         Reason::ChallengeExpired => "the consent challenge expired; try again",
+        Reason::BreakGlassNotPermitted => {
+            "only a physician signed in on this terminal with an HPKI card can declare an emergency access: sign in with your card first (sekisho-agent login)"
+        }
+        Reason::BreakGlassCardMismatch => {
+            "the card in the reader is not the one this terminal's session was signed in with: sign the declaration with that card"
+        }
+        Reason::BreakGlassSignatureInvalid => {
+            "the gateway could not verify the card's signature on the declaration; take the card out, insert it and declare again"
+        }
         _ => return None,
     })
 }
@@ -112,6 +121,15 @@ fn japanese(reason: Reason) -> Option<&'static str> {
             "職員確認による同意は認められていません。患者カードで署名してください（--attest なしで実行）。"
         }
         Reason::ChallengeExpired => "同意要求の有効期限が切れました。もう一度お試しください。",
+        Reason::BreakGlassNotPermitted => {
+            "緊急時アクセスを宣言できるのは、この端末にHPKIカードでログインした医師だけです。先にカードでログインしてください（sekisho-agent login）。"
+        }
+        Reason::BreakGlassCardMismatch => {
+            "カードリーダーのカードは、この端末のログインに使われたカードではありません。ログインしたカードで宣言に署名してください。"
+        }
+        Reason::BreakGlassSignatureInvalid => {
+            "宣言へのカードの署名を確認できませんでした。カードを挿し直し、もう一度宣言してください。"
+        }
         _ => return None,
     })
 }

@@ -41,6 +41,20 @@ fn gateway_error_bodies_map_to_agent_errors() {
         ),
         ("attestation_not_allowed", Reason::AttestationNotAllowed),
         ("challenge_expired", Reason::ChallengeExpired),
+        ("break_glass_not_permitted", Reason::BreakGlassNotPermitted),
+        (
+            "break_glass_category_unknown",
+            Reason::BreakGlassCategoryUnknown,
+        ),
+        ("break_glass_card_mismatch", Reason::BreakGlassCardMismatch),
+        (
+            "break_glass_signature_invalid",
+            Reason::BreakGlassSignatureInvalid,
+        ),
+        (
+            "break_glass_declaration_not_found",
+            Reason::BreakGlassDeclarationNotFound,
+        ),
     ] {
         let e = agent::gateway_error(403, body(code).as_bytes());
         let AgentError::Refused(r) = &e else {
@@ -73,6 +87,17 @@ fn gateway_error_bodies_map_to_agent_errors() {
     assert!(e.message_ja().contains("有効期限"), "{}", e.message_ja());
     let e = agent::gateway_error(403, body("hpki_revoked").as_bytes());
     assert!(e.to_string().contains("revoked"), "{e}");
+    let e = agent::gateway_error(403, body("break_glass_card_mismatch").as_bytes());
+    assert!(e.to_string().contains("signed in with"), "{e}");
+    assert!(
+        e.message_ja().contains("ログインに使われたカード"),
+        "{}",
+        e.message_ja()
+    );
+    // Where the agent has no words of its own, the gateway's are shown.
+    let e = agent::gateway_error(400, body("break_glass_category_unknown").as_bytes());
+    assert!(e.to_string().contains("english"), "{e}");
+    assert_eq!(e.message_ja(), "日本語");
     let e = agent::gateway_error(410, body("enroll_used").as_bytes());
     assert!(e.to_string().contains("already been used"), "{e}");
 

@@ -173,3 +173,47 @@ async fn command_line_login_status_logout() {
     remove(card).await;
     wait_gone().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_card_signs_only_sign_in_challenges_for_sign_in() {
+    let _rig = rig();
+    let pki = Pki::new();
+    let state = Arc::new(Mutex::new(GatewayState::default()));
+    let server = start_gateway(&pki, 0, &state).await;
+    let cfg = pki.config(server.addr);
+    let card_engine = RecordingCard::new();
+    let card = insert(&card_engine).await;
+
+    // A gateway that sends an emergency declaration (or anything else) as the sign-in
+    // challenge gets no signature: the card is asked for nothing.
+    let declaration = sekisho_protocol::wire::Declaration {
+        gateway: "127.0.0.1".into(),
+        terminal: TERMINAL_URN.into(),
+        declaration: "bg1".into(),
+        user: "yamada.taro".into(),
+        patient: "P-0001".into(),
+        category: "unconscious".into(),
+        justification: "signed as a sign-in".into(),
+        declared_at: "2026-12-04T02:00:00Z".into(),
+        nonce: "n".into(),
+    };
+    for hostile in [
+        declaration.to_sign(),
+        b"sekisho-hpki-login\nnonce=x".to_vec(),
+    ] {
+        lock(&state).login_to_sign = Some(hostile);
+        let e = agent::login(&cfg, PIN).await.unwrap_err();
+        assert!(matches!(e, AgentError::NotLoginChallenge(_)), "{e:?}");
+        assert_eq!(e.exit_code(), 6);
+    }
+    assert!(card_engine.lock().unwrap().signatures.is_empty());
+    assert!(lock(&state).logins.is_empty());
+
+    // The real challenge is signed, once.
+    lock(&state).login_to_sign = None;
+    agent::login(&cfg, PIN).await.unwrap();
+    assert_eq!(card_engine.lock().unwrap().signatures.len(), 1);
+
+    remove(card).await;
+    wait_gone().await;
+}

@@ -1,11 +1,12 @@
 //! `sekisho-agent`: the terminal agent of Sekisho. Signs the physician in to the gateway with
 //! the HPKI card (the PIN goes to the card only), signs out when the card is removed, enrolls
-//! the terminal with a one-time access code, and records a patient's consent with their
-//! patient card (`consent`).
+//! the terminal with a one-time access code, records a patient's consent with their patient
+//! card (`consent`), and has the card sign an emergency access declaration (`emergency`).
 //!
-//! Exit status: 0 done · 1 other · 2 usage · 3 reader or card · 4 PIN wrong or card locked ·
-//! 5 refused by the gateway · 6 gateway unreachable, TLS, or an answer not understood ·
-//! 7 configuration or files · 8 no patient card · 130 interrupted.
+//! Exit status: 0 done · 1 other (and a declaration declined) · 2 usage · 3 reader or card ·
+//! 4 PIN wrong or card locked · 5 refused by the gateway · 6 gateway unreachable, TLS, or an
+//! answer not understood (or a text the card must not sign) · 7 configuration or files ·
+//! 8 no patient card · 130 interrupted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,8 +14,9 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use sekisho_agent::{
-    self as agent, AgentConfig, AgentError, EnrollOptions, LogoutReason, PinSource, Retry,
-    StdinPin, Summary, TerminalPin, WatchEvent, clean, format_time,
+    self as agent, AgentConfig, AgentError, Confirm, Declaration, DeclarationRequest,
+    EnrollOptions, LogoutReason, PinSource, Retry, StdinPin, Summary, TerminalConfirm, TerminalPin,
+    WatchEvent, clean, format_time,
 };
 use zeroize::Zeroizing;
 
@@ -22,7 +24,7 @@ use zeroize::Zeroizing;
 #[command(
     name = "sekisho-agent",
     version,
-    about = "Sekisho terminal agent: HPKI card login to the gateway, patient consent with the patient card, and terminal enrollment"
+    about = "Sekisho terminal agent: HPKI card login to the gateway, patient consent with the patient card, emergency access declarations signed by the card, and terminal enrollment"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -96,6 +98,28 @@ enum Command {
         #[arg(long)]
         attest: bool,
     },
+    /// Declare an emergency access (break-glass) signed by the HPKI card, or sign the
+    /// declarations prepared on this terminal's page (/.sekisho/emergency).
+    #[command(after_help = EMERGENCY_HELP)]
+    Emergency {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        #[command(flatten)]
+        card: CardArgs,
+        #[command(flatten)]
+        what: EmergencyWhat,
+        /// The reason category, one of this network's codes (e.g. unconscious, disaster).
+        #[arg(long, requires = "patient")]
+        category: Option<String>,
+        /// Why, in the physician's words (1 to 1,000 characters); signed as written.
+        #[arg(long, requires = "patient")]
+        justification: Option<String>,
+        /// Sign without asking for confirmation (scripts); the declaration is still printed.
+        /// With --pending or --declaration the agent cannot know what the physician meant to
+        /// declare, so only their reading checks the content: confirm those at the terminal.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Enroll this terminal with a one-time access code: the key (and the WireGuard key) is
     /// made here.
     Enroll {
@@ -119,6 +143,59 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+}
+
+/// Which declaration `emergency` signs: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct EmergencyWhat {
+    /// Begin a declaration for this patient (network patient id), with --category and
+    /// --justification, and sign it.
+    #[arg(long, requires_all = ["category", "justification"])]
+    patient: Option<String>,
+    /// Sign every declaration prepared on this terminal's page that waits for the card.
+    #[arg(long)]
+    pending: bool,
+    /// Sign the prepared declaration with this id.
+    #[arg(long, value_name = "ID")]
+    declaration: Option<String>,
+}
+
+const EMERGENCY_HELP: &str = "\
+Examples:
+  sekisho-agent emergency --gateway https://gw.example.jp:8443 --cert T.crt --key T.key \\
+      --ca ca.crt --patient P-0001 --category unconscious \\
+      --justification '救急搬送、意識障害。家族と連絡が取れない'
+  sekisho-agent emergency --pending          (with the same gateway options)
+  sekisho-agent emergency --declaration bg-0001
+
+The physician must be signed in on this terminal with the same HPKI card (login or watch).
+Before the card signs, the agent checks the text the gateway sent: it must start with
+sekisho-break-glass:v1, have exactly the lines gateway, terminal, declaration, user, patient,
+category, justification, declared-at and nonce in the one form a declaration is written in
+(no CR or other control character, at most 8 KiB), name this gateway (the --gateway host)
+and this terminal (its certificate's URN), be dated within a day of this terminal's clock,
+and, with --patient, carry the patient, category and justification given here. Anything
+else is refused without signing (exit 6). The declaration is shown in Japanese and English
+and must be confirmed (--yes skips the question); the card's PIN is asked every time.
+On success it prints until when access is granted (JST), or that it waits for a second
+person's approval (child protection).
+
+緊急時アクセス（ブレークグラス）の宣言に、HPKIカード（認証用）で署名します。署名の前に宣言の
+内容（患者・区分・理由・日時・端末・ゲートウェイ）を確認し、カードの暗証番号を入力します。
+
+Exit status: 0 signed · 1 declined · 2 usage · 3 reader or card · 4 PIN wrong or card locked ·
+5 refused by the gateway (e.g. break_glass_not_permitted) · 6 gateway unreachable, or a text
+the card must not sign · 7 configuration or files · 130 interrupted.";
+
+/// `--yes`: the declaration is printed (for the record) and signed without a question.
+struct PrintedConfirm;
+
+impl Confirm for PrintedConfirm {
+    fn confirm(&self, declaration: &Declaration) -> Result<bool, AgentError> {
+        println!("{}", agent::describe_declaration(declaration));
+        Ok(true)
+    }
 }
 
 fn config(g: GatewayArgs, reader: Option<String>) -> AgentConfig {
@@ -255,6 +332,23 @@ async fn run(cli: Cli) -> ExitCode {
                 Some(Err(e)) => report(&e),
             }
         }
+        Command::Emergency {
+            gateway,
+            card,
+            what,
+            category,
+            justification,
+            yes,
+        } => {
+            let pins = pins(&card);
+            let cfg = config(gateway, card.reader);
+            let confirm: Arc<dyn Confirm> = if yes {
+                Arc::new(PrintedConfirm)
+            } else {
+                Arc::new(TerminalConfirm)
+            };
+            emergency(cfg, what, category, justification, pins, confirm).await
+        }
         Command::Enroll {
             enroll_url,
             ca,
@@ -297,6 +391,64 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+async fn emergency(
+    cfg: AgentConfig,
+    what: EmergencyWhat,
+    category: Option<String>,
+    justification: Option<String>,
+    pins: Arc<dyn PinSource>,
+    confirm: Arc<dyn Confirm>,
+) -> ExitCode {
+    if let Some(patient) = what.patient {
+        let request = DeclarationRequest {
+            category: category.unwrap_or_default(),
+            justification: justification.unwrap_or_default(),
+            patient: Some(patient),
+        };
+        return match interruptible(agent::emergency_declare(&cfg, &request, pins, confirm)).await {
+            None => ExitCode::from(130),
+            Some(Ok(outcome)) => {
+                println!("{}", outcome.summary());
+                println!("{}", outcome.summary_ja());
+                ExitCode::SUCCESS
+            }
+            Some(Err(e)) => report(&e),
+        };
+    }
+    let only = what.declaration.as_deref();
+    let results =
+        match interruptible(agent::emergency_sign_pending(&cfg, only, pins, confirm)).await {
+            None => return ExitCode::from(130),
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return report(&e),
+        };
+    if results.is_empty() {
+        println!(
+            "No emergency declaration waits for this terminal's card / 署名待ちの緊急時アクセスの宣言はありません"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let mut code = ExitCode::SUCCESS;
+    let mut failed = false;
+    for r in &results {
+        match &r.result {
+            Ok(outcome) => {
+                println!("{}: {}", r.id, outcome.summary());
+                println!("{}: {}", r.id, outcome.summary_ja());
+            }
+            Err(e) => {
+                eprintln!("sekisho-agent: declaration {}: {e}", r.id);
+                eprintln!("               {}", e.message_ja());
+                if !failed {
+                    failed = true;
+                    code = ExitCode::from(e.exit_code());
+                }
+            }
+        }
+    }
+    code
 }
 
 /// The `wg-quick` file enrollment wrote, and how to bring the tunnel up.

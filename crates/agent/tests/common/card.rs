@@ -1,6 +1,6 @@
 //! The physician's virtual HPKI card: test identities (RSA-2048, self-signed) and the engine.
 
-use sekisho_cardreader::vcard::{AppFiles, CardEngine, Quirks};
+use sekisho_cardreader::vcard::{AppFiles, CardEngine, Chip, Quirks};
 
 pub const PIN: &str = "1234";
 
@@ -47,4 +47,56 @@ pub fn identities() -> &'static (TestIdentity, TestIdentity) {
 pub fn engine(quirks: Quirks) -> CardEngine {
     let (auth, sign) = identities();
     CardEngine::new(auth.files(), Some(sign.files()), PIN, quirks).expect("card engine")
+}
+
+/// The virtual HPKI card, keeping every signature it gave: what the card signed, whoever asked.
+pub struct RecordingCard {
+    pub engine: CardEngine,
+    pub signatures: Vec<Vec<u8>>,
+}
+
+impl RecordingCard {
+    pub fn new() -> std::sync::Arc<std::sync::Mutex<RecordingCard>> {
+        std::sync::Arc::new(std::sync::Mutex::new(RecordingCard {
+            engine: engine(Quirks::default()),
+            signatures: Vec::new(),
+        }))
+    }
+}
+
+impl Chip for RecordingCard {
+    fn atr(&self) -> &[u8] {
+        self.engine.atr()
+    }
+    fn power_on(&mut self) {
+        self.engine.power_on()
+    }
+    fn power_off(&mut self) {
+        self.engine.power_off()
+    }
+    fn reset(&mut self) {
+        self.engine.reset()
+    }
+    fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        let answer = self.engine.process(apdu);
+        // PSO: COMPUTE DIGITAL SIGNATURE (or the card-pads variant) that succeeded.
+        if apdu.len() > 4 && apdu[1] == 0x2A && answer.ends_with(&[0x90, 0x00]) {
+            self.signatures.push(answer[..answer.len() - 2].to_vec());
+        }
+        answer
+    }
+}
+
+/// Whether `signature` is the authentication key's RSASSA-PKCS1-v1_5 SHA-256 signature of
+/// exactly `message`.
+pub fn signed_by_auth_key(message: &[u8], signature: &[u8]) -> bool {
+    let (auth, _) = identities();
+    let (_, x509) = x509_parser::parse_x509_certificate(&auth.cert_der).unwrap();
+    let spki = &x509.tbs_certificate.subject_pki.subject_public_key.data;
+    aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        spki,
+    )
+    .verify(message, signature)
+    .is_ok()
 }

@@ -1,5 +1,6 @@
-//! An in-test gateway: the HPKI sign-in and patient-consent contracts over mutual TLS, with
-//! the checks that matter (one-time nonces, signatures verified against the certificate sent).
+//! An in-test gateway: the HPKI sign-in, patient-consent and emergency-declaration contracts
+//! over mutual TLS, with the checks that matter (one-time nonces, signatures verified against
+//! the certificate sent).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,11 +13,12 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use sekisho_protocol::wire;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::pki::{Pki, server_tls};
+use super::pki::{Pki, TERMINAL_URN, server_tls};
 
 pub type Handler =
     Arc<dyn Fn(Method, String, Bytes, bool) -> (u16, serde_json::Value) + Send + Sync>;
@@ -87,6 +89,8 @@ pub struct GatewayState {
     pub logins: Vec<Vec<u8>>,
     pub logouts: Vec<(Instant, String)>,
     pub signed_in: bool,
+    /// A `to_sign` to send instead of a sign-in challenge (a hostile gateway).
+    pub login_to_sign: Option<Vec<u8>>,
     /// Refuse the next logins with this status and code.
     pub refuse: Option<(u16, &'static str)>,
     /// Requests that came without a client certificate (must stay 0).
@@ -99,6 +103,8 @@ pub struct GatewayState {
     /// challenge (a hostile gateway).
     pub allow_attest: bool,
     pub consent_to_sign: Option<Vec<u8>>,
+    /// Emergency declarations (break-glass).
+    pub emergency: super::emergency::EmergencyDesk,
 }
 
 #[derive(Deserialize)]
@@ -163,8 +169,10 @@ pub fn gateway_handler(state: Arc<Mutex<GatewayState>>) -> Handler {
                 let mut nonce = [0u8; 16];
                 aws_lc_rs::rand::fill(&mut nonce).unwrap();
                 let nonce = B64URL.encode(nonce);
-                let to_sign =
-                    format!("sekisho-hpki-login\ngateway=test\nnonce={nonce}").into_bytes();
+                let to_sign = st
+                    .login_to_sign
+                    .clone()
+                    .unwrap_or_else(|| wire::hpki_login_to_sign("127.0.0.1", TERMINAL_URN, &nonce));
                 st.challenges.insert(nonce.clone(), to_sign.clone());
                 st.challenges_issued += 1;
                 (
@@ -286,6 +294,9 @@ pub fn gateway_handler(state: Arc<Mutex<GatewayState>>) -> Handler {
                         serde_json::json!({"signed_in": false, "user": null, "name": null, "method": null, "qualification": null, "expires_at": null})
                     },
                 )
+            }
+            (method, p) if p.starts_with("/.sekisho/emergency/") => {
+                super::emergency::handle(&mut st, method, p, &body)
             }
             _ => refusal(404, "not_found"),
         }

@@ -10,11 +10,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod card;
+pub mod emergency;
 pub mod gateway;
 pub mod pki;
 pub mod rig;
 
-pub use card::{PIN, engine, identities};
+pub use card::{PIN, RecordingCard, engine, identities, signed_by_auth_key};
+pub use emergency::{APPROVAL_CATEGORY, EmergencyDesk, GRANT_SECS, Tamper};
 pub use gateway::*;
 pub use pki::*;
 pub use rig::*;

@@ -11,6 +11,10 @@ use sekisho_agent::AgentConfig;
 
 use super::rig::READER;
 
+/// The terminal of [`Pki`]: its certificate carries this URN as its URI name, as Sekisho's
+/// terminal certificates do.
+pub const TERMINAL_URN: &str = "urn:sekisho:terminal:F001:T001";
+
 pub struct Ca {
     pub params: rcgen::CertificateParams,
     pub key: rcgen::KeyPair,
@@ -69,6 +73,22 @@ impl Ca {
         }
     }
 
+    /// A terminal's client certificate: the URN as common name and as its URI name.
+    pub fn issue_terminal(&self, urn: &str) -> Issued {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, urn);
+        params.subject_alt_names = vec![rcgen::SanType::URI(urn.try_into().unwrap())];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer()).unwrap();
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
     pub fn issue(&self, name: &str, sans: &[&str], server: bool) -> Issued {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params =
@@ -105,7 +125,7 @@ impl Pki {
         aws_lc_rs::rand::fill(&mut id).unwrap();
         let ca = Ca::new(&format!("Sekisho Test CA {id:02x?}"));
         let server = ca.issue("gateway", &["localhost", "127.0.0.1"], true);
-        let terminal = ca.issue("urn:sekisho:terminal:F001:T001", &[], false);
+        let terminal = ca.issue_terminal(TERMINAL_URN);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.crt"), ca.cert.pem()).unwrap();
         std::fs::write(dir.path().join("T.crt"), &terminal.cert_pem).unwrap();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use sekisho_cardreader::vcard::{CardEngine, PatientCardEngine, Quirks, VirtualCard};
+use sekisho_cardreader::vcard::{CardEngine, Chip, PatientCardEngine, Quirks, VirtualCard};
 use sekisho_cardreader::{CardError, PcscTransport, readers};
 
 /// The second vpcd reader: the physician's HPKI card goes there.
@@ -96,7 +96,7 @@ pub async fn settle() {
 }
 
 /// Inserts the card (after the settle pause) without waiting for PC/SC to see it.
-pub async fn plug(engine: &Arc<Mutex<CardEngine>>) -> VirtualCard {
+pub async fn plug<C: Chip>(engine: &Arc<Mutex<C>>) -> VirtualCard {
     settle().await;
     VirtualCard::connect(engine, ("127.0.0.1", PORT)).expect("insert the card")
 }
@@ -106,7 +106,7 @@ pub fn new_engine() -> Arc<Mutex<CardEngine>> {
 }
 
 /// Inserts the card and waits until PC/SC can talk to it.
-pub async fn insert(engine: &Arc<Mutex<CardEngine>>) -> VirtualCard {
+pub async fn insert<C: Chip>(engine: &Arc<Mutex<C>>) -> VirtualCard {
     let card = plug(engine).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
