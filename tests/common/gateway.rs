@@ -249,6 +249,19 @@ impl Gateway {
         }
     }
 
+    /// The running `serve` process's pid (to kill it from another thread).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL, as a crash: nothing gets to flush or shut down.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// (status, body) of a plain-HTTP GET on the management listener.
     pub fn mgmt_get(&self, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};

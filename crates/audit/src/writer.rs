@@ -199,8 +199,11 @@ impl Writer {
     async fn commit(&self, batch: Vec<Pending>) {
         let n = batch.len();
         self.metrics.batch_size.observe(n as f64);
+        // The records move into the statement's arguments; only the replies stay.
+        let (recs, replies): (Vec<Prepared>, Vec<Option<Reply>>) =
+            batch.into_iter().map(|p| (p.rec, p.reply)).unzip();
         let started = Instant::now();
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(&batch)).await {
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(recs)).await {
             Ok(r) => r.map_err(|e| format!("{e:#}")),
             Err(_) => Err(format!("timed out after {} s", COMMIT_TIMEOUT.as_secs())),
         };
@@ -210,8 +213,8 @@ impl Writer {
         match result {
             Ok(first) => {
                 self.metrics.records.inc_by(n as u64);
-                for (i, p) in batch.into_iter().enumerate() {
-                    if let Some(reply) = p.reply {
+                for (i, reply) in replies.into_iter().enumerate() {
+                    if let Some(reply) = reply {
                         let _ = reply.send(Ok(first + i as u64));
                     }
                 }
@@ -220,17 +223,15 @@ impl Writer {
                 self.metrics.failures.inc_by(n as u64);
                 tracing::error!(records = n, error = %msg, "audit batch not committed");
                 let err = AuditError::Commit(msg);
-                for p in batch {
-                    if let Some(reply) = p.reply {
-                        let _ = reply.send(Err(err.clone()));
-                    }
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(err.clone()));
                 }
             }
         }
     }
 
     /// One batch, one transaction. Returns the leaf index of the batch's first record.
-    async fn write_batch(&self, batch: &[Pending]) -> Result<u64> {
+    async fn write_batch(&self, batch: Vec<Prepared>) -> Result<u64> {
         let mut tx = self
             .store
             .pool()
@@ -258,28 +259,25 @@ impl Writer {
         let mut range = CompactRange::from_parts(first, &frontier)
             .map_err(|e| anyhow!("the audit head is damaged: {e}"))?;
 
-        let leaves: Vec<Hash> = batch
-            .iter()
-            .map(|p| leaf_hash(p.rec.json.as_bytes()))
-            .collect();
-        for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
+        let leaves: Vec<Hash> = batch.iter().map(|r| leaf_hash(r.json.as_bytes())).collect();
+        let mut rows = batch.into_iter().enumerate().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<(usize, Prepared)> = rows.by_ref().take(ROWS_PER_INSERT).collect();
             let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), self.store.kind())));
-            for (j, p) in chunk.iter().enumerate() {
-                let i = c * ROWS_PER_INSERT + j;
-                let r = &p.rec;
+            for (i, r) in chunk {
                 q = q
                     .bind((first + i as u64) as i64)
                     .bind(leaves[i].to_vec())
-                    .bind(r.json.clone())
+                    .bind(r.json)
                     .bind(r.ts_ms)
-                    .bind(r.request_id.clone())
+                    .bind(r.request_id)
                     .bind(r.event.as_str())
                     .bind(r.decision.as_str())
-                    .bind(r.node.clone())
-                    .bind(r.terminal.clone())
-                    .bind(r.user.clone())
-                    .bind(r.patient.clone())
-                    .bind(r.break_glass_id.clone());
+                    .bind(r.node)
+                    .bind(r.terminal)
+                    .bind(r.user)
+                    .bind(r.patient)
+                    .bind(r.break_glass_id);
             }
             q.execute(&mut *tx)
                 .await

@@ -15,7 +15,13 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
+        TestDb::sqlite_in(&std::env::temp_dir()).await
+    }
+
+    /// A SQLite store in a new directory under `parent` (benchmarks put it on the disk they
+    /// measure; the temporary directory may be memory).
+    pub async fn sqlite_in(parent: &std::path::Path) -> TestDb {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let store = Store::open(&url).await.unwrap();
         TestDb {

@@ -1,0 +1,200 @@
+//! How many records one node can make durable, and how long a record waits for it, beside the
+//! disk's own floor (a 4 KiB append + `fdatasync` on the same file system) measured in the same
+//! run. Prints figures; asserts nothing about speed.
+//!
+//! `cargo bench -p sekisho-audit --bench durable` (SQLite, and PostgreSQL when
+//! `SEKISHO_TEST_PG_URL` or the default local server answers). `SEKISHO_BENCH_RECORDS` sets
+//! how many records each run appends (default 200,000), `SEKISHO_BENCH_IN_FLIGHT` how many
+//! callers wait at once, a list (default `64,4096`: about what 32 keep-alive connections keep
+//! waiting — a decision and an outcome each — and a flood that fills every batch).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sekisho_audit::{
+    AuditConfig, AuditLog, AuditMetrics, AuditRecord, CheckpointKey, Decision, Event,
+};
+use sekisho_store::testdb::TestDb;
+use tokio::sync::Semaphore;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The physical floor: one 4 KiB append and `fdatasync`, as a durable log's batch costs at best.
+fn fdatasync_floor(dir: &Path) -> (Duration, Duration) {
+    let path = dir.join("fdatasync.probe");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("probe file");
+    let block = [0x5au8; 4096];
+    let mut times = Vec::with_capacity(300);
+    for _ in 0..300 {
+        let t = Instant::now();
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        times.push(t.elapsed());
+    }
+    let _ = std::fs::remove_file(&path);
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+fn record(n: usize) -> AuditRecord {
+    AuditRecord {
+        request_id: format!("req-{n:012}"),
+        event: Event::Request,
+        peer: Some("192.0.2.10:50000".into()),
+        terminal: Some("T0001".into()),
+        facility: Some("F001".into()),
+        user: Some("D000123456".into()),
+        qualification: Some("Medical Doctor".into()),
+        patient: Some(format!("P{:07}", n % 1_000_003)),
+        method: Some("GET".into()),
+        route: Some("/api/patients/{id}".into()),
+        action: Some("view".into()),
+        decision: Decision::Permit,
+        reason: "ok".into(),
+        purpose_of_use: Some("TREAT".into()),
+        ..Default::default()
+    }
+}
+
+struct Run {
+    records: usize,
+    elapsed: Duration,
+    waits: Vec<Duration>,
+    batches: usize,
+}
+
+/// `records` appends, at most `in_flight` waiting at once (the gateway's connections).
+async fn run(db: &TestDb, records: usize, in_flight: usize) -> Run {
+    let key = CheckpointKey::generate("sekisho.bench/audit").unwrap();
+    let metrics = AuditMetrics::new();
+    let log = AuditLog::open(
+        db.store.clone(),
+        key,
+        AuditConfig {
+            node: "bench".into(),
+            origin: "sekisho.bench/audit".into(),
+            ..AuditConfig::default()
+        },
+        metrics.clone(),
+    )
+    .await
+    .unwrap();
+    let gate = Arc::new(Semaphore::new(in_flight));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    for n in 0..records {
+        let permit = gate.clone().acquire_owned().await.unwrap();
+        let durable = log.submit(record(n));
+        let done = done_tx.clone();
+        let t = Instant::now();
+        tokio::spawn(async move {
+            let r = durable.await;
+            let _ = done.send((r.is_ok(), t.elapsed()));
+            drop(permit);
+        });
+    }
+    drop(done_tx);
+    let mut waits = Vec::with_capacity(records);
+    while let Some((ok, wait)) = done_rx.recv().await {
+        assert!(ok, "a record was not made durable");
+        waits.push(wait);
+    }
+    let elapsed = started.elapsed();
+    log.shutdown().await;
+    waits.sort();
+    let batches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    Run {
+        records,
+        elapsed,
+        waits,
+        batches: batches as usize,
+    }
+}
+
+fn print(name: &str, r: &Run, floor_p50: Duration) {
+    let rate = r.records as f64 / r.elapsed.as_secs_f64();
+    let p50 = percentile(&r.waits, 0.5);
+    println!(
+        "{name:<20} {:>7.0} records/s  wait p50 {}  p99 {}  ({:.1}× the fdatasync p50)  {} batches, {:.0} records/batch",
+        rate,
+        ms(p50),
+        ms(percentile(&r.waits, 0.99)),
+        p50.as_secs_f64() / floor_p50.as_secs_f64().max(1e-9),
+        r.batches,
+        r.records as f64 / r.batches.max(1) as f64,
+    );
+}
+
+/// The server `TestDb::postgres` would use answers (host:port of its URL).
+fn pg_reachable() -> bool {
+    let url = std::env::var("SEKISHO_TEST_PG_URL")
+        .unwrap_or_else(|_| sekisho_store::testdb::DEFAULT_PG_URL.into());
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5432");
+    std::net::TcpStream::connect(host).is_ok()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let records = env_usize("SEKISHO_BENCH_RECORDS", 200_000);
+    let in_flights: Vec<usize> = std::env::var("SEKISHO_BENCH_IN_FLIGHT")
+        .unwrap_or_else(|_| "64,4096".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    // The target directory is on the disk the store uses; /tmp may be memory.
+    let probe_dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(probe_dir).unwrap();
+    let (f50, f99) = fdatasync_floor(probe_dir);
+    println!("audit durable-append benchmark: {records} records per run");
+    println!(
+        "disk                 4 KiB append + fdatasync p50 {}  p99 {}",
+        ms(f50),
+        ms(f99)
+    );
+    let pg = pg_reachable();
+    for &in_flight in &in_flights {
+        // A fresh store per run: every run starts from an empty log.
+        let sqlite = TestDb::sqlite_in(probe_dir).await;
+        let r = run(&sqlite, records, in_flight).await;
+        print(&format!("sqlite   {in_flight:>5} wait"), &r, f50);
+        drop(sqlite);
+        if pg {
+            let db = TestDb::postgres().await;
+            let r = run(&db, records, in_flight).await;
+            print(&format!("postgres {in_flight:>5} wait"), &r, f50);
+        } else {
+            println!("postgres             not reachable: not measured");
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The audit log under the gateway: what happens when it cannot be written, and `audit verify`
+//! finding what was changed behind its back.
+
+mod common;
+
+use common::*;
+
+/// A failing durable write: every answer is 503 `audit_unavailable`; no unsafe request and no
+/// request on a strict route reaches the upstream; a safe read forwarded while its record was
+/// committing gets 503 too, never the upstream's answer; and the gateway recovers when the log
+/// is writable again.
+#[test]
+fn unwritable_audit_log_refuses_with_503_and_forwards_nothing() {
+    for db in BOTH {
+        let mut opts = Options::default();
+        opts.extra_config.push_str(
+            r#"
+[[route]]
+name = "forms"
+methods = ["POST"]
+path = "/forms/**"
+level = "terminal"
+action = "write"
+
+[[route]]
+name = "strict"
+methods = ["GET"]
+path = "/strict/**"
+level = "terminal"
+action = "view"
+strict_audit = true
+"#,
+        );
+        let g = Gateway::start_with(db, opts);
+        assert_eq!(g.curl_t1("/", &[]).0, 200);
+        match db {
+            Db::Sqlite => g.sql(
+                "CREATE TRIGGER audit_off BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit disabled'); END",
+            ),
+            Db::Postgres => g.sql(
+                "CREATE FUNCTION audit_off() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disabled'; END $$ LANGUAGE plpgsql;
+                 CREATE TRIGGER audit_off BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_off();",
+            ),
+        }
+        // Unsafe, and strict: refused before anything is forwarded.
+        let before = g.upstream.hits();
+        let (status, body, _) = g.curl_t1("/forms/a", &["-X", "POST", "--data", "x=1"]);
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("audit_unavailable"));
+        let (status, body, _) = g.curl_t1("/strict/a", &[]);
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("audit_unavailable"));
+        assert_eq!(
+            g.upstream.hits(),
+            before,
+            "{db:?}: nothing unsafe or strict may be forwarded without its audit record"
+        );
+        // Safe: it may have been forwarded while the record was committing, but the
+        // upstream's answer is never released.
+        let (status, body, _) = g.curl_t1("/", &[]);
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("audit_unavailable"), "{db:?}: {body}");
+        assert!(
+            !body.contains("Demo"),
+            "{db:?}: the upstream's answer leaked: {body}"
+        );
+        g.sql(
+            "DROP TRIGGER audit_off"
+                .to_string()
+                .as_str()
+                .replace(
+                    "audit_off",
+                    if db == Db::Postgres {
+                        "audit_off ON audit_records"
+                    } else {
+                        "audit_off"
+                    },
+                )
+                .as_str(),
+        );
+        assert_eq!(
+            g.curl_t1("/", &[]).0,
+            200,
+            "{db:?}: recovers once the log is writable"
+        );
+        // The withheld answer is on record once the log takes records again.
+        g.wait_audit(|r| r["event"] == "outcome" && r["reason"] == "audit_unavailable");
+        let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
+        assert!(out.contains("audit log OK"), "{out}");
+    }
+}
+
+#[test]
+fn audit_verify_names_a_tampered_record() {
+    for db in BOTH {
+        let mut g = Gateway::start(db);
+        for _ in 0..5 {
+            assert_eq!(g.curl_t1("/", &[]).0, 200);
+        }
+        g.stop();
+        assert!(run_ok(&["audit", "verify", "--data-dir", g.data_str()]).contains("audit log OK"));
+        let idx = g.sql_rows("SELECT idx FROM audit_records WHERE record LIKE '%\"event\":\"request\"%' ORDER BY idx LIMIT 1 OFFSET 2")[0][0].clone();
+        g.sql(&format!("UPDATE audit_records SET record = REPLACE(record, '\"decision\":\"permit\"', '\"decision\":\"deny\"') WHERE idx = {idx}"));
+        let o = run(&["audit", "verify", "--data-dir", g.data_str()]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{db:?}: {text}");
+        assert!(
+            text.contains(&format!("record {idx}: changed")),
+            "{db:?}: verify must name record {idx}: {text}"
+        );
+        // A removed record is found too.
+        let last = g.sql_rows("SELECT MAX(idx) FROM audit_records")[0][0].clone();
+        let victim: i64 = last.parse::<i64>().unwrap() - 1;
+        g.sql(&format!("DELETE FROM audit_records WHERE idx = {victim}"));
+        let o = run(&["audit", "verify", "--data-dir", g.data_str()]);
+        assert_eq!(o.status.code(), Some(1));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains(&format!("record {victim}: removed")),
+            "{db:?}: verify must name removed record {victim}: {text}"
+        );
+    }
+}
+
+/// A crash under keep-alive load (`kill -9` of `serve`): every answer a terminal got has its
+/// decision record after the restart, the log verifies, and the restarted gateway appends after
+/// what was there.
+#[test]
+fn kill_9_under_load_loses_no_released_answer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    for db in BOTH {
+        let mut g = Gateway::start(db);
+        let pid = g.pid().expect("serve is running");
+        let killed = Arc::new(AtomicBool::new(false));
+        // The crash comes from another thread while 16 connections are mid-stream.
+        let killer = {
+            let killed = killed.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1500));
+                let st = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+                killed.store(true, Ordering::SeqCst);
+            })
+        };
+        // One thread and runtime per connection: each borrows the rig.
+        let answered: Vec<String> = std::thread::scope(|s| {
+            let conns: Vec<_> = (0..16)
+                .map(|c| {
+                    let g = &g;
+                    s.spawn(move || {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .unwrap()
+                            .block_on(load_one_connection(g, c))
+                    })
+                })
+                .collect();
+            conns.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        killer.join().unwrap();
+        assert!(killed.load(Ordering::SeqCst));
+        assert!(
+            answered.len() > 50,
+            "{db:?}: the load should have got answers before the crash: {}",
+            answered.len()
+        );
+        g.kill9(); // reaps the killed child
+        let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
+        assert!(out.contains("audit log OK"), "{db:?}: {out}");
+        let recorded: std::collections::HashSet<String> = g
+            .sql_rows(
+                "SELECT request_id FROM audit_records WHERE event = 'request' AND decision = 'permit'",
+            )
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let missing: Vec<&String> = answered
+            .iter()
+            .filter(|id| !recorded.contains(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{db:?}: {} of {} answered requests have no decision record, e.g. {:?}",
+            missing.len(),
+            answered.len(),
+            &missing[..missing.len().min(5)]
+        );
+        // The restarted gateway goes on from the crashed one's head.
+        g.serve();
+        assert_eq!(g.curl_t1("/", &[]).0, 200);
+        let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
+        assert!(out.contains("audit log OK"), "{db:?}: {out}");
+    }
+}
+
+/// Requests in sequence on one keep-alive connection until the gateway goes away; the request
+/// ids of the answers that arrived whole.
+async fn load_one_connection(g: &Gateway, c: usize) -> Vec<String> {
+    use http_body_util::BodyExt;
+    let tls = tls_connect(g, "t1").await;
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await
+    else {
+        return Vec::new();
+    };
+    tokio::spawn(conn);
+    let mut ids = Vec::new();
+    for n in 0.. {
+        let req = http::Request::get(format!("/?c={c}&n={n}"))
+            .header("host", "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let Ok(resp) = sender.send_request(req).await else {
+            break;
+        };
+        let status = resp.status().as_u16();
+        let id = resp
+            .headers()
+            .get("sekisho-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // Only an answer that arrived whole counts as released.
+        if resp.into_body().collect().await.is_err() {
+            break;
+        }
+        assert_eq!(status, 200, "an answer other than 200 under plain load");
+        ids.push(id.expect("every answer names its request"));
+    }
+    ids
+}
