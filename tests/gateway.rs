@@ -241,19 +241,6 @@ fn spoofed_identity_headers_never_reach_the_upstream() {
     }
 }
 
-fn verify_es256(jwt: &str, jwk: &serde_json::Value) -> bool {
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (input, sig) = jwt.rsplit_once('.').unwrap();
-    let mut point = vec![4u8];
-    point.extend(b64.decode(jwk["x"].as_str().unwrap()).unwrap());
-    point.extend(b64.decode(jwk["y"].as_str().unwrap()).unwrap());
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
-        .verify(input.as_bytes(), &b64.decode(sig).unwrap())
-        .is_ok()
-}
-
 #[test]
 fn suspension_and_resumption_take_effect_without_restart() {
     for db in BOTH {

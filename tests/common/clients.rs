@@ -133,3 +133,18 @@ pub async fn call(
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Whether `jwt` (the Sekisho-Assertion) verifies with `jwk` (an ES256 key of the gateway's
+/// JWKS, `/jwks.json` on the management listener).
+pub fn verify_es256(jwt: &str, jwk: &serde_json::Value) -> bool {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (input, sig) = jwt.rsplit_once('.').unwrap();
+    let mut point = vec![4u8];
+    point.extend(b64.decode(jwk["x"].as_str().unwrap()).unwrap());
+    point.extend(b64.decode(jwk["y"].as_str().unwrap()).unwrap());
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+        .verify(input.as_bytes(), &b64.decode(sig).unwrap())
+        .is_ok()
+}

@@ -110,6 +110,12 @@ impl Gateway {
     }
 
     pub fn start_with(db: Db, opts: Options) -> Gateway {
+        Self::start_prepared(db, opts, |_| {})
+    }
+
+    /// As [`Gateway::start_with`], with `prepare` run on the initialised data dir (terminal t1
+    /// added) before the gateway serves: files, users and patients it should find at start.
+    pub fn start_prepared(db: Db, opts: Options, prepare: impl FnOnce(&Gateway)) -> Gateway {
         let upstream = Upstream::start();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -184,6 +190,65 @@ impl Gateway {
             _pg: pg,
         };
         g.add_terminal("f1", "t1", &g.out.clone());
+        prepare(&g);
+        g.serve();
+        g
+    }
+
+    /// Another replica of this gateway on the same PostgreSQL store, as deploy/README.md sets
+    /// one up: a copy of the data dir with its own listeners, `node` name and upstream. Terminal
+    /// t1's files are this gateway's. Drop it before this one (which owns the database).
+    pub fn replica(&self, node: &str) -> Gateway {
+        assert_eq!(self.db, Db::Postgres, "replicas share a PostgreSQL store");
+        let upstream = Upstream::start();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let copied = Command::new("cp")
+            .args(["-a", self.data_str(), data.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cannot copy the data dir");
+        let (port, enroll_port, mgmt_port) = (free_port(), free_port(), free_port());
+        let cfg = data.join("sekisho.toml");
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        for (from, to) in [
+            (self.port, port),
+            (self.enroll_port, enroll_port),
+            (self.mgmt_port, mgmt_port),
+        ] {
+            let from = format!("\"127.0.0.1:{from}\"");
+            assert!(text.contains(&from), "sekisho.toml has no {from}");
+            text = text.replace(&from, &format!("\"127.0.0.1:{to}\""));
+        }
+        text = text.replace(
+            &format!("\"http://{}\"", self.upstream.addr),
+            &format!("\"http://{}\"", upstream.addr),
+        );
+        text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("node = ") {
+                    format!("node = {node:?}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&cfg, text).unwrap();
+        let mut g = Gateway {
+            dir,
+            data,
+            out: self.out.clone(),
+            port,
+            enroll_port,
+            mgmt_port,
+            upstream,
+            db: self.db,
+            store_url: self.store_url.clone(),
+            child: None,
+            _pg: None,
+        };
         g.serve();
         g
     }

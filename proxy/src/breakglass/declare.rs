@@ -275,33 +275,13 @@ impl EmergencyDesk {
             .map_err(|_| Reason::BreakGlassSignatureInvalid)?;
         let category = self.cfg.break_glass.category(&d.category).cloned();
         let needs_approval = category.as_ref().is_some_and(|c| c.approval);
-        let mut tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .map_err(|_| Reason::Internal)?;
-        let moved = rows::signed(
-            &mut tx,
-            id,
-            &session.session_id,
-            d.nonce_hash.as_deref().unwrap_or_default(),
-            &String::from_utf8_lossy(&to_sign),
-            &answer.certificate,
-            &answer.signature,
-            needs_approval,
-        )
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "cannot record a signed declaration");
-            Reason::Internal
-        })?;
-        if !moved {
-            // Signed twice at once: the first one won.
-            return Err(Reason::BreakGlassDeclarationState);
-        }
         // The declaration on record first (strict order, whatever the audit design allows
-        // for routine reads); only then does the grant exist.
+        // for routine reads); only then does the grant exist. The record is durable before the
+        // transaction that moves the row begins: appended while that transaction is open, it
+        // would wait on SQLite for the write lock the transaction holds until the audit batch
+        // times out, and no declaration could ever be made there. The checks above already
+        // refused a replayed or stale signature; a twin sent at the same moment loses the
+        // guarded update below and its record is followed by `break_glass_not_stored`.
         let mut rec = self.record(caller, Some(session), Some(id));
         rec.patient = words.patient.clone().into();
         rec.decision = Decision::Permit;
@@ -322,29 +302,51 @@ impl EmergencyDesk {
             hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &sig)),
             d.outside_care_team.unwrap_or(false),
         ));
-        // The officers' notice commits with the grant (or neither does).
-        if let Err(e) = self
-            .notifier
-            .enqueue_in(
-                &mut tx,
-                declared_notice(&d, &words, category.as_ref(), needs_approval),
-            )
-            .await
-        {
-            warn!(error = %e, "cannot queue the officers' notice: no grant");
-            return Err(Reason::Internal);
-        }
         if let Err(e) = self.audit.append(rec).await {
             warn!(error = %e, "the declaration could not be recorded: no grant");
             return Err(Reason::AuditUnavailable);
         }
-        if let Err(e) = tx.commit().await {
-            warn!(error = %e, "a recorded declaration could not be stored");
+        let stored = async {
+            let mut tx = self.store.pool().begin().await?;
+            let moved = rows::signed(
+                &mut tx,
+                id,
+                &session.session_id,
+                d.nonce_hash.as_deref().unwrap_or_default(),
+                &String::from_utf8_lossy(&to_sign),
+                &answer.certificate,
+                &answer.signature,
+                needs_approval,
+            )
+            .await?;
+            if !moved {
+                return anyhow::Ok(false);
+            }
+            // The officers' notice commits with the grant (or neither does).
+            self.notifier
+                .enqueue_in(
+                    &mut tx,
+                    declared_notice(&d, &words, category.as_ref(), needs_approval),
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        .await;
+        if !matches!(stored, Ok(true)) {
+            let reason = match stored {
+                // Signed twice at once: the first one won.
+                Ok(_) => Reason::BreakGlassDeclarationState,
+                Err(e) => {
+                    warn!(error = %e, "a recorded declaration could not be stored: no grant");
+                    Reason::Internal
+                }
+            };
             let mut rec = self.record(caller, Some(session), Some(id));
             rec.decision = Decision::Deny;
             rec.reason = "break_glass_not_stored".into();
             self.audit.append_nowait(rec);
-            return Err(Reason::Internal);
+            return Err(reason);
         }
         self.notifier.wake();
         info!(declaration = id, user = %session.user_id, category = %d.category, "emergency access declared");

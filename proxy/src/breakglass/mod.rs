@@ -103,8 +103,8 @@ impl EmergencyDesk {
         // why not to everyone else.
         let session = match self.declarer(caller, cookie, via_own_tunnel) {
             Ok(s) => s,
-            Err(reason) => {
-                self.refused(caller, None, reason, None).await;
+            Err((reason, who)) => {
+                self.refused(caller, who.as_deref(), reason, None).await;
                 return if json {
                     error(reason)
                 } else {
@@ -135,22 +135,24 @@ impl EmergencyDesk {
         }
     }
 
-    /// The signed-in person, if the policy lets them declare.
+    /// The signed-in person, if the policy lets them declare. A refusal names the person
+    /// when someone is signed in, so the record of the attempt says who it was.
     fn declarer(
         &self,
         caller: &Caller<'_>,
         cookie: Option<&str>,
         via_own_tunnel: bool,
-    ) -> Result<Arc<Session>, Reason> {
+    ) -> Result<Arc<Session>, (Reason, Option<Arc<Session>>)> {
         let session = self
             .sessions
-            .for_request(&caller.terminal.terminal, cookie)?
+            .for_request(&caller.terminal.terminal, cookie)
+            .map_err(|r| (r, None))?
             .filter(|s| !s.must_change_password)
-            .ok_or(Reason::BreakGlassNotPermitted)?;
-        self.policy
-            .declare(&session, via_own_tunnel)
-            .map_err(|r| r.reason)?;
-        Ok(session)
+            .ok_or((Reason::BreakGlassNotPermitted, None))?;
+        match self.policy.declare(&session, via_own_tunnel) {
+            Ok(_) => Ok(session),
+            Err(r) => Err((r.reason, Some(session))),
+        }
     }
 
     /// A break-glass record, before its outcome is known.

@@ -65,7 +65,12 @@ impl EmergencyDesk {
             Some(session),
             Some(declaration).filter(|d| !d.is_empty()),
         );
-        rec.detail = Some(format!("search {:?}", escape_text(q, MAX_QUERY * 4)));
+        // Escaped once, like the other texts in details (`\u{5c71}` for 山), and quoted; a quote
+        // in the query is escaped so the query cannot pass for the rest of the detail.
+        rec.detail = Some(format!(
+            "search \"{}\"",
+            escape_text(q, MAX_QUERY * 4).replace('"', "\\\"")
+        ));
         if !in_progress {
             rec.decision = Decision::Deny;
             rec.reason = Reason::BreakGlassSearchNotAllowed.code().into();
