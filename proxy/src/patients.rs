@@ -99,6 +99,11 @@ pub struct PatientView {
     epoch: Instant,
     /// How long the view is trusted without a successful read of the store.
     max_age: Duration,
+    /// Held from a read of the store to the write of what it read. Without it, two refreshes of
+    /// one patient (the watcher's and a desk's) could land out of order and leave the older
+    /// state — an ended grant still open — until the next change. Refreshes are rare (changes
+    /// only); requests never take it.
+    reading: tokio::sync::Mutex<()>,
 }
 
 impl PatientView {
@@ -111,6 +116,7 @@ impl PatientView {
             read_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             max_age,
+            reading: tokio::sync::Mutex::new(()),
         };
         view.reload_all(store).await?;
         Ok(view)
@@ -174,6 +180,7 @@ impl PatientView {
 
     /// Re-reads one patient now (after this replica changed it, or for a change in the log).
     pub async fn refresh(&self, store: &Store, id: &str) -> Result<()> {
+        let _reading = self.reading.lock().await;
         let (facts, windows, grants) = tokio::try_join!(
             patients::facts(store, id),
             consent::open_windows(store, Some(id)),
@@ -201,6 +208,7 @@ impl PatientView {
     }
 
     async fn reload_all(&self, store: &Store) -> Result<()> {
+        let _reading = self.reading.lock().await;
         // The counter first: a change committed while loading moves it past, and is applied
         // again on the next catch-up.
         let seen = store.generation().await?;
