@@ -267,20 +267,15 @@ impl Writer {
             .begin()
             .await
             .context("cannot begin the audit transaction")?;
-        // The head row's lock first: it serialises writers (other replicas included) before
-        // anything is read.
-        let locked = sqlx::query("UPDATE audit_head SET lock_seq = lock_seq + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .context("cannot lock the audit head")?
-            .rows_affected();
-        if locked != 1 {
-            bail!("the audit head row is missing");
-        }
-        let row = sqlx::query("SELECT tree_size, frontier FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await
-            .context("cannot read the audit head")?;
+        // The head row's lock first, and the head read in the same statement: it serialises
+        // writers (other replicas included) before anything is read, in one round trip.
+        let row = sqlx::query(
+            "UPDATE audit_head SET lock_seq = lock_seq + 1 WHERE id = 1 RETURNING tree_size, frontier",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .context("cannot lock the audit head")?
+        .ok_or_else(|| anyhow!("the audit head row is missing"))?;
         let size: i64 = row.try_get(0)?;
         let frontier: Vec<u8> = row.try_get(1)?;
         let first =
