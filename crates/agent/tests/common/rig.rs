@@ -42,10 +42,20 @@ pub fn rig() -> Rig {
     file.lock()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     ensure_pcscd();
-    match PcscTransport::connect(READER) {
-        Err(CardError::NoCard) | Err(CardError::Removed) | Err(CardError::Unresponsive) => {}
-        Ok(_) => panic!("a card is already in {READER:?}: another virtual card holds port {PORT}"),
-        Err(e) => panic!("{READER:?}: {e}"),
+    // The previous holder's card may still be seen for a moment after its socket closed
+    // (pcscd polls the reader), more so on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match PcscTransport::connect(READER) {
+            Err(CardError::NoCard) | Err(CardError::Removed) | Err(CardError::Unresponsive) => {
+                break;
+            }
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(_) => {
+                panic!("a card is already in {READER:?}: another virtual card holds port {PORT}")
+            }
+            Err(e) => panic!("{READER:?}: {e}"),
+        }
     }
     Rig {
         _file: file,
