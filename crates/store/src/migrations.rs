@@ -81,6 +81,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0012_audit_partial_indexes.sql"),
         postgres: include_str!("migrations/0012_audit_partial_indexes.sql"),
     },
+    Migration {
+        version: 13,
+        name: "consent_windows_by_patient",
+        sqlite: include_str!("migrations/0013_consent_windows_by_patient.sql"),
+        postgres: include_str!("migrations/0013_consent_windows_by_patient.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {
@@ -128,9 +134,9 @@ mod tests {
     use crate::DbKind;
     use crate::testdb::TestDb;
 
-    /// The audit log's partial indexes (migration 12) still serve a search by value.
+    /// The partial indexes (migrations 12 and 13) serve the searches they were made for.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn audit_searches_use_the_partial_indexes() {
+    async fn searches_use_the_partial_indexes() {
         for db in TestDb::both().await {
             let s = &db.store;
             let searches = [
@@ -138,10 +144,16 @@ mod tests {
                 ("user_id = 'u1' ORDER BY ts", "audit_records_user_id"),
                 ("break_glass_id = 'bg-1'", "audit_records_break_glass_id"),
             ];
-            for (filter, index) in searches {
+            let searches = searches.map(|(f, i)| (format!("audit_records WHERE {f}"), i));
+            let windows = (
+                "consent_windows WHERE expires_at > 1 AND closed_at IS NULL AND patient_id = 'P1'"
+                    .to_string(),
+                "consent_windows_patient_open",
+            );
+            for (filter, index) in searches.into_iter().chain([windows]) {
                 let plan: Vec<String> = match s.kind() {
                     DbKind::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "EXPLAIN QUERY PLAN SELECT idx FROM audit_records WHERE {filter}"
+                        "EXPLAIN QUERY PLAN SELECT * FROM {filter}"
                     )))
                     .fetch_all(s.pool())
                     .await
@@ -158,7 +170,7 @@ mod tests {
                             .await
                             .unwrap();
                         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "EXPLAIN SELECT idx FROM audit_records WHERE {filter}"
+                            "EXPLAIN SELECT * FROM {filter}"
                         )))
                         .fetch_all(&mut *tx)
                         .await
