@@ -241,6 +241,17 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
         !text.contains("bad_request") && !text.contains("break_glass_"),
         "{text}"
     );
+    // Reloading sends nothing again: the step was followed by a GET of the page.
+    assert_eq!(browser.url(), g.url(EMERGENCY));
+    browser.refresh();
+    browser.wait_text("患者さんを選んでください", 10);
+    let begun = |g: &Gateway| {
+        g.audit_records()
+            .iter()
+            .filter(|r| r["reason"] == "break_glass_begun")
+            .count()
+    };
+    assert_eq!(begun(&g), 1, "a reload began a second declaration");
     let declared = row(&g, "id, status, category, justification");
     let id = declared[0].clone();
     assert_eq!(
@@ -305,7 +316,7 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
     assert!(outcome.is_active());
     let expires = outcome.state.expires_at.unwrap();
 
-    browser.goto(&g.url(EMERGENCY));
+    browser.refresh();
     let text = browser.wait_text("閲覧できます / Access granted", 10);
     assert!(text.contains(&format!("{} until", jst(expires))), "{text}");
     assert!(!text.contains("HPKIカードで署名してください"), "{text}");
@@ -367,11 +378,30 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
         row(&g, "follow_up_kind, follow_up_sha256"),
         ["signature", sha.as_str()]
     );
+    browser.refresh();
+    browser.wait_text("記録済み / Follow-up recorded (signature)", 10);
     let rec = g.wait_audit(|r| r["reason"] == "break_glass_follow_up");
     assert_eq!(rec["break_glass_id"], id.as_str());
     assert_eq!(rec["user"], DOCTOR);
     assert_eq!(rec["patient"], PATIENT);
     assert_eq!(rec["detail"], format!("signature image/png sha256 {sha}"));
+    let sent = g
+        .audit_records()
+        .iter()
+        .filter(|r| r["event"] == "break_glass" && r["break_glass_id"] == id.as_str())
+        .map(|r| r["reason"].as_str().unwrap_or("").to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        sent,
+        [
+            "break_glass_begun",
+            "break_glass_search",
+            "break_glass_declared",
+            "break_glass_follow_up"
+        ],
+        "each step once, none refused"
+    );
+    assert_eq!(begun(&g), 1);
     let kept = g
         .data
         .join("break-glass")

@@ -7,7 +7,7 @@
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use sekisho_protocol::Reason;
-use sekisho_protocol::wire::{DeclarationRequest, PatientMatch};
+use sekisho_protocol::wire::{DeclarationRequest, EMERGENCY_PREFIX_PATH, PatientMatch};
 use sekisho_store::break_glass::{self as rows, status};
 use sekisho_store::now;
 
@@ -92,7 +92,17 @@ impl EmergencyDesk {
             _ => Err(Reason::BadRequest),
         };
         match outcome {
-            Ok(found) => self.render(session, caller, None, found, Some(&id)).await,
+            // Search results are this answer's alone (sending the search again only searches
+            // again, on record as any search).
+            Ok(Some(found)) => {
+                self.render(session, caller, None, Some(found), Some(&id))
+                    .await
+            }
+            // A step that changed something is followed by a GET of the page
+            // (Post/Redirect/Get): reloading the page, or the page's own refresh while the card
+            // is awaited, must not send the step again (a reload after "begin" began a second
+            // declaration).
+            Ok(None) => see_the_page(),
             Err(reason) => self.render(session, caller, Some(reason), None, None).await,
         }
     }
@@ -275,6 +285,19 @@ impl EmergencyDesk {
 <p class="en">Without an id, you will search by name next.</p><button type="submit">宣言を始める / Begin the declaration</button></form>"#);
         f
     }
+}
+
+/// `303 See Other` to the page itself.
+fn see_the_page() -> Response<Body> {
+    let mut r = Response::new(full(""));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    let h = r.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_static(EMERGENCY_PREFIX_PATH),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// The page for someone who may not declare: what is missing, in both languages.
