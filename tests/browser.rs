@@ -321,6 +321,15 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
     assert!(text.contains(&format!("{} until", jst(expires))), "{text}");
     assert!(!text.contains("HPKIカードで署名してください"), "{text}");
 
+    // The browser asked the gateway's own pages for no icon: no refused `/favicon.ico` in
+    // the physician's name on record.
+    let icons: Vec<_> = g
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["path"] == "/favicon.ico")
+        .collect();
+    assert!(icons.is_empty(), "{icons:#?}");
+
     // 3. The record opens under the grant: the demo upstream's answer.
     browser.goto(&g.url(RECORD));
     let text = browser.wait_text("demo record", 10);

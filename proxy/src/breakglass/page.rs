@@ -19,7 +19,7 @@ use crate::html::escape;
 use crate::sessions::Session;
 use crate::signin::Caller;
 
-const HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>緊急時アクセス / Emergency access — Sekisho</title>
+const HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>緊急時アクセス / Emergency access — Sekisho</title>
 <style>body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.7;color:#222}
 h1{font-size:1.35rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}h2{font-size:1.1rem;margin-top:2rem}
 .en{color:#555}.box{border:1px solid #ccc;border-radius:6px;padding:.8rem 1rem;margin:.8rem 0}.warn{background:#fff4e5;border-color:#e0a060}
@@ -320,7 +320,7 @@ pub(super) fn refused(reason: Reason, request_id: &str) -> Response<Body> {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
         ),
     );
     r
