@@ -318,7 +318,10 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
 
     browser.refresh();
     let text = browser.wait_text("閲覧できます / Access granted", 10);
-    assert!(text.contains(&format!("{} until", jst(expires))), "{text}");
+    assert!(
+        text.contains(&format!("終了時刻 / Ends at: {}", jst(expires))),
+        "{text}"
+    );
     assert!(!text.contains("HPKIカードで署名してください"), "{text}");
 
     // The browser asked the gateway's own pages for no icon: no refused `/favicon.ico` in

@@ -223,7 +223,7 @@ impl EmergencyDesk {
         b.push_str(&format!("{ja} <span class=\"en\">/ {en}</span>"));
         if let Some(e) = d.expires_at.filter(|_| d.status == status::ACTIVE) {
             b.push_str(&format!(
-                " — {} <span class=\"en\">until</span>",
+                "<br>終了時刻 <span class=\"en\">/ Ends at</span>: {}",
                 escape(&jst(e))
             ));
         }
