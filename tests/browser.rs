@@ -297,6 +297,40 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
         ["awaiting_signature", PATIENT]
     );
 
+    // Until the card signs, the patient can be chosen again: the page, which looks again
+    // every few seconds while it waits, keeps search results until one is chosen.
+    let q = browser.find("input[name=q]");
+    browser.send_keys(&q, "山田");
+    browser.click(&browser.find("form:has(input[name=op][value=search]) button"));
+    browser.wait_for(
+        "form:has(input[name=op][value=choose]):has(input[name=patient][value=\"P-0002\"])",
+        10,
+    );
+    browser.execute("window.stayed = true", json!([]));
+    let shown_since = Instant::now();
+    while shown_since.elapsed() < Duration::from_secs(7) {
+        assert_eq!(
+            browser.execute("return window.stayed === true", json!([])),
+            true,
+            "the results were taken away after {:?}",
+            shown_since.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let choices = browser.find_all("form:has(input[name=op][value=choose]) button");
+    assert_eq!(choices.len(), 2, "山田 花子 and 山田 太郎");
+    let label = browser.element_text(&choices[0]);
+    assert!(
+        label.contains("山田 花子") && label.contains(PATIENT),
+        "{label}"
+    );
+    browser.click(&choices[0]);
+    browser.wait_text("HPKIカードで署名してください", 10);
+    assert_eq!(
+        row(&g, "status, patient_id"),
+        ["awaiting_signature", PATIENT]
+    );
+
     // The physician signs with the card, as `sekisho-agent emergency --pending` does.
     let confirm: Arc<dyn Confirm> = Arc::new(|d: &Declaration| {
         d.patient == PATIENT && d.justification == JUSTIFICATION && d.category == "unconscious"
@@ -407,6 +441,7 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
         sent,
         [
             "break_glass_begun",
+            "break_glass_search",
             "break_glass_search",
             "break_glass_declared",
             "break_glass_follow_up"

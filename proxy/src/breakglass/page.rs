@@ -167,8 +167,13 @@ impl EmergencyDesk {
         )) {
             h.insert("content-security-policy", v);
         }
-        // While the card's signature is awaited, the page looks again every few seconds.
-        if waiting && let Ok(v) = HeaderValue::from_str("5") {
+        // While the card's signature is awaited, the page looks again every few seconds; not
+        // while it shows search results (choosing another patient before the card signs), which
+        // a refresh would take away before they could be chosen.
+        if waiting
+            && found.is_none()
+            && let Ok(v) = HeaderValue::from_str("5")
+        {
             h.insert("refresh", v);
         }
         r
