@@ -6,7 +6,8 @@
 //! Japanese, the patient found by name in kana), signs with the card as
 //! `sekisho-agent emergency --pending` does, opens the record, and draws the patient's
 //! signature on the page's canvas. Every step is checked in the page, the store and the audit
-//! log. A screenshot of the page is kept as an artifact: `emergency.png` in
+//! log, on SQLite and on PostgreSQL. A screenshot of the page is kept as an artifact:
+//! `emergency-sqlite.png` and `emergency-postgres.png` in
 //! `SEKISHO_BROWSER_ARTIFACTS`, else in `sekisho-browser` under the temp dir.
 //!
 //! Needs chromium, chromium-driver, libnss3-tools, fonts-noto-cjk, pcscd and vsmartcard-vpcd
@@ -184,8 +185,14 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 
 #[test]
 fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
+    for db in BOTH {
+        declare_view_and_follow_up(db);
+    }
+}
+
+fn declare_view_and_follow_up(db: Db) {
     let started = Instant::now();
-    let g = gateway(Db::Sqlite);
+    let g = gateway(db);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -465,10 +472,10 @@ fn a_physician_declares_views_and_records_the_follow_up_in_chromium() {
         "a page, not a blank: {} bytes",
         png.len()
     );
-    let shot = artifacts.join("emergency.png");
+    let shot = artifacts.join(format!("emergency-{db:?}.png").to_lowercase());
     std::fs::write(&shot, &png).unwrap();
     eprintln!(
-        "screenshot: {} ({} bytes); the test took {:.1} s",
+        "{db:?}: screenshot {} ({} bytes); {:.1} s",
         shot.display(),
         png.len(),
         started.elapsed().as_secs_f64()
