@@ -337,6 +337,7 @@ fn signature_pad_script(nonce: &str) -> String {
         r#"<script nonce="{nonce}">
 for (const c of document.querySelectorAll('canvas[data-pad]')) {{
   const g = c.getContext('2d'); g.lineWidth = 2.5; g.lineCap = 'round'; let down = false, drawn = false;
+  g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height); g.strokeStyle = '#000';
   const at = e => {{ const r = c.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }};
   c.addEventListener('pointerdown', e => {{ down = true; drawn = true; g.beginPath(); g.moveTo(...at(e)); }});
   c.addEventListener('pointermove', e => {{ if (down) {{ g.lineTo(...at(e)); g.stroke(); }} }});
