@@ -393,6 +393,12 @@ fn declare_view_and_follow_up(db: Db) {
     browser.goto(&g.url(EMERGENCY));
     browser.wait_text("事後に患者さんの同意の署名", 10);
     let canvas = browser.find(&format!("canvas[data-pad=\"{id}\"]"));
+    // Nothing drawn yet: nothing is sent, and the page says why.
+    let record = browser.find(&format!("form#pad-{id} button"));
+    browser.click(&record);
+    browser.wait_text("署名欄に署名していただいてから記録してください", 5);
+    assert_eq!(browser.url(), g.url(EMERGENCY));
+    assert_eq!(row(&g, "follow_up_at"), ["NULL"]);
     browser.draw(
         &canvas,
         &[
@@ -429,7 +435,7 @@ fn declare_view_and_follow_up(db: Db) {
         &aws_lc_rs::digest::SHA256,
         &drawn,
     ));
-    browser.click(&browser.find(&format!("form#pad-{id} button")));
+    browser.click(&record);
     let text = browser.wait_text("記録済み / Follow-up recorded (signature)", 10);
     assert!(!text.contains("bad_request"), "{text}");
     assert_eq!(

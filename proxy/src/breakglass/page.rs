@@ -258,7 +258,7 @@ impl EmergencyDesk {
             b.push_str(&format!(
                 r#"<p>事後に患者さんの同意の署名をいただいてください。<span class="en">Afterwards, obtain the patient's signature.</span></p>
 <form method="post" action="/.sekisho/emergency" id="pad-{id}"><input type="hidden" name="op" value="follow_up"><input type="hidden" name="declaration" value="{id}"><input type="hidden" name="signature" value="">
-<canvas width="480" height="160" data-pad="{id}"></canvas><br><button type="submit">署名を記録 / Record the signature</button></form>"#
+<canvas width="480" height="160" data-pad="{id}"></canvas><p class="msg" data-empty hidden>署名欄に署名していただいてから記録してください。<span class="en">Have the patient sign in the box first.</span></p><button type="submit">署名を記録 / Record the signature</button></form>"#
             ));
         } else if let Some(kind) = &d.follow_up_kind {
             b.push_str(&format!(
@@ -343,7 +343,7 @@ for (const c of document.querySelectorAll('canvas[data-pad]')) {{
   c.addEventListener('pointermove', e => {{ if (down) {{ g.lineTo(...at(e)); g.stroke(); }} }});
   for (const ev of ['pointerup', 'pointerleave']) c.addEventListener(ev, () => {{ down = false; }});
   c.closest('form').addEventListener('submit', e => {{
-    if (!drawn) {{ e.preventDefault(); return; }}
+    if (!drawn) {{ e.preventDefault(); c.closest('form').querySelector('[data-empty]').hidden = false; return; }}
     c.closest('form').querySelector('input[name=signature]').value = c.toDataURL('image/png').split(',')[1];
   }});
 }}
