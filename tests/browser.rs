@@ -34,7 +34,8 @@ const DOCTOR: &str = "doctor0000001";
 const PATIENT: &str = "P-0001";
 const RECORD: &str = "/api/patients/P-0001/summary";
 const EMERGENCY: &str = "/.sekisho/emergency";
-const JUSTIFICATION: &str = "救急搬送、意識障害。家族に連絡がつかない。";
+/// Two lines, as typed into the page's text box.
+const JUSTIFICATION: &str = "救急搬送、意識障害。\n家族に連絡がつかない。";
 
 fn hpki() -> &'static TestHpki {
     static PKI: OnceLock<TestHpki> = OnceLock::new();

@@ -59,7 +59,10 @@ impl EmergencyDesk {
                 self.begin_declaration(
                     &DeclarationRequest {
                         category: field(&form, "category").into(),
-                        justification: field(&form, "justification").into(),
+                        // A browser sends a text box's line breaks as CRLF (the HTML form
+                        // encoding); the justification is stored, shown and signed with LF, and
+                        // a bare CR is refused as a control character.
+                        justification: field(&form, "justification").replace("\r\n", "\n"),
                         patient: (!patient.is_empty()).then(|| patient.to_string()),
                     },
                     session,
