@@ -136,6 +136,8 @@ impl Browser {
             .arg(format!("--port={}", b.port))
             .arg(format!("--log-path={}", log.display()))
             .env("HOME", b.home.path())
+            // Its profile and the browser's temporary files go with the HOME.
+            .env("TMPDIR", b.home.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
