@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 # reader (the card tests run the real PC/SC stack), the real clients the tests
 # drive (curl, openssl), the PostgreSQL client for test database clean-up, and for the tunnel
 # tests network namespaces (iproute2) with an independent WireGuard peer (wireguard-go, wg) and
-# iperf3 for the tunnel benchmark, and zbar-tools to read back the QR codes.
+# iperf3 for the tunnel benchmark, zbar-tools to read back the QR codes, and for the browser
+# test (tests/browser.rs) Chromium with chromedriver, the NSS tools that give it the terminal's
+# certificate, and Japanese fonts.
 need=()
-for pkg in libpcsclite-dev pcscd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools; do
+for pkg in libpcsclite-dev pcscd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -9,6 +9,7 @@ mod clients;
 mod gateway;
 mod people;
 mod setup;
+mod webdriver;
 
 #[allow(unused_imports)]
 pub use card::*;
@@ -20,6 +21,8 @@ pub use gateway::*;
 pub use people::*;
 #[allow(unused_imports)]
 pub use setup::*;
+#[allow(unused_imports)]
+pub use webdriver::*;
 
 use std::net::TcpListener as StdListener;
 use std::process::{Command, Output, Stdio};

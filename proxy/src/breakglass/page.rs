@@ -7,7 +7,7 @@
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use sekisho_protocol::Reason;
-use sekisho_protocol::wire::{DeclarationRequest, PatientMatch};
+use sekisho_protocol::wire::{DeclarationRequest, EMERGENCY_PREFIX_PATH, PatientMatch};
 use sekisho_store::break_glass::{self as rows, status};
 use sekisho_store::now;
 
@@ -19,7 +19,7 @@ use crate::html::escape;
 use crate::sessions::Session;
 use crate::signin::Caller;
 
-const HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>緊急時アクセス / Emergency access — Sekisho</title>
+const HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>緊急時アクセス / Emergency access — Sekisho</title>
 <style>body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.7;color:#222}
 h1{font-size:1.35rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}h2{font-size:1.1rem;margin-top:2rem}
 .en{color:#555}.box{border:1px solid #ccc;border-radius:6px;padding:.8rem 1rem;margin:.8rem 0}.warn{background:#fff4e5;border-color:#e0a060}
@@ -59,7 +59,10 @@ impl EmergencyDesk {
                 self.begin_declaration(
                     &DeclarationRequest {
                         category: field(&form, "category").into(),
-                        justification: field(&form, "justification").into(),
+                        // A browser sends a text box's line breaks as CRLF (the HTML form
+                        // encoding); the justification is stored, shown and signed with LF, and
+                        // a bare CR is refused as a control character.
+                        justification: field(&form, "justification").replace("\r\n", "\n"),
                         patient: (!patient.is_empty()).then(|| patient.to_string()),
                     },
                     session,
@@ -92,7 +95,17 @@ impl EmergencyDesk {
             _ => Err(Reason::BadRequest),
         };
         match outcome {
-            Ok(found) => self.render(session, caller, None, found, Some(&id)).await,
+            // Search results are this answer's alone (sending the search again only searches
+            // again, on record as any search).
+            Ok(Some(found)) => {
+                self.render(session, caller, None, Some(found), Some(&id))
+                    .await
+            }
+            // A step that changed something is followed by a GET of the page
+            // (Post/Redirect/Get): reloading the page, or the page's own refresh while the card
+            // is awaited, must not send the step again (a reload after "begin" began a second
+            // declaration).
+            Ok(None) => see_the_page(),
             Err(reason) => self.render(session, caller, Some(reason), None, None).await,
         }
     }
@@ -157,8 +170,13 @@ impl EmergencyDesk {
         )) {
             h.insert("content-security-policy", v);
         }
-        // While the card's signature is awaited, the page looks again every few seconds.
-        if waiting && let Ok(v) = HeaderValue::from_str("5") {
+        // While the card's signature is awaited, the page looks again every few seconds; not
+        // while it shows search results (choosing another patient before the card signs), which
+        // a refresh would take away before they could be chosen.
+        if waiting
+            && found.is_none()
+            && let Ok(v) = HeaderValue::from_str("5")
+        {
             h.insert("refresh", v);
         }
         r
@@ -213,7 +231,7 @@ impl EmergencyDesk {
         b.push_str(&format!("{ja} <span class=\"en\">/ {en}</span>"));
         if let Some(e) = d.expires_at.filter(|_| d.status == status::ACTIVE) {
             b.push_str(&format!(
-                " — {} <span class=\"en\">until</span>",
+                "<br>終了時刻 <span class=\"en\">/ Ends at</span>: {}",
                 escape(&jst(e))
             ));
         }
@@ -243,7 +261,7 @@ impl EmergencyDesk {
             b.push_str(&format!(
                 r#"<p>事後に患者さんの同意の署名をいただいてください。<span class="en">Afterwards, obtain the patient's signature.</span></p>
 <form method="post" action="/.sekisho/emergency" id="pad-{id}"><input type="hidden" name="op" value="follow_up"><input type="hidden" name="declaration" value="{id}"><input type="hidden" name="signature" value="">
-<canvas width="480" height="160" data-pad="{id}"></canvas><br><button type="submit">署名を記録 / Record the signature</button></form>"#
+<canvas width="480" height="160" data-pad="{id}"></canvas><p class="msg" data-empty hidden>署名欄に署名していただいてから記録してください。<span class="en">Have the patient sign in the box first.</span></p><button type="submit">署名を記録 / Record the signature</button></form>"#
             ));
         } else if let Some(kind) = &d.follow_up_kind {
             b.push_str(&format!(
@@ -277,6 +295,19 @@ impl EmergencyDesk {
     }
 }
 
+/// `303 See Other` to the page itself.
+fn see_the_page() -> Response<Body> {
+    let mut r = Response::new(full(""));
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    let h = r.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_static(EMERGENCY_PREFIX_PATH),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
 /// The page for someone who may not declare: what is missing, in both languages.
 pub(super) fn refused(reason: Reason, request_id: &str) -> Response<Body> {
     let html = format!(
@@ -297,7 +328,7 @@ pub(super) fn refused(reason: Reason, request_id: &str) -> Response<Body> {
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
         ),
     );
     r
@@ -309,12 +340,13 @@ fn signature_pad_script(nonce: &str) -> String {
         r#"<script nonce="{nonce}">
 for (const c of document.querySelectorAll('canvas[data-pad]')) {{
   const g = c.getContext('2d'); g.lineWidth = 2.5; g.lineCap = 'round'; let down = false, drawn = false;
+  g.fillStyle = '#fff'; g.fillRect(0, 0, c.width, c.height); g.strokeStyle = '#000';
   const at = e => {{ const r = c.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }};
   c.addEventListener('pointerdown', e => {{ down = true; drawn = true; g.beginPath(); g.moveTo(...at(e)); }});
   c.addEventListener('pointermove', e => {{ if (down) {{ g.lineTo(...at(e)); g.stroke(); }} }});
   for (const ev of ['pointerup', 'pointerleave']) c.addEventListener(ev, () => {{ down = false; }});
   c.closest('form').addEventListener('submit', e => {{
-    if (!drawn) {{ e.preventDefault(); return; }}
+    if (!drawn) {{ e.preventDefault(); c.closest('form').querySelector('[data-empty]').hidden = false; return; }}
     c.closest('form').querySelector('input[name=signature]').value = c.toDataURL('image/png').split(',')[1];
   }});
 }}

@@ -55,7 +55,7 @@ pub fn response(reason: Reason, request_id: &str, wants_json: bool) -> Response<
     } else {
         let html = format!(
             r#"<!doctype html>
-<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <title>Sekisho — {status}</title>
 <style>body{{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222;line-height:1.7}}
 h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{color:#555}}code{{background:#f3f3f3;padding:.1rem .3rem}}</style></head>
