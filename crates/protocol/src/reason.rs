@@ -118,6 +118,14 @@ reasons! {
     PathInvalidPercentEncoding = "path_invalid_percent_encoding", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
     PathNonAscii = "path_non_ascii", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
     PathAboveRoot = "path_above_root", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// `;` (a path parameter) anywhere in the path: servlet containers read `..;` as `..`.
+    PathSemicolon = "path_semicolon", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// An encoded `%` before a hex digit (`%252e`): a second decoding would change the path.
+    PathDoubleEncoded = "path_double_encoded", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// Encoded bytes that are not well-formed UTF-8, such as the overlong `%C0%AE` for `.`.
+    PathInvalidUtf8 = "path_invalid_utf8", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// An encoded character that folds into `.`, `/`, `\` or `;` (full-width forms and the like).
+    PathEncodedLookalike = "path_encoded_lookalike", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
     /// No route maps this path: anything unmapped is refused.
     RouteNotMapped = "route_not_mapped", FORBIDDEN,
         ja: "このアドレスへのアクセスは許可されていません。",
