@@ -75,17 +75,8 @@ pub fn error_with(reason: Reason, message_en: String) -> Response<Body> {
     )
 }
 
-/// A form post must come from this gateway's own page (when the browser says where from).
+/// A form post must come from this gateway's own page: no `Origin` or `Sec-Fetch-Site` that
+/// names another origin (`crate::origin`; scheme, host and port compared whole).
 pub fn same_origin(req: &Request<Incoming>, hostname: &str) -> bool {
-    match req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => true,
-        Some(o) => o
-            .strip_prefix("https://")
-            .map(|h| h.split(':').next() == Some(hostname) || h.starts_with("localhost"))
-            .unwrap_or(false),
-    }
+    !crate::origin::from_elsewhere(req.headers(), req.uri(), hostname)
 }
