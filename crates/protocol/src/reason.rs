@@ -146,6 +146,12 @@ reasons! {
         ja: "このアドレスの設定では許可の判定ができないため、アクセスできません。事務局にお知らせください。",
         en: "This address is configured in a way the gateway cannot decide on, so it is refused. Please tell the network secretariat.";
     BadContentLength = "bad_content_length", BAD_REQUEST, ja: MALFORMED_REQUEST_JA, en: MALFORMED_REQUEST_EN;
+    /// An unsafe method or an upgrade whose browser says it was sent by a page of another
+    /// origin (`Origin`, `Sec-Fetch-Site`): the terminal's certificate and a card session go
+    /// with any request that browser makes, so only the gateway's own origin may change things.
+    CrossSiteRequest = "cross_site_request", FORBIDDEN,
+        ja: "別のサイトのページから送られた操作は受け付けません。このシステムの画面から操作してください。",
+        en: "An operation sent from another site's page is not accepted. Please use this system's own pages.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE,
         ja: "送信されたデータが大きすぎます。",
         en: "The data sent is too large.";
