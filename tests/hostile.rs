@@ -108,3 +108,134 @@ fn path_parameters_and_double_encodings_are_refused() {
         assert_eq!(g.upstream.hits(), 1);
     }
 }
+
+const EXTRA: &str = r#"
+[[route]]
+name = "debug-headers"
+methods = ["GET"]
+path = "/debug/headers"
+level = "terminal"
+action = "view"
+
+[[route]]
+name = "debug-post"
+methods = ["POST"]
+path = "/debug/post"
+level = "terminal"
+action = "write"
+
+[[route]]
+name = "by-query"
+methods = ["GET"]
+path = "/debug/search"
+level = "patient"
+action = "view"
+patient = { from = "query", name = "pid" }
+
+[[route]]
+name = "by-header"
+methods = ["GET"]
+path = "/debug/by-header"
+level = "patient"
+action = "view"
+patient = { from = "header", name = "X-Patient-Id" }
+"#;
+
+fn start(db: Db) -> Gateway {
+    Gateway::start_with(
+        db,
+        Options {
+            extra_config: EXTRA.into(),
+            ..Default::default()
+        },
+    )
+}
+
+/// Headers whose name has `_` (which CGI/WSGI upstreams merge with the `-` spelling, framing
+/// headers included) and method overrides never reach the upstream; the request itself does,
+/// with the method the gateway decided on.
+#[test]
+fn underscore_headers_and_method_overrides_are_removed() {
+    for db in BOTH {
+        let g = start(db);
+        let (status, answer) = raw(
+            &g,
+            "POST /debug/post HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\
+             X-HTTP-Method-Override: DELETE\r\nX-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\n\
+             X_Patient_Id: P2\r\nTransfer_Encoding: chunked\r\nContent_Length: 0\r\n\
+             Sekisho_Terminal: t9\r\nX-Patient-Id: P1\r\nConnection: close\r\n\r\nok",
+        );
+        assert_eq!(status, 200, "{db:?}: {answer}");
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["method"], "POST", "{db:?}");
+        let names: Vec<&String> = v["headers"].as_object().unwrap().keys().collect();
+        for gone in [
+            "x-http-method-override",
+            "x-method-override",
+            "x-http-method",
+            "x_patient_id",
+            "transfer_encoding",
+            "content_length",
+            "sekisho_terminal",
+        ] {
+            assert!(
+                !names.iter().any(|n| n.as_str() == gone),
+                "{db:?}: {gone} reached the upstream: {names:?}"
+            );
+        }
+        assert!(names.iter().all(|n| !n.contains('_')), "{db:?}: {names:?}");
+        assert_eq!(v["headers"]["x-patient-id"][0], "P1");
+        assert_eq!(v["headers"]["sekisho-terminal"][0], "t1");
+        assert_eq!(g.upstream.hits(), 1);
+    }
+}
+
+/// The identifier a route takes the patient from, given twice (even with the same value), as a
+/// list (`pid[]`), or again after a `;`, is refused before anything else is asked: upstream
+/// frameworks differ on which occurrence they read.
+#[test]
+fn identifiers_given_twice_are_refused() {
+    for db in BOTH {
+        let g = start(db);
+        for (target, reason) in [
+            ("/debug/search?pid=P1&pid=P1", "route_patient_id_repeated"),
+            ("/debug/search?pid[]=P2", "route_patient_id_repeated"),
+            ("/debug/search?pid%5B%5D=P2", "route_patient_id_repeated"),
+            ("/debug/search?pid=P1&PID=P1", "route_patient_id_repeated"),
+            (
+                "/debug/search?x=1;pid=P2&pid=P1",
+                "route_patient_id_repeated",
+            ),
+            ("/debug/search?pid=P1&pid[]=P2", "route_patient_id_conflict"),
+        ] {
+            let (status, answer) = raw_get(&g, target);
+            assert_eq!(status, 400, "{db:?} {target}: {answer}");
+            assert_eq!(error_of(&answer), reason, "{db:?} {target}");
+            g.wait_audit(|r| {
+                r["event"] == "request" && r["reason"] == reason && r["path"] == "/debug/search"
+            });
+        }
+        for headers in [
+            "X-Patient-Id: P1\r\nX-Patient-Id: P1\r\n",
+            "X-Patient-Id: P1, P1\r\n",
+        ] {
+            let (status, answer) = raw(
+                &g,
+                &format!(
+                    "GET /debug/by-header HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n{headers}Connection: close\r\n\r\n"
+                ),
+            );
+            assert_eq!(status, 400, "{db:?} {headers:?}: {answer}");
+            assert_eq!(error_of(&answer), "route_patient_id_repeated", "{db:?}");
+        }
+        // Given once, the request goes on to the next question (who is signed in).
+        let (status, answer) = raw_get(&g, "/debug/search?pid=P1");
+        assert_eq!(
+            (status, error_of(&answer).as_str()),
+            (401, "signin_required"),
+            "{db:?}"
+        );
+        assert_eq!(g.upstream.hits(), 0, "{db:?}: nothing reached the upstream");
+    }
+}

@@ -136,6 +136,9 @@ reasons! {
     RoutePatientIdMissing = "route_patient_id_missing", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
     RoutePatientIdMalformed = "route_patient_id_malformed", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
     RoutePatientIdConflict = "route_patient_id_conflict", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
+    /// The identifier the route takes given twice (even with the same value), as a list
+    /// (`pid[]`), or again after a `;`: upstream parsers differ on which one they read.
+    RoutePatientIdRepeated = "route_patient_id_repeated", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
     RouteUpgradeNotAllowed = "route_upgrade_not_allowed", FORBIDDEN,
         ja: "このアドレスでは双方向通信（WebSocket）は許可されていません。",
         en: "WebSocket connections are not permitted at this address.";

@@ -273,7 +273,7 @@ fn attacks() {
             "/search",
             Some("pid=1&pid=1"),
             &[],
-            Ok(("/search", Some("1"))),
+            Err("route_patient_id_repeated"),
         ),
         (
             "/search",
