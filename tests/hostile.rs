@@ -239,3 +239,46 @@ fn identifiers_given_twice_are_refused() {
         assert_eq!(g.upstream.hits(), 0, "{db:?}: nothing reached the upstream");
     }
 }
+
+/// HTTP/1.1 names its host exactly once: without `Host`, with two, or with one that is no
+/// authority, the request is refused and audited, for forwarded routes and the gateway's own
+/// endpoints alike.
+#[test]
+fn a_request_names_its_host_exactly_once() {
+    for db in BOTH {
+        let g = start(db);
+        for path in ["/debug/headers", "/.sekisho/auth/status"] {
+            for hosts in [
+                "",
+                "Host: localhost\r\nHost: upstream.internal\r\n",
+                "Host: localhost\r\nHost: localhost\r\n",
+                "Host: user@localhost\r\n",
+                "Host: a b\r\n",
+            ] {
+                let (status, answer) = raw(
+                    &g,
+                    &format!(
+                        "GET {path} HTTP/1.1\r\n{hosts}Accept: application/json\r\nConnection: close\r\n\r\n"
+                    ),
+                );
+                assert_eq!(status, 400, "{db:?} {path} {hosts:?}: {answer}");
+                assert_eq!(
+                    error_of(&answer),
+                    "request_host_invalid",
+                    "{db:?} {path} {hosts:?}"
+                );
+            }
+            g.wait_audit(|r| {
+                r["event"] == "request"
+                    && r["decision"] == "deny"
+                    && r["reason"] == "request_host_invalid"
+                    && r["path"] == path
+                    && r["terminal"] == "t1"
+            });
+        }
+        assert_eq!(g.upstream.hits(), 0, "{db:?}: nothing reached the upstream");
+        // HTTP/1.0 may leave it out.
+        let (status, answer) = raw(&g, "GET /debug/headers HTTP/1.0\r\n\r\n");
+        assert_eq!(status, 200, "{db:?}: {answer}");
+    }
+}

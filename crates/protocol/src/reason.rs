@@ -148,6 +148,9 @@ reasons! {
     RouteActionNotDecidable = "route_action_not_decidable", FORBIDDEN,
         ja: "このアドレスの設定では許可の判定ができないため、アクセスできません。事務局にお知らせください。",
         en: "This address is configured in a way the gateway cannot decide on, so it is refused. Please tell the network secretariat.";
+    /// HTTP/1.1 without a `Host`, or any request with two, or with one that is no authority:
+    /// which site it is for is ambiguous (RFC 9112 §3.2: answer 400).
+    RequestHostInvalid = "request_host_invalid", BAD_REQUEST, ja: MALFORMED_REQUEST_JA, en: MALFORMED_REQUEST_EN;
     BadContentLength = "bad_content_length", BAD_REQUEST, ja: MALFORMED_REQUEST_JA, en: MALFORMED_REQUEST_EN;
     /// An unsafe method or an upgrade whose browser says it was sent by a page of another
     /// origin (`Origin`, `Sec-Fetch-Site`): the terminal's certificate and a card session go

@@ -25,6 +25,7 @@ mod connection;
 mod context;
 mod cross_site;
 mod forward;
+mod host;
 mod identify;
 mod outcome;
 mod own;
@@ -161,6 +162,7 @@ impl Gateway {
         ctx: &mut RequestCtx<'a>,
     ) -> Result<(), Reason> {
         self.identify(ctx)?;
+        self.host(req)?;
         self.session(req, ctx)?;
         self.route(req, path, ctx)?;
         self.cross_site(req)?;
