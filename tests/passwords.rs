@@ -368,3 +368,34 @@ fn sign_in_forms_accept_only_the_gateways_own_origin() {
         assert_eq!(get(&g, "t1", &jar, "/debug/me").0, 200, "{db:?}");
     }
 }
+
+/// `/.sekisho/auth/status` tells who is signed in by password only to the holder of the
+/// session's cookie; another program on the terminal learns that someone is, not who or until
+/// when.
+#[test]
+fn status_names_a_password_session_only_to_its_cookie() {
+    for db in BOTH {
+        let g = start(db);
+        let dir = tempfile::tempdir().unwrap();
+        let jar = sign_in(&g, "t1", "nurse00004", "nurse", dir.path());
+        let (s, body) = get(&g, "t1", &jar, "/.sekisho/auth/status");
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["user"], "nurse00004", "{db:?}");
+        assert!(v["expires_at"].is_i64(), "{db:?}: {v}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s, v) = rt.block_on(call(&g, "t1", "GET", "/.sekisho/auth/status", None));
+        assert_eq!(s, 200, "{db:?}");
+        assert_eq!(v["signed_in"], true, "{db:?}: {v}");
+        assert_eq!(v["method"], "password", "{db:?}: {v}");
+        assert!(v["user"].is_null(), "{db:?}: the user id leaked: {v}");
+        assert!(
+            v.get("expires_at").is_none(),
+            "{db:?}: the expiry leaked: {v}"
+        );
+        assert!(v.get("qualification").is_none(), "{db:?}: {v}");
+    }
+}
