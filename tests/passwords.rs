@@ -322,3 +322,80 @@ fn a_wrong_current_password_is_audited_and_a_locked_account_is_signed_out_everyw
         }
     }
 }
+
+/// The sign-in and password forms take posts only from the gateway's own origin, scheme, host
+/// and port compared whole: `https://localhost.evil.example` merely starts with the host name.
+#[test]
+fn sign_in_forms_accept_only_the_gateways_own_origin() {
+    for db in BOTH {
+        let g = start(db);
+        let temp = add_user(&g, "nurse00003", "jp-mhlw-qa-b");
+        let dir = tempfile::tempdir().unwrap();
+        let jar = dir.path().join("jar").to_str().unwrap().to_string();
+        let own = format!("Origin: https://localhost:{}", g.port);
+        let login = [("id", "nurse00003"), ("password", temp.as_str())];
+        let foreign = [
+            "Origin: https://localhost.evil.example".to_string(),
+            format!("Origin: https://localhost:{}.evil.example", g.port),
+            "Origin: https://localhost".to_string(),
+            format!("Origin: http://localhost:{}", g.port),
+            "Origin: https://localhost:1".to_string(),
+            "Origin: null".to_string(),
+            "Sec-Fetch-Site: cross-site".to_string(),
+            "Sec-Fetch-Site: same-site".to_string(),
+        ];
+        for h in &foreign {
+            let (s, body, _) = post_with(&g, "t1", &jar, "/.sekisho/login", &login, &[h]);
+            assert_eq!(s, 403, "{db:?} {h}: {body}");
+            assert!(!body.contains("__Host-sekisho="), "{db:?} {h}: signed in");
+            assert_eq!(get(&g, "t1", &jar, "/debug/me").0, 401, "{db:?} {h}");
+        }
+        // From the gateway's own page: signed in, and sent to change the password.
+        let (s, _, loc) = post_with(&g, "t1", &jar, "/.sekisho/login", &login, &[&own]);
+        assert_eq!((s, loc.as_str()), (303, "/.sekisho/password"), "{db:?}");
+        // The password form: the same rule.
+        let change = [
+            ("current", temp.as_str()),
+            ("new", "kx7#Rw2q"),
+            ("confirm", "kx7#Rw2q"),
+        ];
+        for h in &foreign {
+            let (s, body, _) = post_with(&g, "t1", &jar, "/.sekisho/password", &change, &[h]);
+            assert_eq!(s, 403, "{db:?} {h}: {body}");
+        }
+        let (s, _, loc) = post_with(&g, "t1", &jar, "/.sekisho/password", &change, &[&own]);
+        assert_eq!((s, loc.as_str()), (303, "/"), "{db:?}");
+        assert_eq!(get(&g, "t1", &jar, "/debug/me").0, 200, "{db:?}");
+    }
+}
+
+/// `/.sekisho/auth/status` tells who is signed in by password only to the holder of the
+/// session's cookie; another program on the terminal learns that someone is, not who or until
+/// when.
+#[test]
+fn status_names_a_password_session_only_to_its_cookie() {
+    for db in BOTH {
+        let g = start(db);
+        let dir = tempfile::tempdir().unwrap();
+        let jar = sign_in(&g, "t1", "nurse00004", "nurse", dir.path());
+        let (s, body) = get(&g, "t1", &jar, "/.sekisho/auth/status");
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["user"], "nurse00004", "{db:?}");
+        assert!(v["expires_at"].is_i64(), "{db:?}: {v}");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s, v) = rt.block_on(call(&g, "t1", "GET", "/.sekisho/auth/status", None));
+        assert_eq!(s, 200, "{db:?}");
+        assert_eq!(v["signed_in"], true, "{db:?}: {v}");
+        assert_eq!(v["method"], "password", "{db:?}: {v}");
+        assert!(v["user"].is_null(), "{db:?}: the user id leaked: {v}");
+        assert!(
+            v.get("expires_at").is_none(),
+            "{db:?}: the expiry leaked: {v}"
+        );
+        assert!(v.get("qualification").is_none(), "{db:?}: {v}");
+    }
+}

@@ -20,6 +20,13 @@ path = "/debug/me"
 level = "user"
 action = "view"
 
+[[route]]
+name = "write"
+methods = ["POST"]
+path = "/debug/write"
+level = "user"
+action = "write"
+
 [hpki]
 anchors = ["hpki/root.crt"]
 intermediates = ["hpki/auth-ca.crt"]
@@ -380,4 +387,100 @@ fn hpki_crls_are_fetched_over_http_and_the_last_good_copy_is_kept() {
         .filter(|n| !n.starts_with('.'))
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
+}
+
+/// A card session needs no cookie and the terminal's browser presents its certificate to any
+/// page, so a page of another site could act for the physician: unsafe requests (to the
+/// upstream, and sign-out) whose browser names another origin are refused and audited; the
+/// agent and API clients, which send neither `Origin` nor `Sec-Fetch-Site`, are not affected.
+#[test]
+fn pages_of_other_sites_cannot_act_for_the_card_holder() {
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (s, v) = login(&g, "t1", &hpki.doctor).await;
+            assert_eq!(s, 200, "{db:?}: {v}");
+            let plain = ("content-type", "text/plain");
+            let foreign: [&[(&str, &str)]; 5] = [
+                &[plain, ("origin", "https://evil.example")],
+                &[plain, ("origin", "https://localhost.evil.example")],
+                &[plain, ("origin", "null")],
+                &[plain, ("sec-fetch-site", "cross-site")],
+                &[
+                    plain,
+                    ("sec-fetch-site", "same-site"),
+                    ("origin", "https://a.localhost"),
+                ],
+            ];
+            let hits = g.upstream.hits();
+            for headers in foreign {
+                let (s, body) = call_with(&g, "t1", "POST", "/debug/write", headers, "x").await;
+                assert_eq!(s, 403, "{db:?} {headers:?}: {body}");
+                assert!(body.contains("cross_site_request"), "{body}");
+                // Sign-out is a change too: a foreign page cannot end the session.
+                for path in ["/.sekisho/auth/logout", "/.sekisho/logout"] {
+                    let (s, body) =
+                        call_with(&g, "t1", "POST", path, headers, r#"{"reason":"logout"}"#).await;
+                    assert_eq!(s, 403, "{db:?} {path} {headers:?}: {body}");
+                }
+            }
+            assert_eq!(
+                g.upstream.hits(),
+                hits,
+                "{db:?}: nothing reached the upstream"
+            );
+            let (_, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!(st["signed_in"], true, "{db:?}: still signed in");
+            // From the gateway's own page, and from the agent or an API client (no claim).
+            for headers in [
+                &[
+                    plain,
+                    ("origin", "https://localhost"),
+                    ("sec-fetch-site", "same-origin"),
+                ][..],
+                &[plain][..],
+            ] {
+                let (s, body) = call_with(&g, "t1", "POST", "/debug/write", headers, "x").await;
+                assert_eq!(s, 200, "{db:?} {headers:?}: {body}");
+            }
+            assert_eq!(g.upstream.hits(), hits + 2);
+            // Reads are not changed by this: a link from elsewhere still opens a page.
+            let (s, _) = call_with(
+                &g,
+                "t1",
+                "GET",
+                "/debug/headers",
+                &[("sec-fetch-site", "cross-site")],
+                "",
+            )
+            .await;
+            assert_eq!(s, 200, "{db:?}");
+            // Sign-out from the gateway's own page works.
+            let (s, _) = call_with(
+                &g,
+                "t1",
+                "POST",
+                "/.sekisho/logout",
+                &[("origin", "https://localhost")],
+                "",
+            )
+            .await;
+            assert_eq!(s, 303, "{db:?}");
+            let (_, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!(st["signed_in"], false, "{db:?}");
+        });
+        for path in ["/debug/write", "/.sekisho/auth/logout", "/.sekisho/logout"] {
+            g.wait_audit(|r| {
+                r["event"] == "request"
+                    && r["decision"] == "deny"
+                    && r["reason"] == "cross_site_request"
+                    && r["path"] == path
+                    && r["terminal"] == "t1"
+            });
+        }
+    }
 }

@@ -14,6 +14,15 @@
 //! - refused: `%2F` (encoded `/`), `%5C` (encoded `\`), `%00`, encoded control characters
 //!   (`%01`–`%1F`, `%7F`), raw control characters, raw `\`, raw space, `?` and `#` (which
 //!   cannot be part of a request path), malformed `%` encodings, non-ASCII characters;
+//! - refused: `;` and `%3B` anywhere. Servlet containers (Tomcat, Jetty), Spring and others cut
+//!   path parameters (`;…`) off a segment before resolving dot segments, so `..;` or `..;x=1`
+//!   is `..` to them and a name to us; no one reading of such a path is safe for every upstream;
+//! - refused: an encoded `%` followed by a hex digit (`%252e`, `%25%32%65`): a second decoding
+//!   downstream would turn it into something else (`.`, `/`);
+//! - refused: encoded bytes that are not well-formed UTF-8 (overlong forms such as `%C0%AE` or
+//!   `%E0%80%AE` for `.`, surrogates, stray continuation bytes), and encoded characters that
+//!   compatibility folding turns into `.`, `/`, `\` or `;` (full-width and small forms, dot
+//!   leaders, division and fraction slashes);
 //! - repeated slashes collapse into one;
 //! - `.` and `..` segments (including encoded forms such as `%2e%2E`, which decode to them) are
 //!   resolved; a `..` that would climb above the root is refused;
@@ -118,6 +127,14 @@ pub enum PathError {
     NonAscii,
     #[error("path climbs above the root with '..'")]
     AboveRoot,
+    #[error("path contains ';' (a path parameter), raw or encoded")]
+    Semicolon,
+    #[error("path contains an encoded '%' followed by a hex digit (double encoding)")]
+    DoubleEncoded,
+    #[error("path contains encoded bytes that are not well-formed UTF-8 (e.g. an overlong form)")]
+    InvalidUtf8,
+    #[error("path contains an encoded character that folds into '.', '/', '\\' or ';'")]
+    EncodedLookalike,
 }
 
 impl PathError {
@@ -136,6 +153,10 @@ impl PathError {
             PathError::InvalidPercentEncoding => Reason::PathInvalidPercentEncoding,
             PathError::NonAscii => Reason::PathNonAscii,
             PathError::AboveRoot => Reason::PathAboveRoot,
+            PathError::Semicolon => Reason::PathSemicolon,
+            PathError::DoubleEncoded => Reason::PathDoubleEncoded,
+            PathError::InvalidUtf8 => Reason::PathInvalidUtf8,
+            PathError::EncodedLookalike => Reason::PathEncodedLookalike,
         }
     }
 
@@ -192,6 +213,7 @@ pub fn normalize(raw_path: &str) -> Result<NormalizedPath, PathError> {
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),
                     0x01..=0x1f | 0x7f => return Err(PathError::EncodedControl),
+                    b';' => return Err(PathError::Semicolon),
                     v if is_unreserved(v) => decoded.push(v),
                     _ => decoded.extend_from_slice(&[
                         b'%',
@@ -205,12 +227,15 @@ pub fn normalize(raw_path: &str) -> Result<NormalizedPath, PathError> {
             0x00..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
             b'\\' => return Err(PathError::Backslash),
             b' ' | b'?' | b'#' => return Err(PathError::ForbiddenCharacter),
+            b';' => return Err(PathError::Semicolon),
             _ => {
                 decoded.push(b);
                 i += 1;
             }
         }
     }
+
+    check_encoded(&decoded)?;
 
     // Pass 2: segments. Empty segments (repeated slashes) vanish except a final one, which
     // stands for the trailing slash; dot segments are resolved.
@@ -250,6 +275,73 @@ pub fn normalize(raw_path: &str) -> Result<NormalizedPath, PathError> {
     Ok(NormalizedPath(out))
 }
 
+/// What a second decoder downstream could read differently, checked on the decoded path (so
+/// that `%25%32%65` counts as `%252e`): an encoded `%` before a hex digit, encoded bytes that
+/// are not well-formed UTF-8, and encoded characters that fold into a separator or a dot.
+fn check_encoded(decoded: &[u8]) -> Result<(), PathError> {
+    let mut i = 0;
+    let mut bytes: Vec<u8> = Vec::new();
+    while i < decoded.len() {
+        if decoded[i] != b'%' {
+            i += 1;
+            continue;
+        }
+        // Pass 1 wrote every encoding as `%XX` with valid hex digits.
+        let value =
+            (hex_value(decoded[i + 1]).unwrap_or(0) << 4) | hex_value(decoded[i + 2]).unwrap_or(0);
+        i += 3;
+        if value == b'%' && decoded.get(i).copied().and_then(hex_value).is_some() {
+            return Err(PathError::DoubleEncoded);
+        }
+        if value < 0x80 {
+            continue;
+        }
+        // A run of encoded non-ASCII bytes: it must be well-formed UTF-8 on its own.
+        bytes.clear();
+        bytes.push(value);
+        while decoded.get(i) == Some(&b'%') {
+            let v = (hex_value(decoded[i + 1]).unwrap_or(0) << 4)
+                | hex_value(decoded[i + 2]).unwrap_or(0);
+            if v < 0x80 {
+                break;
+            }
+            bytes.push(v);
+            i += 3;
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|_| PathError::InvalidUtf8)?;
+        if text.chars().any(is_lookalike) {
+            return Err(PathError::EncodedLookalike);
+        }
+    }
+    Ok(())
+}
+
+/// Characters that Unicode compatibility folding (NFKC, "best fit" code pages) turns into `.`,
+/// `/`, `\` or `;`, or that read as `..`.
+fn is_lookalike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{037E}' // Greek question mark → ;
+            | '\u{2024}' // one dot leader → .
+            | '\u{2025}' // two dot leader → ..
+            | '\u{2026}' // ellipsis → ...
+            | '\u{2044}' // fraction slash
+            | '\u{2215}' // division slash
+            | '\u{2216}' // set minus (a backslash look-alike)
+            | '\u{29F5}' // reverse solidus operator
+            | '\u{29F8}' // big solidus
+            | '\u{29F9}' // big reverse solidus
+            | '\u{FE52}' // small full stop → .
+            | '\u{FE54}' // small semicolon → ;
+            | '\u{FE68}' // small reverse solidus → \
+            | '\u{FF0E}' // full-width full stop → .
+            | '\u{FF0F}' // full-width solidus → /
+            | '\u{FF1B}' // full-width semicolon → ;
+            | '\u{FF3C}' // full-width reverse solidus → \
+            | '\u{FF61}' // half-width ideographic full stop
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +359,7 @@ mod tests {
             "/a/b/",
             "/static/app.css",
             "/api/patients/P-001/notes",
-            "/a;b=c/d:e@f!$&'()*+,=",
+            "/ab=c/d:e@f!$&'()*+,=",
             "/~user/file.tar.gz",
         ] {
             assert_eq!(norm(p).as_deref(), Ok(p), "{p}");
@@ -312,10 +404,56 @@ mod tests {
         assert_eq!(norm("/a%3fb%23c").as_deref(), Ok("/a%3Fb%23c"));
         assert_eq!(norm("/%e6%97%a5").as_deref(), Ok("/%E6%97%A5"));
         assert_eq!(norm("/%25").as_deref(), Ok("/%25"));
-        // `%252F` is an encoded `%` followed by `2F`: kept, never decoded twice.
-        assert_eq!(norm("/%252F").as_deref(), Ok("/%252F"));
-        assert_eq!(norm("/%252e%252e").as_deref(), Ok("/%252e%252e"));
+        assert_eq!(norm("/%25x").as_deref(), Ok("/%25x"));
+        assert_eq!(norm("/%25%3a").as_deref(), Ok("/%25%3A"));
         assert_eq!(norm("/%3A%40%2B").as_deref(), Ok("/%3A%40%2B"));
+    }
+
+    /// What a servlet container, a second decoder or a folding decoder would read as something
+    /// else is refused, never passed on.
+    #[test]
+    fn ambiguous_spellings_are_refused() {
+        for p in [
+            "/a;b",
+            "/..;/x",
+            "/a/..;x=1/b",
+            "/a/%2e%2e;/b",
+            "/a%3bb",
+            "/a%3Bb",
+            "/;",
+        ] {
+            assert_eq!(norm(p), Err(PathError::Semicolon), "{p}");
+        }
+        for p in ["/%252e", "/%252F", "/%2541", "/a%25%32%65", "/%25f"] {
+            assert_eq!(norm(p), Err(PathError::DoubleEncoded), "{p}");
+        }
+        for p in [
+            "/%c0%ae",
+            "/%C0%AF",
+            "/%e0%80%ae",
+            "/%f0%80%80%ae",
+            "/%c1%9c",
+            "/%80",
+            "/%e6%97",
+            "/%e6%97/x",
+            "/%ed%a0%80",
+            "/%ff",
+        ] {
+            assert_eq!(norm(p), Err(PathError::InvalidUtf8), "{p}");
+        }
+        for p in [
+            "/%ef%bc%8e%ef%bc%8e/x",
+            "/a%ef%bc%8fb",
+            "/a%e2%88%95b",
+            "/%e2%80%a5",
+        ] {
+            assert_eq!(norm(p), Err(PathError::EncodedLookalike), "{p}");
+        }
+        // Well-formed UTF-8 that is not a look-alike stays encoded.
+        assert_eq!(
+            norm("/%e6%97%a5%e6%9c%ac").as_deref(),
+            Ok("/%E6%97%A5%E6%9C%AC")
+        );
     }
 
     #[test]
@@ -466,6 +604,10 @@ mod tests {
             PathError::InvalidPercentEncoding,
             PathError::NonAscii,
             PathError::AboveRoot,
+            PathError::Semicolon,
+            PathError::DoubleEncoded,
+            PathError::InvalidUtf8,
+            PathError::EncodedLookalike,
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(PathError::reason).collect();
         assert_eq!(codes.len(), all.len());
@@ -486,7 +628,7 @@ mod tests {
             ("/api/patients/1/../2/x", Ok("/api/patients/2/x")),
             ("/api/patients/%2F..", Err(PathError::EncodedSlash)),
             ("/api/patients/%2f%2e%2e", Err(PathError::EncodedSlash)),
-            ("/static/%252e%252e/api", Ok("/static/%252e%252e/api")),
+            ("/static/%252e%252e/api", Err(PathError::DoubleEncoded)),
             ("/static/..%5c..%5capi", Err(PathError::EncodedBackslash)),
             ("/static/..\\api", Err(PathError::Backslash)),
             ("/api/patients/1%00.css", Err(PathError::EncodedNul)),
@@ -494,10 +636,29 @@ mod tests {
                 "/api/patients/1%0d%0aX-Injected:%201",
                 Err(PathError::EncodedControl),
             ),
-            ("/static/%c0%ae%c0%ae/api", Ok("/static/%C0%AE%C0%AE/api")),
+            ("/static/%c0%ae%c0%ae/api", Err(PathError::InvalidUtf8)),
             ("/static/\u{2025}/api", Err(PathError::NonAscii)),
             ("/../../etc/passwd", Err(PathError::AboveRoot)),
-            ("/static/;/../api", Ok("/static/api")),
+            ("/static/;/../api", Err(PathError::Semicolon)),
+            (
+                "/static/..;/api/patients/P2/records",
+                Err(PathError::Semicolon),
+            ),
+            ("/static/%2e%2e;/api/patients/P2", Err(PathError::Semicolon)),
+            ("/static/..;x=1/api/patients/P2", Err(PathError::Semicolon)),
+            ("/static/..%3b/api/patients/P2", Err(PathError::Semicolon)),
+            (
+                "/static/%25%32%65%25%32%65/api",
+                Err(PathError::DoubleEncoded),
+            ),
+            (
+                "/static/%e0%80%ae%e0%80%ae/api",
+                Err(PathError::InvalidUtf8),
+            ),
+            (
+                "/static/%ef%bc%8e%ef%bc%8e/api",
+                Err(PathError::EncodedLookalike),
+            ),
         ];
         for (raw, expected) in table {
             assert_eq!(norm(raw).as_deref(), expected.as_deref(), "{raw:?}");
@@ -546,9 +707,8 @@ mod tests {
                 1 => Just("%41".to_owned()),
                 1 => Just("%7e".to_owned()),
                 1 => Just("%25".to_owned()),
-                1 => Just("%252F".to_owned()),
                 1 => Just("%e6%97%a5".to_owned()),
-                4 => "[a-zA-Z0-9._~:@!$&'()*+,;=-]{1,4}",
+                4 => "[a-zA-Z0-9._~:@!$&'()*+,=-]{1,4}",
             ]
         }
 

@@ -47,6 +47,8 @@ pub enum RouteError {
     PatientIdMalformed,
     #[error("the request carries several different patient ids")]
     PatientIdConflict,
+    #[error("the request gives the patient id more than once, or as a list")]
+    PatientIdRepeated,
     #[error("protocol upgrade (Upgrade header) not permitted on this route")]
     UpgradeNotAllowed,
     #[error("the route needs an entry id and the request has none, a malformed one or several")]
@@ -64,6 +66,7 @@ impl RouteError {
             RouteError::PatientIdMissing => Reason::RoutePatientIdMissing,
             RouteError::PatientIdMalformed => Reason::RoutePatientIdMalformed,
             RouteError::PatientIdConflict => Reason::RoutePatientIdConflict,
+            RouteError::PatientIdRepeated => Reason::RoutePatientIdRepeated,
             RouteError::UpgradeNotAllowed => Reason::RouteUpgradeNotAllowed,
             RouteError::EntryIdInvalid => Reason::RouteEntryIdInvalid,
             RouteError::FacilityIdInvalid => Reason::RouteFacilityIdInvalid,

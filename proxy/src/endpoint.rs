@@ -75,61 +75,8 @@ pub fn error_with(reason: Reason, message_en: String) -> Response<Body> {
     )
 }
 
-/// A form post must come from this gateway's own page (when the browser says where from).
+/// A form post must come from this gateway's own page: no `Origin` or `Sec-Fetch-Site` that
+/// names another origin (`crate::origin`; scheme, host and port compared whole).
 pub fn same_origin(req: &Request<Incoming>, hostname: &str) -> bool {
-    origin_is_ours(
-        req.headers()
-            .get(header::ORIGIN)
-            .map(|v| v.to_str().unwrap_or("null")),
-        hostname,
-    )
-}
-
-/// Whether an `Origin` header names this gateway: `https://` and exactly its host name (or
-/// `localhost`), on any port. Only the whole host counts: `https://localhost.example.net` is
-/// someone else's page, whose form posts would otherwise be taken for ours (the terminal's
-/// certificate is chosen by the browser and a card session needs no cookie, so nothing else
-/// tells them apart).
-fn origin_is_ours(origin: Option<&str>, hostname: &str) -> bool {
-    let Some(origin) = origin else {
-        return true;
-    };
-    let Some(authority) = origin.strip_prefix("https://") else {
-        return false;
-    };
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.split(':').next().unwrap_or(""),
-    };
-    !host.is_empty() && (host.eq_ignore_ascii_case(hostname) || host == "localhost")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::origin_is_ours;
-
-    #[test]
-    fn only_this_gateways_own_origin_is_ours() {
-        for ok in [
-            None,
-            Some("https://gw.example.jp"),
-            Some("https://gw.example.jp:8443"),
-            Some("https://GW.example.jp"),
-            Some("https://localhost:8443"),
-        ] {
-            assert!(origin_is_ours(ok, "gw.example.jp"), "{ok:?}");
-        }
-        assert!(origin_is_ours(Some("https://[::1]:8443"), "::1"));
-        for bad in [
-            "null",
-            "http://gw.example.jp",
-            "https://gw.example.jp.evil.example",
-            "https://localhost.evil.example",
-            "https://localhostevil.example:8443",
-            "https://evil.example",
-            "https://",
-        ] {
-            assert!(!origin_is_ours(Some(bad), "gw.example.jp"), "{bad}");
-        }
-    }
+    !crate::origin::from_elsewhere(req.headers(), req.uri(), hostname)
 }

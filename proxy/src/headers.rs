@@ -2,6 +2,15 @@
 //! looks at the request; hop-by-hop headers never cross the gateway. Names are compared after
 //! folding case and `_` to `-`, because CGI-style upstreams read `X_Forwarded_For` and
 //! `X-Forwarded-For` as the same variable.
+//!
+//! Also removed, for what an upstream could read differently from the gateway:
+//! - every header whose name contains `_`: CGI, WSGI and Rack upstreams turn `-` into `_`, so
+//!   `X_Patient_Id` becomes a second `X-Patient-Id` the gateway did not decide on, and
+//!   `Transfer_Encoding` or `Content_Length` can collide with the request's framing;
+//! - method overrides (`X-HTTP-Method-Override`, `X-Method-Override`, `X-HTTP-Method`): the
+//!   gateway decides on the request's method, and the upstream must act on that one. They are
+//!   removed rather than refused so that clients sending them by habit (some HTTP libraries
+//!   do, for PATCH and DELETE through old proxies) still get the method they sent.
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
@@ -27,6 +36,9 @@ const SPOOFABLE: &[&str] = &[
     "x-authenticated-user",
     "x-original-url",
     "x-rewrite-url",
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
 ];
 
 /// Prefixes (folded): the gateway's own namespace and families of forwarded / TLS headers.
@@ -66,11 +78,15 @@ fn fold(name: &str) -> String {
 }
 
 pub fn is_spoofable(name: &str) -> bool {
+    if name.contains('_') {
+        return true;
+    }
     let f = fold(name);
     SPOOFABLE.contains(&f.as_str()) || SPOOFABLE_PREFIXES.iter().any(|p| f.starts_with(p))
 }
 
-/// Removes identity-bearing headers; returns how many were removed (counted in metrics).
+/// Removes identity-bearing headers, headers with `_` in their name and method overrides;
+/// returns how many were removed (counted in metrics).
 pub fn strip_spoofable(headers: &mut HeaderMap) -> usize {
     let names: Vec<HeaderName> = headers
         .keys()
@@ -167,6 +183,31 @@ mod tests {
         let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
         left.sort();
         assert_eq!(left, vec!["accept", "cookie"]);
+    }
+
+    #[test]
+    fn strips_underscore_names_and_method_overrides() {
+        let mut h = HeaderMap::new();
+        for (n, v) in [
+            ("x_patient_id", "P2"),
+            ("transfer_encoding", "chunked"),
+            ("content_length", "5"),
+            ("accept_", "x"),
+            ("x-http-method-override", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-patient-id", "P1"),
+            ("content-type", "text/plain"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_static(v),
+            );
+        }
+        assert_eq!(strip_spoofable(&mut h), 7);
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str().to_string()).collect();
+        left.sort();
+        assert_eq!(left, vec!["content-type", "x-patient-id"]);
     }
 
     #[test]

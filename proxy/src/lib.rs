@@ -27,6 +27,7 @@ pub mod init;
 pub mod metrics;
 pub mod mgmt;
 pub mod notify;
+pub mod origin;
 pub mod password;
 pub mod patients;
 pub mod policy;

@@ -134,6 +134,41 @@ pub async fn call(
     )
 }
 
+/// One HTTP/1.1 request over a fresh mTLS connection as terminal `name`, with `Host: localhost`
+/// and the given headers and body; (status, body as text).
+pub async fn call_with(
+    g: &Gateway,
+    name: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let tls = tls_connect(g, name).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Whether `jwt` (the Sekisho-Assertion) verifies with `jwk` (an ES256 key of the gateway's
 /// JWKS, `/jwks.json` on the management listener).
 pub fn verify_es256(jwt: &str, jwk: &serde_json::Value) -> bool {

@@ -40,6 +40,18 @@ pub fn post(
     path: &str,
     fields: &[(&str, &str)],
 ) -> (u16, String, String) {
+    post_with(g, term, jar, path, fields, &[])
+}
+
+/// As [`post`], with extra request headers (`"Origin: https://…"`).
+pub fn post_with(
+    g: &Gateway,
+    term: &str,
+    jar: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    headers: &[&str],
+) -> (u16, String, String) {
     let (c, k) = g.cert(term);
     let mut args: Vec<String> = vec![
         "--cert".into(),
@@ -53,6 +65,10 @@ pub fn post(
         "-D".into(),
         "-".into(),
     ];
+    for h in headers {
+        args.push("-H".into());
+        args.push((*h).into());
+    }
     for (n, v) in fields {
         args.push("--data-urlencode".into());
         args.push(format!("{n}={v}"));

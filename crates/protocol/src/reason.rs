@@ -118,6 +118,14 @@ reasons! {
     PathInvalidPercentEncoding = "path_invalid_percent_encoding", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
     PathNonAscii = "path_non_ascii", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
     PathAboveRoot = "path_above_root", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// `;` (a path parameter) anywhere in the path: servlet containers read `..;` as `..`.
+    PathSemicolon = "path_semicolon", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// An encoded `%` before a hex digit (`%252e`): a second decoding would change the path.
+    PathDoubleEncoded = "path_double_encoded", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// Encoded bytes that are not well-formed UTF-8, such as the overlong `%C0%AE` for `.`.
+    PathInvalidUtf8 = "path_invalid_utf8", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
+    /// An encoded character that folds into `.`, `/`, `\` or `;` (full-width forms and the like).
+    PathEncodedLookalike = "path_encoded_lookalike", BAD_REQUEST, ja: MALFORMED_ADDRESS_JA, en: MALFORMED_ADDRESS_EN;
     /// No route maps this path: anything unmapped is refused.
     RouteNotMapped = "route_not_mapped", FORBIDDEN,
         ja: "このアドレスへのアクセスは許可されていません。",
@@ -128,6 +136,9 @@ reasons! {
     RoutePatientIdMissing = "route_patient_id_missing", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
     RoutePatientIdMalformed = "route_patient_id_malformed", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
     RoutePatientIdConflict = "route_patient_id_conflict", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
+    /// The identifier the route takes given twice (even with the same value), as a list
+    /// (`pid[]`), or again after a `;`: upstream parsers differ on which one they read.
+    RoutePatientIdRepeated = "route_patient_id_repeated", BAD_REQUEST, ja: PATIENT_ID_JA, en: PATIENT_ID_EN;
     RouteUpgradeNotAllowed = "route_upgrade_not_allowed", FORBIDDEN,
         ja: "このアドレスでは双方向通信（WebSocket）は許可されていません。",
         en: "WebSocket connections are not permitted at this address.";
@@ -137,7 +148,16 @@ reasons! {
     RouteActionNotDecidable = "route_action_not_decidable", FORBIDDEN,
         ja: "このアドレスの設定では許可の判定ができないため、アクセスできません。事務局にお知らせください。",
         en: "This address is configured in a way the gateway cannot decide on, so it is refused. Please tell the network secretariat.";
+    /// HTTP/1.1 without a `Host`, or any request with two, or with one that is no authority:
+    /// which site it is for is ambiguous (RFC 9112 §3.2: answer 400).
+    RequestHostInvalid = "request_host_invalid", BAD_REQUEST, ja: MALFORMED_REQUEST_JA, en: MALFORMED_REQUEST_EN;
     BadContentLength = "bad_content_length", BAD_REQUEST, ja: MALFORMED_REQUEST_JA, en: MALFORMED_REQUEST_EN;
+    /// An unsafe method or an upgrade whose browser says it was sent by a page of another
+    /// origin (`Origin`, `Sec-Fetch-Site`): the terminal's certificate and a card session go
+    /// with any request that browser makes, so only the gateway's own origin may change things.
+    CrossSiteRequest = "cross_site_request", FORBIDDEN,
+        ja: "別のサイトのページから送られた操作は受け付けません。このシステムの画面から操作してください。",
+        en: "An operation sent from another site's page is not accepted. Please use this system's own pages.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE,
         ja: "送信されたデータが大きすぎます。",
         en: "The data sent is too large.";

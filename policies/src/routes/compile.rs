@@ -210,7 +210,9 @@ pub(super) fn compile(config: &RouteConfig) -> Result<Compiled, RouteProblem> {
                 }
                 PatientSource::Query { name } => Extractor::Query(name.clone()),
                 PatientSource::Header { name } => {
-                    if !is_token(name) {
+                    // Headers with '_' in their name never reach the route map (the gateway
+                    // removes them: CGI upstreams merge them with their '-' spelling).
+                    if !is_token(name) || name.contains('_') {
                         return Err(RouteProblem::PatientHeaderInvalid(name.clone()));
                     }
                     Extractor::Header(name.clone())
@@ -253,6 +255,8 @@ fn id_extractor(captures: &[(&str, usize)], source: &PatientSource) -> Option<Ex
             .find(|(n, _)| *n == name.as_str())
             .map(|(_, index)| Extractor::PathSegment(*index)),
         PatientSource::Query { name } => Some(Extractor::Query(name.clone())),
-        PatientSource::Header { name } => is_token(name).then(|| Extractor::Header(name.clone())),
+        PatientSource::Header { name } => {
+            (is_token(name) && !name.contains('_')).then(|| Extractor::Header(name.clone()))
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! connection.rs identify.rs session.rs route.rs authorize.rs audit.rs forward.rs outcome.rs
 //! ```
 //!
+//! Between route and authorize, `cross_site.rs` refuses what a page of another origin made the
+//! terminal's browser send (an unsafe method or an upgrade); the own endpoints get the same
+//! check.
+//!
 //! Any error between identify and the audit record is a refusal (fail closed): `refusal.rs`
 //! writes the refusal's record durably and answers with its page. No answer reaches the
 //! terminal, and no unsafe request reaches the upstream, before its decision record is
@@ -19,7 +23,9 @@ mod audit;
 mod authorize;
 mod connection;
 mod context;
+mod cross_site;
 mod forward;
+mod host;
 mod identify;
 mod outcome;
 mod own;
@@ -156,8 +162,10 @@ impl Gateway {
         ctx: &mut RequestCtx<'a>,
     ) -> Result<(), Reason> {
         self.identify(ctx)?;
+        self.host(req)?;
         self.session(req, ctx)?;
         self.route(req, path, ctx)?;
+        self.cross_site(req)?;
         self.authorize(ctx).await
     }
 }

@@ -28,6 +28,11 @@ impl Gateway {
             Ok(t) => t,
             Err(reason) => return self.refuse(ctx, reason).await,
         };
+        // One Host; sign-in, sign-out, consent and emergency posts only from the gateway's own
+        // pages.
+        if let Err(reason) = self.host(&req).and_then(|()| self.cross_site(&req)) {
+            return self.refuse(ctx, reason).await;
+        }
         let caller = Caller {
             terminal,
             serial,

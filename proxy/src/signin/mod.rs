@@ -98,7 +98,10 @@ impl SignIn {
                 let reason = read_json::<Logout>(req).await.ok().and_then(|l| l.reason);
                 self.logout(caller, reason.as_deref()).await
             }
-            (Method::GET, STATUS_PATH) => self.status(caller),
+            (Method::GET, STATUS_PATH) => {
+                let cookie = session_cookie(req.headers());
+                self.status(caller, cookie.as_deref())
+            }
             (Method::GET, "/.sekisho/login") => page(StatusCode::OK, &login_form(None)),
             (Method::POST, "/.sekisho/login") => {
                 if !same_origin(&req, &self.cfg.hostname) {

@@ -109,8 +109,15 @@ impl SignIn {
         json(StatusCode::OK, &LogoutAnswer { ended })
     }
 
-    pub(super) fn status(&self, caller: &Caller<'_>) -> Response<Body> {
+    /// Who is signed in on the terminal. A password session is the holder of its cookie's: to
+    /// any other program on the terminal it is only "someone, by password", without the user
+    /// id or the expiry.
+    pub(super) fn status(&self, caller: &Caller<'_>, cookie: Option<&str>) -> Response<Body> {
         match self.sessions.for_terminal(&caller.terminal.terminal) {
+            Some(s) if s.method == "password" && cookie != Some(s.session_id.as_str()) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "signed_in": true, "user": null, "method": "password" }),
+            ),
             Some(s) => json(
                 StatusCode::OK,
                 &serde_json::json!({

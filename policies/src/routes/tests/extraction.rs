@@ -48,9 +48,24 @@ fn patient_from_query() {
     assert_eq!(q(Some("pid=P-1")), ok("P-1"));
     assert_eq!(q(Some("x=1&pid=P-1&y=2")), ok("P-1"));
     assert_eq!(q(Some("pid=%50-1")), ok("P-1"));
-    assert_eq!(q(Some("pid=1&pid=1")), ok("1"));
-    assert_eq!(q(Some("pid=1&pid=%31")), ok("1"));
     assert_eq!(q(Some("&&pid=1&")), ok("1"));
+    // Given twice, even with the same value, as a list, or again after a `;`: refused.
+    for twice in [
+        "pid=1&pid=1",
+        "pid=1&pid=%31",
+        "pid=1&PID=1",
+        "pid[]=1",
+        "pid%5B%5D=1",
+        "pid[0]=1",
+        "pid=1&pid[]=1",
+        "x=1;pid=1&pid=1",
+        "x=1;pid=2&pid=1",
+        "pid=1&%20pid=1",
+    ] {
+        assert_eq!(q(Some(twice)), Err("route_patient_id_repeated"), "{twice}");
+    }
+    assert_eq!(q(Some("pid=1&pid[]=2")), Err("route_patient_id_conflict"));
+    assert_eq!(q(Some("pid=1;x=2")), Err("route_patient_id_malformed"));
     assert_eq!(q(Some("pid=1&pid=2")), Err("route_patient_id_conflict"));
     assert_eq!(
         q(Some("pid=1&x=3&pid=2&pid=1")),
@@ -214,7 +229,10 @@ fn patient_from_header() {
     let ok = |id: &str| Ok(("/records".to_owned(), Some(id.to_owned())));
     assert_eq!(h(&[("X-Patient-Id", "P-1")]), ok("P-1"));
     assert_eq!(h(&[("x-patient-id", "P-1")]), ok("P-1"));
-    assert_eq!(h(&[("X-Patient-Id", "1"), ("x-patient-id", "1")]), ok("1"));
+    assert_eq!(
+        h(&[("X-Patient-Id", "1"), ("x-patient-id", "1")]),
+        Err("route_patient_id_repeated")
+    );
     assert_eq!(h(&[("X-Patient-Id", " 1 ")]), ok("1"));
     assert_eq!(
         h(&[("X-Patient-Id", "1"), ("X-Patient-Id", "2")]),
@@ -224,7 +242,10 @@ fn patient_from_header() {
         h(&[("X-Patient-Id", "1, 2")]),
         Err("route_patient_id_conflict")
     );
-    assert_eq!(h(&[("X-Patient-Id", "1,1")]), ok("1"));
+    assert_eq!(
+        h(&[("X-Patient-Id", "1,1")]),
+        Err("route_patient_id_repeated")
+    );
     assert_eq!(h(&[]), Err("route_patient_id_missing"));
     assert_eq!(h(&[("X-Other", "1")]), Err("route_patient_id_missing"));
     assert_eq!(
@@ -301,6 +322,7 @@ fn reason_codes() {
         (RouteError::PatientIdMissing, "route_patient_id_missing"),
         (RouteError::PatientIdMalformed, "route_patient_id_malformed"),
         (RouteError::PatientIdConflict, "route_patient_id_conflict"),
+        (RouteError::PatientIdRepeated, "route_patient_id_repeated"),
         (RouteError::UpgradeNotAllowed, "route_upgrade_not_allowed"),
     ];
     for (err, code) in all {
