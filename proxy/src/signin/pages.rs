@@ -9,7 +9,7 @@ use crate::html;
 pub(super) const ORIGIN_MSG: &str = "この画面から操作してください。 / Please use this page.";
 pub(super) const GENERIC_FAILURE: &str = "IDまたはパスワードが正しくありません。続く場合は事務局にお問い合わせください。 / The ID or password is not correct. If this keeps happening, contact the secretariat.";
 
-const PAGE_HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sekisho</title>
+const PAGE_HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>Sekisho</title>
 <style>body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;line-height:1.7}label{display:block;margin-top:1rem}input{font-size:1.1rem;padding:.3rem;width:100%;box-sizing:border-box}button{margin-top:1.5rem;font-size:1.1rem;padding:.4rem 1.5rem}.msg{color:#b03a2e}.en{color:#555}</style></head><body>"#;
 
 pub(super) fn login_form(msg: Option<&str>) -> String {
