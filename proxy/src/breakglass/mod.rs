@@ -2,7 +2,7 @@
 //! terminal, under `/.sekisho/emergency` (never forwarded).
 //!
 //! A physician signed in with the HPKI card begins a declaration: a reason category (from
-//! `[break_glass]`, see [`config`]) and a justification, with the patient, or finds the patient
+//! `[break_glass]`, see [`crate::config::break_glass`]) and a justification, with the patient, or finds the patient
 //! by name first (a search that exists only under a declaration in progress, limited and
 //! audited: `search.rs`). The gateway then states the declaration in words (patient, category,
 //! justification, time, terminal, gateway: `sekisho_protocol::wire::Declaration`) and the
@@ -15,7 +15,6 @@
 //! declaration (`sekisho breakglass`). The physician records the patient's permission
 //! afterwards where the category asks for it (`follow_up.rs`). `page.rs` is the page.
 
-pub mod config;
 mod declare;
 mod follow_up;
 mod page;
@@ -34,7 +33,7 @@ use sekisho_protocol::wire::{
 };
 use sekisho_store::Store;
 
-pub use config::{BreakGlassConfig, Category};
+pub use crate::config::break_glass::{BreakGlassConfig, Category};
 
 use crate::body::Body;
 use crate::config::Config;

@@ -1,6 +1,8 @@
 //! The gateway's configuration: `sekisho.toml` in the data dir, written by `sekisho init`.
 //! Relative paths in it are relative to the data dir, so a data dir can be moved whole.
 
+pub mod break_glass;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,7 @@ pub struct Config {
     pub tunnel: Option<Tunnel>,
     /// Emergency access: reason categories and their rules (R-PAT-4, R-BG-1..3).
     #[serde(default)]
-    pub break_glass: crate::breakglass::BreakGlassConfig,
+    pub break_glass: break_glass::BreakGlassConfig,
     /// Where security officers are told of break-glass declarations and anomalies
     /// (`docs/notifications.md`); absent = no channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
