@@ -653,6 +653,52 @@ fn slow_headers_are_cut_off() {
     assert_eq!(g.upstream.hits(), 0);
 }
 
+/// The head of a request is timed from its first byte; a keep-alive connection that merely
+/// waits for its next request stays open past `header_read_timeout_secs` (until
+/// `idle_timeout_secs`).
+#[test]
+fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            replace: vec![(
+                "header_read_timeout_secs = 10",
+                "header_read_timeout_secs = 1",
+            )],
+            ..Default::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tls = tls_connect(&g, "t1").await;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for n in 0..2 {
+            if n == 1 {
+                // Idle for more than twice the header timeout.
+                tokio::time::sleep(Duration::from_millis(2500)).await;
+            }
+            let resp = sender
+                .send_request(get(&g, "/"))
+                .await
+                .unwrap_or_else(|e| panic!("request {n} on the kept-alive connection: {e}"));
+            assert_eq!(resp.status(), 200);
+            http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap();
+        }
+        drop(sender);
+        let _ = conn.await;
+    });
+    assert_eq!(g.upstream.hits(), 2);
+}
+
 #[test]
 fn https_upstream_with_its_own_trust_store_and_client_certificate() {
     // Gateway B is the upstream; gateway A reaches it over mTLS as B's terminal "a-link".

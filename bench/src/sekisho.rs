@@ -1,7 +1,7 @@
 //! Sekisho set up through its CLI, the same way an operator would:
 //! `sekisho init` (SQLite in the data dir, or `--store-url postgres://…`), `sekisho terminal
 //! add`, `sekisho ca crl`, then `sekisho serve` until `/readyz` on the management listener
-//! answers 200. Before `serve`, the benchmark raises three limits in `sekisho.toml` so that
+//! answers 200. Before `serve`, the benchmark raises two limits in `sekisho.toml` so that
 //! 10,000 idle connections can be held open (see [`Tuning`]); it says so in the report.
 
 use std::net::SocketAddr;
@@ -89,9 +89,8 @@ impl Listeners {
 pub struct Tuning {
     /// `limits.max_connections` is raised to at least this.
     pub max_connections: usize,
-    /// `limits.idle_timeout_secs` and `limits.header_read_timeout_secs` are raised to at least
-    /// this: hyper starts the header-read timer as soon as it waits for the next request on a
-    /// keep-alive connection, so that timeout, not only the idle one, closes idle connections.
+    /// `limits.idle_timeout_secs` is raised to at least this, so that the idle connections stay
+    /// open while the others are opened.
     pub idle_secs: u64,
 }
 
@@ -274,7 +273,6 @@ fn tune(data_dir: &Path, tuning: Tuning) -> Result<Vec<String>> {
     for (key, want) in [
         ("max_connections", i64::try_from(tuning.max_connections)?),
         ("idle_timeout_secs", idle),
-        ("header_read_timeout_secs", idle),
     ] {
         let now = limits.get(key).and_then(toml::Value::as_integer);
         if now.is_none_or(|n| n < want) {

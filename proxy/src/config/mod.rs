@@ -99,6 +99,8 @@ impl Default for StoreConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// How long an HTTP/1 request's head may take from its first byte to its end; a
+    /// keep-alive connection waiting for its next request is not timed by it (`idle_timeout_secs`).
     pub header_read_timeout_secs: u64,
     pub idle_timeout_secs: u64,
     pub max_header_bytes: usize,

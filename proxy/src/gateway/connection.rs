@@ -6,8 +6,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
@@ -16,6 +18,7 @@ use hyper_util::server::conn::auto;
 use rustls_pki_types::CertificateDer;
 use sekisho_audit::{AuditRecord, Decision, Event};
 use sekisho_ca::{TerminalId, TerminalIdExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
@@ -50,6 +53,9 @@ pub(super) struct Connection {
     pub assertions: AssertionCache,
     in_flight: AtomicUsize,
     last_active_ms: AtomicU64,
+    /// When the head of the next HTTP/1 request began to arrive (ms since `epoch`, plus one;
+    /// 0: not begun). See [`HeadWatch`].
+    head_begun_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -73,6 +79,22 @@ impl Connection {
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Bytes arrived while no request was being handled: a request's head has begun.
+    fn head_begins(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let _ = self
+            .head_begun_ms
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// A request's head began arriving more than `limit` ago and has not been finished.
+    fn head_overdue(&self, limit: Duration) -> bool {
+        let begun = self.head_begun_ms.load(Ordering::Relaxed);
+        begun != 0
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.epoch.elapsed().as_millis() as u64 + 1 - begun >= limit.as_millis() as u64
+    }
+
     fn idle_for(&self) -> Duration {
         self.epoch.elapsed().saturating_sub(Duration::from_millis(
             self.last_active_ms.load(Ordering::Relaxed),
@@ -87,6 +109,7 @@ pub(super) struct InFlight<'a>(&'a Connection);
 impl<'a> InFlight<'a> {
     pub fn enter(conn: &'a Connection) -> InFlight<'a> {
         conn.in_flight.fetch_add(1, Ordering::Relaxed);
+        conn.head_begun_ms.store(0, Ordering::Relaxed);
         conn.touch();
         InFlight(conn)
     }
@@ -163,8 +186,17 @@ impl Gateway {
             assertions: AssertionCache::default(),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
+            head_begun_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         });
+        // HTTP/2 has its own frames between requests (pings, settings): only HTTP/1 heads are
+        // timed here.
+        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        let io = HeadWatch {
+            inner: stream,
+            conn: conn.clone(),
+            watch: !h2,
+        };
         self.metrics.connections_open.inc();
 
         let svc = {
@@ -180,9 +212,10 @@ impl Gateway {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(
-                self.cfg.limits.header_read_timeout_secs,
-            ))
+            // hyper's timer also runs while a keep-alive connection waits for its next
+            // request, which closed idle connections after this many seconds instead of
+            // `idle_timeout_secs`; the head is timed from its first byte instead (`HeadWatch`).
+            .header_read_timeout(None)
             .max_buf_size(self.cfg.limits.max_header_bytes.max(8192))
             .keep_alive(true);
         builder
@@ -191,9 +224,13 @@ impl Gateway {
             .max_header_list_size(self.cfg.limits.max_header_bytes as u32)
             .max_concurrent_streams(128)
             .keep_alive_interval(Some(Duration::from_secs(30)));
-        let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
         tokio::pin!(served);
         let idle = Duration::from_secs(self.cfg.limits.idle_timeout_secs);
+        let head_limit = Duration::from_secs(self.cfg.limits.header_read_timeout_secs);
+        let tick = (idle / 4)
+            .min(head_limit / 4)
+            .max(Duration::from_millis(50));
         let revoked = async {
             match &guard {
                 Some(g) => g.revoked().await,
@@ -216,7 +253,12 @@ impl Gateway {
                     self.audit.append_nowait(self.closed_record(&conn));
                     break;
                 }
-                _ = tokio::time::sleep(idle / 4 + Duration::from_millis(10)) => {
+                _ = tokio::time::sleep(tick) => {
+                    if conn.head_overdue(head_limit) {
+                        // A head that never finishes (slowloris): dropped, as hyper would.
+                        debug!(%peer, "request head not finished in time");
+                        break;
+                    }
                     if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= idle {
                         served.as_mut().graceful_shutdown();
                     }
@@ -263,6 +305,63 @@ impl Gateway {
             reason: reason.into(),
             ..Default::default()
         });
+    }
+}
+
+/// A connection's bytes, noting when the head of a request begins to arrive on an idle HTTP/1
+/// connection, so that the head — and only the head — is timed (`limits.header_read_timeout_secs`).
+struct HeadWatch<S> {
+    inner: S,
+    conn: Arc<Connection>,
+    watch: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HeadWatch<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.watch
+            && buf.filled().len() > before
+            && this.conn.in_flight.load(Ordering::Relaxed) == 0
+        {
+            this.conn.head_begins();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
