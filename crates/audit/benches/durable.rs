@@ -6,7 +6,9 @@
 //! `SEKISHO_TEST_PG_URL` or the default local server answers). `SEKISHO_BENCH_RECORDS` sets
 //! how many records each run appends (default 200,000), `SEKISHO_BENCH_IN_FLIGHT` how many
 //! callers wait at once, a list (default `64,4096`: about what 32 keep-alive connections keep
-//! waiting — a decision and an outcome each — and a flood that fills every batch).
+//! waiting — a decision and an outcome each — and a flood that fills every batch), and
+//! `SEKISHO_BENCH_MAX_WAIT_US` the writer's wait for a fuller batch, a list (default `0,500`;
+//! the gateway's `audit.max_wait_us`). Each line names `<waiting>/<max wait>`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -88,7 +90,7 @@ struct Run {
 }
 
 /// `records` appends, at most `in_flight` waiting at once (the gateway's connections).
-async fn run(db: &TestDb, records: usize, in_flight: usize) -> Run {
+async fn run(db: &TestDb, records: usize, in_flight: usize, max_wait: Duration) -> Run {
     let key = CheckpointKey::generate("sekisho.bench/audit").unwrap();
     let metrics = AuditMetrics::new();
     let log = AuditLog::open(
@@ -97,6 +99,7 @@ async fn run(db: &TestDb, records: usize, in_flight: usize) -> Run {
         AuditConfig {
             node: "bench".into(),
             origin: "sekisho.bench/audit".into(),
+            max_wait,
             ..AuditConfig::default()
         },
         metrics.clone(),
@@ -183,18 +186,26 @@ async fn main() {
         ms(f99)
     );
     let pg = pg_reachable();
+    let max_waits: Vec<u64> = std::env::var("SEKISHO_BENCH_MAX_WAIT_US")
+        .unwrap_or_else(|_| "0,500".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
     for &in_flight in &in_flights {
-        // A fresh store per run: every run starts from an empty log.
-        let sqlite = TestDb::sqlite_in(probe_dir).await;
-        let r = run(&sqlite, records, in_flight).await;
-        print(&format!("sqlite   {in_flight:>5} wait"), &r, f50);
-        drop(sqlite);
-        if pg {
-            let db = TestDb::postgres().await;
-            let r = run(&db, records, in_flight).await;
-            print(&format!("postgres {in_flight:>5} wait"), &r, f50);
-        } else {
-            println!("postgres             not reachable: not measured");
+        for &us in &max_waits {
+            let max_wait = Duration::from_micros(us);
+            // A fresh store per run: every run starts from an empty log.
+            let sqlite = TestDb::sqlite_in(probe_dir).await;
+            let r = run(&sqlite, records, in_flight, max_wait).await;
+            print(&format!("sqlite   {in_flight:>4}/{us:>4}µs"), &r, f50);
+            drop(sqlite);
+            if pg {
+                let db = TestDb::postgres().await;
+                let r = run(&db, records, in_flight, max_wait).await;
+                print(&format!("postgres {in_flight:>4}/{us:>4}µs"), &r, f50);
+            } else {
+                println!("postgres             not reachable: not measured");
+            }
         }
     }
 }

@@ -40,7 +40,8 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 pub struct AuditConfig {
     /// Most records in one batch (one transaction, one checkpoint). Default 512.
     pub max_batch: usize,
-    /// How long the writer waits to fill a batch after its first record. Default 1 ms.
+    /// How long the writer waits to fill a batch after its first record. Default none: the
+    /// records queued while the previous batch committed are the next batch.
     pub max_wait: Duration,
     /// This gateway node's name, written into records that do not name one.
     pub node: String,
@@ -53,7 +54,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             max_batch: 512,
-            max_wait: Duration::from_millis(1),
+            max_wait: Duration::ZERO,
             node: "sekisho".into(),
             origin: "sekisho/audit".into(),
         }

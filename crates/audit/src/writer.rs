@@ -190,6 +190,8 @@ impl Writer {
                 let msg = match rx.try_recv() {
                     Ok(m) => m,
                     Err(TryRecvError::Disconnected) => break,
+                    // Nothing more queued: with no wait configured, what is here is the batch.
+                    Err(TryRecvError::Empty) if self.max_wait.is_zero() => break,
                     Err(TryRecvError::Empty) => {
                         match tokio::time::timeout_at(deadline, rx.recv()).await {
                             Ok(Some(m)) => m,
