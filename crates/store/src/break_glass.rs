@@ -356,7 +356,9 @@ pub(crate) async fn end_with_sessions(
     Ok(n)
 }
 
-/// Grants past their time become `expired`, drafts never signed too; returns how many.
+/// Grants past their time become `expired`, drafts never signed too; grants whose category
+/// ends them with the session end when that session ran out of time (a session ended by
+/// sign-out or card removal ends them at once: [`end_with_sessions`]). Returns how many.
 pub async fn expire(store: &Store) -> Result<u64> {
     let t = now();
     let n = sqlx::query(
@@ -368,7 +370,18 @@ pub async fn expire(store: &Store) -> Result<u64> {
     .execute(store.pool())
     .await?
     .rows_affected();
-    Ok(n)
+    let ended = sqlx::query(
+        "UPDATE break_glass SET status = 'ended', ended_at = $1, ended_by = 'session',
+                end_reason = 'session_expired'
+         WHERE ends_with_session = 1 AND status IN ('active', 'awaiting_approval')
+           AND session_id IN (SELECT session_id FROM sessions
+                              WHERE ended_at IS NOT NULL OR absolute_expires_at <= $1)",
+    )
+    .bind(t)
+    .execute(store.pool())
+    .await?
+    .rows_affected();
+    Ok(n + ended)
 }
 
 /// The follow-up the physician recorded (004 (ウ): the patient's permission afterwards).
@@ -590,6 +603,51 @@ mod tests {
             let d = get(s, "bg-2").await.unwrap().unwrap();
             assert_eq!(d.status, status::ENDED);
             assert_eq!(d.ended_by.as_deref(), Some("session"));
+            // A session that runs out of time (no sign-out) ends such a grant at the next
+            // expiry pass; one that does not end with the session is left alone.
+            let mut tx = s.pool().begin().await.unwrap();
+            for (sid, terminal) in [("s5", "t5"), ("s6", "t6")] {
+                crate::sessions::open(
+                    &mut tx,
+                    &crate::sessions::SessionRow {
+                        session_id: sid.into(),
+                        terminal: terminal.into(),
+                        user_id: "doc1".into(),
+                        method: "hpki".into(),
+                        qualification: None,
+                        absolute_expires_at: now() + 3600,
+                        card: Some("issuer|01".into()),
+                    },
+                )
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+            for (id, sid, ends) in [("bg-5", "s5", true), ("bg-6", "s6", false)] {
+                begin(s, &new(id, sid, ends)).await.unwrap();
+                assert!(
+                    choose_patient(s, id, sid, "P5", false, "n1", "t")
+                        .await
+                        .unwrap()
+                );
+                assert!(sign(s, id, sid, false).await);
+            }
+            assert_eq!(expire(s).await.unwrap(), 0, "both sessions still open");
+            sqlx::query(
+                "UPDATE sessions SET absolute_expires_at = $1 WHERE session_id IN ('s5', 's6')",
+            )
+            .bind(now() - 1)
+            .execute(s.pool())
+            .await
+            .unwrap();
+            assert_eq!(expire(s).await.unwrap(), 1);
+            let d = get(s, "bg-5").await.unwrap().unwrap();
+            assert_eq!(d.status, status::ENDED);
+            assert_eq!(d.end_reason.as_deref(), Some("session_expired"));
+            assert_eq!(
+                get(s, "bg-6").await.unwrap().unwrap().status,
+                status::ACTIVE
+            );
             // Drafts never signed expire.
             begin(
                 s,
