@@ -188,7 +188,7 @@ fn strip_headers(resp: &str) -> String {
 }
 
 #[test]
-fn nist_profile_has_no_composition_rules_and_no_forced_first_change() {
+fn nist_profile_has_no_composition_rules_but_the_temporary_password_is_changed() {
     let g = start(Db::Sqlite);
     let temp = add_user(&g, "helper00001", "nist-800-63b-4");
     let dir = tempfile::tempdir().unwrap();
@@ -200,7 +200,8 @@ fn nist_profile_has_no_composition_rules_and_no_forced_first_change() {
         "/.sekisho/login",
         &[("id", "helper00001"), ("password", &temp)],
     );
-    assert_eq!((s, loc.as_str()), (303, "/"));
+    // The secretariat has seen the temporary password: changed first, in this profile too.
+    assert_eq!((s, loc.as_str()), (303, "/.sekisho/password"));
     let (s, body, _) = post(
         &g,
         "t1",

@@ -102,11 +102,6 @@ impl Profile {
         }
     }
 
-    /// Whether a password set by the secretariat must be changed at the next sign-in.
-    pub fn change_at_first_login(self) -> bool {
-        !matches!(self, Profile::Nist80063b4)
-    }
-
     pub fn check(self, user_id: &str, pw: &str) -> Result<(), Weak> {
         let n = pw.chars().count();
         let lower = pw.to_lowercase();
@@ -240,7 +235,6 @@ mod tests {
             Ok(()),
             "any characters"
         );
-        assert!(!n.change_at_first_login());
         assert_eq!(n.max_age_days(), None);
         assert!("jp-mhlw-qa-x".parse::<Profile>().is_err());
     }
