@@ -235,3 +235,89 @@ async fn load_one_connection(g: &Gateway, c: usize) -> Vec<String> {
     }
     ids
 }
+
+/// A patient's access history for a disclosure request: only that patient's decisions, in
+/// order, as a table or CSV; only for an officer or the secretariat; and asking is on record
+/// before the answer.
+#[test]
+fn a_patients_access_history_is_for_officers_and_on_record() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        run_ok(&[
+            "user",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--id",
+            "officer0001",
+            "--name",
+            "監査 一郎",
+            "--facility",
+            "f1",
+            "--roles",
+            "security-officer",
+        ]);
+        // Decisions about two patients (refused: nobody is signed in) and one about none.
+        for path in [
+            "/api/patients/P-0001/summary",
+            "/api/patients/P-0002/summary",
+            "/api/patients/P-0001/records",
+            "/",
+        ] {
+            g.curl_t1(path, &[]);
+        }
+        let history = |extra: &[&str]| {
+            let mut args = vec![
+                "audit",
+                "patient",
+                "--data-dir",
+                g.data_str(),
+                "--patient",
+                "P-0001",
+            ];
+            args.extend_from_slice(extra);
+            run(&args)
+        };
+        // Not for anyone else, and nothing is on record for a refused ask.
+        let o = history(&["--operator", "nobody01"]);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not a registered user"));
+        let o = history(&["--operator", "officer0001", "--csv"]);
+        assert!(o.status.success(), "{db:?}: {o:?}");
+        let csv = String::from_utf8(o.stdout).unwrap();
+        let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            lines[0],
+            "time,decision,reason,user,qualification,facility,terminal,action,route,purpose_of_use,break_glass_id,request_id"
+        );
+        assert_eq!(lines.len(), 3, "{db:?}: P-0001's two decisions only: {csv}");
+        for l in &lines[1..] {
+            assert!(l.contains(",deny,"), "{l}");
+            assert!(l.contains(",f1,t1,"), "{l}");
+        }
+        let summary = lines[1].rsplit(',').next().unwrap();
+        assert!(
+            g.sql_rows(&format!(
+                "SELECT idx FROM audit_records WHERE request_id = '{summary}' AND patient = 'P-0001'"
+            ))
+            .len()
+                == 1
+        );
+        // Asking is on record, once, with who asked about whom.
+        let asked: Vec<_> = g
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["event"] == "report")
+            .collect();
+        assert_eq!(asked.len(), 1, "{db:?}: {asked:#?}");
+        assert_eq!(asked[0]["user"], "officer0001");
+        assert_eq!(asked[0]["patient"], "P-0001");
+        // A day range before any of it: nothing; a bad day is refused.
+        let o = history(&["--operator", "officer0001", "--to", "2020-01-01"]);
+        assert!(String::from_utf8_lossy(&o.stdout).contains("P-0001: 0 decision(s)"));
+        let o = history(&["--operator", "officer0001", "--from", "2026-02-30"]);
+        assert!(!o.status.success());
+        let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
+        assert!(out.contains("audit log OK"), "{out}");
+    }
+}

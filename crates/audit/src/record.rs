@@ -30,6 +30,9 @@ pub enum Event {
     Registry,
     /// An emergency access declaration and what follows it (R-BG-1..3).
     BreakGlass,
+    /// A report produced from the audit log itself (a patient's access history for a
+    /// disclosure request): who asked for it, and about whom.
+    Report,
 }
 
 impl Event {
@@ -43,6 +46,7 @@ impl Event {
             Event::Consent => "consent",
             Event::Enrollment => "enrollment",
             Event::Registry => "registry",
+            Event::Report => "report",
             Event::BreakGlass => "break_glass",
         }
     }

@@ -1,7 +1,7 @@
 //! Changes made at the command line go into the tamper-evident audit log like the gateway's
 //! own decisions, as the act of the operating-system account that ran the command.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::config::{Config, DataDir};
 use crate::metrics::Metrics;
@@ -37,4 +37,28 @@ pub(super) fn os_user() -> Option<String> {
 /// environment names no account.
 pub(super) fn actor() -> String {
     os_user().unwrap_or_else(|| "os:unknown".into())
+}
+
+/// Checks that `operator` (`--operator`, or `SEKISHO_OPERATOR`) is a registered, active
+/// security officer or secretariat member: the person an officer's act is recorded as.
+pub(super) async fn officer(
+    store: &Store,
+    operator: &str,
+) -> Result<sekisho_store::users::UserRow> {
+    let Some(u) = sekisho_store::users::get(store, operator).await? else {
+        bail!(
+            "--operator {operator:?} is not a registered user (SEKISHO_OPERATOR names the person acting)"
+        );
+    };
+    if u.suspended {
+        bail!("--operator {operator:?} is suspended");
+    }
+    if !u
+        .roles
+        .iter()
+        .any(|r| r == "security-officer" || r == "secretariat")
+    {
+        bail!("--operator {operator:?} is neither a security officer nor the secretariat");
+    }
+    Ok(u)
 }

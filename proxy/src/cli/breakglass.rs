@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use sekisho_audit::{AuditRecord, Decision, Event};
 use sekisho_store::break_glass::{self as rows, Declaration, status};
-use sekisho_store::{Store, now, users};
+use sekisho_store::{Store, now};
 
 use super::admin_audit::{audit_admin, os_user};
 use super::data_dir::open;
@@ -260,21 +260,7 @@ async fn acting_on(store: &Store, id: &str, operator: &str) -> Result<Declaratio
     let d = rows::get(store, id)
         .await?
         .with_context(|| format!("no declaration {id:?} (see `sekisho breakglass list`)"))?;
-    let Some(u) = users::get(store, operator).await? else {
-        bail!(
-            "--operator {operator:?} is not a registered user (SEKISHO_OPERATOR names the person acting)"
-        );
-    };
-    if u.suspended {
-        bail!("--operator {operator:?} is suspended");
-    }
-    if !u
-        .roles
-        .iter()
-        .any(|r| r == "security-officer" || r == "secretariat")
-    {
-        bail!("--operator {operator:?} is neither a security officer nor the secretariat");
-    }
+    let u = super::admin_audit::officer(store, operator).await?;
     if u.user_id == d.user_id {
         bail!("{operator} declared {id}: the review and the approval are someone else's");
     }
