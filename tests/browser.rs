@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -23,7 +23,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use sekisho_agent::{self as agent, AgentConfig, Confirm, Declaration, FixedPin};
 use sekisho_ca::hpki::TestHpki;
-use sekisho_cardreader::vcard::{AppFiles, CardEngine, Quirks, VirtualCard};
 use serde_json::json;
 
 const READER: &str = "Virtual PCD 00 01";
@@ -120,36 +119,8 @@ fn agent_config(g: &Gateway) -> AgentConfig {
     }
 }
 
-/// The physician's virtual HPKI card in the vpcd reader, until dropped.
-struct Inserted {
-    _card: VirtualCard,
-    _engine: Arc<Mutex<CardEngine>>,
-    _rig: VpcdRig,
-}
-
-fn insert() -> Inserted {
-    let rig = vpcd_rig(VPCD_PORT, READER);
-    let doctor = &hpki().doctor;
-    let engine = Arc::new(Mutex::new(
-        CardEngine::new(
-            AppFiles::from_pem(doctor.pem().as_bytes(), doctor.key.as_str().as_bytes()).unwrap(),
-            None,
-            PIN,
-            Quirks::default(),
-        )
-        .unwrap(),
-    ));
-    let card = VirtualCard::connect(&engine, ("127.0.0.1", VPCD_PORT)).expect("insert the card");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sekisho_cardreader::pcsc_transport::PcscTransport::connect(READER).is_err() {
-        assert!(Instant::now() < deadline, "the card was not seen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Inserted {
-        _card: card,
-        _engine: engine,
-        _rig: rig,
-    }
+fn insert() -> InsertedCard {
+    insert_card(&hpki().doctor, VPCD_PORT, READER, PIN)
 }
 
 /// The one declaration's row: `columns`.
@@ -365,6 +336,12 @@ fn declare_view_and_follow_up(db: Db) {
         "{text}"
     );
     assert!(!text.contains("HPKIカードで署名してください"), "{text}");
+
+    // The sign-in page opens in the browser too (its head names no icon either).
+    browser.goto(&g.url("/.sekisho/login"));
+    browser.wait_text("サインイン / Sign in", 10);
+    assert_eq!(browser.status(), 200);
+    browser.find("form[action='/.sekisho/login'][autocomplete=off]");
 
     // The browser asked the gateway's own pages for no icon: no refused `/favicon.ico` in
     // the physician's name on record.
