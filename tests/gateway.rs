@@ -619,9 +619,9 @@ action = "write"
     g.wait_audit(|r| has_reason(r, "request", "body_too_large"));
 }
 
-#[test]
-fn slow_headers_are_cut_off() {
-    let g = Gateway::start_with(
+/// A gateway whose request heads must arrive within a second.
+fn with_one_second_header_timeout() -> Gateway {
+    Gateway::start_with(
         Db::Sqlite,
         Options {
             replace: vec![(
@@ -630,7 +630,12 @@ fn slow_headers_are_cut_off() {
             )],
             ..Default::default()
         },
-    );
+    )
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    let g = with_one_second_header_timeout();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -658,16 +663,7 @@ fn slow_headers_are_cut_off() {
 /// `idle_timeout_secs`).
 #[test]
 fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
-    let g = Gateway::start_with(
-        Db::Sqlite,
-        Options {
-            replace: vec![(
-                "header_read_timeout_secs = 10",
-                "header_read_timeout_secs = 1",
-            )],
-            ..Default::default()
-        },
-    );
+    let g = with_one_second_header_timeout();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

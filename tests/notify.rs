@@ -399,28 +399,7 @@ fn the_gateway_delivers_the_outbox_on_start_and_counts_it() {
         .unwrap();
     for db in common::BOTH {
         let rig = Rig::new();
-        let hook = rt.block_on(WebhookReceiver::start(
-            any_addr(),
-            &rig.pki,
-            &rig.secret,
-            Duration::ZERO,
-        ));
-        let login = Some((SMTP_USER.to_string(), SMTP_PASSWORD.to_string()));
-        let relay = rt.block_on(SmtpReceiver::start(
-            any_addr(),
-            &rig.pki,
-            Policy {
-                starttls: true,
-                login,
-            },
-        ));
-        let notify = rig.toml(
-            Some(hook.addr),
-            Some(Relay {
-                addr: relay.addr,
-                starttls: true,
-            }),
-        );
+        let (hook, relay, notify) = rig.start_receivers(&rt);
         let opts = common::Options::default();
         let mut g = common::Gateway::start_with(
             db,

@@ -15,28 +15,7 @@ fn the_officers_are_told_by_webhook_and_mail() {
         .unwrap();
     for db in BOTH {
         let rig = Rig::new();
-        let hook = rt.block_on(WebhookReceiver::start(
-            any_addr(),
-            &rig.pki,
-            &rig.secret,
-            Duration::ZERO,
-        ));
-        let login = Some((SMTP_USER.to_string(), SMTP_PASSWORD.to_string()));
-        let relay = rt.block_on(SmtpReceiver::start(
-            any_addr(),
-            &rig.pki,
-            Policy {
-                starttls: true,
-                login,
-            },
-        ));
-        let notify = rig.toml(
-            Some(hook.addr),
-            Some(Relay {
-                addr: relay.addr,
-                starttls: true,
-            }),
-        );
+        let (hook, relay, notify) = rig.start_receivers(&rt);
         let desk = Desk::start(
             db,
             Setup {

@@ -397,34 +397,8 @@ pub(crate) fn with_jar(
 }
 
 /// The virtual HPKI card of `cert` in the vpcd reader; the reader is this test's until dropped.
-pub(crate) struct Inserted {
-    pub(crate) _card: VirtualCard,
-    pub(crate) _engine: Arc<Mutex<CardEngine>>,
-    pub(crate) _rig: VpcdRig,
-}
-
-pub(crate) fn insert(cert: &TestCert) -> Inserted {
-    let rig = vpcd_rig(PORT, READER);
-    let engine = Arc::new(Mutex::new(
-        CardEngine::new(
-            AppFiles::from_pem(cert.pem().as_bytes(), cert.key.as_str().as_bytes()).unwrap(),
-            None,
-            PIN,
-            Quirks::default(),
-        )
-        .unwrap(),
-    ));
-    let card = VirtualCard::connect(&engine, ("127.0.0.1", PORT)).expect("insert the card");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sekisho_cardreader::pcsc_transport::PcscTransport::connect(READER).is_err() {
-        assert!(Instant::now() < deadline, "the card was not seen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Inserted {
-        _card: card,
-        _engine: engine,
-        _rig: rig,
-    }
+pub(crate) fn insert(cert: &TestCert) -> InsertedCard {
+    insert_card(cert, PORT, READER, PIN)
 }
 
 pub(crate) fn error_code(body: &Value) -> &str {

@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use sekisho_ca::hpki::TestCert;
+use sekisho_cardreader::vcard::{AppFiles, CardEngine, Quirks, VirtualCard};
 
 /// Holds one vpcd reader for a test: an flock shared with the cardreader tests, so that two
 /// test binaries never put cards in the same reader at once.
@@ -41,4 +45,37 @@ pub fn vpcd_rig(port: u16, reader: &str) -> VpcdRig {
     // vpcd loses a card inserted right after a removal: let the reader settle first.
     std::thread::sleep(Duration::from_millis(1500));
     VpcdRig { _file: file }
+}
+
+/// A virtual HPKI card holding `cert` and its key, in the vpcd reader on `port`; it stays in
+/// (and the reader stays taken) until this is dropped.
+pub struct InsertedCard {
+    _card: VirtualCard,
+    _engine: Arc<Mutex<CardEngine>>,
+    _rig: VpcdRig,
+}
+
+/// Takes the reader, inserts the card, and returns once PC/SC sees it.
+pub fn insert_card(cert: &TestCert, port: u16, reader: &str, pin: &str) -> InsertedCard {
+    let rig = vpcd_rig(port, reader);
+    let engine = Arc::new(Mutex::new(
+        CardEngine::new(
+            AppFiles::from_pem(cert.pem().as_bytes(), cert.key.as_str().as_bytes()).unwrap(),
+            None,
+            pin,
+            Quirks::default(),
+        )
+        .unwrap(),
+    ));
+    let card = VirtualCard::connect(&engine, ("127.0.0.1", port)).expect("insert the card");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sekisho_cardreader::pcsc_transport::PcscTransport::connect(reader).is_err() {
+        assert!(Instant::now() < deadline, "the card was not seen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    InsertedCard {
+        _card: card,
+        _engine: engine,
+        _rig: rig,
+    }
 }

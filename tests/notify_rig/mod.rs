@@ -63,6 +63,37 @@ impl Rig {
     }
 
     /// The `[notify]` section for a webhook at `hook` and a relay, retrying after 1 s.
+    /// A webhook receiver and an SMTP relay (STARTTLS, with login) on loopback, and the
+    /// `[notify]` section that sends to both.
+    pub fn start_receivers(
+        &self,
+        rt: &tokio::runtime::Runtime,
+    ) -> (WebhookReceiver, SmtpReceiver, String) {
+        let hook = rt.block_on(WebhookReceiver::start(
+            any_addr(),
+            &self.pki,
+            &self.secret,
+            Duration::ZERO,
+        ));
+        let login = Some((SMTP_USER.to_string(), SMTP_PASSWORD.to_string()));
+        let relay = rt.block_on(SmtpReceiver::start(
+            any_addr(),
+            &self.pki,
+            Policy {
+                starttls: true,
+                login,
+            },
+        ));
+        let notify = self.toml(
+            Some(hook.addr),
+            Some(Relay {
+                addr: relay.addr,
+                starttls: true,
+            }),
+        );
+        (hook, relay, notify)
+    }
+
     pub fn toml(&self, hook: Option<SocketAddr>, relay: Option<Relay>) -> String {
         let mut t = String::from(
             "\n[notify]\ntimeout_secs = 5\nretry_first_secs = 1\nretry_max_secs = 2\n",

@@ -487,6 +487,26 @@ mod tests {
         }
     }
 
+    /// doc1's card session `sid` on `terminal`, open for an hour.
+    async fn open_session(s: &Store, sid: &str, terminal: &str) {
+        let mut tx = s.pool().begin().await.unwrap();
+        crate::sessions::open(
+            &mut tx,
+            &crate::sessions::SessionRow {
+                session_id: sid.into(),
+                terminal: terminal.into(),
+                user_id: "doc1".into(),
+                method: "hpki".into(),
+                qualification: None,
+                absolute_expires_at: now() + 3600,
+                card: Some("issuer|01".into()),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     async fn sign(s: &Store, id: &str, session: &str, approval: bool) -> bool {
         let mut tx = s.pool().begin().await.unwrap();
         let ok = signed(&mut tx, id, session, "n1", "text", "cert", "sig", approval)
@@ -579,22 +599,7 @@ mod tests {
                 .execute(s.pool())
                 .await
                 .unwrap();
-            let mut tx = s.pool().begin().await.unwrap();
-            crate::sessions::open(
-                &mut tx,
-                &crate::sessions::SessionRow {
-                    session_id: "s1".into(),
-                    terminal: "t1".into(),
-                    user_id: "doc1".into(),
-                    method: "hpki".into(),
-                    qualification: None,
-                    absolute_expires_at: now() + 3600,
-                    card: Some("issuer|01".into()),
-                },
-            )
-            .await
-            .unwrap();
-            tx.commit().await.unwrap();
+            open_session(s, "s1", "t1").await;
             let mut tx = s.pool().begin().await.unwrap();
             crate::sessions::end_for_terminal(&mut tx, "t1", "card_removed")
                 .await
@@ -605,24 +610,8 @@ mod tests {
             assert_eq!(d.ended_by.as_deref(), Some("session"));
             // A session that runs out of time (no sign-out) ends such a grant at the next
             // expiry pass; one that does not end with the session is left alone.
-            let mut tx = s.pool().begin().await.unwrap();
-            for (sid, terminal) in [("s5", "t5"), ("s6", "t6")] {
-                crate::sessions::open(
-                    &mut tx,
-                    &crate::sessions::SessionRow {
-                        session_id: sid.into(),
-                        terminal: terminal.into(),
-                        user_id: "doc1".into(),
-                        method: "hpki".into(),
-                        qualification: None,
-                        absolute_expires_at: now() + 3600,
-                        card: Some("issuer|01".into()),
-                    },
-                )
-                .await
-                .unwrap();
-            }
-            tx.commit().await.unwrap();
+            open_session(s, "s5", "t5").await;
+            open_session(s, "s6", "t6").await;
             for (id, sid, ends) in [("bg-5", "s5", true), ("bg-6", "s6", false)] {
                 begin(s, &new(id, sid, ends)).await.unwrap();
                 assert!(
