@@ -35,6 +35,11 @@ pub struct Session {
 #[derive(Default)]
 pub struct Sessions {
     by_terminal: ArcSwap<HashMap<String, Arc<Session>>>,
+    /// Counts this node's own changes (`put`, `remove`). A reload whose read of the store
+    /// overlapped one of them would replace a sign-in made meanwhile with the older snapshot
+    /// (the person, just signed in, would be signed out until the next poll); such a read is
+    /// done again.
+    local_changes: std::sync::Mutex<u64>,
 }
 
 impl Sessions {
@@ -44,6 +49,21 @@ impl Sessions {
     }
 
     pub async fn reload(&self, store: &Store) -> Result<()> {
+        for _ in 0..3 {
+            let before = *self.local_changes.lock().expect("sessions lock");
+            let map = Self::read(store).await?;
+            let changes = self.local_changes.lock().expect("sessions lock");
+            if *changes == before {
+                self.by_terminal.store(Arc::new(map));
+                return Ok(());
+            }
+        }
+        // Sign-ins on this node kept overlapping the read: the next poll reads again.
+        tracing::warn!("sessions not reloaded: this node's sign-ins kept overlapping the read");
+        Ok(())
+    }
+
+    async fn read(store: &Store) -> Result<HashMap<String, Arc<Session>>> {
         let open = rows::open_sessions(store).await?;
         let mut map = HashMap::with_capacity(open.len());
         for r in open {
@@ -68,8 +88,7 @@ impl Sessions {
                 }),
             );
         }
-        self.by_terminal.store(Arc::new(map));
-        Ok(())
+        Ok(map)
     }
 
     /// The person a request from `terminal` is attributed to. An HPKI session covers every
@@ -102,12 +121,16 @@ impl Sessions {
 
     /// This node's own sign-in: visible to the next request without waiting for the poll.
     pub fn put(&self, s: Session) {
+        let mut changes = self.local_changes.lock().expect("sessions lock");
+        *changes += 1;
         let mut map = HashMap::clone(&self.by_terminal.load());
         map.insert(s.terminal.clone(), Arc::new(s));
         self.by_terminal.store(Arc::new(map));
     }
 
     pub fn remove(&self, terminal: &str) {
+        let mut changes = self.local_changes.lock().expect("sessions lock");
+        *changes += 1;
         let mut map = HashMap::clone(&self.by_terminal.load());
         if map.remove(terminal).is_some() {
             self.by_terminal.store(Arc::new(map));
