@@ -321,3 +321,90 @@ fn a_patients_access_history_is_for_officers_and_on_record() {
         assert!(out.contains("audit log OK"), "{out}");
     }
 }
+
+/// An administrative command names the person acting (`--operator` or `SEKISHO_OPERATOR`),
+/// and its record — naming them and the operating-system account — is written before the
+/// change: without a name nothing is done, and with the audit log unwritable nothing changes.
+#[test]
+fn administrative_commands_are_on_record_first_with_the_operator() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        let d = g.data_str();
+        let add = |operator: Option<&str>, id: &str| {
+            let mut c = sekisho();
+            c.env_remove("SEKISHO_OPERATOR").env("USER", "clerk");
+            if let Some(o) = operator {
+                c.args(["--operator", o]);
+            }
+            c.args([
+                "user",
+                "add",
+                "--data-dir",
+                d,
+                "--id",
+                id,
+                "--name",
+                "受付 花子",
+                "--facility",
+                "f1",
+                "--roles",
+                "clerk",
+            ])
+            .output()
+            .unwrap()
+        };
+        // No name: refused, nothing added, nothing on record.
+        let o = add(None, "clerk000001");
+        assert!(!o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--operator NAME (or SEKISHO_OPERATOR)"),
+            "{o:?}"
+        );
+        assert!(
+            g.sql_rows("SELECT user_id FROM users WHERE user_id = 'clerk000001'")
+                .is_empty()
+        );
+        let o = add(Some("bad name!"), "clerk000001");
+        assert!(!o.status.success());
+
+        // Named: the record says who, with the account.
+        let o = add(Some("tanaka.jimukyoku"), "clerk000001");
+        assert!(o.status.success(), "{db:?}: {o:?}");
+        let rec = g.wait_audit(|r| r["reason"] == "user_added" && r["user"] == "clerk000001");
+        assert_eq!(rec["actor"], "tanaka.jimukyoku (os:clerk)");
+
+        // With the audit log unwritable, the suspension is not made.
+        match db {
+            Db::Sqlite => g.sql(
+                "CREATE TRIGGER audit_off BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'audit disabled'); END",
+            ),
+            Db::Postgres => g.sql(
+                "CREATE FUNCTION audit_off() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit disabled'; END $$ LANGUAGE plpgsql;
+                 CREATE TRIGGER audit_off BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_off();",
+            ),
+        }
+        let o = run(&["user", "suspend", "--data-dir", d, "--id", "clerk000001"]);
+        assert!(!o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("nothing was changed"),
+            "{o:?}"
+        );
+        assert_eq!(
+            g.sql_rows("SELECT status FROM users WHERE user_id = 'clerk000001'")[0][0],
+            "active",
+            "{db:?}: suspended without a record"
+        );
+        g.sql(match db {
+            Db::Sqlite => "DROP TRIGGER audit_off",
+            Db::Postgres => "DROP TRIGGER audit_off ON audit_records",
+        });
+        run_ok(&["user", "suspend", "--data-dir", d, "--id", "clerk000001"]);
+        let rec = g.wait_audit(|r| r["reason"] == "user_suspended");
+        assert_eq!(
+            rec["actor"].as_str().unwrap().split(' ').next(),
+            Some(TEST_OPERATOR)
+        );
+        let out = run_ok(&["audit", "verify", "--data-dir", d]);
+        assert!(out.contains("audit log OK"), "{out}");
+    }
+}

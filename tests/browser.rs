@@ -5,9 +5,11 @@
 //! page's link, declares an emergency on the page (category, a justification typed in
 //! Japanese, the patient found by name in kana), signs with the card as
 //! `sekisho-agent emergency --pending` does, opens the record, and draws the patient's
-//! signature on the page's canvas. Every step is checked in the page, the store and the audit
-//! log, on SQLite and on PostgreSQL. A screenshot of the page is kept as an artifact:
-//! `emergency-sqlite.png` and `emergency-postgres.png` in
+//! signature on the page's canvas. A security officer then signs in with a password in the
+//! same browser, is led to the officers' console, reviews the declaration there, searches the
+//! audit log and opens the patient's access history. Every step is checked in the page, the
+//! store and the audit log, on SQLite and on PostgreSQL. Screenshots are kept as artifacts:
+//! `emergency-sqlite.png`, `console-sqlite.png` and the `-postgres` ones in
 //! `SEKISHO_BROWSER_ARTIFACTS`, else in `sekisho-browser` under the temp dir.
 //!
 //! Needs chromium, chromium-driver, libnss3-tools, fonts-noto-cjk, pcscd and vsmartcard-vpcd
@@ -33,6 +35,9 @@ const DOCTOR: &str = "doctor0000001";
 const PATIENT: &str = "P-0001";
 const RECORD: &str = "/api/patients/P-0001/summary";
 const EMERGENCY: &str = "/.sekisho/emergency";
+const OFFICER: &str = "officer0001";
+/// What `common::sign_in` sets as the officer's own password.
+const OFFICER_PASSWORD: &str = "kx7#Rw2q";
 /// Two lines, as typed into the page's text box.
 const JUSTIFICATION: &str = "救急搬送、意識障害。\n家族に連絡がつかない。";
 
@@ -58,6 +63,8 @@ fn gateway(db: Db) -> Gateway {
         ..Default::default()
     };
     Gateway::start_prepared(db, opts, |g| {
+        // t2: where the officer's password is set before the browser signs in with it.
+        g.add_terminal("f1", "t2", &g.out);
         let h = hpki();
         let dir = g.data.join("hpki");
         std::fs::create_dir_all(&dir).unwrap();
@@ -463,6 +470,82 @@ fn declare_view_and_follow_up(db: Db) {
     );
     let shot = artifacts.join(format!("emergency-{db:?}.png").to_lowercase());
     std::fs::write(&shot, &png).unwrap();
+
+    // 6. A security officer reviews it in the console, in the same browser: the console sends
+    // them to sign in and back, the dashboard counts the declaration, the queue leads to it,
+    // and the finding is recorded from the page.
+    let officer_dir = tempfile::tempdir().unwrap();
+    sign_in(&g, "t2", OFFICER, "security-officer", officer_dir.path());
+    // The physician's card session is still open on t1: the console is not theirs, and the
+    // page offers to sign them out for someone else.
+    browser.goto(&g.url("/.sekisho/console/"));
+    browser.wait_text("セキュリティ管理者または事務局", 10);
+    assert_eq!(browser.status(), 403);
+    browser.click(&browser.find("#switch button"));
+    browser.wait_text("サインイン / Sign in", 10);
+    assert_eq!(
+        browser.url(),
+        g.url("/.sekisho/login?next=/.sekisho/console/")
+    );
+    browser.send_keys(&browser.find("input[name=id]"), OFFICER);
+    browser.send_keys(&browser.find("input[name=password]"), OFFICER_PASSWORD);
+    browser.click(&browser.find("form[action='/.sekisho/login'] button"));
+    let text = browser.wait_text("ダッシュボード", 10);
+    assert_eq!(browser.url(), g.url("/.sekisho/console/"));
+    assert!(text.contains("未確認の緊急時アクセス"), "{text}");
+    assert_eq!(
+        browser.element_text(&browser.find("#bg-unreviewed")),
+        "1",
+        "{text}"
+    );
+    browser.click(&browser.find("header a[href='/.sekisho/console/breakglass']"));
+    browser.wait_text("緊急時アクセスの確認", 10);
+    browser.click(&browser.find(&format!(
+        "#queue a[href='/.sekisho/console/breakglass/{id}']"
+    )));
+    let text = browser.wait_text("確認の結果", 10);
+    assert!(text.contains("家族に連絡がつかない"), "{text}");
+    browser.click(&browser.find("select[name=finding] option[value=justified]"));
+    browser.send_keys(
+        &browser.find("textarea[name=comment]"),
+        "意識障害のため妥当。",
+    );
+    browser.click(&browser.find("#review-form button"));
+    let text = browser.wait_text("確認の結果を記録しました", 10);
+    assert!(text.contains("justified"), "{text}");
+    assert_eq!(
+        row(&g, "review_finding, reviewed_by, review_comment"),
+        ["justified", OFFICER, "意識障害のため妥当。"]
+    );
+    // The audit search: the patient's records, each verified against the signed checkpoint.
+    browser.click(&browser.find("header a[href='/.sekisho/console/audit']"));
+    browser.send_keys(&browser.find("#search input[name=patient]"), PATIENT);
+    browser.click(&browser.find("#search button"));
+    browser.wait_for("#results", 10);
+    assert!(
+        browser.find_all("#results td .ok").len() >= 2,
+        "{}",
+        browser.text()
+    );
+    // The patient's access history, printable.
+    browser.click(&browser.find("header a[href='/.sekisho/console/patient']"));
+    browser.send_keys(&browser.find("#history input[name=patient]"), PATIENT);
+    browser.click(&browser.find("#history button:not([name=format])"));
+    let text = browser.wait_text("診療情報の利用状況のご報告", 10);
+    assert!(
+        text.contains(&id),
+        "the emergency access is in the report: {text}"
+    );
+    let console_png = browser.screenshot();
+    assert!(console_png.len() > 20_000, "a page, not a blank");
+    std::fs::write(
+        artifacts.join(format!("console-{db:?}.png").to_lowercase()),
+        &console_png,
+    )
+    .unwrap();
+    let asked = g.wait_audit(|r| r["action"] == "access_history");
+    assert_eq!(asked["user"], OFFICER);
+    assert_eq!(asked["terminal"], "t1");
     eprintln!(
         "{db:?}: screenshot {} ({} bytes); {:.1} s",
         shot.display(),

@@ -136,7 +136,9 @@ pub fn prepare(
     let mut notes = tune(&data_dir, tuning)?;
 
     let mut add = Command::new(binary);
-    add.arg("terminal")
+    add.arg("--operator")
+        .arg("bench")
+        .arg("terminal")
         .arg("add")
         .arg("--data-dir")
         .arg(&data_dir)

@@ -30,6 +30,7 @@ pub fn default_policy_files() -> Vec<(&'static str, &'static str)> {
             include_str!("../default/break_glass.cedar"),
         ),
         ("admin.cedar", include_str!("../default/admin.cedar")),
+        ("console.cedar", include_str!("../default/console.cedar")),
         (
             "tests/patients.toml",
             include_str!("../default/tests/patients.toml"),
@@ -45,6 +46,10 @@ pub fn default_policy_files() -> Vec<(&'static str, &'static str)> {
         (
             "tests/admin.toml",
             include_str!("../default/tests/admin.toml"),
+        ),
+        (
+            "tests/console.toml",
+            include_str!("../default/tests/console.toml"),
         ),
     ]
 }
@@ -94,10 +99,18 @@ pub enum PolicyAction {
     BreakGlass,
     ManageUsers,
     ManageTerminals,
+    /// Reading the audit log in the console: dashboard, search, a patient's access history.
+    ReadAudit,
+    /// Recording the finding on an emergency declaration, and ending a grant early.
+    ReviewBreakGlass,
+    /// The second person's approval (or refusal) of a declaration that waits for it.
+    ApproveBreakGlass,
+    /// Closing an anomaly finding: dismissing it, or suspending the person or the facility.
+    ActOnFindings,
 }
 
 impl PolicyAction {
-    pub const ALL: [PolicyAction; 7] = [
+    pub const ALL: [PolicyAction; 11] = [
         PolicyAction::View,
         PolicyAction::Write,
         PolicyAction::Enter,
@@ -105,6 +118,10 @@ impl PolicyAction {
         PolicyAction::BreakGlass,
         PolicyAction::ManageUsers,
         PolicyAction::ManageTerminals,
+        PolicyAction::ReadAudit,
+        PolicyAction::ReviewBreakGlass,
+        PolicyAction::ApproveBreakGlass,
+        PolicyAction::ActOnFindings,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -116,6 +133,10 @@ impl PolicyAction {
             PolicyAction::BreakGlass => "break_glass",
             PolicyAction::ManageUsers => "manage_users",
             PolicyAction::ManageTerminals => "manage_terminals",
+            PolicyAction::ReadAudit => "read_audit",
+            PolicyAction::ReviewBreakGlass => "review_break_glass",
+            PolicyAction::ApproveBreakGlass => "approve_break_glass",
+            PolicyAction::ActOnFindings => "act_on_findings",
         }
     }
 }
@@ -190,12 +211,15 @@ pub struct PatientResource {
     pub care_team_facilities: Vec<String>,
 }
 
-/// An administered object: a user account or a terminal of a facility.
+/// An administered object: a user account or a terminal of a facility, or the network's audit
+/// log and its emergency declarations (the officers' console).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminKind {
     User,
     Terminal,
+    Audit,
+    BreakGlass,
 }
 
 impl AdminKind {
@@ -204,6 +228,8 @@ impl AdminKind {
         match self {
             AdminKind::User => "user",
             AdminKind::Terminal => "terminal",
+            AdminKind::Audit => "audit",
+            AdminKind::BreakGlass => "break_glass",
         }
     }
 }
@@ -537,13 +563,16 @@ impl PolicyEngine {
     fn check_shapes(&self) -> Result<(), PolicyError> {
         for action in PolicyAction::ALL {
             let resource = match action {
-                PolicyAction::ManageUsers | PolicyAction::ManageTerminals => {
-                    Resource::Admin(AdminObject {
-                        id: "probe".into(),
-                        kind: AdminKind::User,
-                        facility: "probe".into(),
-                    })
-                }
+                PolicyAction::ManageUsers
+                | PolicyAction::ManageTerminals
+                | PolicyAction::ReadAudit
+                | PolicyAction::ReviewBreakGlass
+                | PolicyAction::ApproveBreakGlass
+                | PolicyAction::ActOnFindings => Resource::Admin(AdminObject {
+                    id: "probe".into(),
+                    kind: AdminKind::User,
+                    facility: "probe".into(),
+                }),
                 _ => Resource::Patient(PatientResource {
                     id: "probe".into(),
                     consent: Consent::Granted,

@@ -170,7 +170,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     println!("    then https://localhost:{port}/debug/whoami shows the request attributed to you.");
     println!();
     println!(
-        "  Enrollment page: https://localhost:{}/   (make a code: sekisho terminal enroll-code --data-dir {} --facility {FACILITY} --terminal pc-2)",
+        "  Enrollment page: https://localhost:{}/   (make a code: sekisho --operator YOU terminal enroll-code --data-dir {} --facility {FACILITY} --terminal pc-2)",
         running.enroll.port(),
         a.data_dir.display()
     );

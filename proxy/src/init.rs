@@ -60,6 +60,8 @@ pub fn config_for(o: &InitOptions) -> Config {
         hpki: None,
         tunnel: None,
         break_glass: Default::default(),
+        console: Default::default(),
+        anomaly: Default::default(),
         notify: None,
         routes: RouteMap::default_routes(),
     }

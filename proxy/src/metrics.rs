@@ -23,6 +23,10 @@ pub struct Metrics {
     /// Emergency access declarations by state: active grants, awaiting approval, unreviewed,
     /// unreviewed past `break_glass.unreviewed_days`, follow-up overdue.
     pub break_glass: Family<Labels, Gauge>,
+    /// Anomaly findings this replica recorded, by rule (`crate::oversight::anomaly`).
+    pub anomaly_findings: Family<Labels, Counter>,
+    /// Open anomaly findings in the store (all replicas'), as this replica's last scan saw them.
+    pub anomaly_open: Gauge,
     pub notify: NotifyMetrics,
 }
 
@@ -117,6 +121,18 @@ impl Metrics {
             "Emergency access declarations by state (active, awaiting_approval, unreviewed, unreviewed_overdue, follow_up_overdue)",
             break_glass.clone(),
         );
+        let anomaly_findings = Family::<Labels, Counter>::default();
+        registry.register(
+            "sekisho_anomaly_findings",
+            "Anomaly findings recorded by this replica, by rule",
+            anomaly_findings.clone(),
+        );
+        let anomaly_open = Gauge::default();
+        registry.register(
+            "sekisho_anomaly_open",
+            "Open anomaly findings awaiting an officer",
+            anomaly_open.clone(),
+        );
         let notify = NotifyMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -128,6 +144,8 @@ impl Metrics {
             enrollments,
             audit,
             break_glass,
+            anomaly_findings,
+            anomaly_open,
             notify,
         }
     }

@@ -271,6 +271,13 @@ impl Authorizer {
             action: match kind {
                 AdminKind::User => PolicyAction::ManageUsers,
                 AdminKind::Terminal => PolicyAction::ManageTerminals,
+                // The console's objects are decided by `officer`.
+                AdminKind::Audit | AdminKind::BreakGlass => {
+                    return Err(Refusal {
+                        reason: Reason::QualificationNotPermitted,
+                        policies: Vec::new(),
+                    });
+                }
             },
             resource: Resource::Admin(AdminObject {
                 id: format!("{}:{facility}", kind.as_str()),
@@ -297,6 +304,44 @@ impl Authorizer {
         })
     }
 
+    /// Decides an act of the officers' console, or the same act at the command line
+    /// (`console.cedar`): reading the audit log, reviewing or approving an emergency
+    /// declaration. `facility` is the declaring physician's for a declaration.
+    pub fn officer(
+        &self,
+        session: &Session,
+        act: OfficerAct,
+        facility: &str,
+        via_tunnel: bool,
+    ) -> Result<Vec<String>, Refusal> {
+        let (action, kind) = match act {
+            OfficerAct::ReadAudit => (PolicyAction::ReadAudit, AdminKind::Audit),
+            OfficerAct::ReviewBreakGlass => (PolicyAction::ReviewBreakGlass, AdminKind::BreakGlass),
+            OfficerAct::ApproveBreakGlass => {
+                (PolicyAction::ApproveBreakGlass, AdminKind::BreakGlass)
+            }
+            OfficerAct::ActOnFindings => (PolicyAction::ActOnFindings, AdminKind::Audit),
+        };
+        let request = DecisionRequest {
+            principal: principal(session),
+            action,
+            resource: Resource::Admin(AdminObject {
+                id: format!("{}:{facility}", kind.as_str()),
+                kind,
+                facility: facility.to_string(),
+            }),
+            context: self.context(session, via_tunnel),
+        };
+        let d = self.engine.load().decide(&request);
+        if d.allowed && d.errors.is_empty() {
+            return Ok(d.reasons);
+        }
+        Err(Refusal {
+            reason: Reason::ConsoleNotPermitted,
+            policies: d.reasons,
+        })
+    }
+
     /// The context every decision shares; patient facts are filled in by the caller.
     fn context(&self, session: &Session, via_tunnel: bool) -> RequestContext {
         RequestContext {
@@ -316,6 +361,15 @@ impl Authorizer {
             entry_facility: None,
         }
     }
+}
+
+/// What an officer or the secretariat does in the console (or at the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OfficerAct {
+    ReadAudit,
+    ReviewBreakGlass,
+    ApproveBreakGlass,
+    ActOnFindings,
 }
 
 /// A permitted patient request: the deciding policies and what the patient's permission rests

@@ -23,6 +23,7 @@ use crate::assertion::AssertionSigner;
 use crate::breakglass::{DeskParts, EmergencyDesk};
 use crate::config::{Config, DataDir};
 use crate::consent::ConsentDesk;
+use crate::console::{Console, ConsoleParts};
 use crate::enrollment::{self, EnrollService};
 use crate::gateway::{self, Gateway, GatewayParts, TunnelBinding};
 use crate::metrics::Metrics;
@@ -95,6 +96,16 @@ pub async fn open_audit(
         metrics.audit.clone(),
     )
     .await
+}
+
+/// The keys the console checks checkpoints with: this node's, and those of the other replicas
+/// listed beside it in `audit/checkpoint.pub` (as `sekisho audit verify` reads them).
+fn checkpoint_verifiers(dd: &DataDir) -> Vec<sekisho_audit::Verifier> {
+    std::fs::read_to_string(dd.audit_dir().join("checkpoint.pub"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|k| sekisho_audit::Verifier::parse(k).ok())
+        .collect()
 }
 
 /// The audience of the assertion: the configured one, or the upstream's origin.
@@ -216,15 +227,26 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         )),
         _ => None,
     };
+    let console = Arc::new(Console::new(ConsoleParts {
+        store: store.clone(),
+        audit: audit.clone(),
+        sessions: sessions.clone(),
+        policy: policy.clone(),
+        signin: signin.clone(),
+        verifiers: checkpoint_verifiers(&dd),
+        idle_seconds: cfg.console.idle_seconds,
+        follow_up_hours: cfg.break_glass.follow_up_hours,
+    }));
     let gw = Arc::new(Gateway::new(GatewayParts {
         cfg: cfg.clone(),
         routes,
         registry: registry.clone(),
         tls: tls.clone(),
         sessions: sessions.clone(),
-        signin,
+        signin: signin.clone(),
         consent,
         emergency,
+        console,
         policy: policy.clone(),
         patients: patients.clone(),
         store: store.clone(),

@@ -17,6 +17,7 @@ mod common;
 mod notify_rig;
 mod rig;
 
+mod console;
 mod declare;
 mod follow_up;
 mod officers;

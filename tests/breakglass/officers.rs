@@ -55,10 +55,11 @@ fn child_protection_waits_for_a_second_persons_approval() {
                 "{out}"
             );
         }
-        // Nor by someone who is neither a security officer nor the secretariat.
+        // Nor by someone the policy set does not let approve (console.cedar: neither a
+        // security officer nor the secretariat).
         let (ok, out) = desk.breakglass(&["approve", "--id", &id, "--operator", DOCTOR2]);
         assert!(
-            !ok && out.contains("neither a security officer nor the secretariat"),
+            !ok && out.contains(&format!("{DOCTOR2} may not do this (approve_break_glass)")),
             "{out}"
         );
         assert_eq!(

@@ -38,9 +38,14 @@ pub enum Db {
 
 pub const BOTH: [Db; 2] = [Db::Sqlite, Db::Postgres];
 
+/// The secretariat member the tests' administrative commands are recorded as
+/// (`SEKISHO_OPERATOR`); a test that needs another person passes `--operator`.
+pub const TEST_OPERATOR: &str = "test-secretariat";
+
 pub fn sekisho() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sekisho"));
     c.env("SEKISHO_LOG", "warn");
+    c.env("SEKISHO_OPERATOR", TEST_OPERATOR);
     c
 }
 

@@ -22,6 +22,7 @@ use sekisho_store::Store;
 
 pub use pki::TestPki;
 pub use smtp_receiver::{Policy, SmtpReceiver};
+#[allow(unused_imports)]
 pub use webhook_receiver::{Received, WebhookReceiver};
 
 pub const SMTP_USER: &str = "sekisho";

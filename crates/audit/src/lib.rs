@@ -8,7 +8,8 @@
 //! - `merkle`: leaf/node hashing and the compact range (the tree's right edge, all a writer keeps);
 //! - `checkpoint`: the signing key, checkpoints, signed notes, verifier keys;
 //! - `writer`: [`AuditLog`], the group-commit writer (one transaction + fsync per batch);
-//! - `verify`: the offline check behind `sekisho audit verify`.
+//! - `verify`: the offline check behind `sekisho audit verify`;
+//! - `search`: the console's search, a page at a time, with each record's standing in the tree.
 //!
 //! Several gateway replicas may append to one PostgreSQL log: each batch transaction first
 //! updates the single `audit_head` row (SQLite's write lock, PostgreSQL's row lock), then reads
@@ -19,6 +20,7 @@
 pub mod checkpoint;
 pub mod merkle;
 mod record;
+pub mod search;
 mod verify;
 mod writer;
 

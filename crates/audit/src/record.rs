@@ -36,6 +36,20 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every event, for the console's search form.
+    pub const ALL: [Event; 10] = [
+        Event::Request,
+        Event::Outcome,
+        Event::Tls,
+        Event::Connection,
+        Event::Auth,
+        Event::Consent,
+        Event::Enrollment,
+        Event::Registry,
+        Event::Report,
+        Event::BreakGlass,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Event::Request => "request",
@@ -89,6 +103,10 @@ pub struct AuditRecord {
     pub cert_serial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Who made an administrative change, when that is not `user` (whom it is about): the
+    /// operator named at the command line with the operating-system account, `name (os:root)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualification: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +154,9 @@ pub(crate) struct Prepared {
     pub user: Option<String>,
     pub patient: Option<String>,
     pub break_glass_id: Option<String>,
+    pub facility: Option<String>,
+    pub reason: String,
+    pub route: Option<String>,
 }
 
 impl Prepared {
@@ -162,6 +183,9 @@ impl Prepared {
             user: rec.user,
             patient: rec.patient,
             break_glass_id: rec.break_glass_id,
+            facility: rec.facility,
+            reason: rec.reason,
+            route: rec.route,
         }
     }
 }

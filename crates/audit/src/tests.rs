@@ -664,3 +664,44 @@ fn metrics_have_their_names() {
         assert!(out.contains(name), "{name} missing from\n{out}");
     }
 }
+
+/// Records written before the search columns existed get them from the record itself, a range
+/// at a time, down to the first.
+#[tokio::test]
+async fn search_columns_are_filled_for_older_records() {
+    for db in TestDb::both().await {
+        let store = &db.store;
+        let (log, _) = open_log(store, &key(), "gw1", 64).await;
+        fill(&log, 25, 5).await;
+        log.shutdown().await;
+        sqlx::query("UPDATE audit_records SET facility = NULL, reason = NULL, route = NULL")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let mut below = Some(25);
+        let mut ranges = 0;
+        while let Some(b) = below {
+            below = crate::search::backfill(store, b, 10).await.unwrap();
+            ranges += 1;
+        }
+        assert_eq!(ranges, 3, "25 records, 10 a range");
+        type Row = (i64, String, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT idx, record, facility, reason, route FROM audit_records ORDER BY idx",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 25);
+        for (idx, text, facility, reason, route) in rows {
+            let want: AuditRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!(facility, want.facility, "record {idx}");
+            assert_eq!(
+                reason.as_deref(),
+                Some(want.reason.as_str()),
+                "record {idx}"
+            );
+            assert_eq!(route, want.route, "record {idx}");
+        }
+    }
+}

@@ -303,7 +303,10 @@ impl Writer {
                     .bind(r.terminal)
                     .bind(r.user)
                     .bind(r.patient)
-                    .bind(r.break_glass_id);
+                    .bind(r.break_glass_id)
+                    .bind(r.facility)
+                    .bind(r.reason)
+                    .bind(r.route);
             }
             q.execute(&mut *tx)
                 .await
@@ -343,10 +346,10 @@ impl Writer {
 /// looks each name up in a linear list (sqlite3_bind_parameter_name), which made a 64-row batch
 /// quadratic and was the largest single cost of the gateway's request path under load.
 fn insert_sql(rows: usize, kind: DbKind) -> String {
-    const COLS: usize = 12;
+    const COLS: usize = 15;
     let mut sql = String::from(
         "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \
-         terminal, user_id, patient, break_glass_id) VALUES ",
+         terminal, user_id, patient, break_glass_id, facility, reason, route) VALUES ",
     );
     for r in 0..rows {
         if r > 0 {
@@ -372,11 +375,11 @@ mod tests {
     #[test]
     fn insert_sql_numbers_every_parameter() {
         let sql = super::insert_sql(2, sekisho_store::DbKind::Postgres);
-        assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"), "{sql}");
+        assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15), ($16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"), "{sql}");
         let sql = super::insert_sql(2, sekisho_store::DbKind::Sqlite);
         assert!(
             sql.ends_with(
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             "{sql}"
         );

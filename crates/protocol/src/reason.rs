@@ -317,6 +317,26 @@ reasons! {
         ja: "患者さんの氏名検索は、緊急時アクセスの宣言中にだけ使えます。",
         en: "Searching patients by name is possible only while declaring an emergency access.";
 
+    // ---- the officers' and secretariat's console (R-LOG-1, R-BG-3, R-PAT-6)
+    /// The signed-in person's roles do not include this console page or act (the policy set's
+    /// `read_audit`, `review_break_glass`, `approve_break_glass`).
+    ConsoleNotPermitted = "console_not_permitted", FORBIDDEN,
+        ja: "この画面・操作は、セキュリティ管理者または事務局の担当者だけが使えます。",
+        en: "This page or action is for security officers or the secretariat only.";
+    /// A console form without this session's form token (an old page, another session's page,
+    /// or another site's).
+    ConsoleFormExpired = "console_form_expired", FORBIDDEN,
+        ja: "この画面の有効期限が切れています。画面を開き直してから、もう一度操作してください。",
+        en: "This page has expired. Open it again and repeat the action.";
+    /// No console request for longer than the console's idle time: the session was ended.
+    ConsoleIdle = "console_idle", UNAUTHORIZED,
+        ja: "操作のない時間が続いたため、サインアウトしました。もう一度サインインしてください。",
+        en: "You were signed out after a period without activity. Please sign in again.";
+    /// The acting officer declared the emergency access themselves.
+    BreakGlassOwnDeclaration = "break_glass_own_declaration", FORBIDDEN,
+        ja: "自分が宣言した緊急時アクセスを確認・承認することはできません。別の担当者に依頼してください。",
+        en: "You cannot review or approve your own emergency declaration; ask another officer.";
+
     // ---- enrollment (R-TERM-2)
     /// Unknown code or wrong PIN: one answer for both, so the endpoint is no oracle.
     EnrollInvalid = "enroll_invalid", FORBIDDEN,

@@ -451,6 +451,19 @@ pub async fn take_unreviewed(store: &Store, days: i64) -> Result<Vec<Declaration
     rows.iter().map(row).collect()
 }
 
+/// What the officers' queue shows: every signed declaration not reviewed yet, and every one
+/// that is active or waits for approval, newest first.
+pub async fn needing_attention(store: &Store) -> Result<Vec<Declaration>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM break_glass WHERE declared_at IS NOT NULL
+           AND (review_finding IS NULL OR status IN ('active', 'awaiting_approval'))
+         ORDER BY declared_at DESC"
+    )))
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(row).collect()
+}
+
 /// Counts for the statistics: declarations since `since`, by who, where and why, and how many
 /// were for patients outside the physician's care teams.
 pub async fn since(store: &Store, since: i64) -> Result<Vec<Declaration>> {

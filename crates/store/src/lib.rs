@@ -14,6 +14,7 @@
 //!
 //! [`durable`] writes files whole or not at all (keys, checkpoints, cached CRLs).
 
+pub mod anomaly;
 pub mod break_glass;
 pub mod changes;
 pub mod consent;

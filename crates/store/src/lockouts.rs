@@ -95,3 +95,17 @@ pub async fn unlock(store: &Store, scope: Scope, subject: &str) -> Result<bool> 
     .rows_affected();
     Ok(n > 0)
 }
+
+/// Subjects of `scope` that are locked now, with when they were locked (the console's
+/// dashboard).
+pub async fn locked(store: &Store, scope: Scope) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT subject, locked_at FROM lockouts WHERE scope = $1 AND locked_at IS NOT NULL ORDER BY locked_at DESC",
+    )
+    .bind(scope.as_str())
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("subject")?, r.try_get("locked_at")?)))
+        .collect()
+}

@@ -87,6 +87,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0013_consent_windows_by_patient.sql"),
         postgres: include_str!("migrations/0013_consent_windows_by_patient.sql"),
     },
+    Migration {
+        version: 14,
+        name: "audit_search",
+        sqlite: include_str!("migrations/0014_audit_search.sqlite.sql"),
+        postgres: include_str!("migrations/0014_audit_search.postgres.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "anomaly_findings",
+        sqlite: include_str!("migrations/0015_anomaly_findings.sql"),
+        postgres: include_str!("migrations/0015_anomaly_findings.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -8,17 +8,17 @@
 //! record before it takes effect; one that cannot be recorded is not made.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Subcommand;
-use sekisho_audit::{AuditRecord, Decision, Event};
-use sekisho_store::break_glass::{self as rows, Declaration, status};
+use sekisho_store::break_glass::{self as rows, Declaration};
 use sekisho_store::{Store, now};
 
-use super::admin_audit::{audit_admin, os_user};
+use super::admin_audit::{Operator, cli_record, officer};
 use super::data_dir::open;
-use crate::config::{Config, DataDir};
+use crate::config::Config;
+use crate::oversight::{self, break_glass::Act, jst};
 
 #[derive(Subcommand, Debug)]
 pub enum BreakglassCmd {
@@ -55,8 +55,6 @@ pub enum BreakglassCmd {
         finding: String,
         #[arg(long, default_value = "")]
         comment: String,
-        #[arg(long, env = "SEKISHO_OPERATOR")]
-        operator: String,
     },
     /// Approve a declaration that waits for a second person (child protection): the grant
     /// starts now.
@@ -65,8 +63,6 @@ pub enum BreakglassCmd {
         data_dir: PathBuf,
         #[arg(long)]
         id: String,
-        #[arg(long, env = "SEKISHO_OPERATOR")]
-        operator: String,
     },
     /// Refuse a declaration that waits for approval.
     Reject {
@@ -74,8 +70,6 @@ pub enum BreakglassCmd {
         data_dir: PathBuf,
         #[arg(long)]
         id: String,
-        #[arg(long, env = "SEKISHO_OPERATOR")]
-        operator: String,
     },
     /// End a grant now; every gateway refuses its next request within a second.
     End {
@@ -85,8 +79,6 @@ pub enum BreakglassCmd {
         id: String,
         #[arg(long)]
         reason: String,
-        #[arg(long, env = "SEKISHO_OPERATOR")]
-        operator: String,
     },
     /// Declarations per physician, facility and category, and repeated declarations for
     /// patients outside the physician's care teams.
@@ -98,7 +90,7 @@ pub enum BreakglassCmd {
     },
 }
 
-pub(super) async fn run(cmd: BreakglassCmd) -> Result<i32> {
+pub(super) async fn run(cmd: BreakglassCmd, op: &Operator) -> Result<i32> {
     match cmd {
         BreakglassCmd::List {
             data_dir,
@@ -154,65 +146,35 @@ pub(super) async fn run(cmd: BreakglassCmd) -> Result<i32> {
             id,
             finding,
             comment,
-            operator,
         } => {
-            let (dd, cfg, store) = open(&data_dir).await?;
-            let d = acting_on(&store, &id, &operator).await?;
-            if d.declared_at.is_none() {
-                bail!("{id} was never signed: there is nothing to review");
-            }
-            if !rows::FINDINGS.contains(&finding.as_str()) {
-                bail!("--finding must be one of {}", rows::FINDINGS.join(", "));
-            }
-            let detail = format!(
-                "finding {finding}; {}",
-                crate::headers::escape_text(&comment, 500)
-            );
-            act(
-                &dd,
-                &cfg,
-                &store,
-                &d,
-                &operator,
-                "break_glass_reviewed",
-                detail,
-                || async { rows::review(&store, &id, &operator, &finding, &comment).await },
-            )
-            .await?;
-            println!("{id}: reviewed as {finding} by {operator}");
+            let act = Act::Review {
+                finding: &finding,
+                comment: &comment,
+            };
+            officer_act(&data_dir, &id, op, act).await?;
+            println!("{id}: reviewed as {finding} by {}", op.name()?);
             Ok(0)
         }
-        BreakglassCmd::Approve {
-            data_dir,
-            id,
-            operator,
-        } => decide_approval(&data_dir, &id, &operator, true).await,
-        BreakglassCmd::Reject {
-            data_dir,
-            id,
-            operator,
-        } => decide_approval(&data_dir, &id, &operator, false).await,
+        BreakglassCmd::Approve { data_dir, id } => {
+            officer_act(&data_dir, &id, op, Act::Approve).await?;
+            println!("{id}: approved: the grant starts now (by {})", op.name()?);
+            Ok(0)
+        }
+        BreakglassCmd::Reject { data_dir, id } => {
+            officer_act(&data_dir, &id, op, Act::Reject).await?;
+            println!("{id}: rejected (by {})", op.name()?);
+            Ok(0)
+        }
         BreakglassCmd::End {
             data_dir,
             id,
             reason,
-            operator,
         } => {
-            let (dd, cfg, store) = open(&data_dir).await?;
-            let d = acting_on(&store, &id, &operator).await?;
-            let detail = format!("ended: {}", crate::headers::escape_text(&reason, 300));
-            act(
-                &dd,
-                &cfg,
-                &store,
-                &d,
-                &operator,
-                "break_glass_ended",
-                detail,
-                || async { rows::end(&store, &id, &operator, &reason).await },
-            )
-            .await?;
-            println!("{id}: ended by {operator}; gateways refuse its next request within a second");
+            officer_act(&data_dir, &id, op, Act::End { reason: &reason }).await?;
+            println!(
+                "{id}: ended by {}; gateways refuse its next request within a second",
+                op.name()?
+            );
             Ok(0)
         }
         BreakglassCmd::Stats { data_dir, days } => {
@@ -223,117 +185,13 @@ pub(super) async fn run(cmd: BreakglassCmd) -> Result<i32> {
     }
 }
 
-async fn decide_approval(
-    data_dir: &std::path::Path,
-    id: &str,
-    operator: &str,
-    approve: bool,
-) -> Result<i32> {
+/// An officer's act, as in the console (`crate::oversight::break_glass`).
+async fn officer_act(data_dir: &Path, id: &str, op: &Operator, act: Act<'_>) -> Result<()> {
     let (dd, cfg, store) = open(data_dir).await?;
-    let d = acting_on(&store, id, operator).await?;
-    if d.status != status::AWAITING_APPROVAL {
-        bail!("{id} is {}, not waiting for approval", d.status);
-    }
-    let (reason, what) = if approve {
-        ("break_glass_approved", "approved: the grant starts now")
-    } else {
-        ("break_glass_rejected", "rejected")
-    };
-    act(
-        &dd,
-        &cfg,
-        &store,
-        &d,
-        operator,
-        reason,
-        what.into(),
-        || async { rows::decide_approval(&store, id, operator, approve).await },
-    )
-    .await?;
-    println!("{id}: {what} (by {operator})");
-    Ok(0)
-}
-
-/// The declaration `id`, and `operator` checked: a registered, active security officer or
-/// member of the secretariat, not the physician who declared it.
-async fn acting_on(store: &Store, id: &str, operator: &str) -> Result<Declaration> {
-    let d = rows::get(store, id)
-        .await?
-        .with_context(|| format!("no declaration {id:?} (see `sekisho breakglass list`)"))?;
-    let u = super::admin_audit::officer(store, operator).await?;
-    if u.user_id == d.user_id {
-        bail!("{operator} declared {id}: the review and the approval are someone else's");
-    }
-    Ok(d)
-}
-
-/// Records the act first, then makes the change; a change whose record cannot be written is
-/// not made, and one that could not be made after its record is recorded as such.
-#[allow(clippy::too_many_arguments)]
-async fn act<F, Fut>(
-    dd: &DataDir,
-    cfg: &Config,
-    store: &Store,
-    d: &Declaration,
-    operator: &str,
-    reason: &str,
-    detail: String,
-    change: F,
-) -> Result<()>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<bool>>,
-{
-    let rec = |reason: &str, detail: String, decision| AuditRecord {
-        request_id: sekisho_protocol::new_request_id(),
-        event: Event::BreakGlass,
-        user: Some(operator.to_string()),
-        patient: d.patient_id.clone(),
-        break_glass_id: Some(d.id.clone()),
-        action: Some("break_glass".into()),
-        decision,
-        reason: reason.into(),
-        detail: Some(format!(
-            "{detail}; by {operator} ({}); declared by {}",
-            os_user().unwrap_or_else(|| "os:unknown".into()),
-            d.user_id
-        )),
-        ..Default::default()
-    };
-    audit_admin(
-        dd,
-        cfg,
-        store,
-        rec(reason, detail.clone(), Decision::Permit),
-    )
-    .await
-    .context("the act could not be recorded, so it was not made")?;
-    match change().await {
-        Ok(true) => Ok(()),
-        Ok(false) => {
-            let _ = audit_admin(
-                dd,
-                cfg,
-                store,
-                rec("break_glass_act_not_made", detail, Decision::Deny),
-            )
-            .await;
-            bail!(
-                "{} could not be changed (its state changed meanwhile?)",
-                d.id
-            )
-        }
-        Err(e) => {
-            let _ = audit_admin(
-                dd,
-                cfg,
-                store,
-                rec("break_glass_act_not_made", detail, Decision::Deny),
-            )
-            .await;
-            Err(e)
-        }
-    }
+    let (who, log, policy) = officer(&dd, &cfg, &store, op).await?;
+    let r = oversight::break_glass::act(&store, &log, &policy, &who, id, act, cli_record()).await;
+    log.shutdown().await;
+    r.map(|_| ()).map_err(|e| anyhow::anyhow!("{}", e.detail))
 }
 
 async fn show(store: &Store, cfg: &Config, d: &Declaration) -> Result<()> {
@@ -490,22 +348,4 @@ fn follow_up(d: &Declaration, at: i64, after_hours: i64) -> String {
         (None, true) if d.follow_up_overdue(at, after_hours) => "OVERDUE".into(),
         (None, true) => "required".into(),
     }
-}
-
-/// `2026-12-04 03:30 JST`.
-fn jst(unix: i64) -> String {
-    let jst = time::UtcOffset::from_hms(9, 0, 0).expect("a valid offset");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| {
-            let t = t.to_offset(jst);
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02}",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        })
-        .unwrap_or_default()
 }

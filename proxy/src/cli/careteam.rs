@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use super::admin_audit::{actor, audit_admin};
+use super::admin_audit::{Operator, change};
 use super::data_dir::open;
 use super::patient::record;
 use sekisho_store::patients;
@@ -41,7 +41,7 @@ pub enum CareteamCmd {
     },
 }
 
-pub(super) async fn run(cmd: CareteamCmd) -> Result<i32> {
+pub(super) async fn run(cmd: CareteamCmd, op: &Operator) -> Result<i32> {
     let member =
         |user: Option<String>, facility: Option<String>| -> Result<(&'static str, String)> {
             match (user, facility) {
@@ -62,13 +62,14 @@ pub(super) async fn run(cmd: CareteamCmd) -> Result<i32> {
             if kind == "user" && sekisho_store::users::get(&store, &m).await?.is_none() {
                 bail!("no user {m:?} (see `sekisho user list`)");
             }
-            let added =
-                patients::care_team_change(&store, &patient, kind, &m, true, &actor()).await?;
-            audit_admin(
+            let rec = record("care_team_added", &patient, Some(format!("{kind} {m}")));
+            let added = change(
                 &dd,
                 &cfg,
                 &store,
-                record("care_team_added", &patient, Some(format!("{kind} {m}"))),
+                op,
+                rec,
+                patients::care_team_change(&store, &patient, kind, &m, true, &op.actor()?),
             )
             .await?;
             println!(
@@ -86,15 +87,14 @@ pub(super) async fn run(cmd: CareteamCmd) -> Result<i32> {
         } => {
             let (kind, m) = member(user, facility)?;
             let (dd, cfg, store) = open(&data_dir).await?;
-            if !patients::care_team_change(&store, &patient, kind, &m, false, &actor()).await? {
-                bail!("{kind} {m} is not in the care team of {patient}");
-            }
-            audit_admin(
-                &dd,
-                &cfg,
-                &store,
-                record("care_team_removed", &patient, Some(format!("{kind} {m}"))),
-            )
+            let rec = record("care_team_removed", &patient, Some(format!("{kind} {m}")));
+            let by = op.actor()?;
+            change(&dd, &cfg, &store, op, rec, async {
+                if !patients::care_team_change(&store, &patient, kind, &m, false, &by).await? {
+                    bail!("{kind} {m} is not in the care team of {patient}");
+                }
+                Ok(())
+            })
             .await?;
             println!(
                 "{kind} {m} left the care team of {patient}; this applies to the next request."

@@ -5,7 +5,8 @@
 //! One module per command group holds that group's clap types and handlers (`terminal`,
 //! `user`, `patient`, `careteam`, `policy`, `ca`, `audit`, `breakglass`; `init` also runs `serve` and
 //! `demo`). What they share: `data_dir` opens a data dir's configuration and store, and
-//! `admin_audit` writes each change to the audit log as the operator's act. This module
+//! `admin_audit` writes each change to the audit log as the named operator's act, before the
+//! change is made. This module
 //! only parses and dispatches.
 
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ mod policy;
 mod terminal;
 mod user;
 
+pub use admin_audit::Operator;
 pub use audit::AuditCmd;
 pub use breakglass::BreakglassCmd;
 pub use ca::CaCmd;
@@ -43,6 +45,11 @@ pub use user::UserCmd;
     about = "Sekisho access gateway for regional medical information-sharing networks"
 )]
 pub struct Cli {
+    /// The person making a change (or an officer's act): recorded in the audit log, with the
+    /// operating-system account, before the change is made. Required by every command that
+    /// changes the network's records.
+    #[arg(long, global = true, env = "SEKISHO_OPERATOR")]
+    pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -100,17 +107,18 @@ fn parse_alg(s: &str) -> Result<KeyAlgorithm, String> {
 
 /// Returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
+    let op = Operator::new(cli.operator);
     match cli.command {
         Command::Init(a) => init::init(a).await,
         Command::Serve(a) => init::serve(a).await,
-        Command::Terminal(t) => terminal::run(t).await,
-        Command::User(u) => user::run(u).await,
-        Command::Patient(p) => patient::run(p).await,
+        Command::Terminal(t) => terminal::run(t, &op).await,
+        Command::User(u) => user::run(u, &op).await,
+        Command::Patient(p) => patient::run(p, &op).await,
         Command::Policy(p) => policy::run(p),
-        Command::Careteam(c) => careteam::run(c).await,
+        Command::Careteam(c) => careteam::run(c, &op).await,
         Command::Ca(c) => ca::run(c).await,
-        Command::Audit(a) => audit::run(a).await,
-        Command::Breakglass(b) => breakglass::run(b).await,
+        Command::Audit(a) => audit::run(a, &op).await,
+        Command::Breakglass(b) => breakglass::run(b, &op).await,
         Command::Demo(a) => init::demo(a).await,
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use super::admin_audit::{actor, audit_admin};
+use super::admin_audit::{Operator, change};
 use super::data_dir::open;
 use sekisho_audit::AuditRecord;
 use sekisho_store::consent as consent_rows;
@@ -85,7 +85,6 @@ pub(super) fn record(reason: &str, patient: &str, detail: Option<String>) -> Aud
         request_id: sekisho_protocol::new_request_id(),
         event: sekisho_audit::Event::Registry,
         patient: Some(patient.to_string()),
-        user: Some(actor()),
         decision: sekisho_audit::Decision::Permit,
         reason: reason.into(),
         detail,
@@ -153,7 +152,7 @@ fn parse_local_ids(s: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-pub(super) async fn run(cmd: PatientCmd) -> Result<i32> {
+pub(super) async fn run(cmd: PatientCmd, op: &Operator) -> Result<i32> {
     match cmd {
         PatientCmd::Add {
             data_dir,
@@ -177,21 +176,19 @@ pub(super) async fn run(cmd: PatientCmd) -> Result<i32> {
             };
             check(&p).map_err(anyhow::Error::msg)?;
             let (dd, cfg, store) = open(&data_dir).await?;
-            let mut tx = store.pool().begin().await?;
-            patients::insert(&mut tx, &p, &actor())
-                .await
-                .with_context(|| format!("cannot add patient {id} (already registered?)"))?;
-            tx.commit().await?;
-            audit_admin(
-                &dd,
-                &cfg,
-                &store,
-                record(
-                    "patient_added",
-                    &id,
-                    p.consent.clone().map(|c| format!("consent {c}")),
-                ),
-            )
+            let rec = record(
+                "patient_added",
+                &id,
+                p.consent.clone().map(|c| format!("consent {c}")),
+            );
+            change(&dd, &cfg, &store, op, rec, async {
+                let mut tx = store.pool().begin().await?;
+                patients::insert(&mut tx, &p, &op.actor()?)
+                    .await
+                    .with_context(|| format!("cannot add patient {id} (already registered?)"))?;
+                tx.commit().await?;
+                Ok(())
+            })
             .await?;
             println!(
                 "Patient {id} registered (consent: {}).",
@@ -200,10 +197,10 @@ pub(super) async fn run(cmd: PatientCmd) -> Result<i32> {
             Ok(0)
         }
         PatientCmd::Consent { data_dir, id, note } => {
-            consent(&data_dir, &id, Consent::Granted, note).await
+            consent(&data_dir, &id, Consent::Granted, note, op).await
         }
         PatientCmd::Withdraw { data_dir, id, note } => {
-            consent(&data_dir, &id, Consent::Withdrawn, note).await
+            consent(&data_dir, &id, Consent::Withdrawn, note, op).await
         }
         PatientCmd::List { data_dir } => {
             let (_dd, _cfg, store) = open(&data_dir).await?;
@@ -226,8 +223,8 @@ pub(super) async fn run(cmd: PatientCmd) -> Result<i32> {
             data_dir,
             file,
             dry_run,
-        } => import::run(&data_dir, &file, dry_run).await,
-        PatientCmd::Card(cmd) => card::run(cmd).await,
+        } => import::run(&data_dir, &file, dry_run, op).await,
+        PatientCmd::Card(cmd) => card::run(cmd, op).await,
     }
 }
 
@@ -236,21 +233,29 @@ async fn consent(
     id: &str,
     c: Consent,
     note: Option<String>,
+    op: &Operator,
 ) -> Result<i32> {
     let (dd, cfg, store) = open(data_dir).await?;
-    if !patients::set_consent(&store, id, c, &actor(), note.as_deref()).await? {
+    if patients::facts(&store, id).await?.is_none() {
         bail!("no patient {id:?} (see `sekisho patient list`)");
-    }
-    if c != Consent::Granted {
-        // A window opened before the withdrawal must not come back with a later consent.
-        consent_rows::close_windows_for_patient(&store, id).await?;
     }
     let reason = if c == Consent::Granted {
         "consent_granted"
     } else {
         "consent_withdrawn"
     };
-    audit_admin(&dd, &cfg, &store, record(reason, id, note)).await?;
+    let rec = record(reason, id, note.clone());
+    change(&dd, &cfg, &store, op, rec, async {
+        if !patients::set_consent(&store, id, c, &op.actor()?, note.as_deref()).await? {
+            bail!("no patient {id:?} (see `sekisho patient list`)");
+        }
+        if c != Consent::Granted {
+            // A window opened before the withdrawal must not come back with a later consent.
+            consent_rows::close_windows_for_patient(&store, id).await?;
+        }
+        Ok(())
+    })
+    .await?;
     println!(
         "Patient {id}: consent {}. This applies to the next request.",
         c.as_str()

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use sekisho_ca::{KeyAlgorithm, RevocationReason, TerminalId};
 
-use super::admin_audit::{audit_admin, os_user};
+use super::admin_audit::{Operator, change};
 use super::data_dir::open;
 use super::parse_alg;
 use crate::terminals::{self, Change};
@@ -92,7 +92,7 @@ pub enum TerminalCmd {
     },
 }
 
-pub(super) async fn run(cmd: TerminalCmd) -> Result<i32> {
+pub(super) async fn run(cmd: TerminalCmd, op: &Operator) -> Result<i32> {
     match cmd {
         TerminalCmd::Tunnel {
             data_dir,
@@ -116,26 +116,27 @@ pub(super) async fn run(cmd: TerminalCmd) -> Result<i32> {
             }
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            let files = crate::terminals::tunnel_bundle(
+            let rec = AuditRecord {
+                event: sekisho_audit::Event::Registry,
+                terminal: Some(terminal.clone()),
+                decision: sekisho_audit::Decision::Permit,
+                reason: "tunnel_peer_set".into(),
+                ..Default::default()
+            };
+            let files = change(
                 &dd,
                 &cfg,
                 &store,
-                &terminal,
-                public_key.as_deref(),
-                &out,
-            )
-            .await?;
-            audit_admin(
-                &dd,
-                &cfg,
-                &store,
-                AuditRecord {
-                    event: sekisho_audit::Event::Registry,
-                    terminal: Some(terminal.clone()),
-                    decision: sekisho_audit::Decision::Permit,
-                    reason: "tunnel_peer_set".into(),
-                    ..Default::default()
-                },
+                op,
+                rec,
+                crate::terminals::tunnel_bundle(
+                    &dd,
+                    &cfg,
+                    &store,
+                    &terminal,
+                    public_key.as_deref(),
+                    &out,
+                ),
             )
             .await?;
             println!("Terminal {terminal}: WireGuard tunnel configured.");
@@ -195,15 +196,19 @@ pub(super) async fn run(cmd: TerminalCmd) -> Result<i32> {
                     std::fs::write(&p, data)?;
                 }
             }
-            terminals::register(&store, &id, &cert).await?;
-            for (name, _, _) in &files {
-                std::fs::rename(stage.path().join(name), out.join(name))?;
-            }
-            audit_admin(
+            change(
                 &dd,
                 &cfg,
                 &store,
+                op,
                 terminal_record("terminal_added", &id, format!("serial {}", cert.serial_hex)),
+                async {
+                    terminals::register(&store, &id, &cert).await?;
+                    for (name, _, _) in &files {
+                        std::fs::rename(stage.path().join(name), out.join(name))?;
+                    }
+                    Ok(())
+                },
             )
             .await?;
             println!(
@@ -236,12 +241,13 @@ pub(super) async fn run(cmd: TerminalCmd) -> Result<i32> {
         } => {
             let id = TerminalId::new(&facility, &terminal)?;
             let (dd, cfg, store) = open(&data_dir).await?;
-            let code = crate::enrollment::issue_code(&store, &cfg, &id).await?;
-            audit_admin(
+            let code = change(
                 &dd,
                 &cfg,
                 &store,
+                op,
                 terminal_record("enroll_code_issued", &id, "one-time access code".into()),
+                crate::enrollment::issue_code(&store, &cfg, &id),
             )
             .await?;
             let expires = time::OffsetDateTime::from_unix_timestamp(code.expires_at)?;
@@ -267,12 +273,12 @@ pub(super) async fn run(cmd: TerminalCmd) -> Result<i32> {
             data_dir,
             terminal,
             reason,
-        } => status_change(&data_dir, &terminal, Change::Revoke(reason)).await,
+        } => status_change(&data_dir, &terminal, Change::Revoke(reason), op).await,
         TerminalCmd::Suspend { data_dir, terminal } => {
-            status_change(&data_dir, &terminal, Change::Suspend).await
+            status_change(&data_dir, &terminal, Change::Suspend, op).await
         }
         TerminalCmd::Resume { data_dir, terminal } => {
-            status_change(&data_dir, &terminal, Change::Resume).await
+            status_change(&data_dir, &terminal, Change::Resume, op).await
         }
         TerminalCmd::List { data_dir } => {
             let (_dd, _cfg, store) = open(&data_dir).await?;
@@ -304,14 +310,22 @@ pub(super) async fn run(cmd: TerminalCmd) -> Result<i32> {
     }
 }
 
-async fn status_change(data_dir: &Path, terminal: &str, change: Change) -> Result<i32> {
+async fn status_change(data_dir: &Path, terminal: &str, to: Change, op: &Operator) -> Result<i32> {
     let (dd, cfg, store) = open(data_dir).await?;
-    let ca = match change {
+    let ca = match to {
         Change::Revoke(_) => Some(terminals::load_authority(&dd)?),
         _ => None,
     };
-    let facility = terminals::change_status(&store, ca.as_ref(), &cfg.ca, terminal, change).await?;
-    let (reason, detail, done) = match change {
+    // The facility, for the record that comes first.
+    let facility = sekisho_store::terminals::list(&store)
+        .await?
+        .into_iter()
+        .find(|t| t.terminal == terminal)
+        .map(|t| t.facility)
+        .with_context(|| {
+            format!("no terminal {terminal:?} is registered (see `sekisho terminal list`)")
+        })?;
+    let (reason, detail, done) = match to {
         Change::Revoke(r) => (
             "terminal_revoked",
             format!("reason {r}"),
@@ -321,7 +335,15 @@ async fn status_change(data_dir: &Path, terminal: &str, change: Change) -> Resul
         Change::Resume => ("terminal_resumed", String::new(), "resumed"),
     };
     let id = TerminalId::new(&facility, terminal)?;
-    audit_admin(&dd, &cfg, &store, terminal_record(reason, &id, detail)).await?;
+    change(
+        &dd,
+        &cfg,
+        &store,
+        op,
+        terminal_record(reason, &id, detail),
+        terminals::change_status(&store, ca.as_ref(), &cfg.ca, terminal, to),
+    )
+    .await?;
     println!(
         "Terminal {terminal} ({facility}) {done}. Running gateways apply this within a second."
     );
@@ -346,7 +368,6 @@ fn terminal_record(reason: &str, id: &TerminalId, detail: String) -> AuditRecord
         event: sekisho_audit::Event::Registry,
         terminal: Some(id.terminal.clone()),
         facility: Some(id.facility.clone()),
-        user: os_user(),
         decision: sekisho_audit::Decision::Permit,
         reason: reason.into(),
         detail: Some(detail),

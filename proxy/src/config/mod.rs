@@ -45,12 +45,110 @@ pub struct Config {
     /// Emergency access: reason categories and their rules (R-PAT-4, R-BG-1..3).
     #[serde(default)]
     pub break_glass: break_glass::BreakGlassConfig,
+    /// The officers' and secretariat's console (`docs/console.md`).
+    #[serde(default)]
+    pub console: ConsoleConfig,
+    /// Anomaly rules whose findings reach the console, `/metrics` and the officers' channels.
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
     /// Where security officers are told of break-glass declarations and anomalies
     /// (`docs/notifications.md`); absent = no channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Seconds without a console request after which the person's session is ended
+    /// (default 900: fifteen minutes).
+    #[serde(default = "default_console_idle")]
+    pub idle_seconds: u32,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> ConsoleConfig {
+        ConsoleConfig {
+            idle_seconds: default_console_idle(),
+        }
+    }
+}
+
+fn default_console_idle() -> u32 {
+    900
+}
+
+/// The anomaly rules (R-LOG-3, R-LOG-4; `docs/console.md`). A threshold of 0 turns its rule off.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// How often the audit log is scanned.
+    #[serde(default = "default_anomaly_scan")]
+    pub scan_seconds: u32,
+    /// More distinct patients than this opened by one person within an hour.
+    #[serde(default = "default_distinct_patients")]
+    pub distinct_patients_per_hour: u32,
+    /// More permitted patient requests than this by one person in a day (JST).
+    #[serde(default)]
+    pub accesses_per_day: u32,
+    /// Patient records opened outside these hours (JST), `HH:MM-HH:MM`; empty: no rule.
+    #[serde(default = "default_working_hours")]
+    pub working_hours: String,
+    /// This many emergency declarations or more for patients outside the physician's care
+    /// teams within 30 days.
+    #[serde(default = "default_bg_outside")]
+    pub break_glass_outside_team: u32,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> AnomalyConfig {
+        AnomalyConfig {
+            scan_seconds: default_anomaly_scan(),
+            distinct_patients_per_hour: default_distinct_patients(),
+            accesses_per_day: 0,
+            working_hours: default_working_hours(),
+            break_glass_outside_team: default_bg_outside(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// The working hours as minutes after midnight, `(start, end)`; `None` when the rule is off.
+    pub fn hours(&self) -> Result<Option<(u32, u32)>> {
+        let s = self.working_hours.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let minutes = |t: &str| -> Option<u32> {
+            let (h, m) = t.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+        };
+        match s.split_once('-').map(|(a, b)| (minutes(a), minutes(b))) {
+            Some((Some(a), Some(b))) if a < b => Ok(Some((a, b))),
+            _ => bail!(
+                "anomaly.working_hours must be HH:MM-HH:MM, start before end (e.g. 07:00-21:00)"
+            ),
+        }
+    }
+}
+
+fn default_anomaly_scan() -> u32 {
+    60
+}
+
+fn default_distinct_patients() -> u32 {
+    30
+}
+
+fn default_working_hours() -> String {
+    "06:00-22:00".into()
+}
+
+fn default_bg_outside() -> u32 {
+    3
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -495,6 +593,10 @@ impl Config {
         }
         sekisho_policies::RouteMap::new(self.routes.clone())?;
         self.break_glass.validate()?;
+        self.anomaly.hours()?;
+        if self.anomaly.scan_seconds == 0 {
+            bail!("anomaly.scan_seconds must be at least 1");
+        }
         if self.limits.max_header_bytes < 8192 {
             bail!("limits.max_header_bytes must be at least 8192");
         }

@@ -52,6 +52,7 @@ use crate::body::Body;
 use crate::breakglass::EmergencyDesk;
 use crate::config::Config;
 use crate::consent::ConsentDesk;
+use crate::console::Console;
 use crate::metrics::Metrics;
 use crate::patients::PatientView;
 use crate::policy::Authorizer;
@@ -73,6 +74,7 @@ pub struct Gateway {
     signin: Arc<SignIn>,
     consent: Arc<ConsentDesk>,
     emergency: Arc<EmergencyDesk>,
+    console: Arc<Console>,
     policy: Arc<Authorizer>,
     patients: Arc<PatientView>,
     store: Store,
@@ -96,6 +98,7 @@ pub struct GatewayParts {
     pub signin: Arc<SignIn>,
     pub consent: Arc<ConsentDesk>,
     pub emergency: Arc<EmergencyDesk>,
+    pub console: Arc<Console>,
     pub policy: Arc<Authorizer>,
     pub patients: Arc<PatientView>,
     pub store: Store,
@@ -117,6 +120,7 @@ impl Gateway {
             signin: p.signin,
             consent: p.consent,
             emergency: p.emergency,
+            console: p.console,
             policy: p.policy,
             patients: p.patients,
             store: p.store,

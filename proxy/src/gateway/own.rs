@@ -1,4 +1,5 @@
-//! The gateway's own endpoints under `/.sekisho/` (sign-in, consent, emergency access):
+//! The gateway's own endpoints under `/.sekisho/` (sign-in, consent, emergency access, the
+//! officers' console):
 //! recognised on the
 //! normalised path so that no spelling of it (`//.sekisho`, `/x/../.sekisho`) can reach the route
 //! map or the upstream, and answered here once the terminal is identified.
@@ -39,7 +40,14 @@ impl Gateway {
             peer: ctx.conn.peer,
             request_id: &ctx.id,
         };
-        if path == EMERGENCY_PREFIX_PATH || path.starts_with(&format!("{EMERGENCY_PREFIX_PATH}/")) {
+        if crate::console::is_console(path) {
+            let cookie = crate::signin::session_cookie(req.headers());
+            self.console
+                .handle(req, path, &caller, cookie.as_deref(), ctx.via_own_tunnel)
+                .await
+        } else if path == EMERGENCY_PREFIX_PATH
+            || path.starts_with(&format!("{EMERGENCY_PREFIX_PATH}/"))
+        {
             let cookie = crate::signin::session_cookie(req.headers());
             self.emergency
                 .handle(req, path, &caller, cookie.as_deref(), ctx.via_own_tunnel)

@@ -3,7 +3,8 @@
 //! (closing connections that lost access, R-TERM-4), then sessions and tunnel peers; patient
 //! facts follow the change log. It also
 //! re-reads HPKI trust and the policy set when their files change (SIGHUP forces the policy),
-//! suspends accounts unused for the configured time (R-ACCT-7), re-signs the CRL before it
+//! suspends accounts unused for the configured time (R-ACCT-7), scans for anomalies (R-LOG-3,
+//! `crate::oversight::anomaly`), re-signs the CRL before it
 //! runs out, and fails closed — refuses everyone — once it has.
 
 use std::sync::Arc;
@@ -54,6 +55,14 @@ impl Watcher {
         let mut last_crl_check = tokio::time::Instant::now();
         let mut last_break_glass: Option<tokio::time::Instant> = None;
         let mut last_unused_check: Option<tokio::time::Instant> = None;
+        let mut last_anomaly_scan: Option<tokio::time::Instant> = None;
+        // The audit log's search columns of older records, filled a range a tick from the top.
+        let mut backfill_below: Option<i64> =
+            sqlx::query_scalar::<_, i64>("SELECT tree_size FROM audit_head WHERE id = 1")
+                .fetch_one(self.store.pool())
+                .await
+                .ok();
+        let anomaly_every = Duration::from_secs(u64::from(self.cfg.anomaly.scan_seconds.max(1)));
         let mut next_update = i64::MIN;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -90,6 +99,30 @@ impl Watcher {
             if last_break_glass.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 last_break_glass = Some(tokio::time::Instant::now());
                 self.break_glass_rounds().await;
+            }
+            if let Some(below) = backfill_below {
+                backfill_below =
+                    match sekisho_audit::search::backfill(&self.store, below, 20_000).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            warn!(error = %e, "cannot fill the audit log's search columns");
+                            Some(below)
+                        }
+                    };
+            }
+            if last_anomaly_scan.is_none_or(|t| t.elapsed() >= anomaly_every) {
+                last_anomaly_scan = Some(tokio::time::Instant::now());
+                if let Err(e) = crate::oversight::anomaly::scan(
+                    &self.store,
+                    &self.cfg.anomaly,
+                    &self.notifier,
+                    &self.audit,
+                    &self.metrics,
+                )
+                .await
+                {
+                    warn!(error = %e, "cannot scan for anomalies");
+                }
             }
             if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
                 last_crl_check = tokio::time::Instant::now();

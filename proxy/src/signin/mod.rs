@@ -41,7 +41,7 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::endpoint::{error, read_form, read_json, same_origin};
 use crate::sessions::Sessions;
-use pages::{ORIGIN_MSG, login_form, page, password_form};
+use pages::{ORIGIN_MSG, login_form, login_form_to, page, password_form};
 
 /// The sign-in desk of one gateway.
 pub struct SignIn {
@@ -81,6 +81,16 @@ impl SignIn {
         &self.hpki
     }
 
+    /// Ends the terminal's session because the officers' console sat idle too long
+    /// (`crate::console`); on record like a sign-out, with reason `console_idle`. `false` when
+    /// the session could not be ended.
+    pub async fn end_idle(&self, caller: &Caller<'_>) -> bool {
+        self.logout(caller, Some("console_idle"))
+            .await
+            .status()
+            .is_success()
+    }
+
     /// `path` is the normalised path, which starts with `/.sekisho/`.
     pub async fn handle(
         &self,
@@ -102,7 +112,12 @@ impl SignIn {
                 let cookie = session_cookie(req.headers());
                 self.status(caller, cookie.as_deref())
             }
-            (Method::GET, "/.sekisho/login") => page(StatusCode::OK, &login_form(None)),
+            (Method::GET, "/.sekisho/login") => {
+                let next = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                    .find(|(k, _)| k == "next")
+                    .and_then(|(_, v)| pages::next_page(&v));
+                page(StatusCode::OK, &login_form_to(None, next))
+            }
             (Method::POST, "/.sekisho/login") => {
                 if !same_origin(&req, &self.cfg.hostname) {
                     return page(StatusCode::FORBIDDEN, &login_form(Some(ORIGIN_MSG)));
@@ -124,12 +139,21 @@ impl SignIn {
                 }
             }
             (Method::POST, "/.sekisho/logout") => {
+                // The console's "sign in as someone else" comes back to the console.
+                let next = read_form(req)
+                    .await
+                    .ok()
+                    .and_then(|f| pages::next_page(crate::endpoint::field(&f, "next")));
                 let mut r = self.logout(caller, Some("logout")).await;
                 *r.status_mut() = StatusCode::SEE_OTHER;
                 let h = r.headers_mut();
                 h.insert(
                     header::LOCATION,
-                    HeaderValue::from_static("/.sekisho/login"),
+                    match next {
+                        Some(n) => HeaderValue::from_str(&format!("/.sekisho/login?next={n}"))
+                            .unwrap_or(HeaderValue::from_static("/.sekisho/login")),
+                        None => HeaderValue::from_static("/.sekisho/login"),
+                    },
                 );
                 h.insert(
                     header::SET_COOKIE,

@@ -13,15 +13,30 @@ const PAGE_HEAD: &str = r#"<!doctype html><html lang="ja"><head><meta charset="u
 <style>body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem;line-height:1.7}label{display:block;margin-top:1rem}input{font-size:1.1rem;padding:.3rem;width:100%;box-sizing:border-box}button{margin-top:1.5rem;font-size:1.1rem;padding:.4rem 1.5rem}.msg{color:#b03a2e}.en{color:#555}</style></head><body>"#;
 
 pub(super) fn login_form(msg: Option<&str>) -> String {
+    login_form_to(msg, None)
+}
+
+/// Where a sign-in may lead other than the network's application: the officers' console
+/// (its pages send people here with `?next=`). Nothing else, so the form is no open redirect.
+pub(super) fn next_page(asked: &str) -> Option<&'static str> {
+    asked
+        .starts_with(crate::console::HOME)
+        .then_some(crate::console::HOME)
+}
+
+/// The sign-in form; after signing in the browser goes to `next`, or to the application.
+pub(super) fn login_form_to(msg: Option<&str>, next: Option<&'static str>) -> String {
     // autocomplete=off: browsers must not keep IDs or passwords (R-ACCT-3).
     format!(
         r#"{PAGE_HEAD}<h1>サインイン <span class="en">/ Sign in</span></h1>{}
 <p>HPKIカードをお持ちの方は、端末のカードリーダーに挿入してください。<br><span class="en">With an HPKI card, insert it into this terminal's reader instead.</span></p>
-<form method="post" action="/.sekisho/login" autocomplete="off">
+<form method="post" action="/.sekisho/login" autocomplete="off">{}
 <label>ID <input name="id" required autocomplete="off" autocapitalize="off" spellcheck="false"></label>
 <label>パスワード / Password <input name="password" type="password" required autocomplete="off"></label>
 <button type="submit">サインイン / Sign in</button></form></body></html>"#,
         msg.map(|m| format!(r#"<p class="msg">{}</p>"#, html::escape(m)))
+            .unwrap_or_default(),
+        next.map(|n| format!(r#"<input type="hidden" name="next" value="{n}">"#))
             .unwrap_or_default()
     )
 }

@@ -9,7 +9,7 @@ use sekisho_store::lockouts::{self, Scope};
 use sekisho_store::{now, users};
 use tracing::warn;
 
-use super::pages::{GENERIC_FAILURE, login_form, page, password_form};
+use super::pages::{GENERIC_FAILURE, login_form, login_form_to, page, password_form};
 use super::{Caller, SignIn, auth_record};
 use crate::body::Body;
 use crate::endpoint::{error, field};
@@ -22,9 +22,11 @@ impl SignIn {
         caller: &Caller<'_>,
     ) -> Response<Body> {
         let id = field(form, "id").trim().to_string();
+        // A failed attempt keeps where the form leads (the console).
+        let next = super::pages::next_page(field(form, "next"));
         let pw = zeroize::Zeroizing::new(field(form, "password").to_string());
         if let Some(r) = self.terminal_locked(caller).await {
-            return page(r.status(), &login_form(Some(r.ja())));
+            return page(r.status(), &login_form_to(Some(r.ja()), next));
         }
         let mut rec = auth_record(caller, "password");
         let user = if password_rules::valid_user_id(&id) {
@@ -65,7 +67,10 @@ impl SignIn {
             if audited.is_err() {
                 return error(Reason::AuditUnavailable);
             }
-            return page(StatusCode::UNAUTHORIZED, &login_form(Some(GENERIC_FAILURE)));
+            return page(
+                StatusCode::UNAUTHORIZED,
+                &login_form_to(Some(GENERIC_FAILURE), next),
+            );
         }
         let Some(user) = user else {
             return error(Reason::Internal);
@@ -85,7 +90,7 @@ impl SignIn {
                 let to = if must_change {
                     "/.sekisho/password"
                 } else {
-                    "/"
+                    super::pages::next_page(field(form, "next")).unwrap_or("/")
                 };
                 let h = r.headers_mut();
                 h.insert(header::LOCATION, HeaderValue::from_static(to));
@@ -102,7 +107,7 @@ impl SignIn {
                 warn!(error = %e, "cannot open a session");
                 page(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &login_form(Some("もう一度お試しください。 / Please try again.")),
+                    &login_form_to(Some("もう一度お試しください。 / Please try again."), next),
                 )
             }
         }

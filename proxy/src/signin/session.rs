@@ -73,6 +73,7 @@ impl SignIn {
     pub(super) async fn logout(&self, caller: &Caller<'_>, reason: Option<&str>) -> Response<Body> {
         let reason = match reason {
             Some("card_removed") => "card_removed",
+            Some("console_idle") => "console_idle",
             _ => "logout",
         };
         let who = self.sessions.for_terminal(&caller.terminal.terminal);

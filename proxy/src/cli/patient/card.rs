@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
 use super::record;
-use crate::cli::admin_audit::{actor, audit_admin};
+use crate::cli::admin_audit::{Operator, change};
 use crate::cli::data_dir::open;
 use sekisho_store::consent as consent_rows;
 use sekisho_store::patients;
@@ -44,7 +44,7 @@ pub enum CardCmd {
     },
 }
 
-pub(super) async fn run(cmd: CardCmd) -> Result<i32> {
+pub(super) async fn run(cmd: CardCmd, op: &Operator) -> Result<i32> {
     match cmd {
         CardCmd::Issue {
             data_dir,
@@ -84,30 +84,28 @@ pub(super) async fn run(cmd: CardCmd) -> Result<i32> {
             )?;
             std::fs::write(staging.join("patient-card.crt"), cert.pem())?;
             std::fs::write(staging.join("patient-id"), format!("{patient}\n"))?;
-            if let Err(e) = consent_rows::insert_card(
-                &store,
-                &cert.serial_hex,
+            let rec = record(
+                "patient_card_issued",
                 &patient,
-                cert.not_after.unix_timestamp(),
-                &actor(),
-            )
-            .await
-            {
+                Some(format!("card {}", cert.serial_hex)),
+            );
+            let issued = change(&dd, &cfg, &store, op, rec, async {
+                consent_rows::insert_card(
+                    &store,
+                    &cert.serial_hex,
+                    &patient,
+                    cert.not_after.unix_timestamp(),
+                    &op.actor()?,
+                )
+                .await?;
+                std::fs::rename(&staging, &out)?;
+                Ok(())
+            })
+            .await;
+            if let Err(e) = issued {
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
-            std::fs::rename(&staging, &out)?;
-            audit_admin(
-                &dd,
-                &cfg,
-                &store,
-                record(
-                    "patient_card_issued",
-                    &patient,
-                    Some(format!("card {}", cert.serial_hex)),
-                ),
-            )
-            .await?;
             println!(
                 "Patient card {} issued for {patient} (valid until {}).\n  {}/patient-card.crt\n  {}/patient-card.key  (write it to the card, then destroy this copy)",
                 cert.serial_hex,
@@ -123,20 +121,21 @@ pub(super) async fn run(cmd: CardCmd) -> Result<i32> {
             let Some(row) = consent_rows::card(&store, &serial).await? else {
                 bail!("no patient card {serial} (see `sekisho patient card list`)");
             };
-            if !consent_rows::revoke_card(&store, &serial, &actor()).await? {
+            if row.revoked_at.is_some() {
                 println!("Patient card {serial} was already revoked.");
                 return Ok(0);
             }
-            audit_admin(
-                &dd,
-                &cfg,
-                &store,
-                record(
-                    "patient_card_revoked",
-                    &row.patient_id,
-                    Some(format!("card {serial}")),
-                ),
-            )
+            let rec = record(
+                "patient_card_revoked",
+                &row.patient_id,
+                Some(format!("card {serial}")),
+            );
+            change(&dd, &cfg, &store, op, rec, async {
+                if !consent_rows::revoke_card(&store, &serial, &op.actor()?).await? {
+                    bail!("patient card {serial} was revoked meanwhile");
+                }
+                Ok(())
+            })
             .await?;
             println!(
                 "Patient card {serial} ({}) revoked; its consent windows are closed.",

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use anyhow::{Context, Result, bail};
 
 use super::{check, parse_local_ids, record};
-use crate::cli::admin_audit::{actor, audit_admin};
+use crate::cli::admin_audit::{Operator, change};
 use crate::cli::data_dir::open;
 use sekisho_store::patients::{self, NewPatient};
 
@@ -120,6 +120,7 @@ pub(super) async fn run(
     data_dir: &std::path::Path,
     file: &std::path::Path,
     dry_run: bool,
+    op: &Operator,
 ) -> Result<i32> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -166,23 +167,26 @@ pub(super) async fn run(
         );
         return Ok(0);
     }
-    let mut tx = store.pool().begin().await?;
-    for p in &good {
-        patients::insert(&mut tx, p, &actor())
-            .await
-            .with_context(|| format!("cannot import patient {}", p.patient_id))?;
-    }
-    tx.commit().await?;
-    audit_admin(
-        &dd,
-        &cfg,
-        &store,
-        record(
-            "patients_imported",
-            "-",
-            Some(format!("{} patients from {}", good.len(), file.display())),
-        ),
-    )
+    let rec = record(
+        "patients_imported",
+        "-",
+        Some(format!(
+            "{} patients from {}",
+            good.len(),
+            crate::headers::escape_text(&file.display().to_string(), 200)
+        )),
+    );
+    change(&dd, &cfg, &store, op, rec, async {
+        let by = op.actor()?;
+        let mut tx = store.pool().begin().await?;
+        for p in &good {
+            patients::insert(&mut tx, p, &by)
+                .await
+                .with_context(|| format!("cannot import patient {}", p.patient_id))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
     .await?;
     println!("{} patient(s) imported.", good.len());
     Ok(0)
