@@ -228,6 +228,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         _ => None,
     };
     let console = Arc::new(Console::new(ConsoleParts {
+        cfg: cfg.clone(),
         store: store.clone(),
         audit: audit.clone(),
         sessions: sessions.clone(),

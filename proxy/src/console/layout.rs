@@ -15,6 +15,8 @@ pub struct Allowed {
     pub review: bool,
     pub approve: bool,
     pub findings: bool,
+    /// Manages terminals or people of some facility (`admin.cedar`).
+    pub manage: bool,
 }
 
 const STYLE: &str = r#"<style>
@@ -64,6 +66,10 @@ pub fn page(
             "breakglass",
             "緊急時アクセス / Emergency access",
         ));
+    }
+    if allowed.manage {
+        links.push(nav(super::TERMINALS, "terminals", "端末 / Terminals"));
+        links.push(nav(super::USERS, "users", "利用者 / People"));
     }
     format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{} / {} — Sekisho</title>{STYLE}</head><body>

@@ -8,7 +8,8 @@
 //! - `dashboard`: what needs attention now;
 //! - `search`: the audit log searched, each record with its standing in the Merkle tree;
 //! - `history`: a patient's access history, printable and as CSV;
-//! - `breakglass`: the review queue, one declaration, the officer's acts.
+//! - `breakglass`: the review queue, one declaration, the officer's acts;
+//! - `registry`: the secretariat's terminals and people pages.
 //!
 //! Every form carries a token derived from the session (`csrf`), every post must also come
 //! from this origin (the gateway's cross-site check), and the session cookie is
@@ -19,6 +20,7 @@ mod breakglass;
 mod dashboard;
 mod history;
 mod layout;
+mod registry;
 mod search;
 
 use std::collections::HashMap;
@@ -28,6 +30,7 @@ use aws_lc_rs::digest::{SHA256, digest};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use sekisho_audit::{AuditLog, AuditRecord, Decision, Event, Verifier};
+use sekisho_policies::AdminKind;
 use sekisho_protocol::Reason;
 use sekisho_store::Store;
 use tracing::warn;
@@ -46,6 +49,8 @@ const AUDIT: &str = "/.sekisho/console/audit";
 const PATIENT: &str = "/.sekisho/console/patient";
 const BREAK_GLASS: &str = "/.sekisho/console/breakglass";
 const FINDINGS: &str = "/.sekisho/console/findings";
+const TERMINALS: &str = "/.sekisho/console/terminals";
+const USERS: &str = "/.sekisho/console/users";
 
 /// Whether a normalised path is the console's.
 pub fn is_console(path: &str) -> bool {
@@ -53,6 +58,7 @@ pub fn is_console(path: &str) -> bool {
 }
 
 pub struct Console {
+    cfg: crate::config::Config,
     store: Store,
     audit: AuditLog,
     sessions: Arc<Sessions>,
@@ -68,6 +74,7 @@ pub struct Console {
 }
 
 pub struct ConsoleParts {
+    pub cfg: crate::config::Config,
     pub store: Store,
     pub audit: AuditLog,
     pub sessions: Arc<Sessions>,
@@ -130,6 +137,7 @@ fn form_token(s: &Session) -> String {
 impl Console {
     pub fn new(p: ConsoleParts) -> Console {
         Console {
+            cfg: p.cfg,
             store: p.store,
             audit: p.audit,
             sessions: p.sessions,
@@ -180,6 +188,11 @@ impl Console {
             review: may(OfficerAct::ReviewBreakGlass),
             approve: may(OfficerAct::ApproveBreakGlass),
             findings: may(OfficerAct::ActOnFindings),
+            manage: [AdminKind::Terminal, AdminKind::User].into_iter().any(|k| {
+                self.policy
+                    .admin(&session, k, &session.facility, via_tunnel)
+                    .is_ok()
+            }),
         };
         let visit = Visit {
             who,
@@ -187,7 +200,7 @@ impl Console {
             allowed,
             caller,
         };
-        if !(allowed.read_audit || allowed.review || allowed.approve) {
+        if !(allowed.read_audit || allowed.review || allowed.approve || allowed.manage) {
             return self
                 .refused(&visit, Reason::ConsoleNotPermitted, path)
                 .await;
@@ -206,10 +219,19 @@ impl Console {
                 .strip_prefix(FINDINGS)
                 .and_then(|r| r.strip_prefix('/'))
                 .filter(|id| !id.is_empty() && !id.contains('/'));
+            let registry = [TERMINALS, USERS].into_iter().find_map(|base| {
+                let rest = path.strip_prefix(base)?;
+                match rest.strip_prefix('/') {
+                    None if rest.is_empty() => Some((base, None)),
+                    Some(id) if !id.is_empty() && !id.contains('/') => Some((base, Some(id))),
+                    _ => None,
+                }
+            });
             // Who may post where, before the form is read.
-            let allowed_here = match (finding, declaration) {
-                (Some(_), _) => need(allowed.findings),
-                (_, Some(_)) => need(allowed.review || allowed.approve),
+            let allowed_here = match (finding, declaration, registry) {
+                (Some(_), _, _) => need(allowed.findings),
+                (_, Some(_), _) => need(allowed.review || allowed.approve),
+                (_, _, Some(_)) => need(allowed.manage),
                 _ => return layout::refusal(Reason::NotFound, caller.request_id, false),
             };
             if let Err(r) = allowed_here {
@@ -225,9 +247,11 @@ impl Console {
             if !constant_time_eq(token.as_bytes(), expected.as_bytes()) {
                 return self.refused(&visit, Reason::ConsoleFormExpired, path).await;
             }
-            return match (finding, declaration) {
-                (Some(id), _) => self.finding_act(&visit, id, &form).await,
-                (_, Some(id)) => self.break_glass_act(&visit, id, &form).await,
+            return match (finding, declaration, registry) {
+                (Some(id), _, _) => self.finding_act(&visit, id, &form).await,
+                (_, Some(id), _) => self.break_glass_act(&visit, id, &form).await,
+                (_, _, Some((TERMINALS, t))) => self.terminal_act(&visit, t, &form).await,
+                (_, _, Some((_, u))) => self.user_act(&visit, u, &form).await,
                 _ => layout::refusal(Reason::NotFound, caller.request_id, false),
             };
         }
@@ -241,7 +265,18 @@ impl Console {
         let answer = match (path, declaration) {
             // The dashboard shows what the audit log says; someone who may only approve or
             // review goes to the queue.
-            (HOME, _) if !allowed.read_audit => Ok(layout::see_other(BREAK_GLASS)),
+            (HOME, _) if !allowed.read_audit && (allowed.review || allowed.approve) => {
+                Ok(layout::see_other(BREAK_GLASS))
+            }
+            (HOME, _) if !allowed.read_audit => Ok(layout::see_other(TERMINALS)),
+            (TERMINALS, _) => match need(allowed.manage) {
+                Ok(()) => Ok(self.terminals_page(&visit, &query).await),
+                Err(r) => Err(r),
+            },
+            (USERS, _) => match need(allowed.manage) {
+                Ok(()) => Ok(self.users_page(&visit, &query).await),
+                Err(r) => Err(r),
+            },
             (HOME, _) => Ok(self.dashboard(&visit).await),
             (AUDIT, _) => match need(allowed.read_audit) {
                 Ok(()) => Ok(self.search(&visit, &query).await),
