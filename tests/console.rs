@@ -101,6 +101,21 @@ fn the_console_is_for_officers_and_the_secretariat() {
         let clerk = sign_in(&g, "t3", "secretary001", "secretariat", dir.path());
         let (s, text) = fetch(&g, "t3", &clerk, "/.sekisho/console/audit");
         assert_eq!(s, 200, "{db:?}: {text}");
+        // The dashboard says when the log was last verified, as the run recorded itself.
+        let (_, home) = get(&g, "t3", &clerk, "/.sekisho/console/");
+        assert!(
+            home.contains(r#"<span class="bad" id="last-verify">未実施 / never run"#),
+            "{home}"
+        );
+        let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
+        assert!(out.contains("audit log OK"), "{out}");
+        let (_, home) = get(&g, "t3", &clerk, "/.sekisho/console/");
+        assert!(home.contains("正常 / OK</span>"), "{db:?}: {home}");
+        let rec = g.wait_audit(|r| r["reason"] == "audit_verified");
+        assert!(
+            rec["actor"].as_str().unwrap().starts_with(TEST_OPERATOR),
+            "{rec}"
+        );
     }
 }
 
@@ -170,6 +185,17 @@ fn the_audit_search_pages_and_checks_each_record() {
         );
         assert_eq!(page.matches("✓ 整合").count(), 2, "{db:?}: {page}");
 
+        // Statistics: 57 refused requests from f1 about two patients, nobody signed in.
+        let (s, stats) = get(&g, "t2", &officer, "/.sekisho/console/stats?days=1");
+        assert_eq!(s, 200, "{stats}");
+        assert!(
+            stats.contains("<tr><td>f1</td><td>0</td><td>57</td><td>2</td></tr>"),
+            "{db:?}: {stats}"
+        );
+        assert!(
+            stats.contains("<td>0</td><td>57</td><td>2</td></tr></table>"),
+            "{stats}"
+        );
         // A bad field is said, and nothing is searched.
         let (s, page) = get(&g, "t2", &officer, "/.sekisho/console/audit?event=nonsense");
         assert_eq!(s, 200);
@@ -182,6 +208,11 @@ fn the_audit_search_pages_and_checks_each_record() {
             .filter(|r| r["action"] == "audit_search")
             .collect();
         assert_eq!(searches.len(), 3, "{db:?}: {searches:#?}");
+        assert!(
+            g.audit_records()
+                .iter()
+                .any(|r| r["action"] == "statistics" && r["user"] == "officer0001")
+        );
         assert_eq!(searches[0]["user"], "officer0001");
         assert!(
             searches[0]["detail"]

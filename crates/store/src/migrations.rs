@@ -99,6 +99,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0015_anomaly_findings.sql"),
         postgres: include_str!("migrations/0015_anomaly_findings.sql"),
     },
+    Migration {
+        version: 16,
+        name: "audit_reports",
+        sqlite: include_str!("migrations/0016_audit_reports.sql"),
+        postgres: include_str!("migrations/0016_audit_reports.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

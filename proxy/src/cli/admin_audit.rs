@@ -81,7 +81,7 @@ pub(super) fn os_user() -> Option<String> {
 
 /// [`os_user`] for the store's `changed_by` columns and patient records: `os:unknown` when the
 /// environment names no account.
-pub(super) fn actor() -> String {
+pub(crate) fn actor() -> String {
     os_user().unwrap_or_else(|| "os:unknown".into())
 }
 

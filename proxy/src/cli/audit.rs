@@ -95,11 +95,48 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             Ok(0)
         }
         AuditCmd::Verify { data_dir } => {
-            let (dd, _cfg, store) = open(&data_dir).await?;
+            let (dd, cfg, store) = open(&data_dir).await?;
             let key_file = dd.audit_dir().join("checkpoint.pub");
             let key = std::fs::read_to_string(&key_file)
                 .with_context(|| format!("cannot read {}", key_file.display()))?;
             let report = sekisho_audit::verify(&store, key.trim()).await?;
+            // The run itself goes on record (the console's dashboard shows the last one). A log
+            // that cannot take the record is said, not hidden behind the verdict.
+            let ran = sekisho_audit::AuditRecord {
+                request_id: sekisho_protocol::new_request_id(),
+                event: sekisho_audit::Event::Report,
+                action: Some("audit_verify".into()),
+                actor: Some(match op.name() {
+                    Ok(n) => format!("{n} ({})", super::admin_audit::actor()),
+                    Err(_) => super::admin_audit::actor(),
+                }),
+                decision: sekisho_audit::Decision::Permit,
+                reason: if report.is_clean() {
+                    "audit_verified".into()
+                } else {
+                    "audit_verify_failed".into()
+                },
+                detail: Some(format!(
+                    "{} records, {} checkpoints, {} problem(s)",
+                    report.records,
+                    report.checkpoints,
+                    report.problems.len()
+                )),
+                ..Default::default()
+            };
+            let log =
+                crate::serve::open_audit(&dd, &cfg, &store, &crate::metrics::Metrics::new()).await;
+            match log {
+                Ok(log) => {
+                    if let Err(e) = log.append(ran).await {
+                        eprintln!("warning: this run could not be recorded in the audit log: {e}");
+                    }
+                    log.shutdown().await;
+                }
+                Err(e) => {
+                    eprintln!("warning: this run could not be recorded in the audit log: {e:#}")
+                }
+            }
             println!(
                 "records: {}  checkpoints: {}",
                 report.records, report.checkpoints

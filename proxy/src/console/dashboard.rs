@@ -164,9 +164,32 @@ impl Console {
             ),
             None => r#"<span id="audit-health">記録なし / no records yet</span>"#.to_string(),
         };
+        // The last run of `sekisho audit verify`, as it recorded itself.
+        let last_verify: Option<String> = sqlx::query_scalar(
+            "SELECT record FROM audit_records WHERE event = 'report'
+               AND reason IN ('audit_verified', 'audit_verify_failed')
+             ORDER BY idx DESC LIMIT 1",
+        )
+        .fetch_optional(self.store.pool())
+        .await?;
+        let last_verify = match last_verify
+            .and_then(|r| serde_json::from_str::<sekisho_audit::AuditRecord>(&r).ok())
+        {
+            Some(r) if r.reason == "audit_verified" => format!(
+                r#"<span class="ok" id="last-verify">{} 正常 / OK</span> ({})"#,
+                escape(&crate::oversight::jst_time(&r.time)),
+                escape(r.detail.as_deref().unwrap_or(""))
+            ),
+            Some(r) => format!(
+                r#"<span class="bad" id="last-verify">{} 問題あり / FAILED</span> ({})"#,
+                escape(&crate::oversight::jst_time(&r.time)),
+                escape(r.detail.as_deref().unwrap_or(""))
+            ),
+            None => r#"<span class="bad" id="last-verify">未実施 / never run</span>: <code>sekisho audit verify</code>"#.into(),
+        };
         write!(
             out,
-            r#"<div class="card"><div>監査ログ / Audit log</div><div class="n">{records}</div><div>{health}</div><div>最終書き込み / last write: {}</div></div>"#,
+            r#"<div class="card"><div>監査ログ / Audit log</div><div class="n">{records}</div><div>{health}</div><div>最終書き込み / last write: {}</div><div>最終検証 / last <code>audit verify</code>: {last_verify}</div></div>"#,
             if head_at > 0 {
                 jst(head_at)
             } else {

@@ -59,6 +59,7 @@ pub fn page(
             "patient",
             "患者別履歴 / Patient history",
         ));
+        links.push(nav(super::STATS, "stats", "利用統計 / Statistics"));
     }
     if allowed.review || allowed.approve {
         links.push(nav(

@@ -8,6 +8,7 @@
 //! - `dashboard`: what needs attention now;
 //! - `search`: the audit log searched, each record with its standing in the Merkle tree;
 //! - `history`: a patient's access history, printable and as CSV;
+//! - `stats`: requests per person, facility and day;
 //! - `breakglass`: the review queue, one declaration, the officer's acts;
 //! - `registry`: the secretariat's terminals and people pages.
 //!
@@ -22,6 +23,7 @@ mod history;
 mod layout;
 mod registry;
 mod search;
+mod stats;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,7 @@ const BREAK_GLASS: &str = "/.sekisho/console/breakglass";
 const FINDINGS: &str = "/.sekisho/console/findings";
 const TERMINALS: &str = "/.sekisho/console/terminals";
 const USERS: &str = "/.sekisho/console/users";
+const STATS: &str = "/.sekisho/console/stats";
 
 /// Whether a normalised path is the console's.
 pub fn is_console(path: &str) -> bool {
@@ -280,6 +283,10 @@ impl Console {
             (HOME, _) => Ok(self.dashboard(&visit).await),
             (AUDIT, _) => match need(allowed.read_audit) {
                 Ok(()) => Ok(self.search(&visit, &query).await),
+                Err(r) => Err(r),
+            },
+            (STATS, _) => match need(allowed.read_audit) {
+                Ok(()) => Ok(self.stats(&visit, &query).await),
                 Err(r) => Err(r),
             },
             (PATIENT, _) => match need(allowed.read_audit) {
