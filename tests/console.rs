@@ -656,12 +656,106 @@ fn the_secretariat_manages_terminals_and_people_in_the_console() {
             "suspended"
         );
 
+        // A patient's care team and IC cards.
+        consented_patient(&g, "P-0001", &[]);
+        let card_dir = dir.path().join(format!("card-{db:?}"));
+        run_ok(&[
+            "patient",
+            "card",
+            "issue",
+            "--data-dir",
+            g.data_str(),
+            "--patient",
+            "P-0001",
+            "--out",
+            card_dir.to_str().unwrap(),
+        ]);
+        let (s, page) = get(
+            &g,
+            "t2",
+            &clerk,
+            "/.sekisho/console/patients?patient=P-0001",
+        );
+        assert_eq!(s, 200, "{page}");
+        let patient_page = "/.sekisho/console/patients/P-0001";
+        let (s, _, loc) = post(
+            &g,
+            "t2",
+            &clerk,
+            patient_page,
+            &[
+                ("csrf", &csrf),
+                ("op", "add"),
+                ("kind", "user"),
+                ("member", "nurse00002"),
+            ],
+        );
+        assert_eq!(
+            (s, loc.as_str()),
+            (303, "/.sekisho/console/patients?patient=P-0001&done=add")
+        );
+        assert_eq!(
+            g.sql_rows("SELECT member_kind, member FROM care_team WHERE patient_id = 'P-0001'"),
+            [["user", "nurse00002"]]
+        );
+        let rec = g.wait_audit(|r| r["reason"] == "care_team_added");
+        assert_eq!(rec["patient"], "P-0001");
+        assert_eq!(rec["actor"], "secretary001 (console on terminal t2)");
+        let (s, _, _) = post(
+            &g,
+            "t2",
+            &clerk,
+            patient_page,
+            &[
+                ("csrf", &csrf),
+                ("op", "remove"),
+                ("kind", "user"),
+                ("member", "nurse00002"),
+            ],
+        );
+        assert_eq!(s, 303);
+        assert!(
+            g.sql_rows("SELECT member FROM care_team WHERE patient_id = 'P-0001'")
+                .is_empty()
+        );
+        let serial = g.sql_rows("SELECT serial FROM patient_cards WHERE patient_id = 'P-0001'")[0]
+            [0]
+        .clone();
+        let (_, page) = get(
+            &g,
+            "t2",
+            &clerk,
+            "/.sekisho/console/patients?patient=P-0001",
+        );
+        assert!(page.contains(&serial), "{page}");
+        let (s, _, _) = post(
+            &g,
+            "t2",
+            &clerk,
+            patient_page,
+            &[("csrf", &csrf), ("op", "revoke_card"), ("serial", &serial)],
+        );
+        assert_eq!(s, 303);
+        assert_eq!(
+            g.sql_rows(&format!(
+                "SELECT status FROM patient_cards WHERE serial = '{serial}'"
+            ))[0][0],
+            "revoked"
+        );
+
         // A facility administrator of f2: their facility only, no officers.
         let admin = sign_in_at(&g, "t3", "admin0000f2", "facility-admin", "f2", dir.path());
         let (s, page) = get(&g, "t3", &admin, "/.sekisho/console/terminals");
         assert_eq!(s, 200, "{page}");
         assert!(!page.contains("terminal-t1"), "{page}");
         let admin_csrf = token(&page);
+        let (s, _) = get(
+            &g,
+            "t3",
+            &admin,
+            "/.sekisho/console/patients?patient=P-0001",
+        );
+        assert_eq!(s, 403, "care teams are the network's: the secretariat's");
         let (s, body, _) = post(
             &g,
             "t3",

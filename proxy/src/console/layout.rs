@@ -17,6 +17,8 @@ pub struct Allowed {
     pub findings: bool,
     /// Manages terminals or people of some facility (`admin.cedar`).
     pub manage: bool,
+    /// Manages the network's care teams and patient cards (people of every facility).
+    pub patients: bool,
 }
 
 const STYLE: &str = r#"<style>
@@ -71,6 +73,13 @@ pub fn page(
     if allowed.manage {
         links.push(nav(super::TERMINALS, "terminals", "端末 / Terminals"));
         links.push(nav(super::USERS, "users", "利用者 / People"));
+        if allowed.patients {
+            links.push(nav(
+                super::PATIENTS,
+                "patients",
+                "参加者・カード / Care teams, cards",
+            ));
+        }
     }
     format!(
         r#"<!doctype html><html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>{} / {} — Sekisho</title>{STYLE}</head><body>

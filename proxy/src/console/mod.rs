@@ -10,7 +10,8 @@
 //! - `history`: a patient's access history, printable and as CSV;
 //! - `stats`: requests per person, facility and day;
 //! - `breakglass`: the review queue, one declaration, the officer's acts;
-//! - `registry`: the secretariat's terminals and people pages.
+//! - `registry`: the secretariat's terminals and people pages;
+//! - `patients`: care teams and patient IC cards.
 //!
 //! Every form carries a token derived from the session (`csrf`), every post must also come
 //! from this origin (the gateway's cross-site check), and the session cookie is
@@ -21,6 +22,7 @@ mod breakglass;
 mod dashboard;
 mod history;
 mod layout;
+mod patients;
 mod registry;
 mod search;
 mod stats;
@@ -54,6 +56,7 @@ const FINDINGS: &str = "/.sekisho/console/findings";
 const TERMINALS: &str = "/.sekisho/console/terminals";
 const USERS: &str = "/.sekisho/console/users";
 const STATS: &str = "/.sekisho/console/stats";
+const PATIENTS: &str = "/.sekisho/console/patients";
 
 /// Whether a normalised path is the console's.
 pub fn is_console(path: &str) -> bool {
@@ -196,6 +199,10 @@ impl Console {
                     .admin(&session, k, &session.facility, via_tunnel)
                     .is_ok()
             }),
+            patients: self
+                .policy
+                .admin(&session, AdminKind::User, patients::NETWORK, via_tunnel)
+                .is_ok(),
         };
         let visit = Visit {
             who,
@@ -222,7 +229,7 @@ impl Console {
                 .strip_prefix(FINDINGS)
                 .and_then(|r| r.strip_prefix('/'))
                 .filter(|id| !id.is_empty() && !id.contains('/'));
-            let registry = [TERMINALS, USERS].into_iter().find_map(|base| {
+            let registry = [TERMINALS, USERS, PATIENTS].into_iter().find_map(|base| {
                 let rest = path.strip_prefix(base)?;
                 match rest.strip_prefix('/') {
                     None if rest.is_empty() => Some((base, None)),
@@ -234,6 +241,7 @@ impl Console {
             let allowed_here = match (finding, declaration, registry) {
                 (Some(_), _, _) => need(allowed.findings),
                 (_, Some(_), _) => need(allowed.review || allowed.approve),
+                (_, _, Some((PATIENTS, _))) => need(allowed.patients),
                 (_, _, Some(_)) => need(allowed.manage),
                 _ => return layout::refusal(Reason::NotFound, caller.request_id, false),
             };
@@ -254,6 +262,10 @@ impl Console {
                 (Some(id), _, _) => self.finding_act(&visit, id, &form).await,
                 (_, Some(id), _) => self.break_glass_act(&visit, id, &form).await,
                 (_, _, Some((TERMINALS, t))) => self.terminal_act(&visit, t, &form).await,
+                (_, _, Some((PATIENTS, Some(p)))) => self.patient_act(&visit, p, &form).await,
+                (_, _, Some((PATIENTS, None))) => {
+                    layout::refusal(Reason::NotFound, caller.request_id, false)
+                }
                 (_, _, Some((_, u))) => self.user_act(&visit, u, &form).await,
                 _ => layout::refusal(Reason::NotFound, caller.request_id, false),
             };
@@ -274,6 +286,10 @@ impl Console {
             (HOME, _) if !allowed.read_audit => Ok(layout::see_other(TERMINALS)),
             (TERMINALS, _) => match need(allowed.manage) {
                 Ok(()) => Ok(self.terminals_page(&visit, &query).await),
+                Err(r) => Err(r),
+            },
+            (PATIENTS, _) => match need(allowed.patients) {
+                Ok(()) => Ok(self.patients_page(&visit, &query).await),
                 Err(r) => Err(r),
             },
             (USERS, _) => match need(allowed.manage) {

@@ -53,7 +53,7 @@ impl Console {
     }
 
     /// What a page says after an act that was not made.
-    fn not_made(&self, v: &Visit<'_>, e: NotMade) -> Response<Body> {
+    pub(super) fn not_made(&self, v: &Visit<'_>, e: NotMade) -> Response<Body> {
         if e.reason == Reason::Internal || e.reason == Reason::AuditUnavailable {
             tracing::warn!(error = %e.detail, "a console act was not made");
             return super::layout::refusal(e.reason, v.caller.request_id, false);
