@@ -42,7 +42,53 @@ pub struct IssuedCode {
     pub expires_at: i64,
 }
 
-pub async fn issue_code(store: &Store, cfg: &Config, id: &TerminalId) -> Result<IssuedCode> {
+/// The key enrollment PINs are hashed with (HMAC-SHA256), kept in the data dir
+/// (`enroll-pin.key`, 0600) and never in the store: a copy of the database alone does not let
+/// anyone try the 10^8 PINs of a code they hold offline. Replicas share it with the rest of the
+/// data dir. Codes issued before the key existed stop matching (they live hours).
+#[derive(Clone)]
+pub struct PinKey(aws_lc_rs::hmac::Key);
+
+impl PinKey {
+    pub const FILE: &'static str = "enroll-pin.key";
+
+    /// The data dir's key, made on first use.
+    pub fn load_or_create(data_dir: &std::path::Path) -> Result<PinKey> {
+        let path = data_dir.join(Self::FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut k)
+                    .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+                sekisho_ca::write_private_file(&path, &k)?;
+                k.to_vec()
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        if bytes.len() != 32 {
+            anyhow::bail!("{} is not a 32-byte key", path.display());
+        }
+        Ok(PinKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &bytes,
+        )))
+    }
+
+    fn hash(&self, norm: &str, pin: &str) -> String {
+        hex::encode(aws_lc_rs::hmac::sign(
+            &self.0,
+            format!("sekisho-enroll-pin:{norm}:{pin}").as_bytes(),
+        ))
+    }
+}
+
+pub async fn issue_code(
+    store: &Store,
+    cfg: &Config,
+    key: &PinKey,
+    id: &TerminalId,
+) -> Result<IssuedCode> {
     terminals::check_can_issue(store, id).await?;
     let mut raw = [0u8; 12];
     aws_lc_rs::rand::fill(&mut raw).map_err(|_| anyhow::anyhow!("no system randomness"))?;
@@ -72,7 +118,7 @@ pub async fn issue_code(store: &Store, cfg: &Config, id: &TerminalId) -> Result<
         store,
         &NewCode {
             code_hash: &code_hash(&norm),
-            pin_hash: &pin_hash(&norm, &pin),
+            pin_hash: &key.hash(&norm, &pin),
             facility: &id.facility,
             terminal: &id.terminal,
             expires_at,
@@ -109,13 +155,6 @@ fn code_hash(norm: &str) -> String {
     hex::encode(digest(
         &SHA256,
         format!("sekisho-enroll-code:{norm}").as_bytes(),
-    ))
-}
-
-fn pin_hash(norm: &str, pin: &str) -> String {
-    hex::encode(digest(
-        &SHA256,
-        format!("sekisho-enroll-pin:{norm}:{pin}").as_bytes(),
     ))
 }
 
@@ -179,6 +218,7 @@ pub async fn redeem(
     store: &Store,
     ca: &Authority,
     cfg: &Config,
+    key: &PinKey,
     code: &str,
     pin: &str,
     wanted: Wanted<'_>,
@@ -192,7 +232,7 @@ pub async fn redeem(
     if row.attempts_left <= 0 {
         return Err(EnrollError::Locked);
     }
-    let given = pin_hash(&norm, pin.trim());
+    let given = key.hash(&norm, pin.trim());
     if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), row.pin_hash.as_bytes())
         .is_err()
     {
@@ -254,6 +294,7 @@ pub struct EnrollService {
     /// The WireGuard endpoint's public key, when the gateway runs one: an enrolling terminal
     /// that sends its own WireGuard key gets its tunnel configuration in the answer.
     tunnel_public_key: Option<[u8; 32]>,
+    pin_key: PinKey,
 }
 
 impl EnrollService {
@@ -264,6 +305,7 @@ impl EnrollService {
         metrics: Arc<Metrics>,
         ca: Option<Authority>,
         tunnel_public_key: Option<[u8; 32]>,
+        pin_key: PinKey,
     ) -> EnrollService {
         EnrollService {
             store,
@@ -272,6 +314,7 @@ impl EnrollService {
             audit,
             metrics,
             tunnel_public_key,
+            pin_key,
         }
     }
 
@@ -434,7 +477,7 @@ impl EnrollService {
             "pkcs12"
         };
         let result = match &self.ca {
-            Some(ca) => redeem(&self.store, ca, &self.cfg, code, pin, wanted).await,
+            Some(ca) => redeem(&self.store, ca, &self.cfg, &self.pin_key, code, pin, wanted).await,
             None => Err(EnrollError::Internal(anyhow::anyhow!(
                 "the CA key is not loaded (SEKISHO_CA_PASSPHRASE)"
             ))),
@@ -551,5 +594,36 @@ mod tests {
         assert_eq!(normalize_code("ABCD-EFGH-JKM"), None);
         assert_eq!(normalize_code("ABCD-EFGH-JKMU"), None);
         assert_eq!(normalize_code("ＡBCD-EFGH-JKMN"), None);
+    }
+}
+
+#[cfg(test)]
+mod pin_key_tests {
+    use super::PinKey;
+    use aws_lc_rs::digest::{SHA256, digest};
+
+    /// PINs are hashed with the data dir's own key: the same dir gives the same hash, another
+    /// dir another, and neither is the unkeyed hash a copy of the database would let anyone
+    /// recompute for all 10^8 PINs.
+    #[test]
+    fn pins_are_hashed_with_the_data_dirs_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let k = PinKey::load_or_create(a.path()).unwrap();
+        let again = PinKey::load_or_create(a.path()).unwrap();
+        let other = PinKey::load_or_create(b.path()).unwrap();
+        let h = k.hash("ABCDEFGHJKLM", "12345678");
+        assert_eq!(h, again.hash("ABCDEFGHJKLM", "12345678"));
+        assert_ne!(h, other.hash("ABCDEFGHJKLM", "12345678"));
+        assert_ne!(h, k.hash("ABCDEFGHJKLM", "12345679"));
+        let unkeyed = hex::encode(digest(&SHA256, b"sekisho-enroll-pin:ABCDEFGHJKLM:12345678"));
+        assert_ne!(h, unkeyed);
+        let mode = std::fs::metadata(a.path().join(PinKey::FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(a.path().join(PinKey::FILE), b"short").unwrap();
+        assert!(PinKey::load_or_create(a.path()).is_err());
     }
 }

@@ -227,7 +227,9 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         )),
         _ => None,
     };
+    let pin_key = crate::enrollment::PinKey::load_or_create(data_dir)?;
     let console = Arc::new(Console::new(ConsoleParts {
+        pin_key: pin_key.clone(),
         cfg: cfg.clone(),
         store: store.clone(),
         audit: audit.clone(),
@@ -264,6 +266,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         metrics.clone(),
         ca,
         tunnel.as_ref().map(|t| t.public_key()),
+        pin_key.clone(),
     ));
     let management = Arc::new(Management::new(
         metrics.clone(),

@@ -247,7 +247,12 @@ pub(super) async fn run(cmd: TerminalCmd, op: &Operator) -> Result<i32> {
                 &store,
                 op,
                 terminal_record("enroll_code_issued", &id, "one-time access code".into()),
-                crate::enrollment::issue_code(&store, &cfg, &id),
+                crate::enrollment::issue_code(
+                    &store,
+                    &cfg,
+                    &crate::enrollment::PinKey::load_or_create(&dd.root)?,
+                    &id,
+                ),
             )
             .await?;
             let expires = time::OffsetDateTime::from_unix_timestamp(code.expires_at)?;

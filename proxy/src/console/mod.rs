@@ -65,6 +65,7 @@ pub fn is_console(path: &str) -> bool {
 
 pub struct Console {
     cfg: crate::config::Config,
+    pin_key: crate::enrollment::PinKey,
     store: Store,
     audit: AuditLog,
     sessions: Arc<Sessions>,
@@ -81,6 +82,7 @@ pub struct Console {
 
 pub struct ConsoleParts {
     pub cfg: crate::config::Config,
+    pub pin_key: crate::enrollment::PinKey,
     pub store: Store,
     pub audit: AuditLog,
     pub sessions: Arc<Sessions>,
@@ -144,6 +146,7 @@ impl Console {
     pub fn new(p: ConsoleParts) -> Console {
         Console {
             cfg: p.cfg,
+            pin_key: p.pin_key,
             store: p.store,
             audit: p.audit,
             sessions: p.sessions,

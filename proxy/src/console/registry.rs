@@ -209,7 +209,7 @@ impl Console {
         match recorded(
             &self.audit,
             rec,
-            crate::enrollment::issue_code(&self.store, &self.cfg, &id),
+            crate::enrollment::issue_code(&self.store, &self.cfg, &self.pin_key, &id),
         )
         .await
         {
