@@ -172,6 +172,8 @@ async fn build(dir: &Path, o: &InitOptions, cfg: &Config) -> Result<()> {
         &dd.audit_dir(),
         &crate::serve::audit_origin(cfg),
     )?;
+    // Made here, so that replicas copied from this data dir share it.
+    crate::enrollment::PinKey::load_or_create(dir)?;
     let store = Store::open(&resolve_store_url(&cfg.store.url, dir)).await?;
     crate::terminals::ensure_crl(&store, Some(&ca), &cfg.ca).await?;
     store.close().await;
