@@ -37,6 +37,10 @@ const FACILITY: &str = "demo-clinic";
 const TERMINAL: &str = "reception-pc";
 const P12_PASSWORD: &str = "sekisho-demo";
 const DEMO_USER: &str = "demonurse01";
+const DEMO_OFFICER: &str = "demoofficer1";
+
+/// The name the demo's own set-up is recorded under (`--operator`).
+const DEMO_OPERATOR: &str = "sekisho-demo";
 
 pub async fn run(a: DemoArgs) -> Result<()> {
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
@@ -62,8 +66,11 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         .await?;
         add_debug_route(&dd)?;
         let exe = std::env::current_exe()?;
+        // The demo's own changes are on record as the demo's.
         let status = std::process::Command::new(exe)
             .args([
+                "--operator",
+                DEMO_OPERATOR,
                 "terminal",
                 "add",
                 "--facility",
@@ -80,36 +87,15 @@ pub async fn run(a: DemoArgs) -> Result<()> {
             .stdout(std::process::Stdio::null())
             .status()?;
         anyhow::ensure!(status.success(), "could not create the demo terminal");
-        // A member of staff who signs in with ID and password.
-        let out = std::process::Command::new(std::env::current_exe()?)
-            .args([
-                "user",
-                "add",
-                "--id",
-                DEMO_USER,
-                "--name",
-                "デモ 看護師",
-                "--facility",
-                FACILITY,
-            ])
-            .args([
-                "--roles",
-                "nurse",
-                "--password-profile",
-                "jp-mhlw-qa-b",
-                "--data-dir",
-            ])
-            .arg(&a.data_dir)
-            .output()?;
-        anyhow::ensure!(out.status.success(), "could not create the demo user");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let temp = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("Temporary password for {DEMO_USER}: ")))
-            .context("no temporary password printed")?;
-        sekisho_ca::write_private_file(
-            &term_dir.join(format!("{DEMO_USER}.initial-password")),
-            temp.trim().as_bytes(),
+        // A member of staff who signs in with ID and password, and a security officer who
+        // is also the secretariat (the console).
+        add_person(&a.data_dir, &term_dir, DEMO_USER, "デモ 看護師", "nurse")?;
+        add_person(
+            &a.data_dir,
+            &term_dir,
+            DEMO_OFFICER,
+            "デモ 管理者",
+            "security-officer,secretariat",
         )?;
     }
     // The demo upstream gets a new port each run.
@@ -168,6 +154,16 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         initial.trim()
     );
     println!("    then https://localhost:{port}/debug/whoami shows the request attributed to you.");
+    let officer =
+        std::fs::read_to_string(term_dir.join(format!("{DEMO_OFFICER}.initial-password")))
+            .unwrap_or_default();
+    println!(
+        "  The officers' console: https://localhost:{port}/.sekisho/console/ (it offers to sign out whoever else is signed in)"
+    );
+    println!(
+        "    ID {DEMO_OFFICER}, first password {} (security officer and secretariat)",
+        officer.trim()
+    );
     println!();
     println!(
         "  Enrollment page: https://localhost:{}/   (make a code: sekisho --operator YOU terminal enroll-code --data-dir {} --facility {FACILITY} --terminal pc-2)",
@@ -407,4 +403,46 @@ pub mod upstream {
 <p><a href="/debug/headers">/debug/headers</a>: what this upstream received.</p>
 </body></html>
 "#;
+}
+
+/// Registers a demo person with a password (`sekisho user add`) and keeps their first password
+/// beside the demo terminal's files (0600) for the instructions.
+fn add_person(
+    data_dir: &std::path::Path,
+    term_dir: &std::path::Path,
+    id: &str,
+    name: &str,
+    roles: &str,
+) -> Result<()> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--operator",
+            DEMO_OPERATOR,
+            "user",
+            "add",
+            "--id",
+            id,
+            "--name",
+            name,
+            "--facility",
+            FACILITY,
+            "--roles",
+            roles,
+            "--password-profile",
+            "jp-mhlw-qa-b",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "could not create the demo user {id}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let temp = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("Temporary password for {id}: ")))
+        .context("no temporary password printed")?;
+    sekisho_ca::write_private_file(
+        &term_dir.join(format!("{id}.initial-password")),
+        temp.trim().as_bytes(),
+    )?;
+    Ok(())
 }
