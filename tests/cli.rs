@@ -213,3 +213,59 @@ fn encrypted_ca_keys_need_the_passphrase() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("t1.crt").exists());
 }
+
+/// The README's first command: `sekisho demo` makes its data dir (its set-up on record as
+/// `sekisho-demo`, with no operator in the environment), starts, prints its instructions with
+/// the console's officer, and answers its own terminal as they say.
+#[test]
+fn the_demo_starts_and_answers_its_terminal() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let (port, enroll, mgmt) = (free_port(), free_port(), free_port());
+    let mut child = sekisho()
+        .env_remove("SEKISHO_OPERATOR")
+        .args(["demo", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--enroll-listen",
+            &format!("127.0.0.1:{enroll}"),
+            "--mgmt-listen",
+            &format!("127.0.0.1:{mgmt}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("Audit check:") {
+            break;
+        }
+    }
+    assert!(said.contains("Sekisho demo is running"), "{said}");
+    assert!(said.contains("ID demoofficer1, first password"), "{said}");
+    let term = data.join("demo-terminal");
+    let (s, body, _) = curl(
+        &format!("https://localhost:{port}/"),
+        term.join("ca.crt").to_str().unwrap(),
+        &[
+            "--cert",
+            term.join("reception-pc.crt").to_str().unwrap(),
+            "--key",
+            term.join("reception-pc.key").to_str().unwrap(),
+        ],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(s, 200, "{body}");
+    // Its set-up is on record as the demo's.
+    let out = run_ok(&["audit", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.contains("audit log OK"), "{out}");
+}
