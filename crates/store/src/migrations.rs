@@ -105,6 +105,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0016_audit_reports.sql"),
         postgres: include_str!("migrations/0016_audit_reports.sql"),
     },
+    Migration {
+        version: 17,
+        name: "audit_search_indexes",
+        sqlite: include_str!("migrations/0017_audit_search_indexes.sql"),
+        postgres: include_str!("migrations/0017_audit_search_indexes.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {
