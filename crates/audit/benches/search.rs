@@ -261,7 +261,7 @@ async fn bench(db: &TestDb, label: &str, total: u64) {
     })
     .await;
     let mut rng = Rng(44);
-    time_search(db, "by facility (no index of its own)", runs, |_| {
+    time_search(db, "by facility", runs, |_| {
         let f = Filter {
             facility: Some(format!("F{:04}", rng.below(FACILITIES))),
             ..Filter::default()
@@ -270,7 +270,7 @@ async fn bench(db: &TestDb, label: &str, total: u64) {
     })
     .await;
     let mut rng = Rng(45);
-    time_search(db, "by terminal (no index of its own)", runs, |_| {
+    time_search(db, "by terminal", runs, |_| {
         let f = Filter {
             terminal: Some(format!("T{:05}", rng.below(TERMINALS))),
             ..Filter::default()
@@ -334,14 +334,9 @@ async fn bench(db: &TestDb, label: &str, total: u64) {
     .await;
     // The dashboard's refusals by reason over the last day.
     let t = Instant::now();
-    let _: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT reason, COUNT(*) FROM audit_records WHERE ts >= $1 AND decision = 'deny'
-         GROUP BY reason ORDER BY COUNT(*) DESC, reason LIMIT 30",
-    )
-    .bind(end - day)
-    .fetch_all(db.store.pool())
-    .await
-    .unwrap();
+    sekisho_audit::search::refusals_by_reason(&db.store, end - day)
+        .await
+        .unwrap();
     println!(
         "  {:<44} {:>8.1} ms (once)",
         "dashboard: refusals by reason, last 24 h",

@@ -212,3 +212,28 @@ pub async fn backfill(store: &Store, below: i64, batch: i64) -> Result<Option<i6
         .context("cannot fill the audit log's search columns")?;
     Ok((lo > 0).then_some(lo))
 }
+
+/// Refusals by reason since `since_ms`, the most frequent first (the console's dashboard).
+/// Only the time bound is in the WHERE clause, so both databases read the time index's range:
+/// with `decision = 'deny'` there, SQLite chose the partial refusals index and read every
+/// refusal of the log (7.3 s at 10 million records instead of 0.2 s).
+pub async fn refusals_by_reason(store: &Store, since_ms: i64) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT reason, SUM(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END) AS n
+         FROM audit_records WHERE ts >= $1
+         GROUP BY reason HAVING SUM(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END) > 0
+         ORDER BY n DESC, reason LIMIT 30",
+    )
+    .bind(since_ms)
+    .fetch_all(store.pool())
+    .await
+    .context("cannot count the refusals")?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                r.try_get::<i64, _>(1)?,
+            ))
+        })
+        .collect()
+}

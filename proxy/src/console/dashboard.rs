@@ -200,13 +200,7 @@ impl Console {
 
         // Refusals by reason over the last 24 hours.
         let since_ms = (t - 86_400) * 1000;
-        let rows = sqlx::query(
-            "SELECT reason, COUNT(*) FROM audit_records WHERE ts >= $1 AND decision = 'deny'
-             GROUP BY reason ORDER BY COUNT(*) DESC, reason LIMIT 30",
-        )
-        .bind(since_ms)
-        .fetch_all(self.store.pool())
-        .await?;
+        let rows = sekisho_audit::search::refusals_by_reason(&self.store, since_ms).await?;
         out.push_str(r#"<h2>過去24時間の拒否(理由別) <span class="en">/ Refusals by reason, last 24 hours</span></h2>"#);
         if rows.is_empty() {
             out.push_str("<p>なし / None.</p>");
@@ -214,22 +208,19 @@ impl Console {
             out.push_str(
                 r#"<table id="refusals"><tr><th>理由 / reason</th><th>件数 / count</th></tr>"#,
             );
-            for r in &rows {
-                let reason: Option<String> = r.try_get(0)?;
-                let n: i64 = r.try_get(1)?;
-                let reason = reason.unwrap_or_default();
-                let text = sekisho_protocol::Reason::from_code(&reason)
+            for (reason, n) in &rows {
+                let text = sekisho_protocol::Reason::from_code(reason)
                     .map(|x| format!(" — {}", escape(x.ja())))
                     .unwrap_or_default();
                 let cell = if v.allowed.read_audit {
                     format!(
                         r#"<a href="{}?decision=deny&amp;reason={}&amp;from_hours=24">{}</a>{text}"#,
                         super::AUDIT,
-                        q(&reason),
-                        escape(&reason)
+                        q(reason),
+                        escape(reason)
                     )
                 } else {
-                    format!("{}{text}", escape(&reason))
+                    format!("{}{text}", escape(reason))
                 };
                 write!(out, "<tr><td>{cell}</td><td>{n}</td></tr>")?;
             }
