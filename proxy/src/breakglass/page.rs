@@ -356,20 +356,7 @@ for (const c of document.querySelectorAll('canvas[data-pad]')) {{
 
 /// A Unix time as `2026-12-04 03:30 JST`.
 fn jst(unix: i64) -> String {
-    let jst = time::UtcOffset::from_hms(9, 0, 0).expect("a valid offset");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| {
-            let t = t.to_offset(jst);
-            format!(
-                "{:04}-{:02}-{:02} {:02}:{:02} JST",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute()
-            )
-        })
-        .unwrap_or_default()
+    format!("{} JST", crate::oversight::jst(unix))
 }
 
 /// The page's forms can carry a drawn signature (a PNG as base64).
