@@ -475,7 +475,14 @@ fn declare_view_and_follow_up(db: Db) {
     // them to sign in and back, the dashboard counts the declaration, the queue leads to it,
     // and the finding is recorded from the page.
     let officer_dir = tempfile::tempdir().unwrap();
-    sign_in(&g, "t2", OFFICER, "security-officer", officer_dir.path());
+    // An officer who is also the secretariat: every console page is theirs.
+    sign_in(
+        &g,
+        "t2",
+        OFFICER,
+        "security-officer,secretariat",
+        officer_dir.path(),
+    );
     // The physician's card session is still open on t1: the console is not theirs, and the
     // page offers to sign them out for someone else.
     browser.goto(&g.url("/.sekisho/console/"));
@@ -546,6 +553,26 @@ fn declare_view_and_follow_up(db: Db) {
     let asked = g.wait_audit(|r| r["action"] == "access_history");
     assert_eq!(asked["user"], OFFICER);
     assert_eq!(asked["terminal"], "t1");
+    // The other pages open in the browser too: statistics, terminals, people, care teams.
+    browser.click(&browser.find("header a[href='/.sekisho/console/stats']"));
+    let text = browser.wait_text("利用統計", 10);
+    assert!(
+        text.contains(DOCTOR),
+        "the physician's requests are counted: {text}"
+    );
+    browser.find("#by-facility");
+    browser.click(&browser.find("header a[href='/.sekisho/console/terminals']"));
+    browser.wait_for("#terminal-t1", 10);
+    browser.find("#enroll-code input[name=terminal]");
+    browser.click(&browser.find("header a[href='/.sekisho/console/users']"));
+    browser.wait_for(&format!("#user-{DOCTOR}"), 10);
+    browser.find("#add-user input[name=id]");
+    browser.click(&browser.find("header a[href='/.sekisho/console/patients']"));
+    browser.send_keys(&browser.find("#find-patient input[name=patient]"), PATIENT);
+    browser.click(&browser.find("#find-patient button"));
+    browser.wait_for("#care-team", 10);
+    browser.find("#add-member select[name=kind]");
+    assert_eq!(browser.status(), 200);
     eprintln!(
         "{db:?}: screenshot {} ({} bytes); {:.1} s",
         shot.display(),

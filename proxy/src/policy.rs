@@ -266,27 +266,18 @@ impl Authorizer {
         facility: &str,
         via_tunnel: bool,
     ) -> Result<Vec<String>, Refusal> {
-        let request = DecisionRequest {
-            principal: principal(session),
-            action: match kind {
-                AdminKind::User => PolicyAction::ManageUsers,
-                AdminKind::Terminal => PolicyAction::ManageTerminals,
-                // The console's objects are decided by `officer`.
-                AdminKind::Audit | AdminKind::BreakGlass => {
-                    return Err(Refusal {
-                        reason: Reason::QualificationNotPermitted,
-                        policies: Vec::new(),
-                    });
-                }
-            },
-            resource: Resource::Admin(AdminObject {
-                id: format!("{}:{facility}", kind.as_str()),
-                kind,
-                facility: facility.to_string(),
-            }),
-            context: self.context(session, via_tunnel),
+        let action = match kind {
+            AdminKind::User => PolicyAction::ManageUsers,
+            AdminKind::Terminal => PolicyAction::ManageTerminals,
+            // The console's objects are decided by `officer`.
+            AdminKind::Audit | AdminKind::BreakGlass => {
+                return Err(Refusal {
+                    reason: Reason::QualificationNotPermitted,
+                    policies: Vec::new(),
+                });
+            }
         };
-        let d = self.engine.load().decide(&request);
+        let d = self.decide_admin_object(session, action, kind, facility, via_tunnel);
         if d.allowed && d.errors.is_empty() {
             return Ok(d.reasons);
         }
@@ -322,7 +313,26 @@ impl Authorizer {
             }
             OfficerAct::ActOnFindings => (PolicyAction::ActOnFindings, AdminKind::Audit),
         };
-        let request = DecisionRequest {
+        let d = self.decide_admin_object(session, action, kind, facility, via_tunnel);
+        if d.allowed && d.errors.is_empty() {
+            return Ok(d.reasons);
+        }
+        Err(Refusal {
+            reason: Reason::ConsoleNotPermitted,
+            policies: d.reasons,
+        })
+    }
+
+    /// The decision for `action` on the administered object of `kind` and `facility`.
+    fn decide_admin_object(
+        &self,
+        session: &Session,
+        action: PolicyAction,
+        kind: AdminKind,
+        facility: &str,
+        via_tunnel: bool,
+    ) -> sekisho_policies::Decision {
+        self.engine.load().decide(&DecisionRequest {
             principal: principal(session),
             action,
             resource: Resource::Admin(AdminObject {
@@ -331,14 +341,6 @@ impl Authorizer {
                 facility: facility.to_string(),
             }),
             context: self.context(session, via_tunnel),
-        };
-        let d = self.engine.load().decide(&request);
-        if d.allowed && d.errors.is_empty() {
-            return Ok(d.reasons);
-        }
-        Err(Refusal {
-            reason: Reason::ConsoleNotPermitted,
-            policies: d.reasons,
         })
     }
 

@@ -155,18 +155,6 @@ fn print(name: &str, r: &Run, floor_p50: Duration) {
     );
 }
 
-/// The server `TestDb::postgres` would use answers (host:port of its URL).
-fn pg_reachable() -> bool {
-    let url = std::env::var("SEKISHO_TEST_PG_URL")
-        .unwrap_or_else(|_| sekisho_store::testdb::DEFAULT_PG_URL.into());
-    let host = url
-        .split('@')
-        .nth(1)
-        .and_then(|h| h.split('/').next())
-        .unwrap_or("127.0.0.1:5432");
-    std::net::TcpStream::connect(host).is_ok()
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let records = env_usize("SEKISHO_BENCH_RECORDS", 200_000);
@@ -185,7 +173,7 @@ async fn main() {
         ms(f50),
         ms(f99)
     );
-    let pg = pg_reachable();
+    let pg = sekisho_store::testdb::postgres_reachable();
     let max_waits: Vec<u64> = std::env::var("SEKISHO_BENCH_MAX_WAIT_US")
         .unwrap_or_else(|_| "0,500".into())
         .split(',')

@@ -103,28 +103,6 @@ fn record(n: u64, rng: &mut Rng, start_ms: i64, span_ms: i64, total: u64) -> Aud
     }
 }
 
-fn insert_sql(rows: usize, kind: DbKind) -> String {
-    const COLS: usize = 15;
-    let mut sql = String::from(
-        "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \
-         terminal, user_id, patient, break_glass_id, facility, reason, route) VALUES ",
-    );
-    for r in 0..rows {
-        sql.push_str(if r == 0 { "(" } else { ", (" });
-        for c in 0..COLS {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            match kind {
-                DbKind::Sqlite => sql.push('?'),
-                DbKind::Postgres => sql.push_str(&format!("${}", r * COLS + c + 1)),
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 /// Fills the log with `total` records; returns the first and last millisecond.
 async fn fill(db: &TestDb, total: u64) -> (i64, i64) {
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
@@ -133,7 +111,7 @@ async fn fill(db: &TestDb, total: u64) -> (i64, i64) {
     let mut rng = Rng(0x5e4b_15e0_dead_beef);
     let started = Instant::now();
     let kind = db.store.kind();
-    let full = insert_sql(ROWS_PER_INSERT, kind);
+    let full = sekisho_audit::insert_sql(ROWS_PER_INSERT, kind);
     let mut n = 0u64;
     while n < total {
         let mut tx = db.store.pool().begin().await.unwrap();
@@ -145,7 +123,7 @@ async fn fill(db: &TestDb, total: u64) -> (i64, i64) {
             let sql = if rows == ROWS_PER_INSERT {
                 full.clone()
             } else {
-                insert_sql(rows, kind)
+                sekisho_audit::insert_sql(rows, kind)
             };
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for _ in 0..rows {
@@ -350,17 +328,6 @@ fn request_id(n: u64) -> String {
     format!("{n:016x}{:016x}", n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-fn pg_reachable() -> bool {
-    let url = std::env::var("SEKISHO_TEST_PG_URL")
-        .unwrap_or_else(|_| sekisho_store::testdb::DEFAULT_PG_URL.into());
-    let host = url
-        .split('@')
-        .nth(1)
-        .and_then(|h| h.split('/').next())
-        .unwrap_or("127.0.0.1:5432");
-    std::net::TcpStream::connect(host).is_ok()
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let total = env_usize("SEKISHO_BENCH_RECORDS", 10_000_000) as u64;
@@ -373,7 +340,7 @@ async fn main() {
         bench(&db, "sqlite", total).await;
     }
     if dbs.contains("postgres") {
-        if pg_reachable() {
+        if sekisho_store::testdb::postgres_reachable() {
             let db = TestDb::postgres().await;
             bench(&db, "postgres", total).await;
         } else {

@@ -34,6 +34,9 @@ pub use checkpoint::{CheckpointKey, Verifier};
 pub use record::{AuditRecord, Decision, Event, format_time};
 pub use verify::{VerifyReport, verify};
 pub use writer::AuditLog;
+/// The writer's multi-row INSERT, for the search benchmark's bulk load (the same columns).
+#[doc(hidden)]
+pub use writer::insert_sql;
 
 /// How many records may wait for the writer; beyond that `append` fails at once.
 pub const QUEUE_CAPACITY: usize = 65_536;

@@ -345,7 +345,7 @@ impl Writer {
 /// The multi-row insert. SQLite gets anonymous `?` parameters: with numbered ones, binding
 /// looks each name up in a linear list (sqlite3_bind_parameter_name), which made a 64-row batch
 /// quadratic and was the largest single cost of the gateway's request path under load.
-fn insert_sql(rows: usize, kind: DbKind) -> String {
+pub fn insert_sql(rows: usize, kind: DbKind) -> String {
     const COLS: usize = 15;
     let mut sql = String::from(
         "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \

@@ -6,6 +6,18 @@ use super::Store;
 
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// Whether the server `TestDb::postgres` would use answers (host:port of its URL): the
+/// benchmarks measure PostgreSQL only when it does.
+pub fn postgres_reachable() -> bool {
+    let url = std::env::var("SEKISHO_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.into());
+    let host = url
+        .split('@')
+        .nth(1)
+        .and_then(|h| h.split('/').next())
+        .unwrap_or("127.0.0.1:5432");
+    std::net::TcpStream::connect(host).is_ok()
+}
+
 pub struct TestDb {
     pub store: Store,
     pub url: String,

@@ -314,7 +314,7 @@ pub async fn act(
         ));
     }
     let note = crate::headers::escape_text(act.note(), 300);
-    let record = |code: &str, decision| AuditRecord {
+    let rec = AuditRecord {
         event: Event::Registry,
         user: Some(f.user_id.clone()),
         facility: f.facility.clone(),
@@ -324,21 +324,12 @@ pub async fn act(
             crate::headers::escape_text(&who.via, 120)
         )),
         action: Some("anomaly".into()),
-        decision,
-        reason: code.into(),
+        decision: Decision::Permit,
+        reason: act.code().into(),
         detail: Some(format!("finding {id} ({}): {note}", f.rule)),
-        ..base.clone()
+        ..base
     };
-    audit
-        .append(record(act.code(), Decision::Permit))
-        .await
-        .map_err(|e| {
-            NotMade::new(
-                Reason::AuditUnavailable,
-                format!("the act could not be recorded, so it was not made: {e}"),
-            )
-        })?;
-    let made: Result<bool> = async {
+    super::recorded_as(audit, rec, "anomaly_act_not_made", async {
         match act {
             Act::Dismiss { .. } => {}
             Act::SuspendUser { .. } => {
@@ -360,27 +351,16 @@ pub async fn act(
             Act::Dismiss { .. } => rows::status::DISMISSED,
             _ => rows::status::ACTED,
         };
-        rows::close(store, id, to, who.user_id(), act.note()).await
-    }
-    .await;
-    match made {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = audit
-                .append(record("anomaly_act_not_made", Decision::Deny))
-                .await;
+        if !rows::close(store, id, to, who.user_id(), act.note()).await? {
             return Err(NotMade::new(
                 Reason::BadRequest,
                 format!("finding {id} was closed meanwhile"),
-            ));
+            )
+            .into());
         }
-        Err(e) => {
-            let _ = audit
-                .append(record("anomaly_act_not_made", Decision::Deny))
-                .await;
-            return Err(internal(e));
-        }
-    }
+        Ok(())
+    })
+    .await?;
     rows::get(store, id)
         .await
         .map_err(internal)?

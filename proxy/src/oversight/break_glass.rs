@@ -7,7 +7,7 @@ use sekisho_protocol::Reason;
 use sekisho_store::Store;
 use sekisho_store::break_glass::{self as rows, Declaration, status};
 
-use super::{NotMade, Officer};
+use super::{NotMade, Officer, recorded_as};
 use crate::headers::escape_text;
 use crate::policy::{Authorizer, OfficerAct};
 
@@ -120,56 +120,41 @@ pub async fn act(
             format!("ended: {}", escape_text(reason, 300))
         }
     };
-    let record = |code: &str, decision| AuditRecord {
+    let rec = AuditRecord {
         event: Event::BreakGlass,
         user: Some(who.user_id().to_string()),
         patient: d.patient_id.clone(),
         break_glass_id: Some(d.id.clone()),
         action: Some("break_glass".into()),
-        decision,
-        reason: code.into(),
+        decision: Decision::Permit,
+        reason: act.code().into(),
         detail: Some(format!(
             "{detail}; by {} ({}); declared by {}",
             who.user_id(),
             escape_text(&who.via, 120),
             d.user_id
         )),
-        ..base.clone()
+        ..base
     };
-    audit
-        .append(record(act.code(), Decision::Permit))
-        .await
-        .map_err(|e| {
-            NotMade::new(
-                Reason::AuditUnavailable,
-                format!("the act could not be recorded, so it was not made: {e}"),
-            )
-        })?;
     let by = who.user_id();
-    let changed = match act {
-        Act::Review { finding, comment } => rows::review(store, id, by, finding, comment).await,
-        Act::Approve => rows::decide_approval(store, id, by, true).await,
-        Act::Reject => rows::decide_approval(store, id, by, false).await,
-        Act::End { reason } => rows::end(store, id, by, reason).await,
-    };
-    let not_made = match changed {
-        Ok(true) => None,
-        Ok(false) => Some(NotMade::new(
-            Reason::BreakGlassDeclarationState,
-            format!("{id} could not be changed (its state changed meanwhile?)"),
-        )),
-        Err(e) => Some(internal(e)),
-    };
-    if let Some(e) = not_made {
-        // The act is on record as made; say that it was not.
-        if let Err(a) = audit
-            .append(record("break_glass_act_not_made", Decision::Deny))
-            .await
-        {
-            tracing::error!(error = %a, declaration = %id, "an act on record as made was not made, and the log cannot say so");
+    recorded_as(audit, rec, "break_glass_act_not_made", async {
+        let changed = match act {
+            Act::Review { finding, comment } => rows::review(store, id, by, finding, comment).await,
+            Act::Approve => rows::decide_approval(store, id, by, true).await,
+            Act::Reject => rows::decide_approval(store, id, by, false).await,
+            Act::End { reason } => rows::end(store, id, by, reason).await,
+        };
+        match changed {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(NotMade::new(
+                Reason::BreakGlassDeclarationState,
+                format!("{id} could not be changed (its state changed meanwhile?)"),
+            )
+            .into()),
+            Err(e) => Err(internal(e).into()),
         }
-        return Err(e);
-    }
+    })
+    .await?;
     rows::get(store, id)
         .await
         .map_err(internal)?

@@ -108,33 +108,47 @@ pub async fn recorded<T>(
     rec: sekisho_audit::AuditRecord,
     change: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> Result<T, NotMade> {
+    recorded_as(audit, rec, "change_not_made", change).await
+}
+
+/// [`recorded`], with the second record's reason given (`break_glass_act_not_made`). A change
+/// that fails with a [`NotMade`] keeps its reason (a declaration in the wrong state is 409);
+/// any other failure is a `BadRequest` with its message.
+pub async fn recorded_as<T>(
+    audit: &sekisho_audit::AuditLog,
+    rec: sekisho_audit::AuditRecord,
+    not_made_reason: &str,
+    change: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> Result<T, NotMade> {
     if let Err(e) = audit.append(rec.clone()).await {
         return Err(NotMade::new(
             Reason::AuditUnavailable,
             format!("nothing was changed: the change could not be recorded in the audit log: {e}"),
         ));
     }
-    match change.await {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            let detail = format!("{e:#}");
-            let not_made = sekisho_audit::AuditRecord {
-                decision: sekisho_audit::Decision::Deny,
-                detail: Some(format!(
-                    "not made ({}): {}",
-                    rec.reason,
-                    crate::headers::escape_text(&detail, 300)
-                )),
-                reason: "change_not_made".into(),
-                time: String::new(),
-                ..rec
-            };
-            if let Err(a) = audit.append(not_made).await {
-                tracing::error!(error = %a, "a change on record as made was not made, and the log cannot say so");
-            }
-            Err(NotMade::new(Reason::BadRequest, detail))
-        }
+    let e = match change.await {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let failed = match e.downcast::<NotMade>() {
+        Ok(n) => n,
+        Err(e) => NotMade::new(Reason::BadRequest, format!("{e:#}")),
+    };
+    let not_made = sekisho_audit::AuditRecord {
+        decision: sekisho_audit::Decision::Deny,
+        detail: Some(format!(
+            "not made ({}): {}",
+            rec.reason,
+            crate::headers::escape_text(&failed.detail, 300)
+        )),
+        reason: not_made_reason.into(),
+        time: String::new(),
+        ..rec
+    };
+    if let Err(a) = audit.append(not_made).await {
+        tracing::error!(error = %a, "a change on record as made was not made, and the log cannot say so");
     }
+    Err(failed)
 }
 
 /// `2026-12-04 03:30` in Japan time, from Unix seconds.
