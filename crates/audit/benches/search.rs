@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use sekisho_audit::merkle::leaf_hash;
-use sekisho_audit::search::{Filter, latest_checkpoint, search};
+use sekisho_audit::search::{Cursor, Filter, latest_checkpoint, search};
 use sekisho_audit::{AuditRecord, Decision, Event};
 use sekisho_store::DbKind;
 use sekisho_store::testdb::TestDb;
@@ -181,7 +181,7 @@ async fn time_search(
     db: &TestDb,
     name: &str,
     runs: usize,
-    mut make: impl FnMut(usize) -> (Filter, Option<i64>),
+    mut make: impl FnMut(usize) -> (Filter, Option<Cursor>),
 ) {
     let mut times = Vec::with_capacity(runs);
     let mut rows = 0;
@@ -278,6 +278,17 @@ async fn bench(db: &TestDb, label: &str, total: u64) {
         (f, None)
     })
     .await;
+    let mut rng = Rng(50);
+    time_search(db, "terminal, a day two weeks ago", runs, |_| {
+        let f = Filter {
+            terminal: Some(format!("T{:05}", rng.below(TERMINALS))),
+            from_ms: Some(end - 15 * day),
+            to_ms: Some(end - 14 * day),
+            ..Filter::default()
+        };
+        (f, None)
+    })
+    .await;
     let mut rng = Rng(48);
     time_search(db, "by request id", runs, |_| {
         (
@@ -297,7 +308,10 @@ async fn bench(db: &TestDb, label: &str, total: u64) {
             facility: Some(format!("F{:04}", rng.below(FACILITIES))),
             ..Filter::default()
         };
-        (f, Some(total as i64 - back))
+        // The cursor of record `n`: its time as `fill` gave it.
+        let n = total as i64 - back;
+        let ts = start + ((end - start) as i128 * n as i128 / total as i128) as i64;
+        (f, Some(Cursor { ts, idx: n }))
     })
     .await;
     time_search(db, "a facility with no records (worst case)", 5, |_| {
@@ -320,7 +334,6 @@ async fn bench(db: &TestDb, label: &str, total: u64) {
         "dashboard: refusals by reason, last 24 h",
         t.elapsed().as_secs_f64() * 1000.0
     );
-    let _ = start;
 }
 
 /// The request id of record `n`: 32 hex digits, as the gateway's, and known to the searches.

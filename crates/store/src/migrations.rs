@@ -111,6 +111,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0017_audit_search_indexes.sql"),
         postgres: include_str!("migrations/0017_audit_search_indexes.sql"),
     },
+    Migration {
+        version: 18,
+        name: "audit_search_by_time",
+        sqlite: include_str!("migrations/0018_audit_search_by_time.sql"),
+        postgres: include_str!("migrations/0018_audit_search_by_time.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use http::Response;
-use sekisho_audit::search::{Filter, latest_checkpoint, search};
+use sekisho_audit::search::{Cursor, Filter, latest_checkpoint, search};
 use sekisho_audit::{Decision, Event};
 use sekisho_protocol::Reason;
 
@@ -56,7 +56,13 @@ impl Console {
             Ok(f) => f,
             Err(msg) => return self.search_page(v, query, None, None, Some(&msg)).await,
         };
-        let before = param(query, "before").and_then(|b| b.parse::<i64>().ok());
+        let before = match param(query, "before").map(str::parse::<Cursor>).transpose() {
+            Ok(b) => b,
+            Err(_) => {
+                let msg = "ページの位置が読めません。検索し直してください / The page position is not readable: search again";
+                return self.search_page(v, query, None, None, Some(msg)).await;
+            }
+        };
         // Only an actual search is on record; opening the empty form is not.
         if filter == Filter::default() && before.is_none() && param(query, "all").is_none() {
             return self.search_page(v, query, None, None, None).await;
