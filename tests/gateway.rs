@@ -359,6 +359,251 @@ fn revocation_refuses_new_connections_and_closes_open_ones_within_a_second() {
     }
 }
 
+/// The facility registry (R-LOG-3): suspending a facility closes its terminals' open
+/// connections and ends its people's sessions at once, refuses them until it is resumed and
+/// issues nothing new to it; closing also revokes its terminals on a new CRL, for good. Each
+/// change is the operator's act on record, and wrong input changes nothing.
+#[test]
+fn a_suspended_facility_is_cut_off_at_once_and_a_closed_one_for_good() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        let dir = tempfile::tempdir().unwrap();
+        // f1 was registered when t1 was issued; the secretariat names it.
+        let list = run_ok(&["facility", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("f1 ") && l.contains("unspecified")),
+            "{db:?}: {list}"
+        );
+        run_ok(&[
+            "facility",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--name",
+            "岡山中央病院",
+            "--kind",
+            "hospital",
+            "--contact",
+            "086-000-0000",
+        ]);
+        let o = run(&[
+            "facility",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--name",
+            "別の名前",
+            "--kind",
+            "clinic",
+        ]);
+        assert!(
+            !o.status.success(),
+            "{db:?}: a registered facility is not added twice"
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("already registered"));
+        let jar = sign_in(&g, "t1", "nurse00001", "nurse", dir.path());
+        let (s, _) = common::get(&g, "t1", &jar, "/.sekisho/auth/status");
+        assert_eq!(s, 200, "{db:?}: signed in");
+
+        // Without a reason nothing is suspended.
+        let o = run(&[
+            "facility",
+            "suspend",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--reason",
+            " ",
+        ]);
+        assert!(!o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("reason"),
+            "{db:?}"
+        );
+        assert_eq!(g.curl_t1("/", &[]).0, 200, "{db:?}: still active");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut sender, conn) = rust_client(&g).await;
+            let conn_task = tokio::spawn(conn);
+            let resp = sender.send_request(get(&g, "/")).await.unwrap();
+            assert_eq!(resp.status(), 200);
+            let out = run_ok(&[
+                "facility",
+                "suspend",
+                "--data-dir",
+                g.data_str(),
+                "--facility",
+                "f1",
+                "--reason",
+                "不正アクセスの疑い、調査中",
+            ]);
+            assert!(out.contains("sessions ended"), "{out}");
+            // The keep-alive connection is closed by the gateway, without a request from us.
+            tokio::time::timeout(Duration::from_millis(1500), conn_task)
+                .await
+                .expect("connection closed within a poll")
+                .ok();
+        });
+        let (status, body, _) = g.curl_t1("/", &[]);
+        assert_eq!(status, 403, "{db:?}");
+        assert!(
+            body.contains("facility_suspended") && body.contains("一時停止"),
+            "{body}"
+        );
+        let rec = g.wait_audit(|r| has_reason(r, "registry", "facility_suspended"));
+        assert_eq!(rec["facility"], "f1");
+        assert!(
+            rec["actor"].as_str().unwrap().starts_with(TEST_OPERATOR),
+            "{rec}"
+        );
+        assert_eq!(rec["detail"], "不正アクセスの疑い、調査中");
+        g.wait_audit(|r| {
+            has_reason(r, "connection", "facility_suspended")
+                || has_reason(r, "request", "facility_suspended")
+        });
+        // The person was signed out, and cannot sign in on another facility's terminal.
+        let rows = g.sql_rows("SELECT end_reason FROM sessions WHERE user_id = 'nurse00001'");
+        assert!(
+            rows.iter().all(|r| r[0] == "facility_suspended"),
+            "{db:?}: {rows:?}"
+        );
+        assert!(!rows.is_empty());
+        g.add_terminal_live("f2", "t2");
+        let jar2 = dir.path().join("again.jar");
+        let jar2 = jar2.to_str().unwrap();
+        let (s, body, _) = post(
+            &g,
+            "t2",
+            jar2,
+            "/.sekisho/login",
+            &[("id", "nurse00001"), ("password", "kx7#Rw2q")],
+        );
+        assert_ne!(
+            s, 303,
+            "{db:?}: no session for a suspended facility's person: {body}"
+        );
+        g.wait_audit(|r| has_reason(r, "auth", "facility_suspended") && r["user"] == "nurse00001");
+        // Nothing new is issued to it.
+        let o = run(&[
+            "terminal",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--terminal",
+            "t9",
+            "--out",
+            dir.path().join("t9").to_str().unwrap(),
+        ]);
+        assert!(!o.status.success(), "{db:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("suspended"));
+        let o = run(&[
+            "user",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--id",
+            "late0001",
+            "--name",
+            "遅番",
+            "--facility",
+            "f1",
+            "--roles",
+            "nurse",
+            "--password-profile",
+            "jp-mhlw-qa-b",
+        ]);
+        assert!(!o.status.success(), "{db:?}");
+        assert!(
+            g.sql_rows("SELECT user_id FROM users WHERE user_id = 'late0001'")
+                .is_empty()
+        );
+
+        run_ok(&[
+            "facility",
+            "resume",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--reason",
+            "調査の結果、問題なし",
+        ]);
+        let (s, _, _) = within_a_poll(|| g.curl_t1("/", &[]), |r| r.0 == 200);
+        assert_eq!(s, 200, "{db:?}: resumed");
+        let (s, _, _) = post(
+            &g,
+            "t2",
+            jar2,
+            "/.sekisho/login",
+            &[("id", "nurse00001"), ("password", "kx7#Rw2q")],
+        );
+        assert_eq!(s, 303, "{db:?}: signs in again");
+
+        let out = run_ok(&[
+            "facility",
+            "close",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--reason",
+            "閉院",
+        ]);
+        assert!(out.contains("t1"), "{out}");
+        g.wait_audit(|r| has_reason(r, "registry", "facility_closed"));
+        let crl = run_ok(&["ca", "crl", "--data-dir", g.data_str()]);
+        let (ok, text) = openssl(&["crl", "-noout", "-text"], &crl);
+        assert!(
+            ok && text.contains("Cessation Of Operation"),
+            "{db:?}: {text}"
+        );
+        let list = run_ok(&["terminal", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.lines()
+                .any(|l| l.contains("t1") && l.contains("revoked")),
+            "{list}"
+        );
+        let o = run(&[
+            "facility",
+            "resume",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--reason",
+            "x",
+        ]);
+        assert!(!o.status.success(), "{db:?}: closing is for good");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("closed"));
+        let list = run_ok(&["facility", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.lines().any(|l| l.starts_with("f1 ")
+                && l.contains("closed")
+                && l.contains("岡山中央病院")),
+            "{list}"
+        );
+        // The other facility's terminal was never touched.
+        assert_eq!(
+            g.curl("/", &["--cert", &g.cert("t2").0, "--key", &g.cert("t2").1])
+                .0,
+            200,
+            "{db:?}"
+        );
+    }
+}
+
 async fn rust_client(
     g: &Gateway,
 ) -> (

@@ -1,7 +1,8 @@
 //! The gateway's live view of the terminal registry, and the registry of open connections.
 //! Every connection is checked against the view when it opens and on every request; when the
 //! store's change counter moves, the view is reloaded and connections whose terminal is no
-//! longer active are closed at once (R-TERM-4: a removed terminal's access stops).
+//! longer active are closed at once (R-TERM-4: a removed terminal's access stops; R-LOG-3: so
+//! are a suspended or closed facility's).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use sekisho_protocol::Reason;
 use tokio::sync::Notify;
 
 use sekisho_store::Store;
+use sekisho_store::facilities::FacilityStatus;
 use sekisho_store::terminals::{self, CertState, TerminalStatus};
 
 /// Why a certificate that passed TLS verification is not allowed in.
@@ -23,6 +25,8 @@ pub enum Refusal {
     Suspended,
     Revoked,
     CrlExpired,
+    FacilitySuspended,
+    FacilityClosed,
 }
 
 impl Refusal {
@@ -32,6 +36,8 @@ impl Refusal {
             Refusal::Suspended => Reason::TerminalSuspended,
             Refusal::Revoked => Reason::TerminalRevoked,
             Refusal::CrlExpired => Reason::CrlExpired,
+            Refusal::FacilitySuspended => Reason::FacilitySuspended,
+            Refusal::FacilityClosed => Reason::FacilityClosed,
         }
     }
 }
@@ -107,6 +113,12 @@ impl Registry {
         let Some(c) = view.certs.get(serial) else {
             return Err(Refusal::NotRegistered);
         };
+        // The facility first: its page says why all of its terminals are out.
+        match c.facility_status {
+            FacilityStatus::Active => {}
+            FacilityStatus::Suspended => return Err(Refusal::FacilitySuspended),
+            FacilityStatus::Closed => return Err(Refusal::FacilityClosed),
+        }
         if c.cert_revoked || c.status == TerminalStatus::Revoked {
             return Err(Refusal::Revoked);
         }

@@ -153,6 +153,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         metrics.notify.clone(),
     )?);
     let registry = Registry::load(&store).await?;
+    let notices = crate::notices::NoticeBoard::load(&store).await?;
     let sessions = Arc::new(Sessions::default());
     sessions.reload(&store).await?;
     let patients = Arc::new(
@@ -252,6 +253,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         console,
         policy: policy.clone(),
         patients: patients.clone(),
+        notices: notices.clone(),
         store: store.clone(),
         audit: audit.clone(),
         signer,
@@ -296,6 +298,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         registry,
         sessions,
         patients,
+        notices,
         hpki,
         policy,
         tls,

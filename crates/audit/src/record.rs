@@ -33,11 +33,14 @@ pub enum Event {
     /// A report produced from the audit log itself (a patient's access history for a
     /// disclosure request): who asked for it, and about whom.
     Report,
+    /// An operation record (the networks' rules: maintenance, notices to users, backups):
+    /// who did it and when.
+    Operation,
 }
 
 impl Event {
     /// Every event, for the console's search form.
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 11] = [
         Event::Request,
         Event::Outcome,
         Event::Tls,
@@ -48,6 +51,7 @@ impl Event {
         Event::Registry,
         Event::Report,
         Event::BreakGlass,
+        Event::Operation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +66,7 @@ impl Event {
             Event::Registry => "registry",
             Event::Report => "report",
             Event::BreakGlass => "break_glass",
+            Event::Operation => "operation",
         }
     }
 }

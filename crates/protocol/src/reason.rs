@@ -86,6 +86,11 @@ reasons! {
     TerminalSuspended = "terminal_suspended", FORBIDDEN,
         ja: "この端末は一時停止されています。事務局にお問い合わせください。",
         en: "This terminal has been suspended. Please contact the network secretariat.";
+    /// A maintenance window is in force for the terminal's facility (`sekisho maintenance`);
+    /// the page gives its expected end.
+    Maintenance = "maintenance", SERVICE_UNAVAILABLE,
+        ja: "ただいまメンテナンス中です。終了予定時刻を過ぎてから、もう一度お試しください。",
+        en: "The network is under maintenance. Please try again after the expected end.";
     /// The CRL expired: revocation status is unknown, so nobody is admitted.
     CrlExpired = "crl_expired", SERVICE_UNAVAILABLE,
         ja: "失効リストの有効期限が切れているため、現在どの端末も接続できません。事務局にお知らせください。",
@@ -93,6 +98,14 @@ reasons! {
     TerminalRevoked = "terminal_revoked", FORBIDDEN,
         ja: "この端末の証明書は失効しています。事務局にお問い合わせください。",
         en: "This terminal's certificate has been revoked. Please contact the network secretariat.";
+    /// The terminal's or the person's facility is suspended in the facility registry.
+    FacilitySuspended = "facility_suspended", FORBIDDEN,
+        ja: "この施設のネットワーク利用は一時停止されています。事務局にお問い合わせください。",
+        en: "This facility's access to the network has been suspended. Please contact the network secretariat.";
+    /// The facility has left the network; its terminals are revoked.
+    FacilityClosed = "facility_closed", FORBIDDEN,
+        ja: "この施設はネットワークの利用を終了しています。事務局にお問い合わせください。",
+        en: "This facility no longer takes part in the network. Please contact the network secretariat.";
     /// The certificate's ids differ from the registry's row for its serial.
     TerminalIdentityMismatch = "terminal_identity_mismatch", FORBIDDEN,
         ja: "端末証明書の内容が登録情報と一致しません。事務局にお問い合わせください。",

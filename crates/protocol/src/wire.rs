@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// Everything under this prefix is the gateway's own and never forwarded.
 pub const OWN_PREFIX: &str = "/.sekisho/";
+/// Notices to users and maintenance windows for the terminal's facility (HTML, or JSON).
+pub const NOTICES_PATH: &str = "/.sekisho/notices";
 
 pub const HPKI_CHALLENGE_PATH: &str = "/.sekisho/auth/hpki/challenge";
 pub const HPKI_LOGIN_PATH: &str = "/.sekisho/auth/hpki/login";

@@ -16,6 +16,8 @@ pub struct NewCode<'a> {
 }
 
 pub async fn insert(store: &Store, c: &NewCode<'_>) -> Result<()> {
+    let mut tx = store.pool().begin().await?;
+    crate::facilities::ensure_open(&mut tx, c.facility).await?;
     sqlx::query(
         "INSERT INTO enroll_codes (code_hash, pin_hash, facility, terminal, created_at, expires_at, attempts_left)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -27,8 +29,9 @@ pub async fn insert(store: &Store, c: &NewCode<'_>) -> Result<()> {
     .bind(now())
     .bind(c.expires_at)
     .bind(c.attempts)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

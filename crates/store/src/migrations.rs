@@ -117,6 +117,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0018_audit_search_by_time.sql"),
         postgres: include_str!("migrations/0018_audit_search_by_time.sql"),
     },
+    Migration {
+        version: 19,
+        name: "facilities",
+        sqlite: include_str!("migrations/0019_facilities.sql"),
+        postgres: include_str!("migrations/0019_facilities.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "notices",
+        sqlite: include_str!("migrations/0020_notices.sql"),
+        postgres: include_str!("migrations/0020_notices.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

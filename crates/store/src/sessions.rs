@@ -120,12 +120,14 @@ pub async fn end_for_user(
     Ok(n)
 }
 
-/// Open, unexpired sessions of active users: what gateways attribute requests to.
+/// Open, unexpired sessions of active users of facilities not suspended or closed: what
+/// gateways attribute requests to.
 pub async fn open_sessions(store: &Store) -> Result<Vec<SessionRow>> {
     let rows = sqlx::query(
         "SELECT s.session_id, s.terminal, s.user_id, s.method, s.qualification, s.absolute_expires_at, s.card
          FROM sessions s JOIN users u ON u.user_id = s.user_id
-         WHERE s.ended_at IS NULL AND s.absolute_expires_at > $1 AND u.status = 'active'",
+         WHERE s.ended_at IS NULL AND s.absolute_expires_at > $1 AND u.status = 'active'
+           AND NOT EXISTS (SELECT 1 FROM facilities f WHERE f.facility = u.facility AND f.status <> 'active')",
     )
     .bind(now())
     .fetch_all(store.pool())

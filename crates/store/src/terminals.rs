@@ -49,6 +49,8 @@ pub struct CertState {
     pub facility: String,
     pub status: TerminalStatus,
     pub cert_revoked: bool,
+    /// The facility's status in the facility registry.
+    pub facility_status: crate::facilities::FacilityStatus,
 }
 
 pub struct NewCert<'a> {
@@ -58,7 +60,8 @@ pub struct NewCert<'a> {
 }
 
 /// Registers a certificate for a terminal, creating the terminal on first issue. A terminal id
-/// belongs to one facility for good, and a revoked terminal is never revived under the same id.
+/// belongs to one facility for good, a revoked terminal is never revived under the same id,
+/// and nothing is issued to a suspended or closed facility.
 pub async fn add_certificate(
     tx: &mut Transaction<'_, Any>,
     facility: &str,
@@ -67,6 +70,7 @@ pub async fn add_certificate(
 ) -> Result<()> {
     let existing = get(tx, terminal).await?;
     ensure_can_issue(existing.as_ref(), facility, terminal)?;
+    crate::facilities::ensure_open(tx, facility).await?;
     let t = now();
     if existing.is_none() {
         sqlx::query(
@@ -187,8 +191,9 @@ pub async fn list(store: &Store) -> Result<Vec<TerminalRow>> {
 /// Every certificate with its terminal's state: what a gateway checks each connection against.
 pub async fn cert_states(store: &Store) -> Result<Vec<CertState>> {
     let rows = sqlx::query(
-        "SELECT c.serial, c.terminal, t.facility, t.status, c.revoked_at
-         FROM certificates c JOIN terminals t ON t.terminal = c.terminal",
+        "SELECT c.serial, c.terminal, t.facility, t.status, c.revoked_at, f.status AS facility_status
+         FROM certificates c JOIN terminals t ON t.terminal = c.terminal
+         LEFT JOIN facilities f ON f.facility = t.facility",
     )
     .fetch_all(store.pool())
     .await?;
@@ -200,6 +205,12 @@ pub async fn cert_states(store: &Store) -> Result<Vec<CertState>> {
                 facility: r.try_get("facility")?,
                 status: TerminalStatus::parse(&r.try_get::<String, _>("status")?)?,
                 cert_revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+                // Every facility a terminal names is registered (migration 19, `ensure_open`).
+                facility_status: crate::facilities::FacilityStatus::parse(
+                    r.try_get::<Option<String>, _>("facility_status")?
+                        .as_deref()
+                        .unwrap_or("active"),
+                )?,
             })
         })
         .collect()

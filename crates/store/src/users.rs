@@ -12,6 +12,8 @@ pub struct UserRow {
     pub facility: String,
     pub roles: Vec<String>,
     pub suspended: bool,
+    /// The person's facility is neither suspended nor closed.
+    pub facility_open: bool,
     pub hpki_issuer: Option<String>,
     pub hpki_serial: Option<String>,
     pub hpki_holder_id: Option<String>,
@@ -33,7 +35,9 @@ pub struct NewUser<'a> {
 }
 
 const COLUMNS: &str = "user_id, name, facility, roles, status, hpki_issuer, hpki_serial, hpki_holder_id, \
-     last_login_at, password_hash, password_profile, password_changed_at, must_change_password";
+     last_login_at, password_hash, password_profile, password_changed_at, must_change_password, \
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM facilities f WHERE f.facility = users.facility AND f.status <> 'active') \
+     THEN 0 ELSE 1 END AS BIGINT) AS facility_open";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
     let roles: String = r.try_get("roles")?;
@@ -47,6 +51,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
             .map(str::to_string)
             .collect(),
         suspended: r.try_get::<String, _>("status")? == "suspended",
+        facility_open: r.try_get::<i64, _>("facility_open")? != 0,
         hpki_issuer: r.try_get("hpki_issuer")?,
         hpki_serial: r.try_get("hpki_serial")?,
         hpki_holder_id: r.try_get("hpki_holder_id")?,
@@ -58,8 +63,11 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
     })
 }
 
+/// Adds a person; refused for a suspended or closed facility.
 pub async fn insert(store: &Store, u: &NewUser<'_>) -> Result<()> {
     let t = now();
+    let mut tx = store.pool().begin().await?;
+    crate::facilities::ensure_open(&mut tx, u.facility).await?;
     let r = sqlx::query(
         "INSERT INTO users (user_id, name, facility, roles, status, hpki_issuer, hpki_serial, hpki_holder_id,
                             created_at, updated_at)
@@ -73,10 +81,10 @@ pub async fn insert(store: &Store, u: &NewUser<'_>) -> Result<()> {
     .bind(u.hpki_serial)
     .bind(u.hpki_holder_id)
     .bind(t)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await;
     match r {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(tx.commit().await?),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             bail!(
                 "user {} exists already, or another user has this HPKI card",

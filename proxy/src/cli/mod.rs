@@ -3,7 +3,7 @@
 //! sees the change within a second.
 //!
 //! One module per command group holds that group's clap types and handlers (`terminal`,
-//! `user`, `patient`, `careteam`, `policy`, `ca`, `audit`, `breakglass`; `init` also runs `serve` and
+//! `facility`, `user`, `patient`, `careteam`, `policy`, `ca`, `audit`, `breakglass`; `init` also runs `serve` and
 //! `demo`). What they share: `data_dir` opens a data dir's configuration and store, and
 //! `admin_audit` writes each change to the audit log as the named operator's act, before the
 //! change is made. This module
@@ -21,7 +21,9 @@ mod breakglass;
 mod ca;
 mod careteam;
 mod data_dir;
+mod facility;
 mod init;
+mod notice;
 mod patient;
 mod policy;
 mod terminal;
@@ -32,7 +34,9 @@ pub use audit::AuditCmd;
 pub use breakglass::BreakglassCmd;
 pub use ca::CaCmd;
 pub use careteam::CareteamCmd;
+pub use facility::FacilityCmd;
 pub use init::InitArgs;
+pub use notice::{MaintenanceCmd, NoticeCmd};
 pub use patient::{CardCmd, PatientCmd};
 pub use policy::PolicyCmd;
 pub use terminal::TerminalCmd;
@@ -60,6 +64,9 @@ pub enum Command {
     Init(InitArgs),
     /// Run the gateway.
     Serve(DataDirArg),
+    /// The network's facilities: add, list, suspend, resume, close.
+    #[command(subcommand)]
+    Facility(FacilityCmd),
     /// Register, enroll, list, suspend, resume and revoke terminals.
     #[command(subcommand)]
     Terminal(TerminalCmd),
@@ -75,6 +82,12 @@ pub enum Command {
     /// The Cedar policy set: check it, run decision tables.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Notices to the network's users: add, list, remove (R-OPS-1).
+    #[command(subcommand)]
+    Notice(NoticeCmd),
+    /// Maintenance windows: schedule, start (planned or emergency), end (R-OPS-1).
+    #[command(subcommand)]
+    Maintenance(MaintenanceCmd),
     /// Sekisho's CA.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -111,12 +124,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init(a) => init::init(a).await,
         Command::Serve(a) => init::serve(a).await,
+        Command::Facility(f) => facility::run(f, &op).await,
         Command::Terminal(t) => terminal::run(t, &op).await,
         Command::User(u) => user::run(u, &op).await,
         Command::Patient(p) => patient::run(p, &op).await,
         Command::Policy(p) => policy::run(p),
         Command::Careteam(c) => careteam::run(c, &op).await,
         Command::Ca(c) => ca::run(c).await,
+        Command::Notice(n) => notice::run_notice(n, &op).await,
+        Command::Maintenance(m) => notice::run_maintenance(m, &op).await,
         Command::Audit(a) => audit::run(a, &op).await,
         Command::Breakglass(b) => breakglass::run(b, &op).await,
         Command::Demo(a) => init::demo(a).await,

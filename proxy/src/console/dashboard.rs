@@ -240,7 +240,7 @@ impl Console {
                 let acts = if v.allowed.findings && f.user_id != v.session.user_id {
                     format!(
                         r#"<form method="post" action="{}/{}" class="finding">{}<input name="note" placeholder="所見 / note" maxlength="300">
-<button name="op" value="dismiss">問題なし / Dismiss</button> <button name="op" value="suspend_user">利用者を停止 / Suspend the person</button> <button name="op" value="suspend_facility">施設の端末を停止 / Suspend the facility's terminals</button></form>"#,
+<button name="op" value="dismiss">問題なし / Dismiss</button> <button name="op" value="suspend_user">利用者を停止 / Suspend the person</button> <button name="op" value="suspend_facility">施設を停止 / Suspend the facility</button></form>"#,
                         super::FINDINGS,
                         q(&f.id),
                         v.token_field()

@@ -3,8 +3,8 @@
 //! phases — one file per phase:
 //!
 //! ```text
-//! accept ─► identify ─► session ─► route ─► authorize ─► audit ─► forward ─► outcome
-//! connection.rs identify.rs session.rs route.rs authorize.rs audit.rs forward.rs outcome.rs
+//! accept ─► identify ─► session ─► maintenance ─► route ─► authorize ─► audit ─► forward ─► outcome
+//! connection.rs identify.rs session.rs maintenance.rs route.rs authorize.rs audit.rs forward.rs outcome.rs
 //! ```
 //!
 //! Between route and authorize, `cross_site.rs` refuses what a page of another origin made the
@@ -27,6 +27,7 @@ mod cross_site;
 mod forward;
 mod host;
 mod identify;
+mod maintenance;
 mod outcome;
 mod own;
 pub mod refusal;
@@ -54,6 +55,7 @@ use crate::config::Config;
 use crate::consent::ConsentDesk;
 use crate::console::Console;
 use crate::metrics::Metrics;
+use crate::notices::NoticeBoard;
 use crate::patients::PatientView;
 use crate::policy::Authorizer;
 use crate::registry::Registry;
@@ -77,6 +79,7 @@ pub struct Gateway {
     console: Arc<Console>,
     policy: Arc<Authorizer>,
     patients: Arc<PatientView>,
+    notices: Arc<NoticeBoard>,
     store: Store,
     audit: AuditLog,
     signer: AssertionSigner,
@@ -101,6 +104,7 @@ pub struct GatewayParts {
     pub console: Arc<Console>,
     pub policy: Arc<Authorizer>,
     pub patients: Arc<PatientView>,
+    pub notices: Arc<NoticeBoard>,
     pub store: Store,
     pub audit: AuditLog,
     pub signer: AssertionSigner,
@@ -123,6 +127,7 @@ impl Gateway {
             console: p.console,
             policy: p.policy,
             patients: p.patients,
+            notices: p.notices,
             store: p.store,
             audit: p.audit,
             signer: p.signer,
@@ -168,6 +173,7 @@ impl Gateway {
         self.identify(ctx)?;
         self.host(req)?;
         self.session(req, ctx)?;
+        self.maintenance(ctx)?;
         self.route(req, path, ctx)?;
         self.cross_site(req)?;
         self.authorize(ctx).await

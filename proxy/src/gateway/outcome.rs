@@ -1,5 +1,6 @@
 //! Phase 8, outcome: what became of a permitted request. The upstream's answer goes back with
-//! hop-by-hop headers removed, the request id, the entry id an assistant's entry got, and
+//! hop-by-hop headers removed, the request id, the number of notices shown to the terminal's
+//! facility (`sekisho-notices`), the entry id an assistant's entry got, and
 //! `no-store` on patient routes (R-OPS-3); its status is recorded in an outcome record (not
 //! awaited: the decision record is already durable). A permitted request that could not be
 //! completed gets a page, never an upstream response.
@@ -43,6 +44,9 @@ impl Gateway {
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&ctx.id) {
             h.insert("sekisho-request-id", v);
+        }
+        if let Some((_, id)) = ctx.terminal {
+            self.notices.mark(h, &id.facility, sekisho_store::now());
         }
         let route = ctx.route.as_ref().map(|r| r.config);
         // The entry id the gateway gave an assistant's entry, so the terminal can name it.

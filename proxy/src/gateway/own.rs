@@ -1,12 +1,14 @@
 //! The gateway's own endpoints under `/.sekisho/` (sign-in, consent, emergency access, the
-//! officers' console):
+//! officers' console, notices):
 //! recognised on the
 //! normalised path so that no spelling of it (`//.sekisho`, `/x/../.sekisho`) can reach the route
 //! map or the upstream, and answered here once the terminal is identified.
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use sekisho_protocol::wire::{CONSENT_PREFIX_PATH, EMERGENCY_PREFIX_PATH, OWN_PREFIX};
+use sekisho_protocol::wire::{
+    CONSENT_PREFIX_PATH, EMERGENCY_PREFIX_PATH, NOTICES_PATH, OWN_PREFIX,
+};
 
 use super::Gateway;
 use super::context::RequestCtx;
@@ -40,7 +42,15 @@ impl Gateway {
             peer: ctx.conn.peer,
             request_id: &ctx.id,
         };
-        if crate::console::is_console(path) {
+        if path == NOTICES_PATH {
+            // Notices are for everyone at a registered terminal, signed in or not.
+            let shown = self
+                .notices
+                .shown(&caller.terminal.facility, sekisho_store::now());
+            let json = super::refusal::wants_json(req.headers())
+                || req.uri().query() == Some("format=json");
+            crate::notices::page(&shown, json)
+        } else if crate::console::is_console(path) {
             let cookie = crate::signin::session_cookie(req.headers());
             self.console
                 .handle(req, path, &caller, cookie.as_deref(), ctx.via_own_tunnel)

@@ -25,6 +25,21 @@ impl Gateway {
             return self.refuse_unrecorded(&ctx, Reason::AuditUnavailable);
         }
         self.metrics.request("deny", reason.code(), ctx.seconds());
+        if reason == Reason::Maintenance
+            && let Some((_, id)) = ctx.terminal
+            && let Some(w) = self.notices.window(&id.facility, sekisho_store::now())
+        {
+            let mut resp = response_with(
+                reason,
+                &ctx.id,
+                ctx.wants_json,
+                Some(crate::notices::maintenance_detail(&w)),
+            );
+            let wait = (w.ends_at - sekisho_store::now()).max(1);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return resp;
+        }
         response(reason, &ctx.id, ctx.wants_json)
     }
 
@@ -41,8 +56,20 @@ const EMERGENCY_LINK: &str = r#"
 
 /// The refusal page (or JSON, `wants_json`) for `reason`.
 pub fn response(reason: Reason, request_id: &str, wants_json: bool) -> Response<Body> {
+    response_with(reason, request_id, wants_json, None)
+}
+
+/// As [`response`], with a block of the page (already escaped) and the JSON fields that go
+/// with it under `detail` (a maintenance window's expected end).
+pub fn response_with(
+    reason: Reason,
+    request_id: &str,
+    wants_json: bool,
+    detail: Option<(String, serde_json::Value)>,
+) -> Response<Body> {
+    let (detail_html, detail_json) = detail.unzip();
     // The texts and the code are our own (no markup, nothing from the client); the request id
-    // is hex.
+    // is hex; `detail` is escaped by whoever made it.
     let (ctype, body) = if wants_json {
         let mut v = serde_json::json!({
             "error": reason.code(), "status": reason.status().as_u16(),
@@ -50,6 +77,9 @@ pub fn response(reason: Reason, request_id: &str, wants_json: bool) -> Response<
         });
         if reason.offers_emergency() {
             v["emergency"] = EMERGENCY_PREFIX_PATH.into();
+        }
+        if let Some(d) = detail_json {
+            v["detail"] = d;
         }
         ("application/json", Bytes::from(v.to_string()))
     } else {
@@ -60,7 +90,7 @@ pub fn response(reason: Reason, request_id: &str, wants_json: bool) -> Response<
 <style>body{{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222;line-height:1.7}}
 h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{color:#555}}code{{background:#f3f3f3;padding:.1rem .3rem}}</style></head>
 <body><h1>アクセスできません <span class="en">/ Access refused</span></h1>
-<p>{ja}</p><p class="en" lang="en">{en}</p>{emergency}
+<p>{ja}</p><p class="en" lang="en">{en}</p>{detail}{emergency}
 <p>お問い合わせの際はこの番号をお伝えください / Please quote this number when you ask for help:<br><code>{rid}</code> <code>{reason}</code></p>
 </body></html>
 "#,
@@ -69,6 +99,7 @@ h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{
             en = reason.en(),
             rid = request_id,
             reason = reason.code(),
+            detail = detail_html.unwrap_or_default(),
             emergency = if reason.offers_emergency() {
                 EMERGENCY_LINK
             } else {

@@ -335,16 +335,21 @@ pub async fn act(
             Act::SuspendUser { .. } => {
                 sekisho_store::users::set_suspended(store, &f.user_id, true).await?;
             }
-            Act::SuspendFacility { .. } => {
-                use sekisho_store::terminals::{self as t, TerminalStatus};
-                let mut tx = store.pool().begin().await?;
-                for term in t::list(store).await? {
-                    if term.facility == facility && term.status == TerminalStatus::Active {
-                        t::set_status(&mut tx, &term.terminal, TerminalStatus::Suspended, None)
-                            .await?;
-                    }
-                }
-                tx.commit().await?;
+            Act::SuspendFacility { note } => {
+                // The officer's note, one line, kept with the facility's status.
+                let note: String = note
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .take(300)
+                    .collect();
+                crate::facilities::change_status(
+                    store,
+                    None,
+                    &facility,
+                    sekisho_store::facilities::Change::Suspend,
+                    &format!("anomaly finding {id} ({}): {note}", f.rule),
+                )
+                .await?;
             }
         }
         let to = match act {

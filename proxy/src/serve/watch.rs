@@ -1,6 +1,7 @@
 //! What keeps a running gateway current without a restart. Every 250 ms it polls the store's
 //! change counter; when it moved: a newer CRL is installed, then the registry is reloaded
-//! (closing connections that lost access, R-TERM-4), then sessions and tunnel peers; patient
+//! (closing connections that lost access, R-TERM-4), then sessions, notices and maintenance
+//! windows, and tunnel peers; patient
 //! facts follow the change log. It also
 //! re-reads HPKI trust and the policy set when their files change (SIGHUP forces the policy),
 //! suspends accounts unused for the configured time (R-ACCT-7), scans for anomalies (R-LOG-3,
@@ -39,6 +40,7 @@ pub(super) struct Watcher {
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
     pub patients: Arc<PatientView>,
+    pub notices: Arc<crate::notices::NoticeBoard>,
     pub hpki: Arc<HpkiTrust>,
     pub policy: Arc<Authorizer>,
     pub tls: Arc<TerminalTls>,
@@ -180,6 +182,9 @@ impl Watcher {
         }
         if let Err(e) = self.sessions.reload(&self.store).await {
             error!(error = %e, "cannot reload the sessions");
+        }
+        if let Err(e) = self.notices.reload(&self.store).await {
+            error!(error = %e, "cannot reload the notices and maintenance windows");
         }
         // A revoked or suspended terminal's peer goes with it: its tunnel stops at once.
         if let Some(t) = &self.tunnel

@@ -182,6 +182,9 @@ impl SignIn {
         if user.suspended {
             return Err((Reason::UserSuspended, Some(user.user_id.clone())));
         }
+        if !user.facility_open {
+            return Err((Reason::FacilitySuspended, Some(user.user_id.clone())));
+        }
         match lockouts::get(&self.store, Scope::Account, &user.user_id).await {
             Ok(c) if c.locked_at.is_some() => return Err((Reason::AccountLocked, None)),
             Ok(_) => {}

@@ -44,6 +44,7 @@ impl SignIn {
                 Some(Reason::BadPassword)
             }
             Some(u) if u.suspended => Some(Reason::UserSuspended),
+            Some(u) if !u.facility_open => Some(Reason::FacilitySuspended),
             Some(u) => match lockouts::get(&self.store, Scope::Account, &u.user_id).await {
                 Ok(c) if c.locked_at.is_some() => Some(Reason::AccountLocked),
                 Ok(_) => None,

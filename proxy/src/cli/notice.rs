@@ -1,0 +1,456 @@
+//! `sekisho notice …` and `sekisho maintenance …` (issue 13, R-OPS-1): notices to the
+//! network's users, and maintenance windows — planned and announced beforehand, or started at
+//! once in an emergency. Shown at `/.sekisho/notices` and counted in the `sekisho-notices`
+//! header; while a window runs its audience's requests get a 503 page with the expected end,
+//! except the terminals and people named for the maintenance. Each change is the operator's
+//! act on record (event `operation`) before it is made, and reaches every replica within a
+//! second.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+
+use super::admin_audit::{Operator, change};
+use super::data_dir::open;
+use crate::notices::parse_time;
+use crate::oversight::jst;
+use sekisho_audit::AuditRecord;
+use sekisho_store::notices::{self as rows, NewNotice, kind};
+
+/// The texts and audience of a notice or window.
+#[derive(Args, Debug)]
+pub struct Text {
+    /// The text in Japanese (shown first).
+    #[arg(long)]
+    ja: String,
+    /// The text in English.
+    #[arg(long)]
+    en: String,
+    /// Only for these facilities (repeat it); all facilities when not given.
+    #[arg(long = "facility")]
+    facilities: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NoticeCmd {
+    /// Post a notice to users (shown from --from, default now, until --until).
+    Add {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        text: Text,
+        /// RFC 3339, or Japan time as "2026-12-05 22:00".
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        until: String,
+    },
+    /// Notices and maintenance windows: current ones, or with --days every one made lately.
+    List {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// Take a notice down.
+    Remove {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MaintenanceCmd {
+    /// Plan a window: announced from now, in force from --start until --end.
+    Schedule {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        text: Text,
+        #[arg(long)]
+        start: String,
+        /// The expected end, shown on the 503 page.
+        #[arg(long)]
+        end: String,
+        /// Terminals that keep going through during the window (repeat it).
+        #[arg(long = "exempt-terminal")]
+        exempt_terminals: Vec<String>,
+        /// People (user ids) whose requests keep going through (repeat it).
+        #[arg(long = "exempt-user")]
+        exempt_users: Vec<String>,
+    },
+    /// Start a planned window now (--id), or an emergency one now until --end.
+    Start {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, conflicts_with_all = ["end", "ja", "en", "facilities", "exempt_terminals", "exempt_users"])]
+        id: Option<String>,
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long)]
+        ja: Option<String>,
+        #[arg(long)]
+        en: Option<String>,
+        #[arg(long = "facility")]
+        facilities: Vec<String>,
+        #[arg(long = "exempt-terminal")]
+        exempt_terminals: Vec<String>,
+        #[arg(long = "exempt-user")]
+        exempt_users: Vec<String>,
+    },
+    /// End a window now: --id, or every window in force.
+    End {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+/// Longest text of a notice.
+const MAX_TEXT: usize = 1000;
+
+fn checked_text(what: &str, s: &str) -> Result<String> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > MAX_TEXT {
+        bail!("--{what} must be 1 to {MAX_TEXT} characters");
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n') {
+        bail!("--{what} may not hold control characters");
+    }
+    Ok(s.to_string())
+}
+
+fn checked_ids(what: &str, ids: &[String]) -> Result<Vec<String>> {
+    for id in ids {
+        if !sekisho_protocol::ids::is_valid_id(id) {
+            bail!("--{what} {id:?}: an id is 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+    }
+    Ok(ids.to_vec())
+}
+
+fn record(reason: &str, detail: String) -> AuditRecord {
+    AuditRecord {
+        event: sekisho_audit::Event::Operation,
+        decision: sekisho_audit::Decision::Permit,
+        reason: reason.into(),
+        detail: Some(detail),
+        ..Default::default()
+    }
+}
+
+fn audience(f: &[String]) -> String {
+    if f.is_empty() {
+        "all facilities".into()
+    } else {
+        f.join(" ")
+    }
+}
+
+struct Window<'a> {
+    ja: &'a str,
+    en: &'a str,
+    start: i64,
+    end: i64,
+    facilities: &'a [String],
+    exempt_terminals: &'a [String],
+    exempt_users: &'a [String],
+    now: bool,
+}
+
+async fn add_window(data_dir: &Path, w: Window<'_>, op: &Operator) -> Result<i32> {
+    let ja = checked_text("ja", w.ja)?;
+    let en = checked_text("en", w.en)?;
+    let facilities = checked_ids("facility", w.facilities)?;
+    let terminals = checked_ids("exempt-terminal", w.exempt_terminals)?;
+    let users = checked_ids("exempt-user", w.exempt_users)?;
+    let (dd, cfg, store) = open(data_dir).await?;
+    let reason = if w.now {
+        "maintenance_started"
+    } else {
+        "maintenance_scheduled"
+    };
+    let detail = format!(
+        "{} – {} JST for {}; exempt terminals [{}], people [{}]: {ja} / {en}",
+        jst(w.start),
+        jst(w.end),
+        audience(&facilities),
+        terminals.join(" "),
+        users.join(" ")
+    );
+    let by = op.actor()?;
+    let new = NewNotice {
+        kind: kind::MAINTENANCE,
+        text_ja: &ja,
+        text_en: &en,
+        starts_at: w.start,
+        ends_at: w.end,
+        audience: &facilities,
+        exempt_terminals: &terminals,
+        exempt_users: &users,
+        start_now: w.now,
+        created_by: &by,
+    };
+    let id = change(
+        &dd,
+        &cfg,
+        &store,
+        op,
+        record(reason, detail),
+        rows::add(&store, &new),
+    )
+    .await?;
+    if w.now {
+        println!(
+            "Maintenance {id} in force now until {} JST (expected end) for {}. Running gateways apply this within a second.",
+            jst(w.end),
+            audience(&facilities)
+        );
+    } else {
+        println!(
+            "Maintenance {id} scheduled {} – {} JST for {}; announced at /.sekisho/notices from now.",
+            jst(w.start),
+            jst(w.end),
+            audience(&facilities)
+        );
+    }
+    Ok(0)
+}
+
+pub(super) async fn run_notice(cmd: NoticeCmd, op: &Operator) -> Result<i32> {
+    match cmd {
+        NoticeCmd::Add {
+            data_dir,
+            text,
+            from,
+            until,
+        } => {
+            let ja = checked_text("ja", &text.ja)?;
+            let en = checked_text("en", &text.en)?;
+            let facilities = checked_ids("facility", &text.facilities)?;
+            let start = match from {
+                Some(f) => parse_time(&f)?,
+                None => sekisho_store::now(),
+            };
+            let end = parse_time(&until)?;
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let by = op.actor()?;
+            let detail = format!(
+                "{} – {} JST for {}: {ja} / {en}",
+                jst(start),
+                jst(end),
+                audience(&facilities)
+            );
+            let new = NewNotice {
+                kind: kind::NOTICE,
+                text_ja: &ja,
+                text_en: &en,
+                starts_at: start,
+                ends_at: end,
+                audience: &facilities,
+                exempt_terminals: &[],
+                exempt_users: &[],
+                start_now: false,
+                created_by: &by,
+            };
+            let id = change(
+                &dd,
+                &cfg,
+                &store,
+                op,
+                record("notice_added", detail),
+                rows::add(&store, &new),
+            )
+            .await?;
+            println!(
+                "Notice {id} shown {} – {} JST to {}.",
+                jst(start),
+                jst(end),
+                audience(&facilities)
+            );
+            Ok(0)
+        }
+        NoticeCmd::List { data_dir, days } => {
+            let (_dd, _cfg, store) = open(&data_dir).await?;
+            let list = match days {
+                Some(d) => {
+                    rows::since(&store, sekisho_store::now() - i64::from(d) * 86_400).await?
+                }
+                None => rows::current(&store).await?,
+            };
+            let t = sekisho_store::now();
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<10} {:<12} {:<10} {:<16} {:<16} {:<20} TEXT",
+                "ID", "KIND", "STATE", "FROM (JST)", "UNTIL (JST)", "FOR"
+            )?;
+            for n in list {
+                let state = match () {
+                    _ if n.ended_at.is_some() => "ended",
+                    _ if n.in_force(t) => "in force",
+                    _ if n.shown(t) && !n.is_maintenance() => "shown",
+                    _ if n.ends_at <= t => "past",
+                    _ => "upcoming",
+                };
+                writeln!(
+                    out,
+                    "{:<10} {:<12} {:<10} {:<16} {:<16} {:<20} {}",
+                    n.id,
+                    n.kind,
+                    state,
+                    jst(n.window_start()),
+                    jst(n.ends_at),
+                    audience(&n.audience),
+                    n.text_ja.replace('\n', " ")
+                )?;
+            }
+            Ok(0)
+        }
+        NoticeCmd::Remove { data_dir, id } => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            end(&dd, &cfg, &store, op, &id, kind::NOTICE, "notice_removed").await?;
+            println!("Notice {id} taken down.");
+            Ok(0)
+        }
+    }
+}
+
+pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Result<i32> {
+    match cmd {
+        MaintenanceCmd::Schedule {
+            data_dir,
+            text,
+            start,
+            end,
+            exempt_terminals,
+            exempt_users,
+        } => {
+            let w = Window {
+                ja: &text.ja,
+                en: &text.en,
+                start: parse_time(&start)?,
+                end: parse_time(&end)?,
+                facilities: &text.facilities,
+                exempt_terminals: &exempt_terminals,
+                exempt_users: &exempt_users,
+                now: false,
+            };
+            if w.start <= sekisho_store::now() {
+                bail!(
+                    "--start is not ahead: to start maintenance now, use `sekisho maintenance start`"
+                );
+            }
+            add_window(&data_dir, w, op).await
+        }
+        MaintenanceCmd::Start {
+            data_dir,
+            id: Some(id),
+            ..
+        } => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let started = change(
+                &dd,
+                &cfg,
+                &store,
+                op,
+                record("maintenance_started", format!("{id}, planned, started now")),
+                async {
+                    if rows::start(&store, &id).await? {
+                        Ok(())
+                    } else {
+                        bail!("no maintenance window {id} that could start (see `sekisho notice list`)")
+                    }
+                },
+            )
+            .await;
+            started?;
+            println!("Maintenance {id} in force now. Running gateways apply this within a second.");
+            Ok(0)
+        }
+        MaintenanceCmd::Start {
+            data_dir,
+            id: None,
+            end,
+            ja,
+            en,
+            facilities,
+            exempt_terminals,
+            exempt_users,
+        } => {
+            let (Some(end), Some(ja), Some(en)) = (end, ja, en) else {
+                bail!(
+                    "an emergency maintenance needs --end (the expected end), --ja and --en; a planned one, --id"
+                );
+            };
+            let w = Window {
+                ja: &ja,
+                en: &en,
+                start: sekisho_store::now(),
+                end: parse_time(&end)?,
+                facilities: &facilities,
+                exempt_terminals: &exempt_terminals,
+                exempt_users: &exempt_users,
+                now: true,
+            };
+            add_window(&data_dir, w, op).await
+        }
+        MaintenanceCmd::End { data_dir, id } => {
+            let (dd, cfg, store) = open(&data_dir).await?;
+            let ids = match id {
+                Some(id) => vec![id],
+                None => {
+                    let t = sekisho_store::now();
+                    let running: Vec<String> = rows::current(&store)
+                        .await?
+                        .into_iter()
+                        .filter(|n| n.in_force(t))
+                        .map(|n| n.id)
+                        .collect();
+                    if running.is_empty() {
+                        bail!("no maintenance window is in force");
+                    }
+                    running
+                }
+            };
+            for id in ids {
+                end(
+                    &dd,
+                    &cfg,
+                    &store,
+                    op,
+                    &id,
+                    kind::MAINTENANCE,
+                    "maintenance_ended",
+                )
+                .await?;
+                println!("Maintenance {id} ended. Running gateways apply this within a second.");
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn end(
+    dd: &crate::config::DataDir,
+    cfg: &crate::config::Config,
+    store: &sekisho_store::Store,
+    op: &Operator,
+    id: &str,
+    what: &str,
+    reason: &str,
+) -> Result<()> {
+    change(dd, cfg, store, op, record(reason, id.to_string()), async {
+        if rows::end(store, id, what).await? {
+            Ok(())
+        } else {
+            bail!("no {what} {id} that is not ended already (see `sekisho notice list`)")
+        }
+    })
+    .await
+}

@@ -1,0 +1,311 @@
+//! Running a network (issue 13): notices to users and maintenance windows (R-OPS-1) through a
+//! real gateway — a second replica on PostgreSQL — with curl as the terminal's browser.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// RFC 3339 for `secs` from now.
+fn at(secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    t.replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn curl_as(g: &Gateway, term: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let (c, k) = g.cert(term);
+    let mut args = vec!["--cert", &c, "--key", &k];
+    args.extend_from_slice(extra);
+    let (s, body, _) = g.curl(path, &args);
+    (s, body)
+}
+
+/// Waits up to `within` for `f` to hold; returns how long it took.
+fn until(within: Duration, f: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < within, "not within {within:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn notices_reach_the_terminals_of_their_facilities_and_the_application() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        g.add_terminal_live("f2", "t2");
+        let until_1h = at(3600);
+        let out = run_ok(&[
+            "notice",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--ja",
+            "12月5日 22時から<システム>更新のため停止します",
+            "--en",
+            "Down for an update from 22:00 on 5 December & after",
+            "--until",
+            &until_1h,
+        ]);
+        assert!(out.starts_with("Notice N"), "{out}");
+        run_ok(&[
+            "notice",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--ja",
+            "f2だけへのお知らせ",
+            "--en",
+            "For f2 only",
+            "--until",
+            &until_1h,
+            "--facility",
+            "f2",
+        ]);
+        // A notice that starts later is not shown yet.
+        run_ok(&[
+            "notice",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--ja",
+            "来週のお知らせ",
+            "--en",
+            "Next week",
+            "--from",
+            &at(7 * 86_400),
+            "--until",
+            &at(8 * 86_400),
+        ]);
+        let rec = g.wait_audit(|r| r["event"] == "operation" && r["reason"] == "notice_added");
+        assert!(
+            rec["actor"].as_str().unwrap().starts_with(TEST_OPERATOR),
+            "{rec}"
+        );
+
+        let (s, body) = curl_as(
+            &g,
+            "t1",
+            "/.sekisho/notices",
+            &["-H", "Accept: application/json"],
+        );
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let notices = v["notices"].as_array().unwrap();
+        assert_eq!(
+            notices.len(),
+            1,
+            "{db:?}: f1 sees the notice for all only: {v}"
+        );
+        assert_eq!(
+            notices[0]["text_en"],
+            "Down for an update from 22:00 on 5 December & after"
+        );
+        let (_, page) = curl_as(&g, "t1", "/.sekisho/notices", &[]);
+        assert!(
+            page.contains("&lt;システム&gt;") && !page.contains("<システム>"),
+            "{page}"
+        );
+        let (_, body) = curl_as(&g, "t2", "/.sekisho/notices?format=json", &[]);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["notices"].as_array().unwrap().len(),
+            2,
+            "{db:?}: f2 sees both: {v}"
+        );
+
+        // The count goes with the application's answers and with the requests it gets; a
+        // terminal's own header of that name does not.
+        let (s, head) = curl_as(
+            &g,
+            "t1",
+            "/debug/headers",
+            &["-D", "-", "-H", "Sekisho-Notices: 99"],
+        );
+        assert_eq!(s, 200);
+        let (head, body) = head.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.lines()
+                .any(|l| l.eq_ignore_ascii_case("sekisho-notices: 1")),
+            "{db:?}: {head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            v["headers"]["sekisho-notices"],
+            serde_json::json!(["1"]),
+            "{db:?}: the application gets the gateway's count, not the terminal's"
+        );
+
+        // Taking one down.
+        let id = out.split_whitespace().nth(1).unwrap();
+        run_ok(&["notice", "remove", "--data-dir", g.data_str(), "--id", id]);
+        let (_, body) = within_a_poll(
+            || curl_as(&g, "t1", "/.sekisho/notices?format=json", &[]),
+            |(_, b)| b.contains("\"notices\":[]"),
+        );
+        assert!(body.contains("\"notices\":[]"), "{db:?}: {body}");
+        let (_, head) = curl_as(&g, "t1", "/", &["-D", "-"]);
+        assert!(
+            !head.to_ascii_lowercase().contains("sekisho-notices"),
+            "{head}"
+        );
+        // Wrong input changes nothing.
+        let o = run(&["notice", "remove", "--data-dir", g.data_str(), "--id", id]);
+        assert!(!o.status.success());
+        let o = run(&[
+            "notice",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--ja",
+            "x",
+            "--en",
+            "x",
+            "--until",
+            "next tuesday",
+        ]);
+        assert!(!o.status.success());
+        assert!(String::from_utf8_lossy(&o.stderr).contains("is not a time"));
+        let o = run(&[
+            "notice",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--ja",
+            "x",
+            "--en",
+            "x",
+            "--until",
+            &at(-60),
+        ]);
+        assert!(!o.status.success(), "an end in the past");
+        let list = run_ok(&["notice", "list", "--data-dir", g.data_str(), "--days", "1"]);
+        assert_eq!(
+            list.lines().count(),
+            1 + 3,
+            "{db:?}: header and the three added: {list}"
+        );
+    }
+}
+
+/// An emergency maintenance stops the application's requests on every replica within a
+/// second, with a 503 page that gives the expected end, except for the terminal named for the
+/// maintenance; ending it lets them through again; a planned window starts on its own time.
+#[test]
+fn maintenance_stops_requests_on_every_replica_except_those_named_for_it() {
+    let g = Gateway::start(Db::Postgres);
+    g.add_terminal_live("f1", "t2");
+    let r = g.replica("gw2");
+    let t1_on = |gw: &Gateway| curl_as(gw, "t1", "/", &[]).0;
+    assert_eq!((t1_on(&g), t1_on(&r)), (200, 200));
+
+    let end = at(1800);
+    run_ok(&[
+        "maintenance",
+        "start",
+        "--data-dir",
+        g.data_str(),
+        "--end",
+        &end,
+        "--ja",
+        "緊急メンテナンス中です",
+        "--en",
+        "Emergency maintenance",
+        "--exempt-terminal",
+        "t2",
+    ]);
+    let both = until(Duration::from_secs(2), || {
+        t1_on(&r) == 503 && t1_on(&g) == 503
+    });
+    println!("maintenance in force on both replicas {both:?} after the command returned");
+    let (s, page) = curl_as(&g, "t1", "/", &["-D", "-"]);
+    assert_eq!(s, 503);
+    assert!(
+        page.contains("メンテナンス")
+            && page.contains("終了予定")
+            && page.contains("緊急メンテナンス中です"),
+        "{page}"
+    );
+    assert!(
+        page.to_ascii_lowercase().contains("retry-after: "),
+        "{page}"
+    );
+    let (_, json) = curl_as(&g, "t1", "/", &["-H", "Accept: application/json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["error"], "maintenance");
+    assert!(v["detail"]["ends_at"].as_i64().unwrap() > 0, "{v}");
+    // The terminal named for the maintenance goes through; the gateway's own pages stay open.
+    assert_eq!(curl_as(&g, "t2", "/", &[]).0, 200);
+    assert_eq!(curl_as(&r, "t1", "/.sekisho/notices", &[]).0, 200);
+    let rec = g.wait_audit(|x| x["event"] == "operation" && x["reason"] == "maintenance_started");
+    assert!(rec["actor"].as_str().unwrap().starts_with(TEST_OPERATOR));
+    g.wait_audit(|x| {
+        x["event"] == "request" && x["reason"] == "maintenance" && x["terminal"] == "t1"
+    });
+
+    run_ok(&["maintenance", "end", "--data-dir", g.data_str()]);
+    until(Duration::from_secs(2), || {
+        t1_on(&r) == 200 && t1_on(&g) == 200
+    });
+    g.wait_audit(|x| x["event"] == "operation" && x["reason"] == "maintenance_ended");
+    let o = run(&["maintenance", "end", "--data-dir", g.data_str()]);
+    assert!(!o.status.success(), "nothing in force to end");
+
+    // Planned: announced now, in force from its start without anyone acting.
+    let o = run(&[
+        "maintenance",
+        "schedule",
+        "--data-dir",
+        g.data_str(),
+        "--start",
+        &at(3600),
+        "--end",
+        &at(60),
+        "--ja",
+        "x",
+        "--en",
+        "x",
+    ]);
+    assert!(!o.status.success(), "an end before the start");
+    run_ok(&[
+        "maintenance",
+        "schedule",
+        "--data-dir",
+        g.data_str(),
+        "--start",
+        &at(3),
+        "--end",
+        &at(3600),
+        "--ja",
+        "定期メンテナンス",
+        "--en",
+        "Planned maintenance",
+        "--facility",
+        "f1",
+    ]);
+    let (_, body) = within_a_poll(
+        || curl_as(&r, "t1", "/.sekisho/notices?format=json", &[]),
+        |(_, b)| b.contains("定期メンテナンス"),
+    );
+    assert!(
+        body.contains("\"kind\":\"maintenance\""),
+        "announced beforehand: {body}"
+    );
+    assert_eq!(t1_on(&r), 200, "not yet in force");
+    until(Duration::from_secs(6), || t1_on(&r) == 503);
+    assert_eq!(
+        curl_as(&g, "t2", "/", &[]).0,
+        503,
+        "t2 is not named for this one"
+    );
+    run_ok(&["maintenance", "end", "--data-dir", g.data_str()]);
+    until(Duration::from_secs(2), || {
+        t1_on(&r) == 200 && t1_on(&g) == 200
+    });
+    drop(r);
+}
