@@ -309,3 +309,201 @@ fn maintenance_stops_requests_on_every_replica_except_those_named_for_it() {
     });
     drop(r);
 }
+
+/// curl at the management listener: (status, body).
+fn mgmt(
+    g: &Gateway,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let url = format!("http://127.0.0.1:{}{path}", g.mgmt_port);
+    let mut c = std::process::Command::new("curl");
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, &url]);
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = String::from_utf8(c.output().unwrap().stdout).unwrap();
+    let (body, code) = out.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+/// The management API (R-OPS-4): open health and metrics, but reading records or changing
+/// anything needs a live operator token, and every call — refused ones too — is on record
+/// with the token's name and the peer. Remote maintenance through it acts like the CLI's.
+#[test]
+fn remote_maintenance_goes_through_the_management_api_with_a_token_and_on_record() {
+    for db in BOTH {
+        let g = Gateway::start(db);
+        assert_eq!(mgmt(&g, "GET", "/healthz", None, None).0, 200);
+        assert_eq!(mgmt(&g, "GET", "/metrics", None, None).0, 200);
+        // No token, a made-up one: refused, and on record.
+        let (s, body) = mgmt(&g, "GET", "/api/v1/audit/records", None, None);
+        assert_eq!(s, 401, "{db:?}: {body}");
+        let fake = format!("skm_{}", "A".repeat(43));
+        assert_eq!(mgmt(&g, "GET", "/api/v1/status", Some(&fake), None).0, 401);
+        let rec = g.wait_audit(|r| r["reason"] == "management_token_invalid");
+        assert_eq!(rec["decision"], "deny");
+        assert!(
+            rec["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{rec}"
+        );
+
+        let out = run_ok(&[
+            "operator-token",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--name",
+            "vendor-ops",
+        ]);
+        let token = out.lines().nth(1).unwrap().trim().to_string();
+        assert!(token.starts_with("skm_"), "{out}");
+        // Only its hash is kept.
+        let stored = g.sql_rows("SELECT token_hash FROM operator_tokens WHERE name = 'vendor-ops'");
+        assert_ne!(stored[0][0], token);
+        assert!(
+            !format!("{:?}", g.audit_records()).contains(&token),
+            "the token went on record"
+        );
+
+        let (s, body) = mgmt(&g, "GET", "/api/v1/status", Some(&token), None);
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["ready"], true);
+        assert!(v["audit"]["tree_size"].as_i64().unwrap() > 0, "{v}");
+
+        // Reading records: the search, on record before it answers.
+        assert_eq!(g.curl_t1("/", &[]).0, 200);
+        let (s, body) = mgmt(
+            &g,
+            "GET",
+            "/api/v1/audit/records?terminal=t1&event=request&limit=5",
+            Some(&token),
+            None,
+        );
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let recs = v["records"].as_array().unwrap();
+        assert!(
+            !recs.is_empty() && recs.iter().all(|r| r["record"]["terminal"] == "t1"),
+            "{v}"
+        );
+        let rec = g.wait_audit(|r| {
+            r["reason"] == "audit_search"
+                && r["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("token:vendor-ops"))
+        });
+        assert!(
+            rec["detail"].as_str().unwrap().contains("terminal=t1"),
+            "{rec}"
+        );
+        assert_eq!(
+            mgmt(
+                &g,
+                "GET",
+                "/api/v1/audit/records?limit=9999",
+                Some(&token),
+                None
+            )
+            .0,
+            400
+        );
+
+        // Remote maintenance: start, seen by the terminal, end.
+        let ask = format!(
+            r#"{{"end": "{}", "ja": "リモート保守中", "en": "Remote maintenance"}}"#,
+            at(900)
+        );
+        let (s, body) = mgmt(
+            &g,
+            "POST",
+            "/api/v1/maintenance/start",
+            Some(&token),
+            Some(&ask),
+        );
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let (s, _, _) = within_a_poll(|| g.curl_t1("/", &[]), |r| r.0 == 503);
+        assert_eq!(s, 503, "{db:?}");
+        let rec = g.wait_audit(|r| r["reason"] == "maintenance_started");
+        assert!(
+            rec["actor"]
+                .as_str()
+                .unwrap()
+                .starts_with("token:vendor-ops (management from 127.0.0.1:"),
+            "{rec}"
+        );
+        let (s, body) = mgmt(&g, "POST", "/api/v1/maintenance/end", Some(&token), None);
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let (s, _, _) = within_a_poll(|| g.curl_t1("/", &[]), |r| r.0 == 200);
+        assert_eq!(s, 200, "{db:?}");
+        // Bad input changes nothing.
+        let (s, _) = mgmt(
+            &g,
+            "POST",
+            "/api/v1/maintenance/start",
+            Some(&token),
+            Some(r#"{"end": "soon", "ja": "x", "en": "x"}"#),
+        );
+        assert_eq!(s, 400);
+        let (s, _) = mgmt(
+            &g,
+            "POST",
+            "/api/v1/facilities/f1/suspend",
+            Some(&token),
+            Some(r#"{"reason": ""}"#),
+        );
+        assert_eq!(s, 400);
+        assert_eq!(g.curl_t1("/", &[]).0, 200);
+        // A facility suspended remotely.
+        let (s, body) = mgmt(
+            &g,
+            "POST",
+            "/api/v1/facilities/f1/suspend",
+            Some(&token),
+            Some(r#"{"reason": "遠隔で一時停止"}"#),
+        );
+        assert_eq!(s, 200, "{db:?}: {body}");
+        let (s, _, _) = within_a_poll(|| g.curl_t1("/", &[]), |r| r.0 == 403);
+        assert_eq!(s, 403);
+        let (s, _) = mgmt(
+            &g,
+            "POST",
+            "/api/v1/facilities/f1/resume",
+            Some(&token),
+            Some(r#"{"reason": "確認済み"}"#),
+        );
+        assert_eq!(s, 200);
+
+        // Revoked: refused from then on.
+        run_ok(&[
+            "operator-token",
+            "revoke",
+            "--data-dir",
+            g.data_str(),
+            "--name",
+            "vendor-ops",
+        ]);
+        assert_eq!(mgmt(&g, "GET", "/api/v1/status", Some(&token), None).0, 401);
+        let list = run_ok(&["operator-token", "list", "--data-dir", g.data_str()]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("vendor-ops") && l.contains("revoked")),
+            "{list}"
+        );
+        let o = run(&[
+            "operator-token",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--name",
+            "vendor-ops",
+        ]);
+        assert!(!o.status.success(), "{db:?}: names are not reused");
+    }
+}

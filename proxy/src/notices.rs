@@ -14,8 +14,9 @@ use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
+use sekisho_audit::AuditRecord;
 use sekisho_store::Store;
-use sekisho_store::notices::{self as rows, NoticeRow};
+use sekisho_store::notices::{self as rows, NewNotice, NoticeRow, kind};
 
 use crate::body::{Body, full};
 use crate::html::escape;
@@ -111,6 +112,149 @@ pub fn parse_time(s: &str) -> Result<i64> {
         Err(_) => bail!(
             "{s:?} is not a time: give 2026-12-05T22:00:00+09:00 or, in Japan time, \"2026-12-05 22:00\""
         ),
+    }
+}
+
+/// Longest text of a notice.
+const MAX_TEXT: usize = 1000;
+
+/// A notice's text as given: 1 to 1,000 characters, line breaks but no other control
+/// characters.
+pub fn checked_text(what: &str, s: &str) -> Result<String> {
+    let s = s.trim();
+    if s.is_empty() || s.chars().count() > MAX_TEXT {
+        bail!("{what} must be 1 to {MAX_TEXT} characters");
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n') {
+        bail!("{what} may not hold control characters");
+    }
+    Ok(s.to_string())
+}
+
+/// Facility, terminal or user ids as given.
+pub fn checked_ids(what: &str, ids: &[String]) -> Result<Vec<String>> {
+    for id in ids {
+        if !sekisho_protocol::ids::is_valid_id(id) {
+            bail!("{what} {id:?}: an id is 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+    }
+    Ok(ids.to_vec())
+}
+
+/// `all facilities`, or their ids.
+pub fn audience(f: &[String]) -> String {
+    if f.is_empty() {
+        "all facilities".into()
+    } else {
+        f.join(" ")
+    }
+}
+
+/// The record of a notice or maintenance change (event `operation`).
+pub fn operation_record(reason: &str, detail: String) -> AuditRecord {
+    AuditRecord {
+        event: sekisho_audit::Event::Operation,
+        decision: sekisho_audit::Decision::Permit,
+        reason: reason.into(),
+        detail: Some(detail),
+        ..Default::default()
+    }
+}
+
+/// A maintenance window asked for, at the command line or through the management API.
+#[derive(Clone, Debug)]
+pub struct WindowAsk {
+    pub ja: String,
+    pub en: String,
+    /// Unix seconds; ignored when `now`.
+    pub start: i64,
+    pub end: i64,
+    pub facilities: Vec<String>,
+    pub exempt_terminals: Vec<String>,
+    pub exempt_users: Vec<String>,
+    /// In force at once (an emergency), rather than planned.
+    pub now: bool,
+}
+
+impl WindowAsk {
+    /// Checks the texts and ids, and that a planned window starts ahead.
+    pub fn checked(mut self) -> Result<WindowAsk> {
+        self.ja = checked_text("the Japanese text", &self.ja)?;
+        self.en = checked_text("the English text", &self.en)?;
+        self.facilities = checked_ids("facility", &self.facilities)?;
+        self.exempt_terminals = checked_ids("exempt terminal", &self.exempt_terminals)?;
+        self.exempt_users = checked_ids("exempt user", &self.exempt_users)?;
+        let t = sekisho_store::now();
+        if self.now {
+            self.start = t;
+        } else if self.start <= t {
+            bail!("the start is not ahead: to start maintenance now, start it (not schedule)");
+        }
+        if self.end <= self.start {
+            bail!("the expected end must come after the start");
+        }
+        Ok(self)
+    }
+
+    /// Its record, made before it is opened.
+    pub fn record(&self) -> AuditRecord {
+        operation_record(
+            if self.now {
+                "maintenance_started"
+            } else {
+                "maintenance_scheduled"
+            },
+            format!(
+                "{} – {} JST for {}; exempt terminals [{}], people [{}]: {} / {}",
+                jst(self.start),
+                jst(self.end),
+                audience(&self.facilities),
+                self.exempt_terminals.join(" "),
+                self.exempt_users.join(" "),
+                self.ja,
+                self.en
+            ),
+        )
+    }
+
+    /// Stores it; returns its id.
+    pub async fn open(&self, store: &Store, created_by: &str) -> Result<String> {
+        rows::add(
+            store,
+            &NewNotice {
+                kind: kind::MAINTENANCE,
+                text_ja: &self.ja,
+                text_en: &self.en,
+                starts_at: self.start,
+                ends_at: self.end,
+                audience: &self.facilities,
+                exempt_terminals: &self.exempt_terminals,
+                exempt_users: &self.exempt_users,
+                start_now: self.now,
+                created_by,
+            },
+        )
+        .await
+    }
+}
+
+/// The windows in force now (what "end the maintenance" ends when no id is given).
+pub async fn in_force(store: &Store) -> Result<Vec<String>> {
+    let t = sekisho_store::now();
+    Ok(rows::current(store)
+        .await?
+        .into_iter()
+        .filter(|n| n.in_force(t))
+        .map(|n| n.id)
+        .collect())
+}
+
+/// Ends window `id` now; an error when it is not a window that runs or is planned.
+pub async fn end_window(store: &Store, id: &str) -> Result<()> {
+    if rows::end(store, id, kind::MAINTENANCE).await? {
+        Ok(())
+    } else {
+        bail!("no maintenance window {id} that is not ended already (see `sekisho notice list`)")
     }
 }
 

@@ -275,6 +275,9 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         jwks,
         store.clone(),
         ready.clone(),
+        audit.clone(),
+        checkpoint_verifiers(&dd),
+        cfg.node.clone(),
     ));
     let mut tasks = vec![
         tokio::spawn(gateway::run(gw, gw_listener, rx.clone())),

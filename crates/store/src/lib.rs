@@ -26,6 +26,7 @@ pub mod lockouts;
 mod migrations;
 pub mod notices;
 pub mod notify_outbox;
+pub mod operator_tokens;
 pub mod patients;
 pub mod sessions;
 pub mod terminals;

@@ -129,6 +129,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0020_notices.sql"),
         postgres: include_str!("migrations/0020_notices.sql"),
     },
+    Migration {
+        version: 21,
+        name: "operator_tokens",
+        sqlite: include_str!("migrations/0021_operator_tokens.sql"),
+        postgres: include_str!("migrations/0021_operator_tokens.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

@@ -24,6 +24,7 @@ mod data_dir;
 mod facility;
 mod init;
 mod notice;
+mod operator_token;
 mod patient;
 mod policy;
 mod terminal;
@@ -37,6 +38,7 @@ pub use careteam::CareteamCmd;
 pub use facility::FacilityCmd;
 pub use init::InitArgs;
 pub use notice::{MaintenanceCmd, NoticeCmd};
+pub use operator_token::OperatorTokenCmd;
 pub use patient::{CardCmd, PatientCmd};
 pub use policy::PolicyCmd;
 pub use terminal::TerminalCmd;
@@ -88,6 +90,9 @@ pub enum Command {
     /// Maintenance windows: schedule, start (planned or emergency), end (R-OPS-1).
     #[command(subcommand)]
     Maintenance(MaintenanceCmd),
+    /// Tokens for the management API (remote maintenance, R-OPS-4): add, list, revoke.
+    #[command(subcommand)]
+    OperatorToken(OperatorTokenCmd),
     /// Sekisho's CA.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -132,6 +137,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Careteam(c) => careteam::run(c, &op).await,
         Command::Ca(c) => ca::run(c).await,
         Command::Notice(n) => notice::run_notice(n, &op).await,
+        Command::OperatorToken(t) => operator_token::run(t, &op).await,
         Command::Maintenance(m) => notice::run_maintenance(m, &op).await,
         Command::Audit(a) => audit::run(a, &op).await,
         Command::Breakglass(b) => breakglass::run(b, &op).await,

@@ -14,9 +14,11 @@ use clap::{Args, Subcommand};
 
 use super::admin_audit::{Operator, change};
 use super::data_dir::open;
-use crate::notices::parse_time;
+use crate::notices::{
+    WindowAsk, audience, checked_ids, checked_text, end_window, in_force, operation_record,
+    parse_time,
+};
 use crate::oversight::jst;
-use sekisho_audit::AuditRecord;
 use sekisho_store::notices::{self as rows, NewNotice, kind};
 
 /// The texts and audience of a notice or window.
@@ -111,112 +113,23 @@ pub enum MaintenanceCmd {
     },
 }
 
-/// Longest text of a notice.
-const MAX_TEXT: usize = 1000;
-
-fn checked_text(what: &str, s: &str) -> Result<String> {
-    let s = s.trim();
-    if s.is_empty() || s.chars().count() > MAX_TEXT {
-        bail!("--{what} must be 1 to {MAX_TEXT} characters");
-    }
-    if s.chars().any(|c| c.is_control() && c != '\n') {
-        bail!("--{what} may not hold control characters");
-    }
-    Ok(s.to_string())
-}
-
-fn checked_ids(what: &str, ids: &[String]) -> Result<Vec<String>> {
-    for id in ids {
-        if !sekisho_protocol::ids::is_valid_id(id) {
-            bail!("--{what} {id:?}: an id is 1 to 64 letters, digits, '.', '_' or '-'");
-        }
-    }
-    Ok(ids.to_vec())
-}
-
-fn record(reason: &str, detail: String) -> AuditRecord {
-    AuditRecord {
-        event: sekisho_audit::Event::Operation,
-        decision: sekisho_audit::Decision::Permit,
-        reason: reason.into(),
-        detail: Some(detail),
-        ..Default::default()
-    }
-}
-
-fn audience(f: &[String]) -> String {
-    if f.is_empty() {
-        "all facilities".into()
-    } else {
-        f.join(" ")
-    }
-}
-
-struct Window<'a> {
-    ja: &'a str,
-    en: &'a str,
-    start: i64,
-    end: i64,
-    facilities: &'a [String],
-    exempt_terminals: &'a [String],
-    exempt_users: &'a [String],
-    now: bool,
-}
-
-async fn add_window(data_dir: &Path, w: Window<'_>, op: &Operator) -> Result<i32> {
-    let ja = checked_text("ja", w.ja)?;
-    let en = checked_text("en", w.en)?;
-    let facilities = checked_ids("facility", w.facilities)?;
-    let terminals = checked_ids("exempt-terminal", w.exempt_terminals)?;
-    let users = checked_ids("exempt-user", w.exempt_users)?;
+async fn add_window(data_dir: &Path, ask: WindowAsk, op: &Operator) -> Result<i32> {
+    let ask = ask.checked()?;
     let (dd, cfg, store) = open(data_dir).await?;
-    let reason = if w.now {
-        "maintenance_started"
-    } else {
-        "maintenance_scheduled"
-    };
-    let detail = format!(
-        "{} – {} JST for {}; exempt terminals [{}], people [{}]: {ja} / {en}",
-        jst(w.start),
-        jst(w.end),
-        audience(&facilities),
-        terminals.join(" "),
-        users.join(" ")
-    );
     let by = op.actor()?;
-    let new = NewNotice {
-        kind: kind::MAINTENANCE,
-        text_ja: &ja,
-        text_en: &en,
-        starts_at: w.start,
-        ends_at: w.end,
-        audience: &facilities,
-        exempt_terminals: &terminals,
-        exempt_users: &users,
-        start_now: w.now,
-        created_by: &by,
-    };
-    let id = change(
-        &dd,
-        &cfg,
-        &store,
-        op,
-        record(reason, detail),
-        rows::add(&store, &new),
-    )
-    .await?;
-    if w.now {
+    let id = change(&dd, &cfg, &store, op, ask.record(), ask.open(&store, &by)).await?;
+    if ask.now {
         println!(
             "Maintenance {id} in force now until {} JST (expected end) for {}. Running gateways apply this within a second.",
-            jst(w.end),
-            audience(&facilities)
+            jst(ask.end),
+            audience(&ask.facilities)
         );
     } else {
         println!(
             "Maintenance {id} scheduled {} – {} JST for {}; announced at /.sekisho/notices from now.",
-            jst(w.start),
-            jst(w.end),
-            audience(&facilities)
+            jst(ask.start),
+            jst(ask.end),
+            audience(&ask.facilities)
         );
     }
     Ok(0)
@@ -230,9 +143,9 @@ pub(super) async fn run_notice(cmd: NoticeCmd, op: &Operator) -> Result<i32> {
             from,
             until,
         } => {
-            let ja = checked_text("ja", &text.ja)?;
-            let en = checked_text("en", &text.en)?;
-            let facilities = checked_ids("facility", &text.facilities)?;
+            let ja = checked_text("--ja", &text.ja)?;
+            let en = checked_text("--en", &text.en)?;
+            let facilities = checked_ids("--facility", &text.facilities)?;
             let start = match from {
                 Some(f) => parse_time(&f)?,
                 None => sekisho_store::now(),
@@ -263,7 +176,7 @@ pub(super) async fn run_notice(cmd: NoticeCmd, op: &Operator) -> Result<i32> {
                 &cfg,
                 &store,
                 op,
-                record("notice_added", detail),
+                operation_record("notice_added", detail),
                 rows::add(&store, &new),
             )
             .await?;
@@ -314,7 +227,17 @@ pub(super) async fn run_notice(cmd: NoticeCmd, op: &Operator) -> Result<i32> {
         }
         NoticeCmd::Remove { data_dir, id } => {
             let (dd, cfg, store) = open(&data_dir).await?;
-            end(&dd, &cfg, &store, op, &id, kind::NOTICE, "notice_removed").await?;
+            let rec = operation_record("notice_removed", id.clone());
+            change(&dd, &cfg, &store, op, rec, async {
+                if rows::end(&store, &id, kind::NOTICE).await? {
+                    Ok(())
+                } else {
+                    bail!(
+                        "no notice {id} that is not taken down already (see `sekisho notice list`)"
+                    )
+                }
+            })
+            .await?;
             println!("Notice {id} taken down.");
             Ok(0)
         }
@@ -331,22 +254,17 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
             exempt_terminals,
             exempt_users,
         } => {
-            let w = Window {
-                ja: &text.ja,
-                en: &text.en,
+            let ask = WindowAsk {
+                ja: text.ja,
+                en: text.en,
                 start: parse_time(&start)?,
                 end: parse_time(&end)?,
-                facilities: &text.facilities,
-                exempt_terminals: &exempt_terminals,
-                exempt_users: &exempt_users,
+                facilities: text.facilities,
+                exempt_terminals,
+                exempt_users,
                 now: false,
             };
-            if w.start <= sekisho_store::now() {
-                bail!(
-                    "--start is not ahead: to start maintenance now, use `sekisho maintenance start`"
-                );
-            }
-            add_window(&data_dir, w, op).await
+            add_window(&data_dir, ask, op).await
         }
         MaintenanceCmd::Start {
             data_dir,
@@ -359,7 +277,7 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
                 &cfg,
                 &store,
                 op,
-                record("maintenance_started", format!("{id}, planned, started now")),
+                operation_record("maintenance_started", format!("{id}, planned, started now")),
                 async {
                     if rows::start(&store, &id).await? {
                         Ok(())
@@ -388,30 +306,24 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
                     "an emergency maintenance needs --end (the expected end), --ja and --en; a planned one, --id"
                 );
             };
-            let w = Window {
-                ja: &ja,
-                en: &en,
-                start: sekisho_store::now(),
+            let ask = WindowAsk {
+                ja,
+                en,
+                start: 0,
                 end: parse_time(&end)?,
-                facilities: &facilities,
-                exempt_terminals: &exempt_terminals,
-                exempt_users: &exempt_users,
+                facilities,
+                exempt_terminals,
+                exempt_users,
                 now: true,
             };
-            add_window(&data_dir, w, op).await
+            add_window(&data_dir, ask, op).await
         }
         MaintenanceCmd::End { data_dir, id } => {
             let (dd, cfg, store) = open(&data_dir).await?;
             let ids = match id {
                 Some(id) => vec![id],
                 None => {
-                    let t = sekisho_store::now();
-                    let running: Vec<String> = rows::current(&store)
-                        .await?
-                        .into_iter()
-                        .filter(|n| n.in_force(t))
-                        .map(|n| n.id)
-                        .collect();
+                    let running = in_force(&store).await?;
                     if running.is_empty() {
                         bail!("no maintenance window is in force");
                     }
@@ -419,38 +331,11 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
                 }
             };
             for id in ids {
-                end(
-                    &dd,
-                    &cfg,
-                    &store,
-                    op,
-                    &id,
-                    kind::MAINTENANCE,
-                    "maintenance_ended",
-                )
-                .await?;
+                let rec = operation_record("maintenance_ended", id.clone());
+                change(&dd, &cfg, &store, op, rec, end_window(&store, &id)).await?;
                 println!("Maintenance {id} ended. Running gateways apply this within a second.");
             }
             Ok(0)
         }
     }
-}
-
-async fn end(
-    dd: &crate::config::DataDir,
-    cfg: &crate::config::Config,
-    store: &sekisho_store::Store,
-    op: &Operator,
-    id: &str,
-    what: &str,
-    reason: &str,
-) -> Result<()> {
-    change(dd, cfg, store, op, record(reason, id.to_string()), async {
-        if rows::end(store, id, what).await? {
-            Ok(())
-        } else {
-            bail!("no {what} {id} that is not ended already (see `sekisho notice list`)")
-        }
-    })
-    .await
 }

@@ -1,6 +1,11 @@
 //! The management listener (loopback by default, plain HTTP): liveness, readiness, Prometheus
-//! metrics and the JWKS that upstreams use to verify `Sekisho-Assertion`. R-LOG-2's liveness
-//! monitoring points here.
+//! metrics and the JWKS that upstreams use to verify `Sekisho-Assertion`, open to whoever
+//! reaches the listener (R-LOG-2's liveness monitoring points here); and the management API
+//! (`api.rs`), for which every call needs an operator token and is on record (R-OPS-4).
+
+mod api;
+
+pub use api::{new_token, token_hash};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use sekisho_audit::{AuditLog, Verifier};
 use sekisho_store::Store;
 
 use crate::body::{Body, full};
@@ -19,6 +25,10 @@ pub struct Management {
     metrics: Arc<Metrics>,
     jwks: String,
     store: Store,
+    audit: AuditLog,
+    /// Checkpoint keys, for the inclusion status of the records the API returns.
+    verifiers: Vec<Verifier>,
+    node: String,
     /// Cleared while the CRL is expired or the registry cannot be read: the gateway then
     /// refuses everything, and a load balancer should send terminals elsewhere.
     ready: Arc<AtomicBool>,
@@ -30,11 +40,17 @@ impl Management {
         jwks: String,
         store: Store,
         ready: Arc<AtomicBool>,
+        audit: AuditLog,
+        verifiers: Vec<Verifier>,
+        node: String,
     ) -> Management {
         Management {
             metrics,
             jwks,
             store,
+            audit,
+            verifiers,
+            node,
             ready,
         }
     }
@@ -42,7 +58,7 @@ impl Management {
 
 pub async fn run(m: Arc<Management>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             _ = shutdown.changed() => break,
         };
@@ -50,7 +66,7 @@ pub async fn run(m: Arc<Management>, listener: TcpListener, mut shutdown: watch:
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let m = m.clone();
-                async move { Ok::<_, std::convert::Infallible>(m.handle(req).await) }
+                async move { Ok::<_, std::convert::Infallible>(m.handle(req, peer).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
@@ -60,7 +76,10 @@ pub async fn run(m: Arc<Management>, listener: TcpListener, mut shutdown: watch:
 }
 
 impl Management {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+        if req.uri().path().starts_with(api::PREFIX) {
+            return self.api(req, peer).await;
+        }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,
