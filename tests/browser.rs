@@ -572,6 +572,10 @@ fn declare_view_and_follow_up(db: Db) {
     browser.click(&browser.find("#find-patient button"));
     browser.wait_for("#care-team", 10);
     browser.find("#add-member select[name=kind]");
+    browser.click(&browser.find("header a[href='/.sekisho/console/facilities']"));
+    browser.wait_for("#facility-f1", 10);
+    browser.find("#post-notice textarea[name=ja]");
+    browser.find("#start-maintenance input[name=until]");
     assert_eq!(browser.status(), 200);
     eprintln!(
         "{db:?}: screenshot {} ({} bytes); {:.1} s",

@@ -15,5 +15,6 @@ mod rig;
 mod access;
 mod anomaly;
 mod history;
+mod network;
 mod registry;
 mod search;

@@ -17,7 +17,8 @@ pub struct Allowed {
     pub findings: bool,
     /// Manages terminals or people of some facility (`admin.cedar`).
     pub manage: bool,
-    /// Manages the network's care teams and patient cards (people of every facility).
+    /// Administers the whole network (people of every facility): care teams and patient
+    /// cards, facilities, notices and maintenance.
     pub patients: bool,
 }
 
@@ -78,6 +79,11 @@ pub fn page(
                 super::PATIENTS,
                 "patients",
                 "参加者・カード / Care teams, cards",
+            ));
+            links.push(nav(
+                super::FACILITIES,
+                "network",
+                "施設・お知らせ / Facilities, notices",
             ));
         }
     }

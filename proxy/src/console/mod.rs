@@ -22,6 +22,7 @@ mod breakglass;
 mod dashboard;
 mod history;
 mod layout;
+mod network;
 mod patients;
 mod registry;
 mod search;
@@ -57,6 +58,7 @@ const TERMINALS: &str = "/.sekisho/console/terminals";
 const USERS: &str = "/.sekisho/console/users";
 const STATS: &str = "/.sekisho/console/stats";
 const PATIENTS: &str = "/.sekisho/console/patients";
+const FACILITIES: &str = "/.sekisho/console/facilities";
 
 /// Whether a normalised path is the console's.
 pub fn is_console(path: &str) -> bool {
@@ -232,19 +234,21 @@ impl Console {
                 .strip_prefix(FINDINGS)
                 .and_then(|r| r.strip_prefix('/'))
                 .filter(|id| !id.is_empty() && !id.contains('/'));
-            let registry = [TERMINALS, USERS, PATIENTS].into_iter().find_map(|base| {
-                let rest = path.strip_prefix(base)?;
-                match rest.strip_prefix('/') {
-                    None if rest.is_empty() => Some((base, None)),
-                    Some(id) if !id.is_empty() && !id.contains('/') => Some((base, Some(id))),
-                    _ => None,
-                }
-            });
+            let registry = [TERMINALS, USERS, PATIENTS, FACILITIES]
+                .into_iter()
+                .find_map(|base| {
+                    let rest = path.strip_prefix(base)?;
+                    match rest.strip_prefix('/') {
+                        None if rest.is_empty() => Some((base, None)),
+                        Some(id) if !id.is_empty() && !id.contains('/') => Some((base, Some(id))),
+                        _ => None,
+                    }
+                });
             // Who may post where, before the form is read.
             let allowed_here = match (finding, declaration, registry) {
                 (Some(_), _, _) => need(allowed.findings),
                 (_, Some(_), _) => need(allowed.review || allowed.approve),
-                (_, _, Some((PATIENTS, _))) => need(allowed.patients),
+                (_, _, Some((PATIENTS | FACILITIES, _))) => need(allowed.patients),
                 (_, _, Some(_)) => need(allowed.manage),
                 _ => return layout::refusal(Reason::NotFound, caller.request_id, false),
             };
@@ -266,6 +270,7 @@ impl Console {
                 (_, Some(id), _) => self.break_glass_act(&visit, id, &form).await,
                 (_, _, Some((TERMINALS, t))) => self.terminal_act(&visit, t, &form).await,
                 (_, _, Some((PATIENTS, Some(p)))) => self.patient_act(&visit, p, &form).await,
+                (_, _, Some((FACILITIES, f))) => self.network_act(&visit, f, &form).await,
                 (_, _, Some((PATIENTS, None))) => {
                     layout::refusal(Reason::NotFound, caller.request_id, false)
                 }
@@ -293,6 +298,10 @@ impl Console {
             },
             (PATIENTS, _) => match need(allowed.patients) {
                 Ok(()) => Ok(self.patients_page(&visit, &query).await),
+                Err(r) => Err(r),
+            },
+            (FACILITIES, _) => match need(allowed.patients) {
+                Ok(()) => Ok(self.network_page(&visit, &query).await),
                 Err(r) => Err(r),
             },
             (USERS, _) => match need(allowed.manage) {
