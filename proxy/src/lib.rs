@@ -11,6 +11,7 @@
 //! (`docs/architecture.md`).
 
 pub mod assertion;
+pub mod backup;
 pub mod body;
 pub mod breakglass;
 pub mod cli;
