@@ -60,6 +60,15 @@ pub enum Secret {
 impl Secret {
     /// Reads a key file made by `sekisho backup keygen` (or 32 raw random bytes).
     pub fn from_key_file(path: &Path) -> Result<Secret> {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?
+            .len();
+        if len > 4096 {
+            bail!(
+                "{} is not a backup key (too large; make one with `sekisho backup keygen --out FILE`)",
+                path.display()
+            );
+        }
         let raw = Zeroizing::new(
             std::fs::read(path)
                 .with_context(|| format!("cannot read the key file {}", path.display()))?,

@@ -3,8 +3,9 @@
 //! sees the change within a second.
 //!
 //! One module per command group holds that group's clap types and handlers (`terminal`,
-//! `facility`, `user`, `patient`, `careteam`, `policy`, `ca`, `audit`, `breakglass`; `init` also runs `serve` and
-//! `demo`). What they share: `data_dir` opens a data dir's configuration and store, and
+//! `facility`, `user`, `patient`, `careteam`, `policy`, `ca`, `audit`, `breakglass`, `backup`
+//! (and restore); `init` also runs `serve` and `demo`). What they share: `data_dir` opens a
+//! data dir's configuration and store, and
 //! `admin_audit` writes each change to the audit log as the named operator's act, before the
 //! change is made. This module
 //! only parses and dispatches.
@@ -17,6 +18,7 @@ use sekisho_ca::KeyAlgorithm;
 
 mod admin_audit;
 mod audit;
+mod backup;
 mod breakglass;
 mod ca;
 mod careteam;
@@ -32,6 +34,7 @@ mod user;
 
 pub use admin_audit::Operator;
 pub use audit::AuditCmd;
+pub use backup::{BackupArgs, RestoreArgs};
 pub use breakglass::BreakglassCmd;
 pub use ca::CaCmd;
 pub use careteam::CareteamCmd;
@@ -102,6 +105,11 @@ pub enum Command {
     /// Emergency access declarations: list, show, review, approve, end, statistics (R-BG-3).
     #[command(subcommand)]
     Breakglass(BreakglassCmd),
+    /// An encrypted backup of a data dir, taken while the gateway serves (R-OPS-2);
+    /// `backup keygen` makes its key.
+    Backup(BackupArgs),
+    /// A data dir from a backup, into a new directory; the restore goes on record in it.
+    Restore(RestoreArgs),
     /// Everything on loopback with a demo upstream, a demo terminal and instructions.
     Demo(crate::demo::DemoArgs),
 }
@@ -141,6 +149,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Maintenance(m) => notice::run_maintenance(m, &op).await,
         Command::Audit(a) => audit::run(a, &op).await,
         Command::Breakglass(b) => breakglass::run(b, &op).await,
+        Command::Backup(a) => backup::backup(a, &op).await,
+        Command::Restore(a) => backup::restore(a, &op).await,
         Command::Demo(a) => init::demo(a).await,
     }
 }
