@@ -92,7 +92,7 @@ impl<W: Write> ArchiveWriter<W> {
 }
 
 /// Whether `path` may name an entry: relative, `/`-separated normal parts only.
-fn check_path(path: &str) -> Result<()> {
+pub(crate) fn check_path(path: &str) -> Result<()> {
     let ok = !path.is_empty()
         && path.len() <= MAX_PATH
         && !path.contains('\0')

@@ -532,6 +532,13 @@ pub async fn restore(
         verify: None,
         warnings: Vec::new(),
     };
+    if let Some(db) = &restored.manifest.database {
+        // The manifest is the archive's word too: the database must be one of its files.
+        archive::check_path(db)?;
+        if !std::fs::symlink_metadata(root.join(db)).is_ok_and(|m| m.is_file()) {
+            bail!("the archive's manifest names a database ({db}) that is not in it");
+        }
+    }
     let cfg = Config::load(&root).context("the restored sekisho.toml does not load")?;
     if let Some(db) = restored.manifest.database.clone() {
         record_and_verify(&root, &cfg, &db, actor, &mut restored).await?;
@@ -716,5 +723,59 @@ fn set_mode(p: &Path, mode: u32) -> Result<()> {
 fn sync_parent(p: &Path) {
     if let Ok(d) = File::open(parent_of(p)) {
         let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An archive that authenticates (it was made with the key) but whose manifest names a
+    /// database outside it: refused, and nothing is left.
+    #[tokio::test]
+    async fn a_manifest_naming_a_database_outside_the_archive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = Secret::Key(zeroize::Zeroizing::new([3u8; 32]));
+        let manifest = Manifest {
+            format: 1,
+            created: String::new(),
+            sekisho_version: String::new(),
+            hostname: "h".into(),
+            node: "n".into(),
+            store: "sqlite".into(),
+            database: Some("../victim.db".into()),
+            audit_tree_size: 0,
+            audit_root: String::new(),
+            made_by: String::new(),
+            outside: Vec::new(),
+        };
+        let file = dir.path().join("b");
+        {
+            let enc = crypt::EncryptWriter::new(File::create(&file).unwrap(), &secret).unwrap();
+            let z = flate2::write::DeflateEncoder::new(enc, flate2::Compression::fast());
+            let mut a =
+                archive::ArchiveWriter::new(z, &serde_json::to_vec(&manifest).unwrap()).unwrap();
+            a.file("sekisho.db", 0o600, 1, &b"x"[..]).unwrap();
+            let (z, _, _) = a.finish().unwrap();
+            z.finish().unwrap().finish().unwrap();
+        }
+        std::fs::write(dir.path().join("victim.db"), "theirs").unwrap();
+        let target = dir.path().join("gw");
+        let e = restore(&file, &target, &secret, "t (os:t)")
+            .await
+            .err()
+            .expect("refused");
+        assert!(format!("{e:#}").contains("not allowed"), "{e:#}");
+        assert!(!target.exists());
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b", "victim.db"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("victim.db")).unwrap(),
+            "theirs"
+        );
     }
 }
