@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 # tests network namespaces (iproute2) with an independent WireGuard peer (wireguard-go, wg) and
 # iperf3 for the tunnel benchmark, zbar-tools to read back the QR codes, and for the browser
 # test (tests/browser.rs) Chromium with chromedriver, the NSS tools that give it the terminal's
-# certificate, and Japanese fonts.
+# certificate, and Japanese fonts; systemd-analyze (package systemd) scores the unit file.
 need=()
-for pkg in libpcsclite-dev pcscd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk; do
+for pkg in libpcsclite-dev pcscd systemd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -3,6 +3,7 @@
 //! peers and policies current (`watch.rs`), and the notification sender when `[notify]` has
 //! channels.
 
+pub mod systemd;
 mod watch;
 
 use std::net::SocketAddr;
@@ -53,6 +54,7 @@ pub struct Running {
 impl Running {
     /// Stops accepting, lets open requests finish (up to `grace`), flushes the audit log.
     pub async fn stop(self, grace: Duration) {
+        systemd::notify("STOPPING=1");
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, join_all(self.tasks)).await;
         self.audit.shutdown().await;
@@ -313,6 +315,10 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     };
     tokio::spawn(watcher.run(rx));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");
+    systemd::notify(&format!(
+        "READY=1\nSTATUS=serving terminals on {}, node {}",
+        addrs.0, cfg.node
+    ));
     Ok(Running {
         gateway: addrs.0,
         enroll: addrs.1,

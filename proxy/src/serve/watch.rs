@@ -67,6 +67,9 @@ impl Watcher {
         let anomaly_every = Duration::from_secs(u64::from(self.cfg.anomaly.scan_seconds.max(1)));
         let mut next_update = i64::MIN;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // systemd's watchdog is fed from this loop: if it stalls, systemd restarts the gateway.
+        let watchdog = super::systemd::watchdog_every();
+        let mut last_watchdog = tokio::time::Instant::now();
         loop {
             let hangup = async {
                 match hup.as_mut() {
@@ -138,6 +141,12 @@ impl Watcher {
                 error!("the CRL has expired: every terminal is refused until a new one is signed");
             }
             self.ready.store(current, Ordering::Release);
+            if let Some(every) = watchdog
+                && last_watchdog.elapsed() >= every
+            {
+                last_watchdog = tokio::time::Instant::now();
+                super::systemd::notify("WATCHDOG=1");
+            }
         }
     }
 
