@@ -95,3 +95,58 @@ fn the_systemd_unit_is_hardened() {
         .expect("an overall exposure line");
     println!("systemd-analyze security: {level}");
 }
+
+/// The Kubernetes manifests validate against the API schemas (offline, `kubernetes-validate`
+/// from PyPI, strict: unknown fields fail), and a broken copy does not.
+#[test]
+fn the_kubernetes_manifests_validate_against_the_api_schemas() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes");
+    let validate = |file: &str| {
+        std::process::Command::new("python3")
+            .args(["-m", "kubernetes_validate", "--strict", "-k", "1.30.0", file])
+            .output()
+            .expect("kubernetes-validate (pip install kubernetes-validate; tests/run.sh does)")
+    };
+    let main = format!("{dir}/sekisho.yaml");
+    let o = validate(&main);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    for kind in [
+        "deployment/sekisho",
+        "service/sekisho",
+        "service/sekisho-management",
+        "poddisruptionbudget/sekisho",
+        "networkpolicy/sekisho",
+    ] {
+        assert!(
+            out.contains(&format!("passed for resource {kind} ")),
+            "{kind}: {out}"
+        );
+    }
+    let text = std::fs::read_to_string(&main).unwrap();
+    assert!(text.contains("path: /readyz") && text.contains("path: /healthz"));
+    // A misspelt field is caught: the check can fail.
+    let broken = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        broken.path(),
+        text.replace("minAvailable: 2", "minAvailabel: 2"),
+    )
+    .unwrap();
+    assert!(!validate(broken.path().to_str().unwrap()).status.success());
+    // The database is CloudNativePG's Cluster, whose schema is the operator's (not offline
+    // here): its shape is checked by hand.
+    let db = std::fs::read_to_string(format!("{dir}/postgres-cnpg.yaml")).unwrap();
+    for want in [
+        "apiVersion: postgresql.cnpg.io/v1",
+        "kind: Cluster",
+        "name: sekisho-db",
+        "instances: 3",
+        "database: sekisho",
+    ] {
+        assert!(db.contains(want), "{want}");
+    }
+}

@@ -23,6 +23,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The Kubernetes manifests are validated offline against the API schemas (tests/deployment.rs).
+python3 -m kubernetes_validate --version >/dev/null 2>&1 || python3 -m pip install -q kubernetes-validate==1.37.0
+
 # PostgreSQL: every store test runs on it as well as on SQLite.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   if [ -d /etc/postgresql ]; then

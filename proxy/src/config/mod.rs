@@ -17,7 +17,8 @@ pub const CONFIG_FILE: &str = "sekisho.toml";
 pub struct Config {
     /// The name terminals use to reach the gateway (server certificate, assertion issuer).
     pub hostname: String,
-    /// This gateway's name in audit records (several replicas share one log).
+    /// This gateway's name in audit records (several replicas share one log); the
+    /// `SEKISHO_NODE` environment variable overrides it.
     #[serde(default = "default_node")]
     pub node: String,
     pub listen: Listen,
@@ -565,8 +566,17 @@ impl Config {
                 data_dir.display()
             )
         })?;
-        let cfg: Config =
+        let mut cfg: Config =
             toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+        // Replicas made from one image and one data dir (Kubernetes) name themselves here,
+        // e.g. after the pod.
+        if let Some(node) = std::env::var("SEKISHO_NODE").ok().filter(|n| !n.is_empty()) {
+            anyhow::ensure!(
+                sekisho_protocol::ids::is_valid_id(&node),
+                "SEKISHO_NODE must be 1 to 64 letters, digits, '.', '_' or '-'"
+            );
+            cfg.node = node;
+        }
         cfg.validate()
             .with_context(|| format!("{} is not valid", path.display()))?;
         Ok(cfg)
