@@ -103,7 +103,14 @@ fn the_kubernetes_manifests_validate_against_the_api_schemas() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes");
     let validate = |file: &str| {
         std::process::Command::new("python3")
-            .args(["-m", "kubernetes_validate", "--strict", "-k", "1.30.0", file])
+            .args([
+                "-m",
+                "kubernetes_validate",
+                "--strict",
+                "-k",
+                "1.30.0",
+                file,
+            ])
             .output()
             .expect("kubernetes-validate (pip install kubernetes-validate; tests/run.sh does)")
     };

@@ -250,15 +250,27 @@ pub async fn backfill(store: &Store, below: i64, batch: i64) -> Result<Option<i6
 }
 
 /// Refusals by reason since `since_ms`, the most frequent first (the console's dashboard).
-/// Only the time bound is in the WHERE clause, so both databases read the time index's range:
-/// with `decision = 'deny'` there, SQLite chose the partial refusals index and read every
-/// refusal of the log (7.3 s at 10 million records instead of 0.2 s).
+/// The refusals index `(reason, ts, idx) WHERE decision = 'deny'` (migration 18) answers it
+/// without reading records: a loose index scan walks the distinct reasons (one index seek
+/// each), and each reason's count is one index range from `since_ms`. Reading the day's
+/// records through the time index instead took 244 ms on SQLite at 10 million records, and
+/// reading every refusal of the log through the index took 7.3 s.
 pub async fn refusals_by_reason(store: &Store, since_ms: i64) -> Result<Vec<(String, i64)>> {
     let rows = sqlx::query(
-        "SELECT reason, SUM(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END) AS n
-         FROM audit_records WHERE ts >= $1
-         GROUP BY reason HAVING SUM(CASE WHEN decision = 'deny' THEN 1 ELSE 0 END) > 0
-         ORDER BY n DESC, reason LIMIT 30",
+        "WITH RECURSIVE reasons(reason) AS (
+             SELECT MIN(reason) FROM audit_records WHERE decision = 'deny'
+             UNION ALL
+             SELECT (SELECT MIN(a.reason) FROM audit_records a
+                     WHERE a.decision = 'deny' AND a.reason > reasons.reason)
+             FROM reasons WHERE reasons.reason IS NOT NULL
+         )
+         SELECT reason, n FROM (
+             SELECT r.reason AS reason,
+                    (SELECT COUNT(*) FROM audit_records a
+                     WHERE a.decision = 'deny' AND a.reason = r.reason AND a.ts >= $1) AS n
+             FROM reasons r WHERE r.reason IS NOT NULL
+         ) counted
+         WHERE n > 0 ORDER BY n DESC, reason LIMIT 30",
     )
     .bind(since_ms)
     .fetch_all(store.pool())

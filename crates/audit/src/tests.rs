@@ -773,3 +773,43 @@ async fn search_pages_by_time_without_gaps_or_repeats() {
     assert!("12.x".parse::<Cursor>().is_err());
     assert_eq!("-3.7".parse::<Cursor>().unwrap(), Cursor { ts: -3, idx: 7 });
 }
+
+/// The dashboard's refusals by reason since a time: each reason's refusals at or after it,
+/// most frequent first, permitted records and older refusals not counted.
+#[tokio::test]
+async fn refusals_are_counted_by_reason_since_a_time() {
+    for db in TestDb::both().await {
+        let store = &db.store;
+        let (log, _) = open_log(store, &key(), "gw1", 64).await;
+        fill(&log, 60, 10).await;
+        log.shutdown().await;
+        // idx % 4 == 0: permitted; otherwise refused for reason r{idx % 3}; ts = idx.
+        sqlx::query(
+            "UPDATE audit_records SET ts = idx,
+                 decision = CASE WHEN idx % 4 = 0 THEN 'permit' ELSE 'deny' END,
+                 reason = CASE WHEN idx % 4 = 0 THEN 'ok' ELSE 'r' || CAST(idx % 3 AS TEXT) END",
+        )
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let mut want: Vec<(String, i64)> = Vec::new();
+        for idx in 20..60i64 {
+            if idx % 4 != 0 {
+                let r = format!("r{}", idx % 3);
+                match want.iter_mut().find(|(x, _)| *x == r) {
+                    Some((_, n)) => *n += 1,
+                    None => want.push((r, 1)),
+                }
+            }
+        }
+        want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let got = crate::search::refusals_by_reason(store, 20).await.unwrap();
+        assert_eq!(got, want, "{:?}", store.kind());
+        assert!(
+            crate::search::refusals_by_reason(store, 1_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
