@@ -360,6 +360,10 @@ fn remote_maintenance_goes_through_the_management_api_with_a_token_and_on_record
             g.data_str(),
             "--name",
             "vendor-ops",
+            "--scope",
+            "status,audit,maintenance",
+            "--scope",
+            "facilities",
         ]);
         let token = out.lines().nth(1).unwrap().trim().to_string();
         assert!(token.starts_with("skm_"), "{out}");
@@ -480,6 +484,56 @@ fn remote_maintenance_goes_through_the_management_api_with_a_token_and_on_record
         );
         assert_eq!(s, 200);
 
+        // A token may only what its scopes say.
+        let out = run_ok(&[
+            "operator-token",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--name",
+            "monitor",
+            "--scope",
+            "status",
+        ]);
+        let narrow = out.lines().nth(1).unwrap().trim().to_string();
+        assert_eq!(
+            mgmt(&g, "GET", "/api/v1/status", Some(&narrow), None).0,
+            200
+        );
+        let (s, body) = mgmt(
+            &g,
+            "POST",
+            "/api/v1/facilities/f1/suspend",
+            Some(&narrow),
+            Some(r#"{"reason": "x"}"#),
+        );
+        assert_eq!(s, 403, "{db:?}: {body}");
+        assert_eq!(
+            mgmt(&g, "GET", "/api/v1/audit/records", Some(&narrow), None).0,
+            403
+        );
+        g.wait_audit(|r| {
+            r["reason"] == "management_scope"
+                && r["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("token:monitor"))
+        });
+        let (s, _, _) = within_a_poll(|| g.curl_t1("/", &[]), |r| r.0 == 200);
+        assert_eq!(s, 200, "{db:?}: resumed, and nothing suspended since");
+        let o = run(&[
+            "operator-token",
+            "add",
+            "--data-dir",
+            g.data_str(),
+            "--name",
+            "x-1",
+            "--scope",
+            "everything",
+        ]);
+        assert!(!o.status.success(), "an unknown scope");
+        // The version is part of the path.
+        assert_eq!(mgmt(&g, "GET", "/api/v2/status", Some(&token), None).0, 404);
+
         // Revoked: refused from then on.
         run_ok(&[
             "operator-token",
@@ -503,6 +557,8 @@ fn remote_maintenance_goes_through_the_management_api_with_a_token_and_on_record
             g.data_str(),
             "--name",
             "vendor-ops",
+            "--scope",
+            "status",
         ]);
         assert!(!o.status.success(), "{db:?}: names are not reused");
     }

@@ -61,15 +61,6 @@ impl NoticeBoard {
             .cloned()
     }
 
-    /// The window in force at `t` for `facility`, exemptions aside (for the 503 page).
-    pub fn window(&self, facility: &str, t: i64) -> Option<NoticeRow> {
-        self.view
-            .load()
-            .iter()
-            .find(|n| n.in_force(t) && n.for_facility(facility))
-            .cloned()
-    }
-
     /// What `facility`'s users are shown at `t`, windows first.
     pub fn shown(&self, facility: &str, t: i64) -> Vec<NoticeRow> {
         let mut v: Vec<NoticeRow> = self

@@ -312,6 +312,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         ready,
         metrics: metrics.clone(),
         notifier: notifier.clone(),
+        retry: AtomicBool::new(false),
     };
     tokio::spawn(watcher.run(rx));
     info!(gateway = %addrs.0, enroll = %addrs.1, management = %addrs.2, upstream = %cfg.upstream.url, "sekisho is serving");

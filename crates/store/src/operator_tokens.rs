@@ -9,6 +9,7 @@ use super::{Store, now};
 #[derive(Clone, Debug)]
 pub struct TokenRow {
     pub name: String,
+    pub scopes: Vec<String>,
     pub created_by: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
@@ -17,12 +18,19 @@ pub struct TokenRow {
 
 /// Records a new token by its hash (lowercase hex SHA-256). Names are unique for good: a
 /// revoked name is not reused, so the audit log's "token:NAME" always means one token.
-pub async fn add(store: &Store, name: &str, token_hash: &str, created_by: &str) -> Result<()> {
+pub async fn add(
+    store: &Store,
+    name: &str,
+    token_hash: &str,
+    scopes: &[String],
+    created_by: &str,
+) -> Result<()> {
     let r = sqlx::query(
-        "INSERT INTO operator_tokens (name, token_hash, created_by, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO operator_tokens (name, token_hash, scopes, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(name)
     .bind(token_hash)
+    .bind(scopes.join(" "))
     .bind(created_by)
     .bind(now())
     .execute(store.pool())
@@ -36,27 +44,28 @@ pub async fn add(store: &Store, name: &str, token_hash: &str, created_by: &str) 
     }
 }
 
-/// The name of the live token with this hash, noting its use.
-pub async fn check(store: &Store, token_hash: &str) -> Result<Option<String>> {
-    let name: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM operator_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+/// The name and scopes of the live token with this hash, noting its use.
+pub async fn check(store: &Store, token_hash: &str) -> Result<Option<(String, Vec<String>)>> {
+    let found: Option<(String, String)> = sqlx::query_as(
+        "SELECT name, scopes FROM operator_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
     )
     .bind(token_hash)
     .fetch_optional(store.pool())
     .await?;
-    if let Some(n) = &name {
+    let found = found.map(|(n, s)| (n, s.split_whitespace().map(str::to_string).collect()));
+    if let Some((n, _)) = &found {
         sqlx::query("UPDATE operator_tokens SET last_used_at = $1 WHERE name = $2")
             .bind(now())
             .bind(n)
             .execute(store.pool())
             .await?;
     }
-    Ok(name)
+    Ok(found)
 }
 
 pub async fn list(store: &Store) -> Result<Vec<TokenRow>> {
     let rows = sqlx::query(
-        "SELECT name, created_by, created_at, last_used_at, revoked_at FROM operator_tokens ORDER BY name",
+        "SELECT name, scopes, created_by, created_at, last_used_at, revoked_at FROM operator_tokens ORDER BY name",
     )
     .fetch_all(store.pool())
     .await?;
@@ -64,6 +73,11 @@ pub async fn list(store: &Store) -> Result<Vec<TokenRow>> {
         .map(|r| {
             Ok(TokenRow {
                 name: r.try_get("name")?,
+                scopes: r
+                    .try_get::<String, _>("scopes")?
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
                 created_by: r.try_get("created_by")?,
                 created_at: r.try_get("created_at")?,
                 last_used_at: r.try_get("last_used_at")?,

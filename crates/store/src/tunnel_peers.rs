@@ -129,11 +129,15 @@ pub async fn get(store: &Store, terminal: &str) -> Result<Option<PeerRow>> {
     row.map(|r| peer_row(&r)).transpose()
 }
 
-/// The peers the gateway should have: those of active terminals.
+/// The peers the gateway should have: those of active terminals of facilities neither
+/// suspended nor closed.
 pub async fn active(store: &Store) -> Result<Vec<PeerRow>> {
     sqlx::query(
         "SELECT p.terminal, p.public_key, p.address FROM tunnel_peers p
-         JOIN terminals t ON t.terminal = p.terminal WHERE t.status = 'active' ORDER BY p.address",
+         JOIN terminals t ON t.terminal = p.terminal
+         WHERE t.status = 'active'
+           AND NOT EXISTS (SELECT 1 FROM facilities f WHERE f.facility = t.facility AND f.status <> 'active')
+         ORDER BY p.address",
     )
     .fetch_all(store.pool())
     .await?

@@ -23,6 +23,10 @@ pub enum OperatorTokenCmd {
         /// Whose it is, e.g. vendor-remote-ops: in the audit log as token:NAME.
         #[arg(long)]
         name: String,
+        /// What it may do (repeat it): status, audit (read the audit log), notices,
+        /// maintenance (start and end windows), facilities (suspend and resume).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
     },
     /// Tokens with when they were made and last used.
     List {
@@ -40,21 +44,48 @@ pub enum OperatorTokenCmd {
 
 pub(super) async fn run(cmd: OperatorTokenCmd, op: &Operator) -> Result<i32> {
     match cmd {
-        OperatorTokenCmd::Add { data_dir, name } => {
+        OperatorTokenCmd::Add {
+            data_dir,
+            name,
+            scopes,
+        } => {
             if !sekisho_protocol::ids::is_valid_id(&name) {
                 bail!("--name is 1 to 64 letters, digits, '.', '_' or '-'");
+            }
+            let mut scopes: Vec<String> = scopes
+                .iter()
+                .flat_map(|s| s.split(','))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            scopes.sort();
+            scopes.dedup();
+            if let Some(bad) = scopes
+                .iter()
+                .find(|s| !crate::mgmt::SCOPES.contains(&s.as_str()))
+            {
+                bail!("--scope {bad:?}: one of {}", crate::mgmt::SCOPES.join(", "));
             }
             let (dd, cfg, store) = open(&data_dir).await?;
             let token = crate::mgmt::new_token();
             let by = op.actor()?;
-            let rec = operation_record("operator_token_added", name.clone());
+            let rec = operation_record(
+                "operator_token_added",
+                format!("{name}: {}", scopes.join(" ")),
+            );
             change(
                 &dd,
                 &cfg,
                 &store,
                 op,
                 rec,
-                rows::add(&store, &name, &crate::mgmt::token_hash(&token), &by),
+                rows::add(
+                    &store,
+                    &name,
+                    &crate::mgmt::token_hash(&token),
+                    &scopes,
+                    &by,
+                ),
             )
             .await?;
             println!("Operator token {name} (shown once; keep it as a secret):");
@@ -70,13 +101,13 @@ pub(super) async fn run(cmd: OperatorTokenCmd, op: &Operator) -> Result<i32> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "{:<24} {:<8} {:<16} {:<16} MADE BY",
-                "NAME", "STATE", "MADE (JST)", "LAST USED (JST)"
+                "{:<24} {:<8} {:<16} {:<16} {:<36} MADE BY",
+                "NAME", "STATE", "MADE (JST)", "LAST USED (JST)", "SCOPES"
             )?;
             for t in rows::list(&store).await? {
                 writeln!(
                     out,
-                    "{:<24} {:<8} {:<16} {:<16} {}",
+                    "{:<24} {:<8} {:<16} {:<16} {:<36} {}",
                     t.name,
                     if t.revoked_at.is_some() {
                         "revoked"
@@ -85,6 +116,7 @@ pub(super) async fn run(cmd: OperatorTokenCmd, op: &Operator) -> Result<i32> {
                     },
                     jst(t.created_at),
                     t.last_used_at.map(jst).unwrap_or_else(|| "-".into()),
+                    t.scopes.join(" "),
                     t.created_by
                 )?;
             }

@@ -27,7 +27,12 @@ impl Gateway {
         self.metrics.request("deny", reason.code(), ctx.seconds());
         if reason == Reason::Maintenance
             && let Some((_, id)) = ctx.terminal
-            && let Some(w) = self.notices.window(&id.facility, sekisho_store::now())
+            && let Some(w) = self.notices.stopping(
+                &id.facility,
+                &id.terminal,
+                ctx.session.as_ref().map(|s| s.user_id.as_str()),
+                sekisho_store::now(),
+            )
         {
             let mut resp = response_with(
                 reason,

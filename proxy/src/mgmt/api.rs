@@ -1,7 +1,7 @@
 //! The management API under `/api/v1/` (issue 13, R-OPS-4: remote maintenance goes through
 //! here and is on record). Every call needs `Authorization: Bearer <token>` with a live token
 //! made by `sekisho operator-token add`; a call without one is refused (401) and the attempt is
-//! on record. Each call is recorded before it is answered or acted on, naming the token
+//! on record. A token may only what its scopes say ([`SCOPES`]; 403 otherwise, on record). Each call is recorded before it is answered or acted on, naming the token
 //! (`token:NAME`) and the peer; a change goes through the same store functions as the CLI.
 //!
 //! ```text
@@ -32,6 +32,11 @@ use crate::notices::{WindowAsk, end_window, in_force, operation_record, parse_ti
 use crate::oversight::{NotMade, recorded};
 
 pub const PREFIX: &str = "/api/";
+
+/// What a token may be given: `status` (the status call), `audit` (read the audit log),
+/// `notices` (read notices and windows), `maintenance` (start and end windows), `facilities`
+/// (suspend and resume facilities).
+pub const SCOPES: [&str; 5] = ["status", "audit", "notices", "maintenance", "facilities"];
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 16 * 1024;
@@ -83,7 +88,7 @@ impl Management {
             path: Some(crate::headers::escape_text(req.uri().path(), 200)),
             ..Default::default()
         };
-        let Some(name) = self.authenticate(&req).await else {
+        let Some((name, scopes)) = self.authenticate(&req).await else {
             // On record: a wrong token at the management listener is someone trying.
             let rec = AuditRecord {
                 event: Event::Auth,
@@ -112,20 +117,47 @@ impl Management {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
-        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(3).collect();
+        // `/api/v1/…`: the version is part of the match.
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(2).collect();
+        let needs = match segments.as_slice() {
+            ["v1", "status"] => "status",
+            ["v1", "audit", ..] => "audit",
+            ["v1", "notices"] => "notices",
+            ["v1", "maintenance", ..] => "maintenance",
+            ["v1", "facilities", ..] => "facilities",
+            _ => "",
+        };
+        if !needs.is_empty() && !scopes.iter().any(|s| s == needs) {
+            let rec = AuditRecord {
+                event: Event::Auth,
+                decision: Decision::Deny,
+                reason: "management_scope".into(),
+                detail: Some(format!("the token has no scope {needs}")),
+                ..base
+            };
+            if let Err(e) = self.audit.append(rec).await {
+                tracing::warn!(error = %e, "cannot record a refused management call");
+            }
+            return json_response(
+                StatusCode::FORBIDDEN,
+                json!({"error": "management_scope", "message": format!("this token may not {needs}: see `sekisho operator-token list`")}),
+            );
+        }
         let body = match read_body(req).await {
             Ok(b) => b,
             Err(r) => return r,
         };
         match (&method, segments.as_slice()) {
-            (&Method::GET, ["status"]) => self.status(base).await,
-            (&Method::GET, ["audit", "records"]) => self.records(base, &query).await,
-            (&Method::GET, ["notices"]) => self.notices_now(base).await,
-            (&Method::POST, ["maintenance", "start"]) => {
+            (&Method::GET, ["v1", "status"]) => self.status(base).await,
+            (&Method::GET, ["v1", "audit", "records"]) => self.records(base, &query).await,
+            (&Method::GET, ["v1", "notices"]) => self.notices_now(base).await,
+            (&Method::POST, ["v1", "maintenance", "start"]) => {
                 self.maintenance_start(base, &actor, &body).await
             }
-            (&Method::POST, ["maintenance", "end"]) => self.maintenance_end(base, &body).await,
-            (&Method::POST, ["facilities", id, act @ ("suspend" | "resume")]) => {
+            (&Method::POST, ["v1", "maintenance", "end"]) => {
+                self.maintenance_end(base, &body).await
+            }
+            (&Method::POST, ["v1", "facilities", id, act @ ("suspend" | "resume")]) => {
                 self.facility(base, id, act, &body).await
             }
             _ => json_response(
@@ -135,7 +167,7 @@ impl Management {
         }
     }
 
-    async fn authenticate(&self, req: &Request<Incoming>) -> Option<String> {
+    async fn authenticate(&self, req: &Request<Incoming>) -> Option<(String, Vec<String>)> {
         let token = req
             .headers()
             .get(http::header::AUTHORIZATION)?
@@ -186,14 +218,20 @@ impl Management {
         {
             return r;
         }
-        let cp = latest_checkpoint(&self.store, &self.verifiers)
-            .await
-            .ok()
-            .flatten();
         let t = sekisho_store::now();
-        let windows: Vec<Value> = sekisho_store::notices::current(&self.store)
-            .await
-            .unwrap_or_default()
+        let read = async {
+            let cp = latest_checkpoint(&self.store, &self.verifiers).await?;
+            let current = sekisho_store::notices::current(&self.store).await?;
+            anyhow::Ok((cp, current))
+        };
+        let (cp, current) = match read.await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the gateway's status");
+                return refused(&NotMade::new(Reason::Internal, "cannot read the store"));
+            }
+        };
+        let windows: Vec<Value> = current
             .into_iter()
             .filter(|n| n.in_force(t))
             .map(|n| json!({"id": n.id, "ends_at": n.ends_at, "facilities": n.audience}))
@@ -348,7 +386,13 @@ impl Management {
             }
         };
         let ids = match ask.id {
-            Some(id) => vec![id],
+            Some(id) if sekisho_protocol::ids::is_valid_id(&id) => vec![id],
+            Some(_) => {
+                return refused(&NotMade::new(
+                    Reason::NotFound,
+                    "no such maintenance window",
+                ));
+            }
             None => match in_force(&self.store).await {
                 Ok(ids) if !ids.is_empty() => ids,
                 Ok(_) => {

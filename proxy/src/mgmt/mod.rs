@@ -5,7 +5,7 @@
 
 mod api;
 
-pub use api::{new_token, token_hash};
+pub use api::{SCOPES, new_token, token_hash};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -50,6 +50,9 @@ pub(super) struct Watcher {
     pub ready: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
     pub notifier: Arc<Notifier>,
+    /// Set when a reload after a change failed: the next poll reloads again even though the
+    /// change counter has not moved since.
+    pub retry: AtomicBool,
 }
 
 impl Watcher {
@@ -160,7 +163,7 @@ impl Watcher {
                 return None;
             }
         };
-        if generation == self.registry.generation() {
+        if generation == self.registry.generation() && !self.retry.swap(false, Ordering::AcqRel) {
             self.patients.mark_read();
             return None;
         }
@@ -187,19 +190,23 @@ impl Watcher {
         // its reconnection already meets the new CRL in the handshake.
         if let Err(e) = self.registry.reload_at(&self.store, generation).await {
             error!(error = %e, "cannot reload the terminal registry");
+            self.retry.store(true, Ordering::Release);
             return next_update;
         }
         if let Err(e) = self.sessions.reload(&self.store).await {
-            error!(error = %e, "cannot reload the sessions");
+            error!(error = %e, "cannot reload the sessions; trying again at the next poll");
+            self.retry.store(true, Ordering::Release);
         }
         if let Err(e) = self.notices.reload(&self.store).await {
-            error!(error = %e, "cannot reload the notices and maintenance windows");
+            error!(error = %e, "cannot reload the notices and maintenance windows; trying again at the next poll");
+            self.retry.store(true, Ordering::Release);
         }
         // A revoked or suspended terminal's peer goes with it: its tunnel stops at once.
         if let Some(t) = &self.tunnel
             && let Err(e) = crate::gateway::tunnel::sync_peers(&self.store, t).await
         {
-            error!(error = %e, "cannot reload the tunnel peers");
+            error!(error = %e, "cannot reload the tunnel peers; trying again at the next poll");
+            self.retry.store(true, Ordering::Release);
         }
         next_update
     }
