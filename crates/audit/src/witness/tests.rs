@@ -536,6 +536,74 @@ async fn the_copier_stops_at_a_log_that_no_longer_has_the_witnesses_checkpoint()
     }
 }
 
+/// A witness another replica copied a newer checkpoint to: it refuses this gateway's older
+/// one, which is counted, but the log has the witness's checkpoint, so no alarm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_ahead_of_this_gateway_refuses_it_which_is_counted_without_an_alarm() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let tmp = tempfile::tempdir().unwrap();
+        let k = key();
+        let (ours, _) = open_log(&db.store, &k, "gw-a", 8).await;
+        let (theirs, _) = open_log(&db.store, &k, "gw-b", 8).await;
+        let metrics = AuditMetrics::new().witness;
+        let pump = WitnessPump::start(
+            db.store.clone(),
+            ours.checkpoints(),
+            vec![Witness::dir("nas", DirWitness::new(tmp.path()))],
+            PumpConfig {
+                interval: Duration::from_secs(2),
+                poll: Duration::from_secs(3600),
+                timeout: Duration::from_secs(2),
+            },
+            metrics.clone(),
+        );
+        fill(&ours, 8, 8).await;
+        eventually("the first copy", || async {
+            DirWitness::new(tmp.path()).latest().unwrap().is_some()
+        })
+        .await;
+        // Within the copier's interval: our next batch, then the other replica's, which its
+        // own copier hands the witness first.
+        ours.append(crate::tests::record(100)).await.unwrap();
+        fill(&theirs, 8, 8).await;
+        let note: String = sqlx::query_scalar(
+            "SELECT note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1",
+        )
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        let ahead = SignedCheckpoint::parse(&note).unwrap();
+        assert_eq!(ahead.size(), 17, "{kind:?}");
+        assert_eq!(
+            DirWitness::new(tmp.path()).submit(&ahead).unwrap(),
+            Outcome::Accepted
+        );
+        let refused = vec![
+            ("witness", "nas".to_string()),
+            ("reason", "older".to_string()),
+        ];
+        eventually("the refusal is counted", || async {
+            metrics.refused.get_or_create(&refused).get() == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            gauge(&metrics, "nas").1,
+            0,
+            "{kind:?}: the log has it: no alarm"
+        );
+        assert_eq!(
+            DirWitness::new(tmp.path()).latest().unwrap(),
+            Some(ahead),
+            "{kind:?}"
+        );
+        ours.shutdown().await;
+        theirs.shutdown().await;
+        pump.stop(Duration::from_secs(2)).await;
+    }
+}
+
 // --- HTTPS -------------------------------------------------------------------------------
 
 struct Pki {
