@@ -157,4 +157,6 @@ impl Witness {
 }
 
 #[cfg(test)]
+mod https_tests;
+#[cfg(test)]
 mod tests;
