@@ -1,7 +1,7 @@
 //! `sekisho serve`: builds the gateway from a data dir, starts the three listeners (terminals,
 //! enrollment, management), the watcher that keeps the registry, sessions, CRL, tunnel
-//! peers and policies current (`watch.rs`), and the notification sender when `[notify]` has
-//! channels.
+//! peers and policies current (`watch.rs`), the notification sender when `[notify]` has
+//! channels, and the copier of signed checkpoints to `[[audit.witness]]`.
 
 pub mod systemd;
 mod watch;
@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sekisho_audit::witness::WitnessPump;
 use sekisho_audit::{AuditConfig, AuditLog, CheckpointKey};
 use sekisho_policies::RouteMap;
 use sekisho_store::{Store, now};
@@ -48,16 +49,19 @@ pub struct Running {
     pub notifier: Arc<Notifier>,
     shutdown: signal::Sender<bool>,
     audit: AuditLog,
+    witnesses: WitnessPump,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish (up to `grace`), flushes the audit log.
+    /// Stops accepting, lets open requests finish (up to `grace`), flushes the audit log, and
+    /// gives the witnesses the last checkpoint (up to 3 s).
     pub async fn stop(self, grace: Duration) {
         systemd::notify("STOPPING=1");
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, join_all(self.tasks)).await;
         self.audit.shutdown().await;
+        self.witnesses.stop(Duration::from_secs(3)).await;
     }
 }
 
@@ -145,6 +149,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     }
     let metrics = Arc::new(metrics);
     let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
+    let witnesses = start_witnesses(&cfg, data_dir, &store, &audit, &metrics)?;
     // Given as `Arc<Notifier>` to the parts that tell officers (break-glass, anomalies).
     let notifier = Arc::new(Notifier::from_config(
         cfg.notify.as_ref(),
@@ -327,8 +332,40 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         notifier,
         shutdown,
         audit,
+        witnesses,
         tasks,
     })
+}
+
+/// The copier of signed checkpoints to `[[audit.witness]]` (none configured: it does nothing).
+/// The writer only sets a watch channel after each commit; copying never holds up a request.
+fn start_witnesses(
+    cfg: &Config,
+    data_dir: &Path,
+    store: &Store,
+    audit: &AuditLog,
+    metrics: &Metrics,
+) -> Result<WitnessPump> {
+    let pump = crate::config::witness::pump_config(&cfg.audit);
+    let witnesses = cfg
+        .audit
+        .witnesses
+        .iter()
+        .map(|w| w.build(data_dir, pump.timeout))
+        .collect::<Result<Vec<_>>>()?;
+    for w in &witnesses {
+        info!(
+            witness = w.name(),
+            "audit checkpoints are copied to this witness"
+        );
+    }
+    Ok(WitnessPump::start(
+        store.clone(),
+        audit.checkpoints(),
+        witnesses,
+        pump,
+        metrics.audit.witness.clone(),
+    ))
 }
 
 /// Runs until SIGINT or SIGTERM.

@@ -9,6 +9,9 @@
 //! waiting — a decision and an outcome each — and a flood that fills every batch), and
 //! `SEKISHO_BENCH_MAX_WAIT_US` the writer's wait for a fuller batch, a list (default `0,500`;
 //! the gateway's `audit.max_wait_us`). Each line names `<waiting>/<max wait>`.
+//! `SEKISHO_BENCH_WITNESS` (milliseconds, e.g. `0` or `1000`) copies the checkpoints to a
+//! directory witness on the same disk meanwhile, one copy per that interval at most (the
+//! gateway's `audit.witness_interval_ms`); the line then says `+witness`.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -16,6 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sekisho_audit::witness::{DirWitness, PumpConfig, Witness, WitnessPump};
 use sekisho_audit::{
     AuditConfig, AuditLog, AuditMetrics, AuditRecord, CheckpointKey, Decision, Event,
 };
@@ -90,7 +94,13 @@ struct Run {
 }
 
 /// `records` appends, at most `in_flight` waiting at once (the gateway's connections).
-async fn run(db: &TestDb, records: usize, in_flight: usize, max_wait: Duration) -> Run {
+async fn run(
+    db: &TestDb,
+    records: usize,
+    in_flight: usize,
+    max_wait: Duration,
+    witness: Option<(&Path, Duration)>,
+) -> Run {
     let key = CheckpointKey::generate("sekisho.bench/audit").unwrap();
     let metrics = AuditMetrics::new();
     let log = AuditLog::open(
@@ -106,6 +116,21 @@ async fn run(db: &TestDb, records: usize, in_flight: usize, max_wait: Duration) 
     )
     .await
     .unwrap();
+    let pump = witness.map(|(dir, interval)| {
+        let dir = tempfile::tempdir_in(dir).unwrap();
+        let w = Witness::dir("bench", DirWitness::new(dir.path()));
+        let pump = WitnessPump::start(
+            db.store.clone(),
+            log.checkpoints(),
+            vec![w],
+            PumpConfig {
+                interval,
+                ..PumpConfig::default()
+            },
+            metrics.witness.clone(),
+        );
+        (pump, dir)
+    });
     let gate = Arc::new(Semaphore::new(in_flight));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let started = Instant::now();
@@ -128,6 +153,9 @@ async fn run(db: &TestDb, records: usize, in_flight: usize, max_wait: Duration) 
     }
     let elapsed = started.elapsed();
     log.shutdown().await;
+    if let Some((pump, _dir)) = pump {
+        pump.stop(Duration::from_secs(5)).await;
+    }
     waits.sort();
     let batches: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
         .fetch_one(db.store.pool())
@@ -179,18 +207,23 @@ async fn main() {
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
+    let witness = std::env::var("SEKISHO_BENCH_WITNESS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(|ms| (probe_dir, Duration::from_millis(ms)));
+    let w = if witness.is_some() { "+witness" } else { "" };
     for &in_flight in &in_flights {
         for &us in &max_waits {
             let max_wait = Duration::from_micros(us);
             // A fresh store per run: every run starts from an empty log.
             let sqlite = TestDb::sqlite_in(probe_dir).await;
-            let r = run(&sqlite, records, in_flight, max_wait).await;
-            print(&format!("sqlite   {in_flight:>4}/{us:>4}µs"), &r, f50);
+            let r = run(&sqlite, records, in_flight, max_wait, witness).await;
+            print(&format!("sqlite   {in_flight:>4}/{us:>4}µs{w}"), &r, f50);
             drop(sqlite);
             if pg {
                 let db = TestDb::postgres().await;
-                let r = run(&db, records, in_flight, max_wait).await;
-                print(&format!("postgres {in_flight:>4}/{us:>4}µs"), &r, f50);
+                let r = run(&db, records, in_flight, max_wait, witness).await;
+                print(&format!("postgres {in_flight:>4}/{us:>4}µs{w}"), &r, f50);
             } else {
                 println!("postgres             not reachable: not measured");
             }

@@ -200,6 +200,28 @@ pub fn parse_checkpoint(text: &str) -> Result<Checkpoint> {
     })
 }
 
+/// A signed checkpoint as it is copied to witnesses: the note and what its body says. Parsed
+/// without checking the signature (whoever reads it from elsewhere checks that).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub note: String,
+}
+
+impl SignedCheckpoint {
+    pub fn parse(note: &str) -> Result<SignedCheckpoint> {
+        let (text, _) = split_note(note)?;
+        Ok(SignedCheckpoint {
+            checkpoint: parse_checkpoint(text)?,
+            note: note.to_string(),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.checkpoint.size
+    }
+}
+
 /// A verifier key parsed from its string form.
 #[derive(Clone, Debug)]
 pub struct Verifier {

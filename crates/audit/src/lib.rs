@@ -8,7 +8,9 @@
 //! - `merkle`: leaf/node hashing and the compact range (the tree's right edge, all a writer keeps);
 //! - `checkpoint`: the signing key, checkpoints, signed notes, verifier keys;
 //! - `writer`: [`AuditLog`], the group-commit writer (one transaction + fsync per batch);
-//! - `verify`: the offline check behind `sekisho audit verify`;
+//! - `verify`: the offline check behind `sekisho audit verify` (and `--witness`);
+//! - `witness`: copies of the signed checkpoints off the machine (a directory, an HTTPS
+//!   endpoint), the gateway's copier, and the receiving side of the HTTPS protocol;
 //! - `search`: the console's search, a page at a time, with each record's standing in the tree.
 //!
 //! Several gateway replicas may append to one PostgreSQL log: each batch transaction first
@@ -18,10 +20,13 @@
 //! checkpoint key and the origin (`verify` accepts several verifier keys if they do not).
 
 pub mod checkpoint;
+#[cfg(any(test, feature = "test-util"))]
+pub mod forge;
 pub mod merkle;
 mod record;
 pub mod search;
 mod verify;
+pub mod witness;
 mod writer;
 
 use std::time::Duration;
@@ -30,9 +35,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-pub use checkpoint::{CheckpointKey, Verifier};
+pub use checkpoint::{CheckpointKey, SignedCheckpoint, Verifier};
 pub use record::{AuditRecord, Decision, Event, format_time};
-pub use verify::{VerifyReport, verify};
+pub use verify::{VerifyReport, verify, verify_witnessed};
 pub use writer::AuditLog;
 /// The writer's multi-row INSERT, for the search benchmark's bulk load (the same columns).
 #[doc(hidden)]
@@ -86,6 +91,8 @@ pub struct AuditMetrics {
     pub failures: Counter,
     /// Records committed.
     pub records: Counter,
+    /// The witnesses' copies (`witness::WitnessPump`).
+    pub witness: witness::WitnessMetrics,
 }
 
 impl AuditMetrics {
@@ -96,11 +103,13 @@ impl AuditMetrics {
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
             failures: Counter::default(),
             records: Counter::default(),
+            witness: witness::WitnessMetrics::default(),
         }
     }
 
     pub fn register(reg: &mut Registry) -> Self {
-        let m = AuditMetrics::new();
+        let mut m = AuditMetrics::new();
+        m.witness = witness::WitnessMetrics::register(reg);
         reg.register(
             "sekisho_audit_batch_size",
             "Audit records per batch",

@@ -15,7 +15,7 @@ use super::*;
 use sekisho_store::testdb::TestDb;
 use sekisho_store::{DbKind, Store};
 
-const ORIGIN: &str = "sekisho.test/audit";
+pub(crate) const ORIGIN: &str = "sekisho.test/audit";
 
 fn config(node: &str, max_batch: usize) -> AuditConfig {
     AuditConfig {
@@ -26,7 +26,7 @@ fn config(node: &str, max_batch: usize) -> AuditConfig {
     }
 }
 
-fn record(n: u64) -> AuditRecord {
+pub(crate) fn record(n: u64) -> AuditRecord {
     AuditRecord {
         request_id: format!("req-{n}"),
         event: crate::Event::Request,
@@ -54,7 +54,7 @@ fn record(n: u64) -> AuditRecord {
     }
 }
 
-async fn open_log(
+pub(crate) async fn open_log(
     store: &Store,
     key: &CheckpointKey,
     node: &str,
@@ -72,11 +72,11 @@ async fn open_log(
     (log, metrics)
 }
 
-fn key() -> CheckpointKey {
+pub(crate) fn key() -> CheckpointKey {
     CheckpointKey::generate(ORIGIN).unwrap()
 }
 
-async fn checkpoint_sizes(store: &Store) -> Vec<u64> {
+pub(crate) async fn checkpoint_sizes(store: &Store) -> Vec<u64> {
     let sizes: Vec<i64> =
         sqlx::query_scalar("SELECT tree_size FROM audit_checkpoints ORDER BY tree_size")
             .fetch_all(store.pool())
@@ -112,7 +112,7 @@ fn batch_of(sizes: &[u64], k: u64) -> (u64, u64) {
 }
 
 /// Appends `n` records in waves of `wave` concurrent appends (so batches hold several records).
-async fn fill(log: &AuditLog, n: u64, wave: u64) {
+pub(crate) async fn fill(log: &AuditLog, n: u64, wave: u64) {
     let mut i = 0;
     while i < n {
         let mut tasks = Vec::new();

@@ -15,7 +15,8 @@ use anyhow::{Context, Result, bail};
 use sqlx::Row;
 
 use super::checkpoint::{Verifier, parse_checkpoint};
-use super::merkle::{CompactRange, leaf_hash};
+use super::merkle::{CompactRange, empty_root, leaf_hash};
+use super::witness::check::{WitnessCheck, WitnessCopy};
 use sekisho_store::{DbKind, Store};
 
 const PAGE: i64 = 10_000;
@@ -28,6 +29,8 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// What is wrong; empty for an intact log.
     pub problems: Vec<String>,
+    /// What the witnesses' copies confirmed, one line per witness (`verify_witnessed`).
+    pub witnessed: Vec<String>,
 }
 
 impl VerifyReport {
@@ -40,6 +43,19 @@ impl VerifyReport {
 /// (`<name>+<hash>+<key>`); several, separated by whitespace, when replicas sign with keys of
 /// their own. Err only when the check itself cannot run (bad key, database error).
 pub async fn verify(store: &Store, verifier_key: &str) -> Result<VerifyReport> {
+    verify_witnessed(store, verifier_key, Vec::new()).await
+}
+
+/// [`verify`], and that the log holds every checkpoint the witnesses hold: it reaches each
+/// one's tree size, and its root at that size is the witnessed root. A log truncated after a
+/// witness saw a checkpoint (the newest batches deleted with their checkpoints and the head,
+/// which `verify` alone cannot see) or rewritten and re-signed (a fork) fails, naming the
+/// witness and the sizes.
+pub async fn verify_witnessed(
+    store: &Store,
+    verifier_key: &str,
+    witnesses: Vec<WitnessCopy>,
+) -> Result<VerifyReport> {
     let verifiers = verifier_key
         .split_whitespace()
         .map(Verifier::parse)
@@ -53,7 +69,11 @@ pub async fn verify(store: &Store, verifier_key: &str) -> Result<VerifyReport> {
             .execute(&mut *tx)
             .await?;
     }
-    let mut walk = Walk::new(verifiers);
+    let mut walk = Walk::new(verifiers.clone());
+    if !witnesses.is_empty() {
+        walk.witness = Some(WitnessCheck::new(verifiers, witnesses));
+        walk.reach();
+    }
     let mut cps = Checkpoints::default();
 
     let mut cursor = i64::MIN;
@@ -168,6 +188,7 @@ struct Walk {
     records: u64,
     checkpoints: u64,
     problems: Vec<String>,
+    witness: Option<WitnessCheck>,
 }
 
 impl Walk {
@@ -185,10 +206,31 @@ impl Walk {
             records: 0,
             checkpoints: 0,
             problems: Vec::new(),
+            witness: None,
         }
     }
 
     fn record(&mut self, idx: i64, stored: Option<&[u8]>, record: Option<&str>) {
+        self.append(idx, stored, record);
+        self.reach();
+    }
+
+    /// Hands the witness check the root at the walk's position when a witness holds a
+    /// checkpoint of that size (or says it cannot be had, for sizes the walk jumped over).
+    fn reach(&mut self) {
+        let Some(w) = &mut self.witness else { return };
+        if w.next_size().is_some_and(|s| s <= self.next) {
+            let whole = self.intact && self.range.size() == self.next;
+            let root = match self.next {
+                0 => Some(empty_root()),
+                _ if whole && w.next_size() == Some(self.next) => Some(self.range.root()),
+                _ => None,
+            };
+            w.at(self.next, root);
+        }
+    }
+
+    fn append(&mut self, idx: i64, stored: Option<&[u8]>, record: Option<&str>) {
         self.records += 1;
         let i = match u64::try_from(idx) {
             Ok(i) if i >= self.next => i,
@@ -317,10 +359,17 @@ impl Walk {
                 .push("head: the stored frontier does not match the records (the next batch would sign a wrong root)".into()),
             Some(_) => {}
         }
+        let mut witnessed = Vec::new();
+        if let Some(w) = self.witness.take() {
+            let (problems, confirmed) = w.finish(self.next);
+            self.problems.extend(problems);
+            witnessed = confirmed;
+        }
         VerifyReport {
             records: self.records,
             checkpoints: self.checkpoints,
             problems: self.problems,
+            witnessed,
         }
     }
 }

@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::checkpoint::CheckpointKey;
+use super::checkpoint::{Checkpoint, CheckpointKey, SignedCheckpoint};
 use super::merkle::{CompactRange, Hash, leaf_hash};
 use super::record::{AuditRecord, Prepared};
 use super::{AuditConfig, AuditError, AuditMetrics, QUEUE_CAPACITY};
@@ -55,6 +55,7 @@ struct Inner {
     node: String,
     metrics: AuditMetrics,
     stopped: watch::Receiver<bool>,
+    checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
 }
 
 impl AuditLog {
@@ -80,7 +81,9 @@ impl AuditLog {
         }
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stopped_tx, stopped) = watch::channel(false);
+        let (latest, checkpoints) = watch::channel(None);
         let writer = Writer {
+            latest,
             store,
             conn: None,
             key,
@@ -97,8 +100,15 @@ impl AuditLog {
                 node: cfg.node,
                 metrics,
                 stopped,
+                checkpoints,
             }),
         })
+    }
+
+    /// The newest checkpoint this writer committed, set after each commit (the witnesses'
+    /// copier watches it; setting it never waits).
+    pub fn checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
+        self.inner.checkpoints.clone()
     }
 
     /// Returns once the record's batch is committed (durable), with its leaf index.
@@ -161,6 +171,8 @@ impl AuditLog {
 }
 
 struct Writer {
+    /// The newest committed checkpoint, for the witnesses.
+    latest: watch::Sender<Option<Arc<SignedCheckpoint>>>,
     store: Store,
     /// The writer's own connection (see the module's note); None until the first batch and
     /// after a failure.
@@ -316,13 +328,12 @@ impl Writer {
             range.append(leaf);
         }
         let new_size = range.size();
-        let note = self
-            .key
-            .sign_checkpoint(&self.origin, new_size, &range.root());
+        let root = range.root();
+        let note = self.key.sign_checkpoint(&self.origin, new_size, &root);
         let now = sekisho_store::now();
         sqlx::query("INSERT INTO audit_checkpoints (tree_size, note, node, created_at) VALUES ($1, $2, $3, $4)")
             .bind(new_size as i64)
-            .bind(note)
+            .bind(note.clone())
             .bind(self.node.clone())
             .bind(now)
             .execute(&mut *tx)
@@ -338,6 +349,14 @@ impl Writer {
         .await
         .context("cannot update the audit head")?;
         tx.commit().await.context("cannot commit the audit batch")?;
+        self.latest.send_replace(Some(Arc::new(SignedCheckpoint {
+            checkpoint: Checkpoint {
+                origin: self.origin.clone(),
+                size: new_size,
+                root,
+            },
+            note,
+        })));
         Ok(first)
     }
 }

@@ -1,5 +1,8 @@
-//! `sekisho audit …`: the tamper-evident audit log, verified against its signed checkpoints,
-//! and a patient's access history read from it (for a disclosure request: seed 002, 別添4(5)).
+//! `sekisho audit …`: the tamper-evident audit log, verified against its signed checkpoints
+//! (and the copies witnesses keep: `witness.rs`), a patient's access history read from it (for
+//! a disclosure request: seed 002, 別添4(5)), and serving as another log's witness.
+
+mod witness;
 
 use std::path::PathBuf;
 
@@ -12,11 +15,18 @@ use crate::oversight::history;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
-    /// Recompute the Merkle tree and check every signed checkpoint.
+    /// Recompute the Merkle tree and check every signed checkpoint; with `--witness`, also
+    /// that the log still holds every checkpoint the witnesses hold (not truncated, not
+    /// forked).
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        witnesses: witness::VerifyWitnesses,
     },
+    /// Be an HTTPS witness of a gateway's audit log (run on another node): keep the signed
+    /// checkpoints it POSTs in a directory, refusing older and forked ones.
+    Witness(witness::WitnessArgs),
     /// Every decision about one patient's records — who, when, from which facility and
     /// terminal, for what, on what grounds (consent or an emergency declaration) — oldest
     /// first. Producing it is on record first, as the operator's act.
@@ -94,12 +104,19 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             }
             Ok(0)
         }
-        AuditCmd::Verify { data_dir } => {
+        AuditCmd::Witness(args) => witness::serve(args).await,
+        AuditCmd::Verify {
+            data_dir,
+            witnesses,
+        } => {
             let (dd, cfg, store) = open(&data_dir).await?;
             let key_file = dd.audit_dir().join("checkpoint.pub");
             let key = std::fs::read_to_string(&key_file)
                 .with_context(|| format!("cannot read {}", key_file.display()))?;
-            let report = sekisho_audit::verify(&store, key.trim()).await?;
+            let (copies, unreadable) = witnesses.copies(&dd, &cfg).await;
+            let asked = copies.len() + unreadable.len();
+            let mut report = sekisho_audit::verify_witnessed(&store, key.trim(), copies).await?;
+            report.problems.extend(unreadable);
             // The run itself goes on record (the console's dashboard shows the last one). A log
             // that cannot take the record is said, not hidden behind the verdict.
             let ran = sekisho_audit::AuditRecord {
@@ -116,12 +133,21 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
                 } else {
                     "audit_verify_failed".into()
                 },
-                detail: Some(format!(
-                    "{} records, {} checkpoints, {} problem(s)",
-                    report.records,
-                    report.checkpoints,
-                    report.problems.len()
-                )),
+                detail: Some(if witnesses.any() {
+                    format!(
+                        "{} records, {} checkpoints, {asked} witness(es), {} problem(s)",
+                        report.records,
+                        report.checkpoints,
+                        report.problems.len()
+                    )
+                } else {
+                    format!(
+                        "{} records, {} checkpoints, {} problem(s)",
+                        report.records,
+                        report.checkpoints,
+                        report.problems.len()
+                    )
+                }),
                 ..Default::default()
             };
             let log =
@@ -141,8 +167,16 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
                 "records: {}  checkpoints: {}",
                 report.records, report.checkpoints
             );
+            for w in &report.witnessed {
+                println!("{w}");
+            }
             if report.problems.is_empty() {
                 println!("audit log OK: every record is covered by a valid signed checkpoint");
+                if asked > 0 {
+                    println!(
+                        "and the log holds every checkpoint its {asked} witness(es) hold: not truncated, not forked since they saw it"
+                    );
+                }
                 Ok(0)
             } else {
                 for p in &report.problems {

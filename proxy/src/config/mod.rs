@@ -2,6 +2,7 @@
 //! Relative paths in it are relative to the data dir, so a data dir can be moved whole.
 
 pub mod break_glass;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -262,6 +263,16 @@ pub struct Audit {
     /// default): none — the records that arrive while a batch commits form the next batch,
     /// and waiting on top of that only added latency (`cargo bench --bench durable`).
     pub max_wait_us: u64,
+    /// Where signed checkpoints are copied as they are made (`[[audit.witness]]`,
+    /// `docs/audit.md`, "Witnesses"); none by default.
+    #[serde(rename = "witness", skip_serializing_if = "Vec::is_empty")]
+    pub witnesses: Vec<witness::WitnessConfig>,
+    /// At most one copy to a witness per this many milliseconds (the newest at the time).
+    pub witness_interval_ms: u64,
+    /// How often the store is asked for checkpoints other replicas and CLI commands made.
+    pub witness_poll_ms: u64,
+    /// One attempt at a witness may take this long.
+    pub witness_timeout_secs: u64,
 }
 
 impl Default for Audit {
@@ -269,6 +280,10 @@ impl Default for Audit {
         Audit {
             max_batch: 512,
             max_wait_us: 0,
+            witnesses: Vec::new(),
+            witness_interval_ms: 1000,
+            witness_poll_ms: 5000,
+            witness_timeout_secs: 10,
         }
     }
 }
@@ -613,6 +628,7 @@ impl Config {
         if let Some(n) = &self.notify {
             n.validate()?;
         }
+        witness::validate(&self.audit.witnesses)?;
         if let Some(t) = &self.tunnel {
             t.subnet()?;
             if t.interface.is_empty() || t.interface.len() > 15 {
