@@ -804,6 +804,116 @@ action = "view"
     );
 }
 
+/// An open WebSocket ends with what it was opened under: the session it was opened in (here
+/// ended by suspending the person's facility, on another facility's terminal that stays
+/// active), and the absence of maintenance (a window coming into force closes it).
+#[test]
+fn an_open_websocket_closes_when_its_session_ends_or_maintenance_starts() {
+    let extra = format!(
+        "{}{}",
+        Options::default().extra_config,
+        r#"
+[[route]]
+methods = ["GET"]
+path = "/ws/echo"
+level = "terminal"
+action = "view"
+websocket = true
+"#
+    );
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            extra_config: extra,
+            ..Default::default()
+        },
+    );
+    g.add_terminal_live("f2", "t2");
+    let dir = tempfile::tempdir().unwrap();
+    // A person of f1 signed in on f2's terminal t2, with the session cookie.
+    let jar = sign_in(&g, "t2", "nurse00007", "nurse", dir.path());
+    let cookie = std::fs::read_to_string(&jar)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && (!l.starts_with('#') || l.starts_with("#HttpOnly_")))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() >= 7).then(|| format!("{}={}", f[5], f[6]))
+        })
+        .expect("the session cookie in the jar");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let open = |term: &'static str, cookie: Option<String>| {
+        let g = &g;
+        async move {
+            use tokio::io::AsyncWriteExt;
+            let mut s = tls_connect(g, term).await;
+            let cookie = cookie
+                .map(|c| format!("Cookie: {c}\r\n"))
+                .unwrap_or_default();
+            let req = format!(
+                "GET /ws/echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{cookie}\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let head = read_head(&mut s).await;
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            s
+        }
+    };
+    // Closed: the read ends (EOF or error) within the time given.
+    async fn closes_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, d: Duration) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(d, s.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+    rt.block_on(async {
+        let mut ws = open("t2", Some(cookie.clone())).await;
+        assert!(
+            !closes_within(&mut ws, Duration::from_millis(800)).await,
+            "stays open"
+        );
+        run_ok(&[
+            "facility",
+            "suspend",
+            "--data-dir",
+            g.data_str(),
+            "--facility",
+            "f1",
+            "--reason",
+            "調査",
+        ]);
+        assert!(
+            closes_within(&mut ws, Duration::from_secs(3)).await,
+            "the WebSocket outlived its session"
+        );
+        let mut ws = open("t2", None).await;
+        run_ok(&[
+            "maintenance",
+            "start",
+            "--data-dir",
+            g.data_str(),
+            "--end",
+            "2099-01-01 00:00",
+            "--ja",
+            "保守",
+            "--en",
+            "Maintenance",
+            "--facility",
+            "f2",
+        ]);
+        assert!(
+            closes_within(&mut ws, Duration::from_secs(3)).await,
+            "the WebSocket outlived the start of maintenance"
+        );
+    });
+}
+
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
     use tokio::io::AsyncReadExt;
     let mut head = Vec::new();

@@ -30,12 +30,16 @@ impl Gateway {
             && let Some(client_upgrade) = client_upgrade
         {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.splice(
-                client_upgrade,
-                upstream_upgrade,
-                ctx.record.cert_serial.clone(),
-                ctx.id.clone(),
-            );
+            let owner = super::websocket::Owner {
+                serial: ctx.record.cert_serial.clone(),
+                terminal: ctx.record.terminal.clone().unwrap_or_default(),
+                facility: ctx.record.facility.clone().unwrap_or_default(),
+                session: ctx
+                    .session
+                    .as_ref()
+                    .map(|s| (s.session_id.clone(), s.user_id.clone())),
+            };
+            self.splice(client_upgrade, upstream_upgrade, owner, ctx.id.clone());
         }
         headers::strip_hop_by_hop(
             resp.headers_mut(),

@@ -48,6 +48,27 @@ impl SignIn {
             card: card.clone(),
         };
         let mut tx = self.store.pool().begin().await?;
+        // The facility once more, in this transaction: a suspension committed since the
+        // sign-in checked it refuses the session. On PostgreSQL the row is locked for share,
+        // so a suspension waits for this commit and then ends the session with the others;
+        // SQLite has one writer at a time.
+        let lock = match self.store.kind() {
+            sekisho_store::DbKind::Postgres => " FOR SHARE",
+            sekisho_store::DbKind::Sqlite => "",
+        };
+        let facility: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT status FROM facilities WHERE facility = $1{lock}"
+        )))
+        .bind(&user.facility)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if facility.is_some_and(|f| f != "active") {
+            tx.rollback().await?;
+            anyhow::bail!(
+                "facility {} was suspended during the sign-in",
+                user.facility
+            );
+        }
         session_rows::open(&mut tx, &row).await?;
         users::touch_login(&mut tx, &user.user_id).await?;
         tx.commit().await?;
