@@ -88,11 +88,16 @@ fn notices_reach_the_terminals_of_their_facilities_and_the_application() {
             "{rec}"
         );
 
-        let (s, body) = curl_as(
-            &g,
-            "t1",
-            "/.sekisho/notices",
-            &["-H", "Accept: application/json"],
+        let (s, body) = within_a_poll(
+            || {
+                curl_as(
+                    &g,
+                    "t1",
+                    "/.sekisho/notices",
+                    &["-H", "Accept: application/json"],
+                )
+            },
+            |(_, b)| b.contains("Down for an update"),
         );
         assert_eq!(s, 200, "{db:?}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -111,7 +116,11 @@ fn notices_reach_the_terminals_of_their_facilities_and_the_application() {
             page.contains("&lt;システム&gt;") && !page.contains("<システム>"),
             "{page}"
         );
-        let (_, body) = curl_as(&g, "t2", "/.sekisho/notices?format=json", &[]);
+        // Each change reaches the gateway within a poll; t2 is asked until both are there.
+        let (_, body) = within_a_poll(
+            || curl_as(&g, "t2", "/.sekisho/notices?format=json", &[]),
+            |(_, b)| b.contains("For f2 only") && b.contains("Down for an update"),
+        );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             v["notices"].as_array().unwrap().len(),
@@ -278,7 +287,7 @@ fn maintenance_stops_requests_on_every_replica_except_those_named_for_it() {
         "--data-dir",
         g.data_str(),
         "--start",
-        &at(3),
+        &at(8),
         "--end",
         &at(3600),
         "--ja",
@@ -297,7 +306,7 @@ fn maintenance_stops_requests_on_every_replica_except_those_named_for_it() {
         "announced beforehand: {body}"
     );
     assert_eq!(t1_on(&r), 200, "not yet in force");
-    until(Duration::from_secs(6), || t1_on(&r) == 503);
+    until(Duration::from_secs(12), || t1_on(&r) == 503);
     assert_eq!(
         curl_as(&g, "t2", "/", &[]).0,
         503,

@@ -117,7 +117,10 @@ fn the_secretariat_runs_facilities_and_notices_in_the_console() {
         assert_eq!(rec["facility"], "f1");
         assert_eq!(rec["detail"], "監査のため");
         // The clerk's own session was of f1 too: it ended with the suspension.
-        let (s, _) = get(&g, "t2", &clerk, "/.sekisho/console/facilities");
+        let (s, _) = within_a_poll(
+            || get(&g, "t2", &clerk, "/.sekisho/console/facilities"),
+            |r| r.0 != 200,
+        );
         assert_ne!(s, 200, "{db:?}: the suspended facility's sessions ended");
         run_ok(&[
             "facility",
