@@ -42,6 +42,23 @@ pub async fn change_status(
     Ok(changed)
 }
 
+/// The record of `change` to `facility` with its reason (event `registry`).
+pub fn record(facility: &str, change: Change, note: &str) -> sekisho_audit::AuditRecord {
+    sekisho_audit::AuditRecord {
+        event: sekisho_audit::Event::Registry,
+        facility: Some(facility.to_string()),
+        decision: sekisho_audit::Decision::Permit,
+        reason: match change {
+            Change::Suspend => "facility_suspended",
+            Change::Resume => "facility_resumed",
+            Change::Close => "facility_closed",
+        }
+        .into(),
+        detail: Some(note.to_string()),
+        ..Default::default()
+    }
+}
+
 /// A reason given for a change: required (the network's rules ask for a report of every
 /// urgent suspension), one line, bounded.
 pub fn check_note(note: &str) -> Result<&str> {

@@ -152,24 +152,45 @@ pub fn operation_record(reason: &str, detail: String) -> AuditRecord {
     }
 }
 
-/// A maintenance window asked for, at the command line or through the management API.
+/// A notice or a maintenance window asked for — at the command line, in the console or
+/// through the management API: checked, recorded and stored the same way everywhere.
 #[derive(Clone, Debug)]
-pub struct WindowAsk {
+pub struct NoticeAsk {
+    /// A maintenance window rather than a notice.
+    pub maintenance: bool,
     pub ja: String,
     pub en: String,
-    /// Unix seconds; ignored when `now`.
+    /// Unix seconds: a notice is shown from here; a planned window starts here (ignored when
+    /// `now`).
     pub start: i64,
     pub end: i64,
     pub facilities: Vec<String>,
+    /// Windows only: who keeps going through.
     pub exempt_terminals: Vec<String>,
     pub exempt_users: Vec<String>,
-    /// In force at once (an emergency), rather than planned.
+    /// A window in force at once (an emergency), rather than planned.
     pub now: bool,
 }
 
-impl WindowAsk {
-    /// Checks the texts and ids, and that a planned window starts ahead.
-    pub fn checked(mut self) -> Result<WindowAsk> {
+impl NoticeAsk {
+    /// A notice shown from `start` until `end`.
+    pub fn notice(ja: &str, en: &str, start: i64, end: i64, facilities: Vec<String>) -> NoticeAsk {
+        NoticeAsk {
+            maintenance: false,
+            ja: ja.to_string(),
+            en: en.to_string(),
+            start,
+            end,
+            facilities,
+            exempt_terminals: vec![],
+            exempt_users: vec![],
+            now: false,
+        }
+    }
+
+    /// Checks the texts and ids, that a planned window starts ahead and that the end comes
+    /// after the start and is still ahead.
+    pub fn checked(mut self) -> Result<NoticeAsk> {
         self.ja = checked_text("the Japanese text", &self.ja)?;
         self.en = checked_text("the English text", &self.en)?;
         self.facilities = checked_ids("facility", &self.facilities)?;
@@ -178,30 +199,41 @@ impl WindowAsk {
         let t = sekisho_store::now();
         if self.now {
             self.start = t;
-        } else if self.start <= t {
+        } else if self.maintenance && self.start <= t {
             bail!("the start is not ahead: to start maintenance now, start it (not schedule)");
         }
         if self.end <= self.start {
-            bail!("the expected end must come after the start");
+            bail!("the end must come after the start");
+        }
+        if self.end <= t {
+            bail!("the end is in the past");
         }
         Ok(self)
     }
 
-    /// Its record, made before it is opened.
+    /// Its record, made before it is stored.
     pub fn record(&self) -> AuditRecord {
-        operation_record(
-            if self.now {
-                "maintenance_started"
-            } else {
-                "maintenance_scheduled"
-            },
+        let reason = match (self.maintenance, self.now) {
+            (false, _) => "notice_added",
+            (true, true) => "maintenance_started",
+            (true, false) => "maintenance_scheduled",
+        };
+        let exempt = if self.maintenance {
             format!(
-                "{} – {} JST for {}; exempt terminals [{}], people [{}]: {} / {}",
+                "; exempt terminals [{}], people [{}]",
+                self.exempt_terminals.join(" "),
+                self.exempt_users.join(" ")
+            )
+        } else {
+            String::new()
+        };
+        operation_record(
+            reason,
+            format!(
+                "{} – {} JST for {}{exempt}: {} / {}",
                 jst(self.start),
                 jst(self.end),
                 audience(&self.facilities),
-                self.exempt_terminals.join(" "),
-                self.exempt_users.join(" "),
                 self.ja,
                 self.en
             ),
@@ -213,7 +245,11 @@ impl WindowAsk {
         rows::add(
             store,
             &NewNotice {
-                kind: kind::MAINTENANCE,
+                kind: if self.maintenance {
+                    kind::MAINTENANCE
+                } else {
+                    kind::NOTICE
+                },
                 text_ja: &self.ja,
                 text_en: &self.en,
                 starts_at: self.start,
@@ -221,7 +257,7 @@ impl WindowAsk {
                 audience: &self.facilities,
                 exempt_terminals: &self.exempt_terminals,
                 exempt_users: &self.exempt_users,
-                start_now: self.now,
+                start_now: self.maintenance && self.now,
                 created_by,
             },
         )

@@ -154,17 +154,17 @@ async fn status(
         Change::Close => Some(load_authority(&dd)?),
         _ => None,
     };
-    let (code, done) = match to {
-        Change::Suspend => ("facility_suspended", "suspended"),
-        Change::Resume => ("facility_resumed", "resumed"),
-        Change::Close => ("facility_closed", "closed"),
+    let done = match to {
+        Change::Suspend => "suspended",
+        Change::Resume => "resumed",
+        Change::Close => "closed",
     };
     let changed = change(
         &dd,
         &cfg,
         &store,
         op,
-        record(code, facility, note.to_string()),
+        crate::facilities::record(facility, to, note),
         change_status(
             &store,
             ca.as_ref().map(|a| (a, &cfg.ca)),

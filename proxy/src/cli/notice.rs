@@ -14,12 +14,9 @@ use clap::{Args, Subcommand};
 
 use super::admin_audit::{Operator, change};
 use super::data_dir::open;
-use crate::notices::{
-    WindowAsk, audience, checked_ids, checked_text, end_window, in_force, operation_record,
-    parse_time,
-};
+use crate::notices::{NoticeAsk, audience, end_window, in_force, operation_record, parse_time};
 use crate::oversight::jst;
-use sekisho_store::notices::{self as rows, NewNotice, kind};
+use sekisho_store::notices::{self as rows, kind};
 
 /// The texts and audience of a notice or window.
 #[derive(Args, Debug)]
@@ -113,24 +110,21 @@ pub enum MaintenanceCmd {
     },
 }
 
-async fn add_window(data_dir: &Path, ask: WindowAsk, op: &Operator) -> Result<i32> {
+/// Checks, records and stores a notice or window, and says what became of it.
+async fn add(data_dir: &Path, ask: NoticeAsk, op: &Operator) -> Result<i32> {
     let ask = ask.checked()?;
     let (dd, cfg, store) = open(data_dir).await?;
     let by = op.actor()?;
     let id = change(&dd, &cfg, &store, op, ask.record(), ask.open(&store, &by)).await?;
-    if ask.now {
-        println!(
-            "Maintenance {id} in force now until {} JST (expected end) for {}. Running gateways apply this within a second.",
-            jst(ask.end),
-            audience(&ask.facilities)
-        );
-    } else {
-        println!(
-            "Maintenance {id} scheduled {} – {} JST for {}; announced at /.sekisho/notices from now.",
-            jst(ask.start),
-            jst(ask.end),
-            audience(&ask.facilities)
-        );
+    let (from, to, who) = (jst(ask.start), jst(ask.end), audience(&ask.facilities));
+    match (ask.maintenance, ask.now) {
+        (false, _) => println!("Notice {id} shown {from} – {to} JST to {who}."),
+        (true, true) => println!(
+            "Maintenance {id} in force now until {to} JST (expected end) for {who}. Running gateways apply this within a second."
+        ),
+        (true, false) => println!(
+            "Maintenance {id} scheduled {from} – {to} JST for {who}; announced at /.sekisho/notices from now."
+        ),
     }
     Ok(0)
 }
@@ -143,50 +137,18 @@ pub(super) async fn run_notice(cmd: NoticeCmd, op: &Operator) -> Result<i32> {
             from,
             until,
         } => {
-            let ja = checked_text("--ja", &text.ja)?;
-            let en = checked_text("--en", &text.en)?;
-            let facilities = checked_ids("--facility", &text.facilities)?;
             let start = match from {
                 Some(f) => parse_time(&f)?,
                 None => sekisho_store::now(),
             };
-            let end = parse_time(&until)?;
-            let (dd, cfg, store) = open(&data_dir).await?;
-            let by = op.actor()?;
-            let detail = format!(
-                "{} – {} JST for {}: {ja} / {en}",
-                jst(start),
-                jst(end),
-                audience(&facilities)
+            let ask = NoticeAsk::notice(
+                &text.ja,
+                &text.en,
+                start,
+                parse_time(&until)?,
+                text.facilities,
             );
-            let new = NewNotice {
-                kind: kind::NOTICE,
-                text_ja: &ja,
-                text_en: &en,
-                starts_at: start,
-                ends_at: end,
-                audience: &facilities,
-                exempt_terminals: &[],
-                exempt_users: &[],
-                start_now: false,
-                created_by: &by,
-            };
-            let id = change(
-                &dd,
-                &cfg,
-                &store,
-                op,
-                operation_record("notice_added", detail),
-                rows::add(&store, &new),
-            )
-            .await?;
-            println!(
-                "Notice {id} shown {} – {} JST to {}.",
-                jst(start),
-                jst(end),
-                audience(&facilities)
-            );
-            Ok(0)
+            add(&data_dir, ask, op).await
         }
         NoticeCmd::List { data_dir, days } => {
             let (_dd, _cfg, store) = open(&data_dir).await?;
@@ -254,7 +216,8 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
             exempt_terminals,
             exempt_users,
         } => {
-            let ask = WindowAsk {
+            let ask = NoticeAsk {
+                maintenance: true,
                 ja: text.ja,
                 en: text.en,
                 start: parse_time(&start)?,
@@ -264,7 +227,7 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
                 exempt_users,
                 now: false,
             };
-            add_window(&data_dir, ask, op).await
+            add(&data_dir, ask, op).await
         }
         MaintenanceCmd::Start {
             data_dir,
@@ -306,7 +269,8 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
                     "an emergency maintenance needs --end (the expected end), --ja and --en; a planned one, --id"
                 );
             };
-            let ask = WindowAsk {
+            let ask = NoticeAsk {
+                maintenance: true,
                 ja,
                 en,
                 start: 0,
@@ -316,7 +280,7 @@ pub(super) async fn run_maintenance(cmd: MaintenanceCmd, op: &Operator) -> Resul
                 exempt_users,
                 now: true,
             };
-            add_window(&data_dir, ask, op).await
+            add(&data_dir, ask, op).await
         }
         MaintenanceCmd::End { data_dir, id } => {
             let (dd, cfg, store) = open(&data_dir).await?;

@@ -11,17 +11,15 @@ use http::Response;
 use sekisho_audit::AuditRecord;
 use sekisho_protocol::Reason;
 use sekisho_store::facilities::{self as rows, Change, FacilityStatus};
-use sekisho_store::notices::{self as notice_rows, NewNotice, kind};
+use sekisho_store::notices::{self as notice_rows, kind};
 
 use super::layout::q;
 use super::{Console, FACILITIES, Visit};
 use crate::body::Body;
 use crate::endpoint::field;
 use crate::html::escape;
-use crate::notices::{
-    WindowAsk, audience, checked_ids, checked_text, end_window, operation_record, parse_time,
-};
-use crate::oversight::{NotMade, jst, recorded};
+use crate::notices::{NoticeAsk, audience, checked_ids, end_window, operation_record, parse_time};
+use crate::oversight::{NotMade, act_over, jst, recorded};
 
 /// A `datetime-local` field (`2026-12-05T22:00`, Japan time) as Unix seconds.
 fn local_time(s: &str) -> Result<i64, NotMade> {
@@ -38,20 +36,11 @@ fn bad(e: anyhow::Error) -> NotMade {
 }
 
 impl Console {
-    /// The person's act, as a record of `event`'s kind made by `base`.
-    fn act_record(&self, v: &Visit<'_>, base: AuditRecord) -> AuditRecord {
+    /// `act` as the signed-in person's, over this request's record.
+    fn act_record(&self, v: &Visit<'_>, act: AuditRecord) -> AuditRecord {
         AuditRecord {
-            actor: Some(format!(
-                "{} ({})",
-                v.session.user_id,
-                crate::headers::escape_text(&v.who.via, 120)
-            )),
-            event: base.event,
-            decision: base.decision,
-            reason: base.reason,
-            detail: base.detail,
-            facility: base.facility,
-            ..v.record()
+            actor: Some(v.who.actor()),
+            ..act_over(act, v.record())
         }
     }
 
@@ -190,22 +179,12 @@ impl Console {
         form: &[(String, String)],
     ) -> Result<(), NotMade> {
         let note = crate::facilities::check_note(field(form, "reason")).map_err(bad)?;
-        let (change, code) = if op == "suspend" {
-            (Change::Suspend, "facility_suspended")
+        let change = if op == "suspend" {
+            Change::Suspend
         } else {
-            (Change::Resume, "facility_resumed")
+            Change::Resume
         };
-        let rec = self.act_record(
-            v,
-            AuditRecord {
-                event: sekisho_audit::Event::Registry,
-                decision: sekisho_audit::Decision::Permit,
-                reason: code.into(),
-                facility: Some(facility.to_string()),
-                detail: Some(note.to_string()),
-                ..Default::default()
-            },
-        );
+        let rec = self.act_record(v, crate::facilities::record(facility, change, note));
         recorded(
             &self.audit,
             rec,
@@ -216,37 +195,22 @@ impl Console {
     }
 
     async fn post_notice(&self, v: &Visit<'_>, form: &[(String, String)]) -> Result<(), NotMade> {
-        let ja = checked_text("日本語 / Japanese", field(form, "ja")).map_err(bad)?;
-        let en = checked_text("English", field(form, "en")).map_err(bad)?;
-        let until = local_time(field(form, "until"))?;
-        let facilities = one_id("facility", field(form, "facility"))?;
-        let start = sekisho_store::now();
-        let rec = self.act_record(
-            v,
-            operation_record(
-                "notice_added",
-                format!(
-                    "{} – {} JST for {}: {ja} / {en}",
-                    jst(start),
-                    jst(until),
-                    audience(&facilities)
-                ),
-            ),
+        let ask = NoticeAsk::notice(
+            field(form, "ja"),
+            field(form, "en"),
+            sekisho_store::now(),
+            local_time(field(form, "until"))?,
+            one_id("facility", field(form, "facility"))?,
         );
+        self.add(v, ask).await
+    }
+
+    /// Checks, records (as the clerk's act) and stores a notice or window.
+    async fn add(&self, v: &Visit<'_>, ask: NoticeAsk) -> Result<(), NotMade> {
+        let ask = ask.checked().map_err(bad)?;
+        let rec = self.act_record(v, ask.record());
         let by = v.session.user_id.clone();
-        let new = NewNotice {
-            kind: kind::NOTICE,
-            text_ja: &ja,
-            text_en: &en,
-            starts_at: start,
-            ends_at: until,
-            audience: &facilities,
-            exempt_terminals: &[],
-            exempt_users: &[],
-            start_now: false,
-            created_by: &by,
-        };
-        recorded(&self.audit, rec, notice_rows::add(&self.store, &new))
+        recorded(&self.audit, rec, ask.open(&self.store, &by))
             .await
             .map(|_| ())
     }
@@ -256,7 +220,8 @@ impl Console {
         v: &Visit<'_>,
         form: &[(String, String)],
     ) -> Result<(), NotMade> {
-        let ask = WindowAsk {
+        let ask = NoticeAsk {
+            maintenance: true,
             ja: field(form, "ja").to_string(),
             en: field(form, "en").to_string(),
             start: 0,
@@ -265,14 +230,8 @@ impl Console {
             exempt_terminals: one_id("terminal", field(form, "exempt_terminal"))?,
             exempt_users: vec![],
             now: true,
-        }
-        .checked()
-        .map_err(bad)?;
-        let rec = self.act_record(v, ask.record());
-        let by = v.session.user_id.clone();
-        recorded(&self.audit, rec, ask.open(&self.store, &by))
-            .await
-            .map(|_| ())
+        };
+        self.add(v, ask).await
     }
 
     async fn end_notice(&self, v: &Visit<'_>, op: &str, id: &str) -> Result<(), NotMade> {

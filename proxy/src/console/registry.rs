@@ -41,11 +41,7 @@ impl Console {
     fn registry_record(&self, v: &Visit<'_>, reason: &str) -> AuditRecord {
         AuditRecord {
             event: Event::Registry,
-            actor: Some(format!(
-                "{} ({})",
-                v.session.user_id,
-                crate::headers::escape_text(&v.who.via, 120)
-            )),
+            actor: Some(v.who.actor()),
             decision: Decision::Permit,
             reason: reason.into(),
             ..v.record()

@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 
 use super::{Management, text};
 use crate::body::Body;
-use crate::notices::{WindowAsk, end_window, in_force, operation_record, parse_time};
-use crate::oversight::{NotMade, recorded};
+use crate::notices::{NoticeAsk, end_window, in_force, operation_record, parse_time};
+use crate::oversight::{NotMade, act_over, recorded};
 
 pub const PREFIX: &str = "/api/";
 
@@ -337,7 +337,8 @@ impl Management {
             .map_err(|e| e.to_string())
             .and_then(|a| {
                 let end = parse_time(&a.end).map_err(|e| e.to_string())?;
-                WindowAsk {
+                NoticeAsk {
+                    maintenance: true,
                     ja: a.ja,
                     en: a.en,
                     start: 0,
@@ -359,7 +360,7 @@ impl Management {
                 );
             }
         };
-        let rec = merge(ask.record(), base);
+        let rec = act_over(ask.record(), base);
         match recorded(&self.audit, rec, ask.open(&self.store, actor)).await {
             Ok(id) => json_response(StatusCode::OK, json!({"id": id, "ends_at": ask.end})),
             Err(n) => refused(&n),
@@ -405,7 +406,7 @@ impl Management {
             },
         };
         for id in &ids {
-            let rec = merge(
+            let rec = act_over(
                 operation_record("maintenance_ended", id.clone()),
                 base.clone(),
             );
@@ -449,19 +450,12 @@ impl Management {
         if !sekisho_protocol::ids::is_valid_id(id) {
             return refused(&NotMade::new(Reason::NotFound, "no such facility"));
         }
-        let (change, code) = if act == "suspend" {
-            (Change::Suspend, "facility_suspended")
+        let change = if act == "suspend" {
+            Change::Suspend
         } else {
-            (Change::Resume, "facility_resumed")
+            Change::Resume
         };
-        let rec = AuditRecord {
-            event: Event::Registry,
-            facility: Some(id.to_string()),
-            decision: Decision::Permit,
-            reason: code.into(),
-            detail: Some(note.clone()),
-            ..base
-        };
+        let rec = act_over(crate::facilities::record(id, change, &note), base);
         let changed = recorded(
             &self.audit,
             rec,
@@ -479,16 +473,6 @@ impl Management {
 }
 
 /// `rec`'s own fields, with the caller's (request id, peer, actor, method, path) from `base`.
-fn merge(rec: AuditRecord, base: AuditRecord) -> AuditRecord {
-    AuditRecord {
-        event: rec.event,
-        decision: rec.decision,
-        reason: rec.reason,
-        detail: rec.detail,
-        ..base
-    }
-}
-
 async fn read_body(req: Request<Incoming>) -> Result<Vec<u8>, Response<Body>> {
     let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
     match limited.collect().await {

@@ -318,11 +318,7 @@ pub async fn act(
         event: Event::Registry,
         user: Some(f.user_id.clone()),
         facility: f.facility.clone(),
-        actor: Some(format!(
-            "{} ({})",
-            who.user_id(),
-            crate::headers::escape_text(&who.via, 120)
-        )),
+        actor: Some(who.actor()),
         action: Some("anomaly".into()),
         decision: Decision::Permit,
         reason: act.code().into(),

@@ -129,9 +129,8 @@ pub async fn act(
         decision: Decision::Permit,
         reason: act.code().into(),
         detail: Some(format!(
-            "{detail}; by {} ({}); declared by {}",
-            who.user_id(),
-            escape_text(&who.via, 120),
+            "{detail}; by {}; declared by {}",
+            who.actor(),
             d.user_id
         )),
         ..base

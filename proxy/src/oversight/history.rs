@@ -63,12 +63,11 @@ pub async fn access_history(
             decision: Decision::Permit,
             reason: "ok".into(),
             detail: Some(format!(
-                "access history {} to {} as {}; by {} ({})",
+                "access history {} to {} as {}; by {}",
                 req.from.unwrap_or("the start"),
                 req.to.unwrap_or("now"),
                 req.form,
-                who.user_id(),
-                crate::headers::escape_text(&who.via, 120)
+                who.actor()
             )),
             ..base
         })

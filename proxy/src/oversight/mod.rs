@@ -32,7 +32,32 @@ pub struct Officer {
     pub via_tunnel: bool,
 }
 
+/// The record of an act: what `act` says (event, decision, reason, detail, the facility
+/// acted on) over the caller's record `base` (request id, peer, terminal, actor).
+pub fn act_over(
+    act: sekisho_audit::AuditRecord,
+    base: sekisho_audit::AuditRecord,
+) -> sekisho_audit::AuditRecord {
+    sekisho_audit::AuditRecord {
+        event: act.event,
+        decision: act.decision,
+        reason: act.reason,
+        detail: act.detail,
+        facility: act.facility.or(base.facility.clone()),
+        ..base
+    }
+}
+
 impl Officer {
+    /// `USER (via)`, as records name the person acting.
+    pub fn actor(&self) -> String {
+        format!(
+            "{} ({})",
+            self.session.user_id,
+            crate::headers::escape_text(&self.via, 120)
+        )
+    }
+
     /// The signed-in person of a console request.
     pub fn signed_in(session: &Session, via_tunnel: bool) -> Officer {
         Officer {
