@@ -577,6 +577,58 @@ fn declare_view_and_follow_up(db: Db) {
     browser.find("#post-notice textarea[name=ja]");
     browser.find("#start-maintenance input[name=until]");
     assert_eq!(browser.status(), 200);
+
+    // The terminal's notices page and the maintenance page, as Chromium shows them.
+    let shows = |path: &str, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            browser.goto(&g.url(path));
+            let text = browser.text();
+            if text.contains(needle) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let d = g.data_str();
+    run_ok(&[
+        "notice",
+        "add",
+        "--data-dir",
+        d,
+        "--ja",
+        "12月5日<b>22時</b>からシステム更新",
+        "--en",
+        "System update from 22:00",
+        "--until",
+        "2099-01-01 00:00",
+    ]);
+    let text = shows("/.sekisho/notices", "システム更新");
+    assert!(
+        text.contains("12月5日<b>22時</b>からシステム更新"),
+        "shown as text, not markup: {text}"
+    );
+    assert!(text.contains("System update from 22:00"), "{text}");
+    assert_eq!(browser.status(), 200);
+    run_ok(&[
+        "maintenance",
+        "start",
+        "--data-dir",
+        d,
+        "--end",
+        "2099-01-01 00:00",
+        "--ja",
+        "緊急メンテナンス中です",
+        "--en",
+        "Emergency maintenance",
+    ]);
+    let text = shows("/", "緊急メンテナンス中です");
+    assert!(
+        text.contains("終了予定") && text.contains("2099-01-01 00:00"),
+        "{text}"
+    );
+    assert_eq!(browser.status(), 503);
+    run_ok(&["maintenance", "end", "--data-dir", d]);
     eprintln!(
         "{db:?}: screenshot {} ({} bytes); {:.1} s",
         shot.display(),

@@ -222,6 +222,32 @@ mod tests {
             let peers = active(&store).await.unwrap();
             assert_eq!(peers.len(), 1);
             assert_eq!(peers[0].terminal, "t1");
+            // Nor are the terminals of a suspended facility (R-LOG-3), until it is resumed.
+            let mut tx = store.pool().begin().await.unwrap();
+            crate::facilities::ensure_open(&mut tx, "f1").await.unwrap();
+            crate::facilities::set_status(
+                &mut tx,
+                "f1",
+                crate::facilities::Change::Suspend,
+                "x",
+                "",
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            assert!(active(&store).await.unwrap().is_empty());
+            let mut tx = store.pool().begin().await.unwrap();
+            crate::facilities::set_status(
+                &mut tx,
+                "f1",
+                crate::facilities::Change::Resume,
+                "x",
+                "",
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(active(&store).await.unwrap().len(), 1);
         }
     }
 }
