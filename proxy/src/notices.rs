@@ -74,18 +74,21 @@ impl NoticeBoard {
         v
     }
 
-    /// Sets [`HEADER`] on `headers` (replacing anything the other side put there).
-    pub fn mark(&self, headers: &mut http::HeaderMap, facility: &str, t: i64) {
-        headers.remove(HEADER);
-        let n = self
-            .view
+    /// How many notices `facility`'s users are shown at `t`.
+    pub fn count_shown(&self, facility: &str, t: i64) -> usize {
+        self.view
             .load()
             .iter()
             .filter(|n| n.shown(t) && n.for_facility(facility))
-            .count();
-        if n > 0 {
-            headers.insert(HEADER, HeaderValue::from(n));
-        }
+            .count()
+    }
+}
+
+/// Sets [`HEADER`] to `shown` on `headers`, replacing anything the other side put there.
+pub fn mark(headers: &mut http::HeaderMap, shown: usize) {
+    headers.remove(HEADER);
+    if shown > 0 {
+        headers.insert(HEADER, HeaderValue::from(shown));
     }
 }
 

@@ -43,6 +43,9 @@ pub(super) struct RequestCtx<'a> {
     pub entry: Option<Entry>,
     /// authorize: the emergency grant the access rests on (R-PAT-4, R-BG-1).
     pub grant: Option<Grant>,
+    /// maintenance: the notices the terminal's facility is shown (the `sekisho-notices`
+    /// header forward and outcome set).
+    pub notices_shown: usize,
 }
 
 /// A request mapped to a route of the route map.
@@ -88,6 +91,7 @@ impl<'a> RequestCtx<'a> {
             consent_basis: None,
             entry: None,
             grant: None,
+            notices_shown: 0,
         }
     }
 

@@ -104,8 +104,7 @@ impl Gateway {
                 h.insert(name, v);
             }
         }
-        self.notices
-            .mark(h, &terminal.facility, sekisho_store::now());
+        crate::notices::mark(h, ctx.notices_shown);
         let max = self.cfg.limits.max_body_bytes as usize;
         let body: Body = Limited::new(body, max)
             .map_err(|e| -> BoxError { e })

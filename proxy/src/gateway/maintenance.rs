@@ -10,13 +10,13 @@ use super::Gateway;
 use super::context::RequestCtx;
 
 impl Gateway {
-    pub(super) fn maintenance(&self, ctx: &RequestCtx<'_>) -> Result<(), Reason> {
+    pub(super) fn maintenance(&self, ctx: &mut RequestCtx<'_>) -> Result<(), Reason> {
         let (_, id) = ctx.terminal.ok_or(Reason::NoClientCertificate)?;
+        let t = sekisho_store::now();
+        // Counted once here for the header on the way up and on the way back.
+        ctx.notices_shown = self.notices.count_shown(&id.facility, t);
         let user = ctx.session.as_ref().map(|s| s.user_id.as_str());
-        match self
-            .notices
-            .stopping(&id.facility, &id.terminal, user, sekisho_store::now())
-        {
+        match self.notices.stopping(&id.facility, &id.terminal, user, t) {
             Some(_) => Err(Reason::Maintenance),
             None => Ok(()),
         }

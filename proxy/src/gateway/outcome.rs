@@ -49,9 +49,7 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&ctx.id) {
             h.insert("sekisho-request-id", v);
         }
-        if let Some((_, id)) = ctx.terminal {
-            self.notices.mark(h, &id.facility, sekisho_store::now());
-        }
+        crate::notices::mark(h, ctx.notices_shown);
         let route = ctx.route.as_ref().map(|r| r.config);
         // The entry id the gateway gave an assistant's entry, so the terminal can name it.
         if let Some(e) = ctx
