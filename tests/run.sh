@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # tests network namespaces (iproute2) with an independent WireGuard peer (wireguard-go, wg) and
 # iperf3 for the tunnel benchmark, zbar-tools to read back the QR codes, and for the browser
 # test (tests/browser.rs) Chromium with chromedriver, the NSS tools that give it the terminal's
-# certificate, and Japanese fonts; systemd-analyze (package systemd) scores the unit file.
+# certificate, and Japanese fonts; systemd-analyze (package systemd) scores the unit file;
+# xmllint (libxml2-utils) validates the exported ATNA messages against the DICOM schema.
 need=()
-for pkg in libpcsclite-dev pcscd systemd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk; do
+for pkg in libpcsclite-dev pcscd systemd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk libxml2-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -25,6 +26,9 @@ fi
 
 # The Kubernetes manifests are validated offline against the API schemas (tests/deployment.rs).
 python3 -m kubernetes_validate --version >/dev/null 2>&1 || python3 -m pip install -q kubernetes-validate==1.37.0
+# The exported FHIR AuditEvents are validated against HL7's R4 JSON schema (tests/tools/).
+python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install -q -r tests/tools/requirements-fhir.txt
+tests/tools/fhir-schema.sh target/fhir-schema >/dev/null
 
 # PostgreSQL: every store test runs on it as well as on SQLite.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

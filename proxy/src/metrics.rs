@@ -20,6 +20,8 @@ pub struct Metrics {
     pub spoofed_headers_removed: Counter,
     pub enrollments: Family<Labels, Counter>,
     pub audit: AuditMetrics,
+    /// The audit export's destinations (`sekisho_export`).
+    pub export: sekisho_export::ExportMetrics,
     /// Emergency access declarations by state: active grants, awaiting approval, unreviewed,
     /// unreviewed past `break_glass.unreviewed_days`, follow-up overdue.
     pub break_glass: Family<Labels, Gauge>,
@@ -115,6 +117,7 @@ impl Metrics {
             enrollments.clone(),
         );
         let audit = AuditMetrics::register(&mut registry);
+        let export = sekisho_export::ExportMetrics::register(&mut registry);
         let break_glass = Family::<Labels, Gauge>::default();
         registry.register(
             "sekisho_break_glass",
@@ -143,6 +146,7 @@ impl Metrics {
             spoofed_headers_removed,
             enrollments,
             audit,
+            export,
             break_glass,
             anomaly_findings,
             anomaly_open,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sekisho_audit::witness::WitnessPump;
 use sekisho_audit::{AuditConfig, AuditLog, CheckpointKey};
+use sekisho_export::ExportPump;
 use sekisho_policies::RouteMap;
 use sekisho_store::{Store, now};
 use tokio::net::TcpListener;
@@ -50,18 +51,21 @@ pub struct Running {
     shutdown: signal::Sender<bool>,
     audit: AuditLog,
     witnesses: WitnessPump,
+    exports: ExportPump,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops accepting, lets open requests finish (up to `grace`), flushes the audit log, and
-    /// gives the witnesses the last checkpoint (up to 3 s).
+    /// gives the witnesses the last checkpoint (up to 3 s) and the export destinations the last
+    /// records (up to 5 s; what does not make it goes after the next start, from the cursor).
     pub async fn stop(self, grace: Duration) {
         systemd::notify("STOPPING=1");
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, join_all(self.tasks)).await;
         self.audit.shutdown().await;
         self.witnesses.stop(Duration::from_secs(3)).await;
+        self.exports.stop(Duration::from_secs(5)).await;
     }
 }
 
@@ -150,6 +154,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     let metrics = Arc::new(metrics);
     let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
     let witnesses = start_witnesses(&cfg, data_dir, &store, &audit, &metrics)?;
+    let exports = start_exports(&cfg, data_dir, &store, &audit, &metrics)?;
     // Given as `Arc<Notifier>` to the parts that tell officers (break-glass, anomalies).
     let notifier = Arc::new(Notifier::from_config(
         cfg.notify.as_ref(),
@@ -333,6 +338,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         shutdown,
         audit,
         witnesses,
+        exports,
         tasks,
     })
 }
@@ -365,6 +371,39 @@ fn start_witnesses(
         witnesses,
         pump,
         metrics.audit.witness.clone(),
+    ))
+}
+
+/// The audit export to `[[audit.export]]` (none configured: it does nothing). Every replica
+/// runs it; the one holding a destination's lease exports to it.
+fn start_exports(
+    cfg: &Config,
+    data_dir: &Path,
+    store: &Store,
+    audit: &AuditLog,
+    metrics: &Metrics,
+) -> Result<ExportPump> {
+    use crate::config::export;
+    let destinations = cfg
+        .audit
+        .exports
+        .iter()
+        .map(|e| e.build(data_dir, &cfg.node, &cfg.audit))
+        .collect::<Result<Vec<_>>>()?;
+    for d in &destinations {
+        info!(
+            destination = %d.name,
+            format = d.format.as_str(),
+            "the audit log is exported to this destination"
+        );
+    }
+    Ok(ExportPump::start(
+        store.clone(),
+        export::identity(cfg, &cfg.node, &audit_origin(cfg)),
+        audit.checkpoints(),
+        destinations,
+        export::pump_config(&cfg.audit),
+        metrics.export.clone(),
     ))
 }
 

@@ -21,6 +21,7 @@ pub mod consent;
 pub mod crl;
 pub mod durable;
 pub mod enrollment;
+pub mod export_cursors;
 pub mod facilities;
 pub mod lockouts;
 mod migrations;

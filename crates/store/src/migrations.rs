@@ -135,6 +135,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0021_operator_tokens.sql"),
         postgres: include_str!("migrations/0021_operator_tokens.sql"),
     },
+    Migration {
+        version: 22,
+        name: "audit_export",
+        sqlite: include_str!("migrations/0022_audit_export.sql"),
+        postgres: include_str!("migrations/0022_audit_export.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {

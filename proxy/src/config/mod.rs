@@ -2,6 +2,7 @@
 //! Relative paths in it are relative to the data dir, so a data dir can be moved whole.
 
 pub mod break_glass;
+pub mod export;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -273,6 +274,29 @@ pub struct Audit {
     pub witness_poll_ms: u64,
     /// One attempt at a witness may take this long.
     pub witness_timeout_secs: u64,
+    /// Where the audit log is streamed as it is written (`[[audit.export]]`, `docs/audit.md`,
+    /// "Export"); none by default.
+    #[serde(rename = "export", skip_serializing_if = "Vec::is_empty")]
+    pub exports: Vec<export::ExportConfig>,
+    /// The network's name in exported records (ATNA AuditEnterpriseSiteID, FHIR
+    /// source.site); default: `hostname`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// The OID of the network's patient identifiers, when it has one: exported patient ids
+    /// then carry it (`urn:oid:…` in FHIR, the CX assigning authority in ATNA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_id_oid: Option<String>,
+    /// How often exporters look for records other replicas appended.
+    pub export_poll_ms: u64,
+    /// Records per delivery.
+    pub export_batch: usize,
+    /// One attempt at a destination may take this long.
+    pub export_timeout_secs: u64,
+    /// A replica that stops renewing its hold on a destination loses it after this long.
+    pub export_lease_secs: u64,
+    /// Syslog has no acknowledgements: a message counts as received once it was written this
+    /// long ago on a connection that is still up (`docs/audit.md`, "Export").
+    pub export_confirm_ms: u64,
 }
 
 impl Default for Audit {
@@ -284,6 +308,14 @@ impl Default for Audit {
             witness_interval_ms: 1000,
             witness_poll_ms: 5000,
             witness_timeout_secs: 10,
+            exports: Vec::new(),
+            site: None,
+            patient_id_oid: None,
+            export_poll_ms: 1000,
+            export_batch: 500,
+            export_timeout_secs: 10,
+            export_lease_secs: 30,
+            export_confirm_ms: 2000,
         }
     }
 }
@@ -629,6 +661,7 @@ impl Config {
             n.validate()?;
         }
         witness::validate(&self.audit.witnesses)?;
+        export::validate(&self.audit)?;
         if let Some(t) = &self.tunnel {
             t.subnet()?;
             if t.interface.is_empty() || t.interface.len() > 15 {
