@@ -2,6 +2,7 @@
 //! (and the copies witnesses keep: `witness.rs`), a patient's access history read from it (for
 //! a disclosure request: seed 002, 別添4(5)), and serving as another log's witness.
 
+mod export;
 mod witness;
 
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub enum AuditCmd {
         #[command(flatten)]
         witnesses: witness::VerifyWitnesses,
     },
+    /// The audit export to `[[audit.export]]` destinations: where each one is, and moving it.
+    #[command(subcommand)]
+    Export(export::ExportCmd),
     /// Be an HTTPS witness of a gateway's audit log (run on another node): keep the signed
     /// checkpoints it POSTs in a directory, refusing older and forked ones.
     Witness(witness::WitnessArgs),
@@ -105,6 +109,7 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             Ok(0)
         }
         AuditCmd::Witness(args) => witness::serve(args).await,
+        AuditCmd::Export(cmd) => export::run(cmd, op).await,
         AuditCmd::Verify {
             data_dir,
             witnesses,
