@@ -252,6 +252,10 @@ impl Rig {
         self.files.path().join("audit.jsonl")
     }
 
+    fn ndjson(&self) -> PathBuf {
+        self.files.path().join("audit-events.ndjson")
+    }
+
     fn options(&self) -> Options {
         let mut o = Options::default();
         o.replace
@@ -277,12 +281,18 @@ ca_file = "{}"
 name = "archive"
 format = "jsonl"
 file = "{}"
+
+[[audit.export]]
+name = "fhir-archive"
+format = "fhir"
+file = "{}"
 "#,
             self.syslog.port(),
             ca.display(),
             self.fhir.port(),
             ca.display(),
             self.jsonl().display(),
+            self.ndjson().display(),
         ));
         o
     }
@@ -484,6 +494,39 @@ fn every_destination_gets_every_record_validated_after_outages_crashes_and_resta
                 .collect(),
             dir.path(),
         );
+        // The NDJSON file: the same events, valid, once each, in order.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let events: Vec<serde_json::Value> = loop {
+            let events: Vec<serde_json::Value> = std::fs::read_to_string(rig.ndjson())
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            if events.len() as u64 >= size || Instant::now() > deadline {
+                break events;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let order: Vec<u64> = events
+            .iter()
+            .map(|e| {
+                e["id"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(order, (0..order.len() as u64).collect::<Vec<_>>(), "{db:?}");
+        assert!(
+            order.len() as u64 >= size,
+            "{db:?}: {} of {size}",
+            order.len()
+        );
+        validate_fhir(events, dir.path());
         let patient_event = rig
             .arr
             .lock()
@@ -575,12 +618,12 @@ fn every_destination_gets_every_record_validated_after_outages_crashes_and_resta
         );
         let status = within_a_poll(
             || run_ok(&["audit", "export", "status", "--data-dir", g.data_str()]),
-            |s| s.matches("behind by 0").count() == 3,
+            |s| s.matches("behind by 0").count() == 4,
         );
-        for d in ["siem", "arr", "archive"] {
+        for d in ["siem", "arr", "archive", "fhir-archive"] {
             assert!(status.contains(&format!("{d}  (")), "{db:?}: {status}");
         }
-        assert_eq!(status.matches("behind by 0").count(), 3, "{db:?}: {status}");
+        assert_eq!(status.matches("behind by 0").count(), 4, "{db:?}: {status}");
         // An operator sends the whole log to the FHIR server again: each event replaces itself.
         let out = run_ok(&[
             "audit",
