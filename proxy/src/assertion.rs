@@ -24,7 +24,8 @@ pub struct AssertionSigner {
     header_b64: String,
     issuer: String,
     audience: String,
-    jwk: serde_json::Value,
+    /// What is published: this key's JWK first, then recently retired ones.
+    jwks: serde_json::Value,
 }
 
 /// What the gateway vouches for on one request.
@@ -88,8 +89,100 @@ pub struct BreakGlassClaim<'a> {
     pub expires: i64,
 }
 
+/// Retired assertion keys' public JWKs, beside the key, each with `retired_at` (Unix time):
+/// still published for [`RETIRED_PUBLISHED_SECS`] after a rotation, so an upstream checking an
+/// assertion signed just before it (or by a replica not yet restarted) still finds its key.
+pub const RETIRED_FILE: &str = "assertion-retired.jwks";
+/// A week: every replica restarted with the new key, every upstream's JWKS cache refreshed.
+pub const RETIRED_PUBLISHED_SECS: i64 = 7 * 86_400;
+
+/// The P-256 key in a PKCS#8 PEM file, made (0600) when missing.
+fn load_key(key_path: &Path, rng: &SystemRandom) -> Result<EcdsaKeyPair> {
+    let pkcs8 = if key_path.exists() {
+        let pem = std::fs::read_to_string(key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?;
+        KeyPem::from_pem(&pem)
+            .with_context(|| format!("{} is not a PKCS#8 PEM key", key_path.display()))?
+            .der()
+            .to_vec()
+    } else {
+        let der = new_key(rng)?;
+        sekisho_ca::write_private_file(
+            key_path,
+            KeyPem::from_pkcs8_der(&der)?.as_str().as_bytes(),
+        )?;
+        der
+    };
+    EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
+        .map_err(|_| anyhow::anyhow!("{} is not a P-256 key", key_path.display()))
+}
+
+fn new_key(rng: &SystemRandom) -> Result<Vec<u8>> {
+    let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, rng)
+        .map_err(|_| anyhow::anyhow!("cannot generate the assertion key"))?;
+    Ok(doc.as_ref().to_vec())
+}
+
+/// The key's JWK and its `kid`, the RFC 7638 thumbprint.
+fn jwk_of(key: &EcdsaKeyPair) -> (String, serde_json::Value) {
+    let public = key.public_key().as_ref();
+    // Uncompressed point: 0x04 || x || y.
+    let (x, y) = (
+        B64URL.encode(&public[1..33]),
+        B64URL.encode(&public[33..65]),
+    );
+    // RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
+    let thumb_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    let kid = B64URL.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        thumb_input.as_bytes(),
+    ));
+    let jwk = serde_json::json!({"kty":"EC","crv":"P-256","x":x,"y":y,"kid":kid,"use":"sig","alg":"ES256"});
+    (kid, jwk)
+}
+
+fn retired_path(key_path: &Path) -> std::path::PathBuf {
+    key_path.with_file_name(RETIRED_FILE)
+}
+
+/// The retired keys' JWKs, newest first, with their `retired_at`.
+pub fn retired(key_path: &Path) -> Result<Vec<serde_json::Value>> {
+    let path = retired_path(key_path);
+    match std::fs::read(&path) {
+        Ok(b) => {
+            let v: serde_json::Value = serde_json::from_slice(&b)
+                .with_context(|| format!("{} is not a JWKS", path.display()))?;
+            Ok(v["keys"].as_array().cloned().unwrap_or_default())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Replaces the assertion key with a new one; the old one's public JWK is kept in
+/// [`RETIRED_FILE`] first (so a crash in between leaves the old key working and listed).
+/// Returns (old kid, new kid). Gateways sign with the new key from their next start.
+pub fn rotate(key_path: &Path) -> Result<(String, String)> {
+    let rng = SystemRandom::new();
+    let old = load_key(key_path, &rng)?;
+    let (old_kid, mut old_jwk) = jwk_of(&old);
+    old_jwk["retired_at"] = time::OffsetDateTime::now_utc().unix_timestamp().into();
+    let mut keys = vec![old_jwk];
+    keys.extend(retired(key_path)?);
+    write_if_changed(
+        &retired_path(key_path),
+        &serde_json::to_vec_pretty(&serde_json::json!({ "keys": keys }))?,
+    )?;
+    let der = new_key(&rng)?;
+    sekisho_ca::write_private_file(key_path, KeyPem::from_pkcs8_der(&der)?.as_str().as_bytes())?;
+    let new = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+        .map_err(|_| anyhow::anyhow!("the new assertion key does not load"))?;
+    Ok((old_kid, jwk_of(&new).0))
+}
+
 impl AssertionSigner {
-    /// Creates the key on first use (0600) and writes the JWKS next to it.
+    /// Creates the key on first use (0600) and writes the JWKS next to it: this key, and the
+    /// keys retired in the last week (`rotate`).
     pub fn load_or_create(
         key_path: &Path,
         jwks_path: &Path,
@@ -97,39 +190,20 @@ impl AssertionSigner {
         audience: String,
     ) -> Result<Self> {
         let rng = SystemRandom::new();
-        let pkcs8 = if key_path.exists() {
-            let pem = std::fs::read_to_string(key_path)
-                .with_context(|| format!("cannot read {}", key_path.display()))?;
-            KeyPem::from_pem(&pem)
-                .with_context(|| format!("{} is not a PKCS#8 PEM key", key_path.display()))?
-                .der()
-                .to_vec()
-        } else {
-            let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| anyhow::anyhow!("cannot generate the assertion key"))?;
-            let der = doc.as_ref().to_vec();
-            sekisho_ca::write_private_file(
-                key_path,
-                KeyPem::from_pkcs8_der(&der)?.as_str().as_bytes(),
-            )?;
-            der
-        };
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8)
-            .map_err(|_| anyhow::anyhow!("{} is not a P-256 key", key_path.display()))?;
-        let public = key.public_key().as_ref();
-        // Uncompressed point: 0x04 || x || y.
-        let (x, y) = (
-            B64URL.encode(&public[1..33]),
-            B64URL.encode(&public[33..65]),
-        );
-        // RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
-        let thumb_input = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        let kid = B64URL.encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            thumb_input.as_bytes(),
-        ));
-        let jwk = serde_json::json!({"kty":"EC","crv":"P-256","x":x,"y":y,"kid":kid,"use":"sig","alg":"ES256"});
-        let jwks = serde_json::to_vec_pretty(&serde_json::json!({ "keys": [jwk] }))?;
+        let key = load_key(key_path, &rng)?;
+        let (kid, jwk) = jwk_of(&key);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut published = vec![jwk.clone()];
+        for mut k in retired(key_path)? {
+            let at = k["retired_at"].as_i64().unwrap_or(0);
+            if now - at < RETIRED_PUBLISHED_SECS && k["kid"] != kid.as_str() {
+                if let Some(o) = k.as_object_mut() {
+                    o.remove("retired_at");
+                }
+                published.push(k);
+            }
+        }
+        let jwks = serde_json::to_vec_pretty(&serde_json::json!({ "keys": published }))?;
         write_if_changed(jwks_path, &jwks)?;
         let header = serde_json::json!({"alg":"ES256","typ":"JWT","kid":kid});
         Ok(AssertionSigner {
@@ -139,7 +213,7 @@ impl AssertionSigner {
             kid,
             issuer,
             audience,
-            jwk,
+            jwks: serde_json::json!({ "keys": published }),
         })
     }
 
@@ -156,7 +230,7 @@ impl AssertionSigner {
     }
 
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.jwk] })
+        self.jwks.clone()
     }
 
     pub fn sign(&self, claims: &Claims<'_>) -> Result<String> {
@@ -243,5 +317,45 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_rotated_key_signs_and_the_retired_one_stays_published_for_a_week() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, jwks) = (
+            dir.path().join("assertion.key"),
+            dir.path().join("jwks.json"),
+        );
+        let load = || {
+            AssertionSigner::load_or_create(&key, &jwks, "https://gw".into(), "https://app".into())
+                .unwrap()
+        };
+        let first = load();
+        let (old, new) = rotate(&key).unwrap();
+        assert_eq!(old, first.kid());
+        assert_ne!(old, new);
+        let second = load();
+        assert_eq!(second.kid(), new);
+        let kids: Vec<String> = second.jwks()["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(kids, [new.clone(), old.clone()]);
+        assert!(second.jwks()["keys"][1].get("retired_at").is_none());
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&jwks).unwrap()).unwrap();
+        assert_eq!(on_disk, second.jwks());
+        // A week later the retired key is no longer published (still listed in the file).
+        let mut r = retired(&key).unwrap();
+        r[0]["retired_at"] =
+            (time::OffsetDateTime::now_utc().unix_timestamp() - RETIRED_PUBLISHED_SECS - 1).into();
+        std::fs::write(
+            dir.path().join(RETIRED_FILE),
+            serde_json::to_vec(&serde_json::json!({ "keys": r })).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(load().jwks()["keys"].as_array().unwrap().len(), 1);
     }
 }

@@ -108,10 +108,11 @@ pub async fn open_audit(
     .await
 }
 
-/// The keys the console checks checkpoints with: this node's, and those of the other replicas
-/// listed beside it in `audit/checkpoint.pub` (as `sekisho audit verify` reads them).
+/// The keys the console checks checkpoints with: this node's, those of the other replicas
+/// listed beside it in `audit/checkpoint.pub`, and retired ones (as `sekisho audit verify`
+/// reads them).
 fn checkpoint_verifiers(dd: &DataDir) -> Vec<sekisho_audit::Verifier> {
-    std::fs::read_to_string(dd.audit_dir().join("checkpoint.pub"))
+    sekisho_audit::checkpoint::verifier_keys(&dd.audit_dir())
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|k| sekisho_audit::Verifier::parse(k).ok())

@@ -28,6 +28,26 @@ const SIG_PREFIX: &str = "\u{2014} ";
 
 pub const KEY_FILE: &str = "checkpoint.key";
 pub const PUB_FILE: &str = "checkpoint.pub";
+/// The verifier keys of earlier checkpoint keys (one per line): checkpoints they signed stay in
+/// the log, so `verify` needs them after a rotation.
+pub const RETIRED_FILE: &str = "checkpoint.retired";
+
+/// What `verify` checks this log's checkpoints with: the verifier keys in `dir/checkpoint.pub`
+/// (this key, and any other replicas' listed beside it) and `dir/checkpoint.retired`.
+pub fn verifier_keys(dir: &Path) -> Result<String> {
+    let path = dir.join(PUB_FILE);
+    let mut keys =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    match fs::read_to_string(dir.join(RETIRED_FILE)) {
+        Ok(r) => {
+            keys.push('\n');
+            keys.push_str(&r);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("cannot read the retired checkpoint keys"),
+    }
+    Ok(keys)
+}
 
 /// The Ed25519 key that signs checkpoints. Replicas that share one log share one key.
 #[derive(Clone)]
@@ -84,6 +104,36 @@ impl CheckpointKey {
             sekisho_store::durable::replace_file(dir, &pub_path, want.as_bytes(), 0o644)?;
         }
         Ok(key)
+    }
+
+    /// Replaces `dir/checkpoint.key` with a new key, its verifier key listed in
+    /// `checkpoint.retired` first (so a crash in between leaves the old key working and every
+    /// checkpoint verifiable). Returns (old, new) verifier keys. Writers sign with the new key
+    /// from their next start; checkpoints of both verify.
+    pub fn rotate(dir: &Path, name: &str) -> Result<(String, String)> {
+        let old = CheckpointKey::load_or_create(dir, name)?;
+        let retired_path = dir.join(RETIRED_FILE);
+        let mut retired = match fs::read_to_string(&retired_path) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).context("cannot read the retired checkpoint keys"),
+        };
+        if !retired.lines().any(|l| l.trim() == old.verifier_key()) {
+            retired.push_str(&old.verifier_key());
+            retired.push('\n');
+            sekisho_store::durable::replace_file(dir, &retired_path, retired.as_bytes(), 0o644)?;
+        }
+        let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
+            .map_err(|_| anyhow!("cannot generate an Ed25519 key"))?;
+        let pem = KeyPem::from_pkcs8_der(doc.as_ref())?;
+        sekisho_store::durable::replace_file(
+            dir,
+            &dir.join(KEY_FILE),
+            pem.as_str().as_bytes(),
+            0o600,
+        )?;
+        let new = CheckpointKey::load_or_create(dir, name)?;
+        Ok((old.verifier_key(), new.verifier_key()))
     }
 
     /// A key from PKCS#8 (v1 or v2) DER.
@@ -504,6 +554,35 @@ mod tests {
         assert_eq!(
             fs::read_to_string(kdir.join(PUB_FILE)).unwrap(),
             format!("{}\n", a.verifier_key())
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_keeps_the_old_verifier_key_for_the_checkpoints_it_signed() {
+        let kdir = tempfile::tempdir().unwrap();
+        let a = CheckpointKey::load_or_create(kdir.path(), "sekisho.test").unwrap();
+        let note_a = a.sign_note("sekisho.test/audit\n1\nAAAA\n");
+        let (old, new) = CheckpointKey::rotate(kdir.path(), "sekisho.test").unwrap();
+        assert_eq!(old, a.verifier_key());
+        assert_ne!(old, new);
+        let b = CheckpointKey::load_or_create(kdir.path(), "sekisho.test").unwrap();
+        assert_eq!(b.verifier_key(), new);
+        let keys = verifier_keys(kdir.path()).unwrap();
+        let verifiers: Vec<Verifier> = keys
+            .split_whitespace()
+            .map(|k| Verifier::parse(k).unwrap())
+            .collect();
+        assert_eq!(verifiers.len(), 2);
+        assert!(verifiers.iter().any(|v| v.open(&note_a).is_ok()));
+        assert!(b.verifier_key() != old && Verifier::parse(&new).unwrap().open(&note_a).is_err());
+        // Rotating again keeps both earlier keys.
+        CheckpointKey::rotate(kdir.path(), "sekisho.test").unwrap();
+        assert_eq!(
+            verifier_keys(kdir.path())
+                .unwrap()
+                .split_whitespace()
+                .count(),
+            3
         );
     }
 }

@@ -644,7 +644,7 @@ async fn record_and_verify(
         anyhow::anyhow!("the restore could not be recorded in the restored audit log: {e}")
     })?;
     r.record_index = Some(idx);
-    let key = std::fs::read_to_string(dd.audit_dir().join("checkpoint.pub"))
+    let key = sekisho_audit::checkpoint::verifier_keys(&dd.audit_dir())
         .context("the backup has no audit/checkpoint.pub")?;
     let report = sekisho_audit::verify(&store, key.trim()).await?;
     store.close().await;

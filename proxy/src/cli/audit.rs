@@ -7,7 +7,7 @@ mod witness;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Subcommand;
 
 use super::admin_audit::{Operator, cli_record, officer};
@@ -115,9 +115,7 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             witnesses,
         } => {
             let (dd, cfg, store) = open(&data_dir).await?;
-            let key_file = dd.audit_dir().join("checkpoint.pub");
-            let key = std::fs::read_to_string(&key_file)
-                .with_context(|| format!("cannot read {}", key_file.display()))?;
+            let key = sekisho_audit::checkpoint::verifier_keys(&dd.audit_dir())?;
             let (copies, unreadable) = witnesses.copies(&dd, &cfg).await;
             let asked = copies.len() + unreadable.len();
             let mut report = sekisho_audit::verify_witnessed(&store, key.trim(), copies).await?;

@@ -25,6 +25,7 @@ mod careteam;
 mod data_dir;
 mod facility;
 mod init;
+mod keys;
 mod notice;
 mod operator_token;
 mod patient;
@@ -102,6 +103,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// The gateway's signing keys (assertion, audit checkpoints): list, rotate.
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
     /// Emergency access declarations: list, show, review, approve, end, statistics (R-BG-3).
     #[command(subcommand)]
     Breakglass(BreakglassCmd),
@@ -149,6 +153,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Maintenance(m) => notice::run_maintenance(m, &op).await,
         Command::Audit(a) => audit::run(a, &op).await,
         Command::Breakglass(b) => breakglass::run(b, &op).await,
+        Command::Keys(k) => keys::run(k, &op).await,
         Command::Backup(a) => backup::backup(a, &op).await,
         Command::Restore(a) => backup::restore(a, &op).await,
         Command::Demo(a) => init::demo(a).await,
