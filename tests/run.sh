@@ -12,9 +12,11 @@ cd "$(dirname "$0")/.."
 # iperf3 for the tunnel benchmark, zbar-tools to read back the QR codes, and for the browser
 # test (tests/browser.rs) Chromium with chromedriver, the NSS tools that give it the terminal's
 # certificate, and Japanese fonts; systemd-analyze (package systemd) scores the unit file;
-# xmllint (libxml2-utils) validates the exported ATNA messages against the DICOM schema.
+# xmllint (libxml2-utils) validates the exported ATNA messages against the DICOM schema;
+# podman with runc, its network plugins and iptables to build and run the container image
+# (tests/container.rs), and debootstrap for its base image (no registry needed).
 need=()
-for pkg in libpcsclite-dev pcscd systemd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk libxml2-utils; do
+for pkg in libpcsclite-dev pcscd systemd vsmartcard-vpcd curl openssl postgresql-client pkg-config iproute2 wireguard-go wireguard-tools iperf3 zbar-tools chromium chromium-driver libnss3-tools fonts-noto-cjk libxml2-utils podman runc containernetworking-plugins iptables debootstrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

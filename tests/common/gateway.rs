@@ -65,6 +65,21 @@ pub struct PgDb {
     name: String,
 }
 
+impl PgDb {
+    /// A new, empty database of its own (dropped with the value); its URL.
+    pub fn create() -> (String, PgDb) {
+        let admin =
+            std::env::var("SEKISHO_TEST_PG_URL").unwrap_or_else(|_| testdb::DEFAULT_PG_URL.into());
+        let name = format!("sekisho_it_{}", sekisho_protocol::new_request_id());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (url, admin) = rt.block_on(testdb::create_pg_database(&admin, &name));
+        (url, PgDb { admin, name })
+    }
+}
+
 impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = Command::new("psql")
@@ -124,15 +139,8 @@ impl Gateway {
         let (store_url, pg) = match db {
             Db::Sqlite => (String::new(), None),
             Db::Postgres => {
-                let admin = std::env::var("SEKISHO_TEST_PG_URL")
-                    .unwrap_or_else(|_| testdb::DEFAULT_PG_URL.into());
-                let name = format!("sekisho_it_{}", sekisho_protocol::new_request_id());
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                let (url, admin) = rt.block_on(testdb::create_pg_database(&admin, &name));
-                (url, Some(PgDb { admin, name }))
+                let (url, pg) = PgDb::create();
+                (url, Some(pg))
             }
         };
         let up_url = opts
@@ -193,6 +201,34 @@ impl Gateway {
         prepare(&g);
         g.serve();
         g
+    }
+
+    /// A gateway over a data dir made elsewhere (an older release's, `tests/upgrade.rs`), not
+    /// serving yet; `out` holds its terminal t1's files, `pg` the database it owns if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        out: PathBuf,
+        (port, enroll_port, mgmt_port): (u16, u16, u16),
+        upstream: Upstream,
+        db: Db,
+        store_url: String,
+        pg: Option<PgDb>,
+    ) -> Gateway {
+        Gateway {
+            dir,
+            data,
+            out,
+            port,
+            enroll_port,
+            mgmt_port,
+            upstream,
+            db,
+            store_url,
+            child: None,
+            _pg: pg,
+        }
     }
 
     /// Another replica of this gateway on the same PostgreSQL store, as deploy/README.md sets
@@ -275,6 +311,12 @@ impl Gateway {
     }
 
     pub fn serve(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts `sekisho serve` without waiting for it (two gateways starting at once).
+    pub fn spawn(&mut self) {
         let child = sekisho()
             .args(["serve", "--data-dir", self.data_str()])
             .stdin(Stdio::null())
@@ -282,6 +324,10 @@ impl Gateway {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Waits until the spawned gateway answers `/readyz` with 200.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(Ok(body)) = self

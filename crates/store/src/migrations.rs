@@ -143,6 +143,12 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The versions this build applies, in order (what an upgraded database must list).
+#[cfg(any(test, feature = "test-util"))]
+pub(crate) fn versions() -> impl Iterator<Item = (i64, &'static str)> {
+    MIGRATIONS.iter().map(|m| (m.version, m.name))
+}
+
 pub(super) async fn run(store: &Store) -> Result<()> {
     let pool = store.pool();
     sqlx::raw_sql(

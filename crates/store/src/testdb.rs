@@ -18,6 +18,14 @@ pub fn postgres_reachable() -> bool {
     std::net::TcpStream::connect(host).is_ok()
 }
 
+/// The migrations this build applies, as (version, name), in order: an upgrade test compares a
+/// database's `schema_migrations` with it.
+pub fn migrations() -> Vec<(i64, String)> {
+    crate::migrations::versions()
+        .map(|(v, n)| (v, n.to_string()))
+        .collect()
+}
+
 pub struct TestDb {
     pub store: Store,
     pub url: String,
