@@ -135,6 +135,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0021_operator_tokens.sql"),
         postgres: include_str!("migrations/0021_operator_tokens.sql"),
     },
+    // 22 is the audit export's (another branch).
+    Migration {
+        version: 23,
+        name: "audit_retention",
+        sqlite: include_str!("migrations/0023_audit_retention.sql"),
+        postgres: include_str!("migrations/0023_audit_retention.sql"),
+    },
 ];
 
 pub(super) async fn run(store: &Store) -> Result<()> {
