@@ -2,6 +2,7 @@
 //! Relative paths in it are relative to the data dir, so a data dir can be moved whole.
 
 pub mod break_glass;
+pub mod retention;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -273,6 +274,8 @@ pub struct Audit {
     pub witness_poll_ms: u64,
     /// One attempt at a witness may take this long.
     pub witness_timeout_secs: u64,
+    /// How long records keep their bodies, and when the gateway prunes (`[audit.retention]`).
+    pub retention: retention::RetentionConfig,
 }
 
 impl Default for Audit {
@@ -284,6 +287,7 @@ impl Default for Audit {
             witness_interval_ms: 1000,
             witness_poll_ms: 5000,
             witness_timeout_secs: 10,
+            retention: retention::RetentionConfig::default(),
         }
     }
 }
@@ -629,6 +633,7 @@ impl Config {
             n.validate()?;
         }
         witness::validate(&self.audit.witnesses)?;
+        self.audit.retention.validate()?;
         if let Some(t) = &self.tunnel {
             t.subnet()?;
             if t.interface.is_empty() || t.interface.len() > 15 {
