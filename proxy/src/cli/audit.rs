@@ -2,6 +2,7 @@
 //! (and the copies witnesses keep: `witness.rs`), a patient's access history read from it (for
 //! a disclosure request: seed 002, 別添4(5)), and serving as another log's witness.
 
+mod prune;
 mod witness;
 
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub enum AuditCmd {
         #[command(flatten)]
         witnesses: witness::VerifyWitnesses,
     },
+    /// Drop the bodies of records past their kind's retention (`[audit.retention]`), keeping
+    /// their leaves so `verify` still passes; on record as the operator's act.
+    Prune(prune::PruneArgs),
     /// Be an HTTPS witness of a gateway's audit log (run on another node): keep the signed
     /// checkpoints it POSTs in a directory, refusing older and forked ones.
     Witness(witness::WitnessArgs),
@@ -105,6 +109,7 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             Ok(0)
         }
         AuditCmd::Witness(args) => witness::serve(args).await,
+        AuditCmd::Prune(args) => prune::run(args, op).await,
         AuditCmd::Verify {
             data_dir,
             witnesses,
@@ -133,21 +138,27 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
                 } else {
                     "audit_verify_failed".into()
                 },
-                detail: Some(if witnesses.any() {
-                    format!(
-                        "{} records, {} checkpoints, {asked} witness(es), {} problem(s)",
-                        report.records,
-                        report.checkpoints,
-                        report.problems.len()
-                    )
-                } else {
-                    format!(
-                        "{} records, {} checkpoints, {} problem(s)",
-                        report.records,
-                        report.checkpoints,
-                        report.problems.len()
-                    )
-                }),
+                detail: Some(
+                    if witnesses.any() {
+                        format!(
+                            "{} records, {} checkpoints, {asked} witness(es), {} problem(s)",
+                            report.records,
+                            report.checkpoints,
+                            report.problems.len()
+                        )
+                    } else {
+                        format!(
+                            "{} records, {} checkpoints, {} problem(s)",
+                            report.records,
+                            report.checkpoints,
+                            report.problems.len()
+                        )
+                    } + &if report.pruned_records > 0 {
+                        format!(", {} pruned after retention", report.pruned_records)
+                    } else {
+                        String::new()
+                    },
+                ),
                 ..Default::default()
             };
             let log =
@@ -169,6 +180,15 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             );
             for w in &report.witnessed {
                 println!("{w}");
+            }
+            for p in &report.pruned {
+                println!("pruned: {}", prune::describe(p));
+            }
+            if report.pruned_records > 0 && report.is_clean() {
+                println!(
+                    "{} record(s) pruned after their retention: their leaves are verified against the checkpoints",
+                    report.pruned_records
+                );
             }
             if report.problems.is_empty() {
                 println!("audit log OK: every record is covered by a valid signed checkpoint");
