@@ -285,6 +285,25 @@ pub(crate) fn started_run(json: &str) -> Option<String> {
     run_of(rec.detail.as_deref()?).map(str::to_string)
 }
 
+/// Whether `json` is an `audit_pruned` (closing) record: the run it names and the index span it
+/// says the run emptied.
+pub(crate) fn done_span(json: &str) -> Option<(String, (u64, u64))> {
+    if !json.contains(DONE) {
+        return None;
+    }
+    let rec: AuditRecord = serde_json::from_str(json).ok()?;
+    if rec.event != Event::Operation || rec.reason != DONE {
+        return None;
+    }
+    let detail = rec.detail.as_deref()?;
+    let (_, span) = detail.rsplit_once("; span idx ")?;
+    let (a, b) = span.split_once('-')?;
+    Some((
+        run_of(detail)?.to_string(),
+        (a.parse().ok()?, b.parse().ok()?),
+    ))
+}
+
 /// Prunes what is past retention. Nothing eligible: nothing is recorded or changed (the
 /// returned run id is empty). Another run in progress: `Err` holding [`Busy`].
 pub async fn prune(store: &Store, log: &AuditLog, run: &PruneRun<'_>) -> Result<Pruned> {

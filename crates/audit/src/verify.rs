@@ -14,7 +14,7 @@
 //! Problems start with what they concern: `record 17: …`, `records 10-19: …` (a range when only
 //! a checkpoint root mismatch shows that something in it is wrong), or `head: …`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use anyhow::{Context, Result, bail};
 use sqlx::Row;
@@ -252,6 +252,8 @@ struct Pruned {
     /// (run, first, last) of every recorded range.
     runs: Vec<(String, u64, u64)>,
     started: BTreeSet<String>,
+    /// What each run's closing `audit_pruned` record says it emptied.
+    done: BTreeMap<String, (u64, u64)>,
     records: u64,
 }
 
@@ -378,6 +380,8 @@ impl Walk {
         }
         if let Some(run) = crate::retention::started_run(record) {
             self.pruned.started.insert(run);
+        } else if let Some((run, span)) = crate::retention::done_span(record) {
+            self.pruned.done.insert(run, span);
         }
         let leaf = leaf_hash(record.as_bytes());
         if stored != Some(&leaf[..]) {
@@ -482,6 +486,14 @@ impl Walk {
             if !self.pruned.started.contains(run) {
                 self.problems.push(format!(
                     "{}: recorded as pruned by run {run}, but no audit_prune_started record in the log names that run",
+                    span(*a, b + 1)
+                ));
+            } else if let Some((da, db)) = self.pruned.done.get(run)
+                && (a < da || b > db)
+            {
+                // A run cut short has no closing record; its range stands on the started one.
+                self.problems.push(format!(
+                    "{}: recorded as pruned by run {run}, but its audit_pruned record says it emptied idx {da}-{db}",
                     span(*a, b + 1)
                 ));
             }

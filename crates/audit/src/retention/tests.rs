@@ -279,6 +279,28 @@ async fn prune_keeps_leaves_and_verify_names_the_ranges() {
             .unwrap();
         let report = verify(&db.store, &vkey).await.unwrap();
         assert!(report.is_clean(), "{kind:?}: {:#?}", report.problems);
+        // A run's range stretched beyond what its closing record says, to cover an emptied body.
+        sqlx::query("UPDATE audit_records SET record = '' WHERE idx = 151")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_pruned SET last_idx = 151")
+            .execute(pool)
+            .await
+            .unwrap();
+        let report = verify(&db.store, &vkey).await.unwrap();
+        assert_eq!(
+            report.problems,
+            [format!(
+                "records 0-151: recorded as pruned by run {}, but its audit_pruned record says it emptied idx 0-118",
+                done.run
+            )],
+            "{kind:?}"
+        );
+        sqlx::query("UPDATE audit_pruned SET last_idx = 118")
+            .execute(pool)
+            .await
+            .unwrap();
         // Bodies emptied behind a range the log does not name (no audit_prune_started record).
         sqlx::query("UPDATE audit_records SET record = '' WHERE idx = 151")
             .execute(pool)
