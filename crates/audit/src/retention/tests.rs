@@ -445,3 +445,62 @@ async fn sqlite_pruned_bodies_leave_the_file() {
     assert!(file_has("PX-SECRET-0002"), "a break-glass record is kept");
     assert!(file_has("PX-SECRET-0150"), "a recent record is kept");
 }
+
+/// A run cut off between batches (the process stopped) leaves a consistent log: what it emptied
+/// is recorded, `verify` passes on the started record alone, and the next run (once the dead
+/// run's lease has expired) finishes the work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_off_leaves_a_consistent_log_and_the_next_one_finishes() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let key = key();
+        let (log, _) = open_log(&db.store, &key, "gw1", 16).await;
+        fill(&log).await;
+        let r = retention();
+        let emptied = || async {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM audit_records WHERE record = ''")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap()
+        };
+        let cut = async {
+            while emptied().await < 6 {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        };
+        let small = run(&r, None, 3);
+        tokio::select! {
+            r = prune(&db.store, &log, &small) => panic!("{kind:?}: not cut off: {r:?}"),
+            _ = cut => {}
+        }
+        // Give a dropped connection's rollback time to land.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let part = emptied().await;
+        assert!((6..80).contains(&part), "{kind:?}: {part}");
+        let ranges = pruned_ranges(&db.store).await;
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(
+            ranges[0].2, part,
+            "{kind:?}: the range counts what was emptied"
+        );
+        let report = verify(&db.store, &key.verifier_key()).await.unwrap();
+        assert!(report.is_clean(), "{kind:?}: {:#?}", report.problems);
+        assert_eq!(report.pruned_records, part as u64);
+
+        // The dead run's lease holds until it expires.
+        let e = prune(&db.store, &log, &run(&r, None, 50))
+            .await
+            .unwrap_err();
+        assert!(e.is::<Busy>(), "{kind:?}: {e:#}");
+        sqlx::query("UPDATE audit_prune_lease SET expires_at = 0")
+            .execute(db.store.pool())
+            .await
+            .unwrap();
+        let rest = prune(&db.store, &log, &run(&r, None, 50)).await.unwrap();
+        assert_eq!(rest.records as i64 + part, 80, "{kind:?}");
+        let report = verify(&db.store, &key.verifier_key()).await.unwrap();
+        assert!(report.is_clean(), "{kind:?}: {:#?}", report.problems);
+        assert_eq!((report.pruned_records, report.pruned.len()), (80, 2));
+        log.shutdown().await;
+    }
+}
