@@ -1,8 +1,10 @@
 //! `sekisho serve`: builds the gateway from a data dir, starts the three listeners (terminals,
 //! enrollment, management), the watcher that keeps the registry, sessions, CRL, tunnel
 //! peers and policies current (`watch.rs`), the notification sender when `[notify]` has
-//! channels, and the copier of signed checkpoints to `[[audit.witness]]`.
+//! channels, the copier of signed checkpoints to `[[audit.witness]]`, and the daily prune of
+//! audit records past their retention (`retention.rs`).
 
+mod retention;
 pub mod systemd;
 mod watch;
 
@@ -307,6 +309,12 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         tasks.push(tokio::spawn(notifier.clone().run(rx.clone())));
     }
     tokio::spawn(crl_fetch::run(hpki.clone(), rx.clone()));
+    tokio::spawn(retention::run(
+        cfg.clone(),
+        store.clone(),
+        audit.clone(),
+        rx.clone(),
+    ));
     let watcher = Watcher {
         cfg: cfg.clone(),
         store,

@@ -11,7 +11,8 @@
 //! - `verify`: the offline check behind `sekisho audit verify` (and `--witness`);
 //! - `witness`: copies of the signed checkpoints off the machine (a directory, an HTTPS
 //!   endpoint), the gateway's copier, and the receiving side of the HTTPS protocol;
-//! - `search`: the console's search, a page at a time, with each record's standing in the tree.
+//! - `search`: the console's search, a page at a time, with each record's standing in the tree;
+//! - `retention`: pruning the bodies of records past their kind's retention (R-OPS-5), leaves kept.
 //!
 //! Several gateway replicas may append to one PostgreSQL log: each batch transaction first
 //! updates the single `audit_head` row (SQLite's write lock, PostgreSQL's row lock), then reads
@@ -24,6 +25,7 @@ pub mod checkpoint;
 pub mod forge;
 pub mod merkle;
 mod record;
+pub mod retention;
 pub mod search;
 mod verify;
 pub mod witness;
@@ -37,7 +39,7 @@ use prometheus_client::registry::Registry;
 
 pub use checkpoint::{CheckpointKey, SignedCheckpoint, Verifier};
 pub use record::{AuditRecord, Decision, Event, format_time};
-pub use verify::{VerifyReport, verify, verify_witnessed};
+pub use verify::{PrunedRange, VerifyReport, verify, verify_witnessed};
 pub use writer::AuditLog;
 /// The writer's multi-row INSERT, for the search benchmark's bulk load (the same columns).
 #[doc(hidden)]

@@ -9,7 +9,9 @@
 //! checked against the configured verifier keys.
 //!
 //! The search columns beside `record` are copies made by the writer; what is shown is parsed
-//! from `record`, the hashed bytes.
+//! from `record`, the hashed bytes. A record whose body retention pruned (`retention.rs`) is
+//! found only by what it keeps (time, event, decision, node) and comes back marked `pruned`,
+//! with just those fields.
 
 use anyhow::{Context, Result};
 use sqlx::{AssertSqlSafe, Row};
@@ -94,6 +96,9 @@ pub struct Found {
     pub leaf_matches: bool,
     /// Inside the latest checkpoint, and that checkpoint's signature verified.
     pub in_signed_checkpoint: bool,
+    /// The body was pruned after its retention: `record` holds only the kept columns, and
+    /// `leaf_matches` is false (there are no bytes to hash; `audit verify` checks the leaf).
+    pub pruned: bool,
 }
 
 /// One page, newest first; `older` is the cursor of the next page when there is one.
@@ -148,7 +153,9 @@ pub async fn search(
     limit: i64,
     checkpoint: Option<&LatestCheckpoint>,
 ) -> Result<Page> {
-    let mut sql = String::from("SELECT idx, ts, leaf_hash, record FROM audit_records WHERE 1 = 1");
+    let mut sql = String::from(
+        "SELECT idx, ts, leaf_hash, record, event, decision, node FROM audit_records WHERE 1 = 1",
+    );
     let mut n = 0;
     let mut next = || {
         n += 1;
@@ -199,6 +206,17 @@ pub async fn search(
         let ts: i64 = row.try_get(1)?;
         let stored: Vec<u8> = row.try_get(2)?;
         let text: String = row.try_get(3)?;
+        if text.is_empty() {
+            page.rows.push(Found {
+                idx,
+                ts,
+                record: kept(ts, row.try_get(4)?, row.try_get(5)?, row.try_get(6)?),
+                leaf_matches: false,
+                in_signed_checkpoint: idx < signed_size,
+                pruned: true,
+            });
+            continue;
+        }
         let record: AuditRecord = serde_json::from_str(&text)
             .with_context(|| format!("audit record {idx} is not readable"))?;
         page.rows.push(Found {
@@ -207,6 +225,7 @@ pub async fn search(
             record,
             leaf_matches: stored.as_slice() == leaf_hash(text.as_bytes()).as_slice(),
             in_signed_checkpoint: idx < signed_size,
+            pruned: false,
         });
     }
     if rows.len() as i64 > limit {
@@ -216,6 +235,21 @@ pub async fn search(
         });
     }
     Ok(page)
+}
+
+/// What a pruned record still says: its time, event, decision and node (from the columns).
+fn kept(ts: i64, event: String, decision: String, node: String) -> AuditRecord {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts) * 1_000_000)
+        .map(crate::record::format_time)
+        .unwrap_or_default();
+    AuditRecord {
+        time,
+        event: serde_json::from_value(serde_json::Value::String(event)).unwrap_or_default(),
+        decision: serde_json::from_value(serde_json::Value::String(decision)).unwrap_or_default(),
+        node,
+        reason: "pruned".into(),
+        ..Default::default()
+    }
 }
 
 /// Fills the search columns (`facility`, `reason`, `route`) of records written before they

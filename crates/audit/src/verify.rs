@@ -3,13 +3,18 @@
 //! its size), that leaf indexes run from 0 without gaps, that each stored leaf hash matches its
 //! record, that no record lies after the last signed checkpoint, and that the head agrees.
 //!
+//! A record whose body was pruned (R-OPS-5, `retention.rs`) is taken by its stored leaf hash,
+//! provided its index lies in a range recorded in `audit_pruned` by a run that an
+//! `audit_prune_started` record in the log names; the checkpoints then vouch for that hash. An
+//! emptied body anywhere else is a problem.
+//!
 //! Everything is read in one read-only transaction (one snapshot), so appends that commit
 //! meanwhile are simply not seen.
 //!
 //! Problems start with what they concern: `record 17: …`, `records 10-19: …` (a range when only
 //! a checkpoint root mismatch shows that something in it is wrong), or `head: …`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use anyhow::{Context, Result, bail};
 use sqlx::Row;
@@ -31,6 +36,27 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// What the witnesses' copies confirmed, one line per witness (`verify_witnessed`).
     pub witnessed: Vec<String>,
+    /// The ranges retention pruned, by index (`audit_pruned`), and how many records read had
+    /// their body pruned (taken by their leaf hash).
+    pub pruned: Vec<PrunedRange>,
+    pub pruned_records: u64,
+}
+
+/// One prune run's range, as `audit_pruned` records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunedRange {
+    pub run: String,
+    pub first_idx: u64,
+    pub last_idx: u64,
+    /// Records the run emptied in the range (records of kinds kept longer stay whole in it).
+    pub records: u64,
+    /// The kinds it emptied, comma-separated.
+    pub events: String,
+    /// The newest record time among them (Unix ms).
+    pub newest_ts: i64,
+    /// Unix seconds.
+    pub pruned_at: i64,
+    pub pruned_by: String,
 }
 
 impl VerifyReport {
@@ -69,7 +95,29 @@ pub async fn verify_witnessed(
             .execute(&mut *tx)
             .await?;
     }
+    let pruned = sqlx::query(
+        "SELECT run, first_idx, last_idx, records, events, newest_ts, pruned_at, pruned_by
+         FROM audit_pruned ORDER BY first_idx, run",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("cannot read the pruned ranges")?
+    .iter()
+    .map(|r| {
+        Ok(PrunedRange {
+            run: r.try_get(0)?,
+            first_idx: r.try_get::<i64, _>(1)?.max(0) as u64,
+            last_idx: r.try_get::<i64, _>(2)?.max(0) as u64,
+            records: r.try_get::<i64, _>(3)?.max(0) as u64,
+            events: r.try_get(4)?,
+            newest_ts: r.try_get(5)?,
+            pruned_at: r.try_get(6)?,
+            pruned_by: r.try_get(7)?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
     let mut walk = Walk::new(verifiers.clone());
+    walk.pruned = Pruned::new(&pruned);
     if !witnesses.is_empty() {
         walk.witness = Some(WitnessCheck::new(verifiers, witnesses));
         walk.reach();
@@ -116,7 +164,9 @@ pub async fn verify_witnessed(
         None => None,
     };
     tx.rollback().await.ok();
-    Ok(walk.finish(head))
+    let mut report = walk.finish(head);
+    report.pruned = pruned;
+    Ok(report)
 }
 
 /// Checkpoints in tree-size order, fetched a page at a time.
@@ -189,6 +239,52 @@ struct Walk {
     checkpoints: u64,
     problems: Vec<String>,
     witness: Option<WitnessCheck>,
+    pruned: Pruned,
+}
+
+/// The recorded pruned ranges, merged, walked in step with the records; and the runs the log's
+/// own `audit_prune_started` records name.
+#[derive(Default)]
+struct Pruned {
+    /// Disjoint, ascending, inclusive.
+    spans: Vec<(u64, u64)>,
+    at: usize,
+    /// (run, first, last) of every recorded range.
+    runs: Vec<(String, u64, u64)>,
+    started: BTreeSet<String>,
+    /// What each run's closing `audit_pruned` record says it emptied.
+    done: BTreeMap<String, (u64, u64)>,
+    records: u64,
+}
+
+impl Pruned {
+    fn new(ranges: &[PrunedRange]) -> Pruned {
+        let mut spans: Vec<(u64, u64)> = ranges.iter().map(|r| (r.first_idx, r.last_idx)).collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        Pruned {
+            spans: merged,
+            runs: ranges
+                .iter()
+                .map(|r| (r.run.clone(), r.first_idx, r.last_idx))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether `i` lies in a recorded range; `i` only grows from call to call.
+    fn covers(&mut self, i: u64) -> bool {
+        while self.spans.get(self.at).is_some_and(|s| s.1 < i) {
+            self.at += 1;
+        }
+        self.spans.get(self.at).is_some_and(|s| s.0 <= i)
+    }
 }
 
 impl Walk {
@@ -207,6 +303,7 @@ impl Walk {
             checkpoints: 0,
             problems: Vec::new(),
             witness: None,
+            pruned: Pruned::default(),
         }
     }
 
@@ -260,6 +357,32 @@ impl Walk {
             self.intact = false;
             return;
         };
+        if record.is_empty() {
+            // Pruned: the stored leaf hash stands for the body, and the checkpoints vouch for it.
+            let Some(leaf) = stored.and_then(|s| <[u8; 32]>::try_from(s).ok()) else {
+                self.problems.push(format!(
+                    "record {i}: changed (body pruned and its stored leaf hash is unreadable)"
+                ));
+                self.intact = false;
+                return;
+            };
+            if self.pruned.covers(i) {
+                self.pruned.records += 1;
+            } else {
+                self.problems.push(format!(
+                    "record {i}: body missing and not recorded as pruned"
+                ));
+            }
+            if self.intact {
+                self.range.append(leaf);
+            }
+            return;
+        }
+        if let Some(run) = crate::retention::started_run(record) {
+            self.pruned.started.insert(run);
+        } else if let Some((run, span)) = crate::retention::done_span(record) {
+            self.pruned.done.insert(run, span);
+        }
         let leaf = leaf_hash(record.as_bytes());
         if stored != Some(&leaf[..]) {
             self.problems.push(format!(
@@ -359,6 +482,22 @@ impl Walk {
                 .push("head: the stored frontier does not match the records (the next batch would sign a wrong root)".into()),
             Some(_) => {}
         }
+        for (run, a, b) in &self.pruned.runs {
+            if !self.pruned.started.contains(run) {
+                self.problems.push(format!(
+                    "{}: recorded as pruned by run {run}, but no audit_prune_started record in the log names that run",
+                    span(*a, b + 1)
+                ));
+            } else if let Some((da, db)) = self.pruned.done.get(run)
+                && (a < da || b > db)
+            {
+                // A run cut short has no closing record; its range stands on the started one.
+                self.problems.push(format!(
+                    "{}: recorded as pruned by run {run}, but its audit_pruned record says it emptied idx {da}-{db}",
+                    span(*a, b + 1)
+                ));
+            }
+        }
         let mut witnessed = Vec::new();
         if let Some(w) = self.witness.take() {
             let (problems, confirmed) = w.finish(self.next);
@@ -370,6 +509,8 @@ impl Walk {
             checkpoints: self.checkpoints,
             problems: self.problems,
             witnessed,
+            pruned: Vec::new(),
+            pruned_records: self.pruned.records,
         }
     }
 }

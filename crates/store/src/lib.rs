@@ -82,12 +82,14 @@ impl Store {
         if kind == DbKind::Sqlite {
             // synchronous=FULL: a committed audit batch has been fsynced (WAL alone with NORMAL
             // would lose the last commits on power loss).
+            // secure_delete: freed space is zeroed, so what retention prunes (and a row moved
+            // when a page is rebuilt) does not linger in the file's unused bytes.
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
                          PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-                         PRAGMA cache_size=-16384;",
+                         PRAGMA cache_size=-16384; PRAGMA secure_delete=ON;",
                     )
                     .await?;
                     Ok(())

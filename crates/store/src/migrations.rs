@@ -141,6 +141,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0022_audit_export.sql"),
         postgres: include_str!("migrations/0022_audit_export.sql"),
     },
+    Migration {
+        version: 23,
+        name: "audit_retention",
+        sqlite: include_str!("migrations/0023_audit_retention.sql"),
+        postgres: include_str!("migrations/0023_audit_retention.sql"),
+    },
 ];
 
 /// The versions this build applies, in order (what an upgraded database must list).

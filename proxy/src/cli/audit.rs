@@ -3,6 +3,7 @@
 //! a disclosure request: seed 002, 別添4(5)), and serving as another log's witness.
 
 mod export;
+mod prune;
 mod witness;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub enum AuditCmd {
     /// The audit export to `[[audit.export]]` destinations: where each one is, and moving it.
     #[command(subcommand)]
     Export(export::ExportCmd),
+    /// Drop the bodies of records past their kind's retention (`[audit.retention]`), keeping
+    /// their leaves so `verify` still passes; on record as the operator's act.
+    Prune(prune::PruneArgs),
     /// Be an HTTPS witness of a gateway's audit log (run on another node): keep the signed
     /// checkpoints it POSTs in a directory, refusing older and forked ones.
     Witness(witness::WitnessArgs),
@@ -110,6 +114,7 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
         }
         AuditCmd::Witness(args) => witness::serve(args).await,
         AuditCmd::Export(cmd) => export::run(cmd, op).await,
+        AuditCmd::Prune(args) => prune::run(args, op).await,
         AuditCmd::Verify {
             data_dir,
             witnesses,
@@ -136,21 +141,27 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
                 } else {
                     "audit_verify_failed".into()
                 },
-                detail: Some(if witnesses.any() {
-                    format!(
-                        "{} records, {} checkpoints, {asked} witness(es), {} problem(s)",
-                        report.records,
-                        report.checkpoints,
-                        report.problems.len()
-                    )
-                } else {
-                    format!(
-                        "{} records, {} checkpoints, {} problem(s)",
-                        report.records,
-                        report.checkpoints,
-                        report.problems.len()
-                    )
-                }),
+                detail: Some(
+                    if witnesses.any() {
+                        format!(
+                            "{} records, {} checkpoints, {asked} witness(es), {} problem(s)",
+                            report.records,
+                            report.checkpoints,
+                            report.problems.len()
+                        )
+                    } else {
+                        format!(
+                            "{} records, {} checkpoints, {} problem(s)",
+                            report.records,
+                            report.checkpoints,
+                            report.problems.len()
+                        )
+                    } + &if report.pruned_records > 0 {
+                        format!(", {} pruned after retention", report.pruned_records)
+                    } else {
+                        String::new()
+                    },
+                ),
                 ..Default::default()
             };
             let log =
@@ -172,6 +183,15 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             );
             for w in &report.witnessed {
                 println!("{w}");
+            }
+            for p in &report.pruned {
+                println!("pruned: {}", prune::describe(p));
+            }
+            if report.pruned_records > 0 && report.is_clean() {
+                println!(
+                    "{} record(s) pruned after their retention: their leaves are verified against the checkpoints",
+                    report.pruned_records
+                );
             }
             if report.problems.is_empty() {
                 println!("audit log OK: every record is covered by a valid signed checkpoint");

@@ -219,6 +219,24 @@ pub fn identity(cfg: &super::Config, node: &str, origin: &str) -> Identity {
     Identity::new(&site, node, origin, cfg.audit.patient_id_oid.clone())
 }
 
+/// Where retention must stop so that no destination loses a record it has not got: the lowest
+/// cursor of the configured destinations (0 for one that starts at the beginning and has not
+/// started yet); `None` when nothing is exported.
+pub async fn keep_from(store: &sekisho_store::Store, a: &super::Audit) -> Result<Option<u64>> {
+    if a.exports.is_empty() {
+        return Ok(None);
+    }
+    let cursors = sekisho_store::export_cursors::list(store).await?;
+    Ok(a.exports
+        .iter()
+        .filter_map(|e| match cursors.iter().find(|c| c.destination == e.name) {
+            Some(c) => Some(c.next_idx),
+            None if e.start == "now" => None,
+            None => Some(0),
+        })
+        .min())
+}
+
 pub fn pump_config(a: &super::Audit) -> PumpConfig {
     PumpConfig {
         poll: Duration::from_millis(a.export_poll_ms.max(50)),

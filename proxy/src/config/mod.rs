@@ -3,6 +3,7 @@
 
 pub mod break_glass;
 pub mod export;
+pub mod retention;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -297,6 +298,8 @@ pub struct Audit {
     /// Syslog has no acknowledgements: a message counts as received once it was written this
     /// long ago on a connection that is still up (`docs/audit.md`, "Export").
     pub export_confirm_ms: u64,
+    /// How long records keep their bodies, and when the gateway prunes (`[audit.retention]`).
+    pub retention: retention::RetentionConfig,
 }
 
 impl Default for Audit {
@@ -316,6 +319,7 @@ impl Default for Audit {
             export_timeout_secs: 10,
             export_lease_secs: 30,
             export_confirm_ms: 2000,
+            retention: retention::RetentionConfig::default(),
         }
     }
 }
@@ -662,6 +666,7 @@ impl Config {
         }
         witness::validate(&self.audit.witnesses)?;
         export::validate(&self.audit)?;
+        self.audit.retention.validate()?;
         if let Some(t) = &self.tunnel {
             t.subnet()?;
             if t.interface.is_empty() || t.interface.len() > 15 {

@@ -163,6 +163,8 @@ impl Console {
             for f in &page.rows {
                 let r = &f.record;
                 let standing = match (f.leaf_matches, f.in_signed_checkpoint) {
+                    // Retention dropped the body; `audit verify` checks the kept leaf.
+                    _ if f.pruned => "保存期間経過・本文削除 / pruned after retention (leaf kept)",
                     (true, true) => r#"<span class="ok">✓ 整合 / consistent</span>"#,
                     (true, false) => "署名待ち / not yet in a signed checkpoint",
                     (false, _) => {

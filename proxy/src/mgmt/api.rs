@@ -278,6 +278,7 @@ impl Management {
                         "idx": f.idx,
                         "leaf_matches": f.leaf_matches,
                         "in_signed_checkpoint": f.in_signed_checkpoint,
+                        "pruned": f.pruned,
                         "record": f.record,
                     })).collect::<Vec<_>>(),
                     "older": page.older.map(|c| c.to_string()),
