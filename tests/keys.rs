@@ -126,3 +126,67 @@ fn rotated_keys_sign_after_a_restart_and_the_old_ones_still_verify() {
     assert!(!o.status.success());
     assert_eq!(kid(&assertion(&g)), new_kid);
 }
+
+/// `sekisho ca rotate-issuing`: a new issuing CA signed by the root; the old one's terminals
+/// keep working after the restart and are still revocable (it signs their CRL), the new one's
+/// terminals get in, and the server certificate still chains to the root terminals hold.
+#[test]
+fn a_new_issuing_ca_takes_over_and_the_old_ones_terminals_stay_until_revoked() {
+    for db in BOTH {
+        let mut g = Gateway::start(db);
+        let ok = |g: &Gateway, t: &str| {
+            let (c, k) = g.cert(t);
+            g.curl("/debug/headers", &["--cert", &c, "--key", &k]).0
+        };
+        assert_eq!(ok(&g, "t1"), 200);
+        let out = run_ok(&["ca", "rotate-issuing", "--data-dir", g.data_str()]);
+        assert!(out.contains("retired; the new issuing CA is"), "{out}");
+        g.stop();
+        g.serve();
+        // The old CA's terminal, and the server's new certificate checked against the root.
+        assert_eq!(ok(&g, "t1"), 200, "{db:?}");
+        g.add_terminal("f1", "t2", &g.out.clone());
+        let t2 = std::fs::read_to_string(g.out.join("t2.crt")).unwrap();
+        let issuer = openssl(&["x509", "-noout", "-issuer"], &t2).1;
+        assert!(issuer.contains("Generation 2"), "{issuer}");
+        let (c, k) = g.cert("t2");
+        let got = within_a_poll(
+            || g.curl("/debug/headers", &["--cert", &c, "--key", &k]),
+            |r| r.0 == 200,
+        );
+        assert_eq!(got.0, 200, "{db:?}: the new CA's terminal: {}", got.1);
+        let crls = run_ok(&["ca", "crl", "--data-dir", g.data_str()]);
+        assert_eq!(crls.matches("BEGIN X509 CRL").count(), 2, "{crls}");
+
+        // Revoking the old CA's terminal: its CRL (signed by the retired CA) says so.
+        run_ok(&[
+            "terminal",
+            "revoke",
+            "--data-dir",
+            g.data_str(),
+            "--terminal",
+            "t1",
+            "--reason",
+            "key-compromise",
+        ]);
+        let refused = within_a_poll(|| ok(&g, "t1"), |s| *s != 200);
+        assert_ne!(
+            refused, 200,
+            "{db:?}: a revoked terminal of the retired CA got in"
+        );
+        assert_eq!(ok(&g, "t2"), 200);
+        run_ok(&[
+            "terminal",
+            "revoke",
+            "--data-dir",
+            g.data_str(),
+            "--terminal",
+            "t2",
+            "--reason",
+            "key-compromise",
+        ]);
+        assert_ne!(within_a_poll(|| ok(&g, "t2"), |s| *s != 200), 200);
+        g.wait_audit(|r| r["action"] == "issuing_ca_rotated");
+        assert!(verify(&g).0);
+    }
+}

@@ -26,7 +26,7 @@ use crate::keyfile::{KeyPem, decode_key_file, encode_key_file};
 use crate::{CaError, TerminalId};
 
 const ROOT_LIFETIME_DAYS: i64 = 3653; // 10 years
-const ISSUING_LIFETIME_DAYS: i64 = 1827; // 5 years
+pub(crate) const ISSUING_LIFETIME_DAYS: i64 = 1827; // 5 years
 /// Back-dating of not_before, so a device whose clock is a little behind accepts a new cert.
 pub(crate) const CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
 const MAX_CA_NAME_CHARS: usize = 54; // + " Issuing CA" stays within X.520's 64 for a CN
@@ -49,7 +49,7 @@ impl KeyAlgorithm {
         }
     }
 
-    fn generate(self) -> Result<KeyPair, CaError> {
+    pub(crate) fn generate(self) -> Result<KeyPair, CaError> {
         Ok(match self {
             KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?,
             KeyAlgorithm::Rsa2048 => {
@@ -126,6 +126,9 @@ pub struct Authority {
     issuing_not_after: OffsetDateTime,
     issuing_key_id: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
+    /// Issuing CAs replaced by `rotate_issuing` whose certificates have not all expired yet
+    /// (`crate::rotate`).
+    pub(crate) retired: Vec<crate::rotate::Retired>,
 }
 
 impl fmt::Debug for Authority {
@@ -243,7 +246,9 @@ impl Authority {
         let key_text = std::str::from_utf8(&key_text)
             .map_err(|_| CaError::BadKey(format!("{}: not a PEM file", key_path.display())))?;
         let key_der = decode_key_file(key_text, passphrase, &key_path)?;
-        Self::from_parts(dir, root_der, issuing_der, &key_der)
+        let mut ca = Self::from_parts(dir, root_der, issuing_der, &key_der)?;
+        ca.retired = crate::rotate::load_retired(dir, passphrase, &ca.root_der)?;
+        Ok(ca)
     }
 
     fn from_parts(
@@ -302,6 +307,7 @@ impl Authority {
             issuing_not_after,
             issuing_key_id,
             issuer,
+            retired: Vec::new(),
         })
     }
 

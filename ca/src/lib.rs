@@ -34,6 +34,7 @@ pub mod hpki;
 mod keyfile;
 pub mod patient_card;
 mod pkcs12;
+pub mod rotate;
 mod terminal_id;
 
 pub use authority::{Authority, CaOptions, IssuedCert, KeyAlgorithm, serial_hex};

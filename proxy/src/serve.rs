@@ -182,7 +182,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     registry.set_crl_current(crl.next_update > now());
     let material = TlsMaterial::load(&dd)?;
     let enroll_tls = material.enroll_config()?;
-    let tls = Arc::new(TerminalTls::new(material, &crl.der, crl.number)?);
+    let tls = Arc::new(TerminalTls::new(material, &crl.all(), crl.number)?);
     let signer = AssertionSigner::load_or_create(
         &dd.assertion_key(),
         &dd.jwks(),

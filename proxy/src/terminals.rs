@@ -125,10 +125,17 @@ pub async fn resign_crl(
     let this_update = OffsetDateTime::now_utc();
     let next_update = this_update + time::Duration::hours(i64::from(cfg.crl_lifetime_hours.max(1)));
     let crl = ca.crl(&entries, number as u64, this_update, next_update)?;
+    // Retired issuing CAs sign theirs at the same time: their terminals stay checkable.
+    let retired = ca
+        .retired_crls(&entries, number as u64, this_update, next_update)?
+        .into_iter()
+        .map(|c| c.der)
+        .collect();
     let stored = StoredCrl {
         number,
         der: crl.der,
         next_update: next_update.unix_timestamp(),
+        retired,
     };
     crl_store::save(tx, &stored).await?;
     Ok(stored)

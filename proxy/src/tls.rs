@@ -23,7 +23,9 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub struct TlsMaterial {
     pub server_chain: Vec<CertificateDer<'static>>,
     pub server_key: PrivateKeyDer<'static>,
-    pub issuing_ca: CertificateDer<'static>,
+    /// The trust anchors for terminal certificates: the issuing CA, then any retired ones
+    /// (`sekisho ca rotate-issuing`) whose certificates may still be in use.
+    pub issuing_cas: Vec<CertificateDer<'static>>,
 }
 
 impl TlsMaterial {
@@ -34,25 +36,35 @@ impl TlsMaterial {
         let server_key = PrivateKeyDer::from_pem_file(dir.server_key())
             .with_context(|| format!("cannot read {}", dir.server_key().display()))?;
         let issuing = dir.ca_dir().join("issuing.crt");
-        let issuing_ca = CertificateDer::from_pem_file(&issuing)
-            .with_context(|| format!("cannot read {}", issuing.display()))?;
+        let mut issuing_cas = vec![
+            CertificateDer::from_pem_file(&issuing)
+                .with_context(|| format!("cannot read {}", issuing.display()))?,
+        ];
+        issuing_cas.extend(retired_issuing_cas(&dir.ca_dir())?);
         Ok(TlsMaterial {
             server_chain,
             server_key,
-            issuing_ca,
+            issuing_cas,
         })
     }
 
     /// The terminal listener's config. No certificate at all is let through the handshake so
     /// that a person at an unenrolled browser gets a page saying what to do; every request on
     /// such a connection is refused. A certificate that is presented must verify.
-    pub fn terminal_config(&self, crl_der: &[u8]) -> Result<Arc<ServerConfig>> {
+    pub fn terminal_config(&self, crls: &[Vec<u8>]) -> Result<Arc<ServerConfig>> {
         let mut roots = RootCertStore::empty();
-        roots
-            .add(self.issuing_ca.clone())
-            .context("issuing CA certificate is not usable as a trust anchor")?;
+        for ca in &self.issuing_cas {
+            roots
+                .add(ca.clone())
+                .context("issuing CA certificate is not usable as a trust anchor")?;
+        }
+        // Every anchor needs its CRL: a terminal certificate whose issuer has none is refused
+        // (unknown revocation status), so a retired CA without its CRL fails closed.
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .with_crls([CertificateRevocationListDer::from(crl_der.to_vec())])
+            .with_crls(
+                crls.iter()
+                    .map(|c| CertificateRevocationListDer::from(c.clone())),
+            )
             .enforce_revocation_expiration()
             .allow_unauthenticated()
             .build()
@@ -77,6 +89,32 @@ impl TlsMaterial {
     }
 }
 
+/// The retired issuing CAs (`<ca dir>/retired/issuing-*.crt`) that have not expired.
+fn retired_issuing_cas(ca_dir: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let dir = ca_dir.join(sekisho_ca::rotate::RETIRED_DIR);
+    let mut names: Vec<std::path::PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(d) => d
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    names.sort();
+    let now = time::OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for p in names {
+        let der = CertificateDer::from_pem_file(&p)
+            .with_context(|| format!("cannot read {}", p.display()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+        if cert.validity().not_after.to_datetime() > now {
+            out.push(der.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// The terminal listener's current config, swapped whole when the CRL changes.
 pub struct TerminalTls {
     material: TlsMaterial,
@@ -85,8 +123,9 @@ pub struct TerminalTls {
 }
 
 impl TerminalTls {
-    pub fn new(material: TlsMaterial, crl_der: &[u8], crl_number: i64) -> Result<TerminalTls> {
-        let cfg = material.terminal_config(crl_der)?;
+    /// `crls`: the issuing CA's CRL, then the retired CAs'.
+    pub fn new(material: TlsMaterial, crls: &[Vec<u8>], crl_number: i64) -> Result<TerminalTls> {
+        let cfg = material.terminal_config(crls)?;
         Ok(TerminalTls {
             material,
             current: ArcSwap::new(cfg),
@@ -103,12 +142,12 @@ impl TerminalTls {
     }
 
     /// Installs a newer CRL; an invalid one is refused and the last good one stays.
-    pub fn update_crl(&self, crl_der: &[u8], crl_number: i64) -> Result<bool> {
+    pub fn update_crl(&self, crls: &[Vec<u8>], crl_number: i64) -> Result<bool> {
         use std::sync::atomic::Ordering;
         if crl_number <= self.crl_number.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let cfg = self.material.terminal_config(crl_der)?;
+        let cfg = self.material.terminal_config(crls)?;
         self.current.store(cfg);
         self.crl_number.store(crl_number, Ordering::Release);
         Ok(true)

@@ -147,6 +147,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0023_audit_retention.sql"),
         postgres: include_str!("migrations/0023_audit_retention.sql"),
     },
+    Migration {
+        version: 24,
+        name: "retired_crls",
+        sqlite: include_str!("migrations/0024_retired_crls.sqlite.sql"),
+        postgres: include_str!("migrations/0024_retired_crls.postgres.sql"),
+    },
 ];
 
 /// The versions this build applies, in order (what an upgraded database must list).

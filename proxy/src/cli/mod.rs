@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Patient(p) => patient::run(p, &op).await,
         Command::Policy(p) => policy::run(p),
         Command::Careteam(c) => careteam::run(c, &op).await,
-        Command::Ca(c) => ca::run(c).await,
+        Command::Ca(c) => ca::run(c, &op).await,
         Command::Notice(n) => notice::run_notice(n, &op).await,
         Command::OperatorToken(t) => operator_token::run(t, &op).await,
         Command::Maintenance(m) => notice::run_maintenance(m, &op).await,

@@ -175,7 +175,7 @@ impl Watcher {
         match crl_store::current(&self.store).await {
             Ok(Some(c)) => {
                 next_update = Some(c.next_update);
-                match self.tls.update_crl(&c.der, c.number) {
+                match self.tls.update_crl(&c.all(), c.number) {
                     Ok(true) => info!(crl_number = c.number, "installed a new CRL"),
                     Ok(false) => {}
                     Err(e) => {
