@@ -141,3 +141,49 @@ fn the_secretariat_runs_facilities_and_notices_in_the_console() {
         assert_eq!(s, 403, "{db:?}");
     }
 }
+
+/// The dashboard says where each audit export destination is: one that has everything, and
+/// one whose receiver is unreachable, flagged as behind with nothing delivered.
+#[test]
+fn the_dashboard_shows_each_export_destination_and_flags_one_that_is_behind() {
+    let files = tempfile::tempdir().unwrap();
+    let archive = files.path().join("archive.jsonl");
+    let ca = files.path().join("ca.pem");
+    std::fs::write(&ca, "unused until a connection is made\n").unwrap();
+    let g = Gateway::start_prepared(
+        Db::Sqlite,
+        Options {
+            replace: vec![("export_poll_ms = 1000", "export_poll_ms = 100")],
+            extra_config: format!(
+                "{}\n[[audit.export]]\nname = \"archive\"\nformat = \"jsonl\"\nfile = \"{}\"\n\n[[audit.export]]\nname = \"siem\"\nformat = \"atna\"\nsyslog = \"127.0.0.1:{}\"\nca_file = \"{}\"\n",
+                Options::default().extra_config,
+                archive.display(),
+                free_port(),
+                ca.display(),
+            ),
+            ..Default::default()
+        },
+        |g| {
+            g.add_terminal("f1", "t2", &g.out);
+            // The syslog destination trusts the gateway's own root (it never connects).
+            std::fs::copy(g.data.join("ca.crt"), &ca).unwrap();
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let clerk = sign_in(&g, "t2", "secretary001", "secretariat", dir.path());
+    let page = within_a_poll(
+        || get(&g, "t2", &clerk, "/.sekisho/console/").1,
+        |p| {
+            p.contains(r#"<li class="ok" data-export="archive">archive (jsonl): 未送信 / behind 0"#)
+        },
+    );
+    assert!(
+        page.contains(r#"<li class="ok" data-export="archive">archive (jsonl): 未送信 / behind 0"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<li class="bad" data-export="siem">siem (atna): 未送信 / behind "#)
+            && page.contains("最終送信 / last delivery -</li>"),
+        "{page}"
+    );
+}

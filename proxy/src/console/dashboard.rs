@@ -187,9 +187,10 @@ impl Console {
             ),
             None => r#"<span class="bad" id="last-verify">未実施 / never run</span>: <code>sekisho audit verify</code>"#.into(),
         };
+        let exports = self.exports_html(records, t).await?;
         write!(
             out,
-            r#"<div class="card"><div>監査ログ / Audit log</div><div class="n">{records}</div><div>{health}</div><div>最終書き込み / last write: {}</div><div>最終検証 / last <code>audit verify</code>: {last_verify}</div></div>"#,
+            r#"<div class="card"><div>監査ログ / Audit log</div><div class="n">{records}</div><div>{health}</div><div>最終書き込み / last write: {}</div><div>最終検証 / last <code>audit verify</code>: {last_verify}</div>{exports}</div>"#,
             if head_at > 0 {
                 jst(head_at)
             } else {
@@ -266,6 +267,39 @@ impl Console {
 }
 
 /// "3分" / "2時間" style ages.
+/// A destination that has records to send and has sent nothing for this long is flagged.
+const EXPORT_STALE_SECS: i64 = 600;
+
+impl Console {
+    /// Where each `[[audit.export]]` destination is: how many records it has not got, and when
+    /// it last got some; flagged when it is behind and has got nothing for ten minutes.
+    async fn exports_html(&self, records: i64, now: i64) -> anyhow::Result<String> {
+        if self.cfg.audit.exports.is_empty() {
+            return Ok(String::new());
+        }
+        let cursors = sekisho_store::export_cursors::list(&self.store).await?;
+        let mut items = String::new();
+        for e in &self.cfg.audit.exports {
+            let c = cursors.iter().find(|c| c.destination == e.name);
+            let behind = (records.max(0) as u64).saturating_sub(c.map_or(0, |c| c.next_idx));
+            let last = c.and_then(|c| c.delivered_at);
+            let stale = behind > 0 && last.is_none_or(|l| now - l > EXPORT_STALE_SECS);
+            write!(
+                items,
+                r#"<li class="{}" data-export="{}">{} ({}): 未送信 / behind {behind} · 最終送信 / last delivery {}</li>"#,
+                if stale { "bad" } else { "ok" },
+                escape(&e.name),
+                escape(&e.name),
+                escape(&e.format),
+                last.map_or("-".into(), jst)
+            )?;
+        }
+        Ok(format!(
+            r#"<div>外部送信 / export (<code>sekisho audit export status</code>):</div><ul id="audit-exports">{items}</ul>"#
+        ))
+    }
+}
+
 fn age(secs: i64) -> String {
     match secs.max(0) {
         s if s < 120 => format!("{s}秒 / {s} s"),
