@@ -225,7 +225,7 @@ pub async fn redeem(
 ) -> Result<Enrolled, EnrollError> {
     let norm = normalize_code(code).ok_or(EnrollError::Invalid)?;
     let hash = code_hash(&norm);
-    let mut tx = store.pool().begin().await.map_err(anyhow::Error::from)?;
+    let mut tx = store.begin_write().await.map_err(anyhow::Error::from)?;
     let row = codes::lock(&mut tx, &hash)
         .await?
         .ok_or(EnrollError::Invalid)?;

@@ -25,7 +25,7 @@ pub async fn change_status(
     note: &str,
 ) -> Result<Changed> {
     let note = check_note(note)?;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let changed = rows::set_status(
         &mut tx,
         facility,

@@ -272,7 +272,7 @@ mod tests {
     use sekisho_store::testdb::TestDb;
 
     async fn add(store: &Store, id: &str) {
-        let mut tx = store.pool().begin().await.unwrap();
+        let mut tx = store.begin_write().await.unwrap();
         patients::insert(
             &mut tx,
             &NewPatient {

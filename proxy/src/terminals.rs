@@ -28,7 +28,7 @@ pub fn terminal_lifetime(cfg: &CaConfig) -> Duration {
 
 /// Records a certificate the CA has just issued.
 pub async fn register(store: &Store, id: &TerminalId, cert: &IssuedCert) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     register_in(&mut tx, id, cert).await?;
     tx.commit().await?;
     Ok(())
@@ -54,7 +54,7 @@ pub async fn register_in(
 
 /// Checks, before the CA signs anything, that `id` may get a certificate.
 pub async fn check_can_issue(store: &Store, id: &TerminalId) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let existing = rows::get(&mut tx, &id.terminal).await?;
     tx.rollback().await?;
     rows::ensure_can_issue(existing.as_ref(), &id.facility, &id.terminal)
@@ -77,7 +77,7 @@ pub async fn change_status(
     terminal: &str,
     change: Change,
 ) -> Result<String> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let Some((facility, status)) = rows::get(&mut tx, terminal).await? else {
         bail!("no terminal {terminal:?} is registered (see `sekisho terminal list`)");
     };
@@ -157,7 +157,7 @@ pub async fn ensure_crl(
     let Some(ca) = ca else {
         return current.context("no CRL in the store and no CA key to sign one");
     };
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     // Another replica may have re-signed meanwhile; the number lock serialises us.
     let stored = resign_crl(&mut tx, ca, cfg).await?;
     tx.commit().await?;

@@ -132,7 +132,7 @@ mod tests {
     async fn a_finding_is_recorded_once_and_closed_once() {
         for db in TestDb::both().await {
             let store = &db.store;
-            let mut tx = store.pool().begin().await.unwrap();
+            let mut tx = store.begin_write().await.unwrap();
             assert!(insert(&mut tx, &finding("af-1", "k1")).await.unwrap());
             // Another replica finds the same rule, person and period.
             assert!(!insert(&mut tx, &finding("af-2", "k1")).await.unwrap());

@@ -502,7 +502,7 @@ mod tests {
 
     /// doc1's card session `sid` on `terminal`, open for an hour.
     async fn open_session(s: &Store, sid: &str, terminal: &str) {
-        let mut tx = s.pool().begin().await.unwrap();
+        let mut tx = s.begin_write().await.unwrap();
         crate::sessions::open(
             &mut tx,
             &crate::sessions::SessionRow {
@@ -521,7 +521,7 @@ mod tests {
     }
 
     async fn sign(s: &Store, id: &str, session: &str, approval: bool) -> bool {
-        let mut tx = s.pool().begin().await.unwrap();
+        let mut tx = s.begin_write().await.unwrap();
         let ok = signed(&mut tx, id, session, "n1", "text", "cert", "sig", approval)
             .await
             .unwrap();
@@ -613,7 +613,7 @@ mod tests {
                 .await
                 .unwrap();
             open_session(s, "s1", "t1").await;
-            let mut tx = s.pool().begin().await.unwrap();
+            let mut tx = s.begin_write().await.unwrap();
             crate::sessions::end_for_terminal(&mut tx, "t1", "card_removed")
                 .await
                 .unwrap();

@@ -71,7 +71,7 @@ pub async fn since(store: &Store, seq: i64, limit: i64) -> Result<Option<Vec<Cha
 
 /// Drops changes older than `older_than` (Unix seconds); returns how many.
 pub async fn prune(store: &Store, older_than: i64) -> Result<u64> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes WHERE at < $1")
         .bind(older_than)
         .fetch_one(&mut *tx)
@@ -105,7 +105,7 @@ mod tests {
             let s = &db.store;
             let start = s.generation().await.unwrap();
             for p in ["P1", "P2", "P1"] {
-                let mut tx = s.pool().begin().await.unwrap();
+                let mut tx = s.begin_write().await.unwrap();
                 record(&mut tx, topic::PATIENT, p).await.unwrap();
                 tx.commit().await.unwrap();
             }

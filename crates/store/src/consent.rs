@@ -61,7 +61,7 @@ pub async fn insert_card(
     not_after: i64,
     by: &str,
 ) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let exists = sqlx::query("SELECT 1 FROM patients WHERE patient_id = $1")
         .bind(patient)
         .fetch_optional(&mut *tx)
@@ -121,7 +121,7 @@ fn card_row(r: &sqlx::any::AnyRow) -> Result<PatientCardRow> {
 
 /// Revokes a card and closes the windows it opened; false if it was not active.
 pub async fn revoke_card(store: &Store, serial: &str, by: &str) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let t = now();
     let n = sqlx::query(
         "UPDATE patient_cards SET status = 'revoked', revoked_at = $1, revoked_by = $2
@@ -191,7 +191,7 @@ pub struct NewWindow<'a> {
 }
 
 pub async fn open_window(store: &Store, w: &NewWindow<'_>) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     sqlx::query(
         "INSERT INTO consent_windows
            (window_id, user_id, patient_id, terminal, basis, card_serial, opened_at, expires_at)
@@ -239,7 +239,7 @@ pub async fn active_window(store: &Store, user: &str, patient: &str) -> Result<O
 /// Closes every open window for a patient (`patient withdraw`: a later consent does not revive
 /// windows opened before the withdrawal).
 pub async fn close_windows_for_patient(store: &Store, patient: &str) -> Result<u64> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let n = sqlx::query(
         "UPDATE consent_windows SET closed_at = $1 WHERE patient_id = $2 AND closed_at IS NULL",
     )
@@ -353,7 +353,7 @@ mod tests {
     use crate::testdb::TestDb;
 
     async fn with_patient(store: &Store) {
-        let mut tx = store.pool().begin().await.unwrap();
+        let mut tx = store.begin_write().await.unwrap();
         let p = NewPatient {
             patient_id: "P1".into(),
             name: "山田 太郎".into(),

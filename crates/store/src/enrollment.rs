@@ -16,7 +16,7 @@ pub struct NewCode<'a> {
 }
 
 pub async fn insert(store: &Store, c: &NewCode<'_>) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     crate::facilities::ensure_open(&mut tx, c.facility).await?;
     sqlx::query(
         "INSERT INTO enroll_codes (code_hash, pin_hash, facility, terminal, created_at, expires_at, attempts_left)

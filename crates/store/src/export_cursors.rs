@@ -111,7 +111,7 @@ pub async fn release(store: &Store, destination: &str, node: &str) -> Result<()>
 /// making it if new; whoever holds the lease finds out at its next `advance`. Returns the
 /// cursor it had.
 pub async fn set(store: &Store, destination: &str, next_idx: u64) -> Result<Option<u64>> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let old: Option<i64> =
         sqlx::query_scalar("SELECT next_idx FROM audit_export_cursors WHERE destination = $1")
             .bind(destination)

@@ -70,7 +70,7 @@ pub async fn add(store: &Store, f: &NewFacility<'_>) -> Result<()> {
     if f.kind == UNSPECIFIED {
         bail!("give the facility's kind (hospital, clinic, pharmacy, …)");
     }
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let t = now();
     match get(&mut tx, f.facility).await? {
         Some(existing) if existing.kind != UNSPECIFIED => {

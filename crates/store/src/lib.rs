@@ -109,6 +109,17 @@ impl Store {
         &self.pool
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at its start (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads and then writes fails at once ("database
+    /// is locked") when another connection committed in between, where one that asks for the
+    /// lock first waits for it (`busy_timeout`). On PostgreSQL an ordinary transaction.
+    pub async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.kind {
+            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            DbKind::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn kind(&self) -> DbKind {
         self.kind
     }

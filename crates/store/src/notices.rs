@@ -101,7 +101,7 @@ pub async fn add(store: &Store, n: &NewNotice<'_>) -> Result<String> {
     getrandom(&mut raw);
     let id = format!("N{}", hex::encode(raw));
     let t = now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     sqlx::query(
         "INSERT INTO notices (id, kind, text_ja, text_en, starts_at, ends_at, audience,
              exempt_terminals, exempt_users, started_at, created_by, created_at)
@@ -192,7 +192,7 @@ pub async fn get(store: &Store, id: &str) -> Result<Option<NoticeRow>> {
 /// Removes a notice or ends a window now. False when it is unknown, of the other kind, or
 /// ended already.
 pub async fn end(store: &Store, id: &str, kind: &str) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let n = sqlx::query(
         "UPDATE notices SET ended_at = $1 WHERE id = $2 AND kind = $3 AND ended_at IS NULL",
     )
@@ -212,7 +212,7 @@ pub async fn end(store: &Store, id: &str, kind: &str) -> Result<bool> {
 /// Starts a scheduled window now. False when it is unknown, ended, or past its end.
 pub async fn start(store: &Store, id: &str) -> Result<bool> {
     let t = now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let n = sqlx::query(
         "UPDATE notices SET started_at = $1
          WHERE id = $2 AND kind = 'maintenance' AND ended_at IS NULL AND ends_at > $1",

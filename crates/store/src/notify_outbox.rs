@@ -284,7 +284,7 @@ pub async fn deliveries(store: &Store, notice_id: &str) -> Result<Vec<Delivery>>
 /// Drops notices made before `older_than` whose deliveries are all finished (delivered or given
 /// up); returns how many notices.
 pub async fn prune(store: &Store, older_than: i64) -> Result<u64> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     sqlx::query(
         "DELETE FROM notify_deliveries WHERE notice_id IN (
              SELECT id FROM notify_notices n WHERE n.created_at < $1 AND NOT EXISTS (

@@ -112,7 +112,7 @@ pub async fn set_consent(
     by: &str,
     note: Option<&str>,
 ) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let n = sqlx::query("UPDATE patients SET consent = $1, consent_changed_at = $2, consent_changed_by = $3 WHERE patient_id = $4")
         .bind(c.as_str())
         .bind(now())
@@ -212,7 +212,7 @@ pub async fn care_team_change(
     add: bool,
     by: &str,
 ) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let exists = sqlx::query("SELECT 1 FROM patients WHERE patient_id = $1")
         .bind(patient)
         .fetch_optional(&mut *tx)

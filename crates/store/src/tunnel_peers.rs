@@ -50,7 +50,7 @@ pub async fn assign(
 ) -> Result<Ipv4Addr> {
     for _ in 0..5 {
         if let Some(existing) = get(store, terminal).await? {
-            let mut tx = store.pool().begin().await?;
+            let mut tx = store.begin_write().await?;
             sqlx::query(
                 "UPDATE tunnel_peers SET public_key = $1, updated_at = $2 WHERE terminal = $3",
             )
@@ -79,7 +79,7 @@ pub async fn assign(
             );
         };
         let t = now();
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO tunnel_peers (terminal, public_key, address, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $4)",
@@ -223,7 +223,7 @@ mod tests {
             assert_eq!(peers.len(), 1);
             assert_eq!(peers[0].terminal, "t1");
             // Nor are the terminals of a suspended facility (R-LOG-3), until it is resumed.
-            let mut tx = store.pool().begin().await.unwrap();
+            let mut tx = store.begin_write().await.unwrap();
             crate::facilities::ensure_open(&mut tx, "f1").await.unwrap();
             crate::facilities::set_status(
                 &mut tx,
@@ -236,7 +236,7 @@ mod tests {
             .unwrap();
             tx.commit().await.unwrap();
             assert!(active(&store).await.unwrap().is_empty());
-            let mut tx = store.pool().begin().await.unwrap();
+            let mut tx = store.begin_write().await.unwrap();
             crate::facilities::set_status(
                 &mut tx,
                 "f1",

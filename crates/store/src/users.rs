@@ -66,7 +66,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<UserRow> {
 /// Adds a person; refused for a suspended or closed facility.
 pub async fn insert(store: &Store, u: &NewUser<'_>) -> Result<()> {
     let t = now();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     crate::facilities::ensure_open(&mut tx, u.facility).await?;
     let r = sqlx::query(
         "INSERT INTO users (user_id, name, facility, roles, status, hpki_issuer, hpki_serial, hpki_holder_id,
@@ -143,7 +143,7 @@ pub async fn list(store: &Store) -> Result<Vec<UserRow>> {
 /// Suspends or resumes; suspension also ends the user's open sessions. Returns false if there
 /// is no such user.
 pub async fn set_suspended(store: &Store, user_id: &str, suspended: bool) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let n = sqlx::query("UPDATE users SET status = $1, updated_at = $2 WHERE user_id = $3")
         .bind(if suspended { "suspended" } else { "active" })
         .bind(now())
@@ -180,7 +180,7 @@ pub async fn set_password(
     profile: &str,
     must_change: bool,
 ) -> Result<bool> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let t = now();
     let n = sqlx::query(
         "UPDATE users SET password_hash = $1, password_profile = $2, password_changed_at = $3,
@@ -221,7 +221,7 @@ pub async fn password_history(store: &Store, user_id: &str, n: i64) -> Result<Ve
 }
 
 pub async fn require_password_change(store: &Store, user_id: &str) -> Result<()> {
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     sqlx::query("UPDATE users SET must_change_password = 1 WHERE user_id = $1 AND password_hash IS NOT NULL")
         .bind(user_id)
         .execute(&mut *tx)
@@ -234,7 +234,7 @@ pub async fn require_password_change(store: &Store, user_id: &str) -> Result<()>
 /// Suspends accounts nobody has used for `days` (R-ACCT-7); returns their ids.
 pub async fn suspend_unused(store: &Store, days: i64) -> Result<Vec<String>> {
     let cutoff = now() - days * 86_400;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let rows = sqlx::query(
         "SELECT user_id FROM users WHERE status = 'active' AND COALESCE(last_login_at, created_at) < $1",
     )

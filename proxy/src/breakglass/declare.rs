@@ -307,7 +307,7 @@ impl EmergencyDesk {
             return Err(Reason::AuditUnavailable);
         }
         let stored = async {
-            let mut tx = self.store.pool().begin().await?;
+            let mut tx = self.store.begin_write().await?;
             let moved = rows::signed(
                 &mut tx,
                 id,

@@ -63,7 +63,7 @@ pub(super) async fn run(cmd: CaCmd, op: &Operator) -> Result<i32> {
                 let ca = terminals::load_authority(&dd)?;
                 reissue_server(&dd, &ca)?;
                 // The CRLs of both CAs, at once, for every replica.
-                let mut tx = store.pool().begin().await?;
+                let mut tx = store.begin_write().await?;
                 terminals::resign_crl(&mut tx, &ca, &cfg.ca).await?;
                 tx.commit().await?;
                 Ok((old, new))

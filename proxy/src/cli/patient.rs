@@ -182,7 +182,7 @@ pub(super) async fn run(cmd: PatientCmd, op: &Operator) -> Result<i32> {
                 p.consent.clone().map(|c| format!("consent {c}")),
             );
             change(&dd, &cfg, &store, op, rec, async {
-                let mut tx = store.pool().begin().await?;
+                let mut tx = store.begin_write().await?;
                 patients::insert(&mut tx, &p, &op.actor()?)
                     .await
                     .with_context(|| format!("cannot add patient {id} (already registered?)"))?;

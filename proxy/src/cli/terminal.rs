@@ -106,7 +106,7 @@ pub(super) async fn run(cmd: TerminalCmd, op: &Operator) -> Result<i32> {
                     "no [tunnel] section in the configuration: the gateway has no WireGuard endpoint"
                 );
             }
-            let mut tx = store.pool().begin().await?;
+            let mut tx = store.begin_write().await?;
             let found = sekisho_store::terminals::get(&mut tx, &terminal).await?;
             tx.commit().await?;
             match found {

@@ -228,7 +228,7 @@ impl Notifier {
         let Some(record) = self.record(notice)? else {
             return Ok(());
         };
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         self.write(&mut tx, &record).await?;
         tx.commit().await?;
         self.wake();

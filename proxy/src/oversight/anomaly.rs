@@ -186,7 +186,7 @@ pub async fn scan(
             closed_at: None,
             note: None,
         };
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.begin_write().await?;
         if !rows::insert(&mut tx, &f).await? {
             continue;
         }

@@ -132,7 +132,7 @@ impl SignIn {
         }
         // The challenge first: single use, unexpired, this terminal's certificate.
         let consumed = async {
-            let mut tx = self.store.pool().begin().await?;
+            let mut tx = self.store.begin_write().await?;
             let ok = session_rows::consume_challenge(
                 &mut tx,
                 &nonce_hash(&body.nonce),

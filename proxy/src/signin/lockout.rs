@@ -77,7 +77,7 @@ impl SignIn {
     }
 
     async fn end_sessions(&self, user: &str) -> Result<u64> {
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let n = session_rows::end_for_user(&mut tx, user, "account_locked").await?;
         tx.commit().await?;
         Ok(n)

@@ -47,7 +47,7 @@ impl SignIn {
             absolute_expires_at: expires_at,
             card: card.clone(),
         };
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         // Writes first: on SQLite a transaction that reads and then writes fails at once
         // ("database is locked") if another connection committed in between, while one that
         // writes first waits its turn for the lock.
@@ -102,7 +102,7 @@ impl SignIn {
         };
         let who = self.sessions.for_terminal(&caller.terminal.terminal);
         let ended = async {
-            let mut tx = self.store.pool().begin().await?;
+            let mut tx = self.store.begin_write().await?;
             let n =
                 session_rows::end_for_terminal(&mut tx, &caller.terminal.terminal, reason).await?;
             tx.commit().await?;

@@ -178,7 +178,7 @@ pub(super) async fn run(
     );
     change(&dd, &cfg, &store, op, rec, async {
         let by = op.actor()?;
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.begin_write().await?;
         for p in &good {
             patients::insert(&mut tx, p, &by)
                 .await
