@@ -59,7 +59,10 @@ crls = ["hpki/auth-ca.crl", "hpki/root.crl"]
 /// A gateway with the physician (HPKI card), the patient 山田 花子 and two others by name.
 fn gateway(db: Db) -> Gateway {
     let opts = Options {
-        extra_config: Options::default().extra_config + HPKI_TOML,
+        // An audit export to a file in the data dir, for the dashboard's export list.
+        extra_config: Options::default().extra_config
+            + HPKI_TOML
+            + "\n[[audit.export]]\nname = \"archive\"\nformat = \"jsonl\"\nfile = \"audit-archive.jsonl\"\n",
         ..Default::default()
     };
     Gateway::start_prepared(db, opts, |g| {
@@ -504,6 +507,12 @@ fn declare_view_and_follow_up(db: Db) {
         browser.element_text(&browser.find("#bg-unreviewed")),
         "1",
         "{text}"
+    );
+    // The audit card lists the export destination and how far behind it is.
+    let export = browser.element_text(&browser.find("#audit-exports li[data-export=archive]"));
+    assert!(
+        export.starts_with("archive (jsonl): 未送信 / behind "),
+        "{export}"
     );
     browser.click(&browser.find("header a[href='/.sekisho/console/breakglass']"));
     browser.wait_text("緊急時アクセスの確認", 10);
