@@ -546,3 +546,87 @@ fn kill_9_repeatedly_loses_no_answered_decision_and_tears_no_file() {
         verify_ok(&g);
     }
 }
+
+/// An upstream that misbehaves: it reads each request and then never answers (`silent`), or
+/// answers with bytes that are not HTTP. Counts the requests it got.
+fn bad_upstream(silent: bool) -> (SocketAddr, Arc<AtomicU64>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let h = h.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                if s.read(&mut buf).unwrap_or(0) == 0 {
+                    return;
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                if silent {
+                    std::thread::sleep(Duration::from_secs(60));
+                } else {
+                    let _ = s.write_all(b"\x16\x03\x01 garbage, not HTTP\r\n\r\n\xff\xfe");
+                }
+            });
+        }
+    });
+    (addr, hits)
+}
+
+/// The upstream down, silent past `upstream.timeout_secs`, or answering garbage: 502
+/// `upstream_unreachable` or 504 `upstream_timeout`, in bounded time, with an `outcome`
+/// record; a write still has its decision on record before it went out.
+#[test]
+fn upstream_down_slow_or_garbage_is_answered_and_audited() {
+    let down = format!("127.0.0.1:{}", free_port());
+    let (silent, _) = bad_upstream(true);
+    let (garbage, _) = bad_upstream(false);
+    for (what, addr, status, reason, bound) in [
+        ("down", down, 502, "upstream_unreachable", 3.0),
+        ("silent", silent.to_string(), 504, "upstream_timeout", 5.0),
+        (
+            "garbage",
+            garbage.to_string(),
+            502,
+            "upstream_unreachable",
+            3.0,
+        ),
+    ] {
+        let g = Gateway::start_with(
+            Db::Sqlite,
+            Options {
+                upstream_url: Some(format!("http://{addr}")),
+                replace: vec![("timeout_secs = 30", "timeout_secs = 2")],
+                extra_config: format!("{}{UPLOAD_ROUTE}", Options::default().extra_config),
+            },
+        );
+        for (method, path) in [("GET", "/"), ("POST", "/upload")] {
+            let (s, body, secs) = timed(&g, method, path);
+            println!(
+                "upstream {what}: {method} {path} -> {s} {} in {secs:.2} s",
+                body["error"]
+            );
+            assert_eq!(s, status, "upstream {what}: {method} {body}");
+            assert_eq!(body["error"], reason, "upstream {what}: {body}");
+            assert!(secs < bound, "upstream {what}: {method} took {secs:.2} s");
+            let id = body["request_id"].as_str().unwrap().to_string();
+            g.wait_audit(|r| {
+                r["event"] == "request"
+                    && r["request_id"] == id.as_str()
+                    && r["decision"] == "permit"
+            });
+            g.wait_audit(|r| {
+                r["event"] == "outcome" && r["request_id"] == id.as_str() && r["reason"] == reason
+            });
+        }
+        assert_eq!(
+            g.mgmt_get("/readyz").map(|r| r.0),
+            Some(200),
+            "upstream {what}: the gateway itself is ready"
+        );
+        verify_ok(&g);
+    }
+}
