@@ -248,10 +248,13 @@ fn write_if_changed(path: &Path, data: &[u8]) -> Result<()> {
     if std::fs::read(path).ok().as_deref() == Some(data) {
         return Ok(());
     }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    // Whole or not at all, and synced: the retired keys' file is what keeps old assertions
+    // verifiable, and a crash must not leave it (or the JWKS) torn or a temporary file behind.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sekisho_store::durable::replace_file(dir, path, data, 0o644)
 }
 
 #[cfg(test)]

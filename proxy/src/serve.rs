@@ -329,6 +329,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         enroll,
         tunnel,
         ready,
+        crl_next_update: crl.next_update,
         metrics: metrics.clone(),
         notifier: notifier.clone(),
         retry: AtomicBool::new(false),

@@ -9,8 +9,14 @@
 //! batches that rotated over the pool re-read the tree's and the indexes' pages from the file
 //! every time (in a profile under load, the SQLite threads spent more time reading pages back
 //! than inserting). A connection that fails is dropped and the next batch opens a new one.
+//!
+//! When that new connection cannot be had within [`CONNECT_TIMEOUT`], the store is known to be
+//! down: batches then fail at once (each caller answers 503 without waiting out a connection
+//! attempt of its own) while a probe in the background reconnects, every [`PROBE_EVERY`]; the
+//! first batch after it succeeds is written on the probe's connection.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -28,6 +34,12 @@ use sekisho_store::{DbKind, Store};
 /// A batch that takes longer than this (lock wait included) is abandoned and its callers get
 /// an error; the transaction rolls back and the next batch re-reads the head.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection may take before the store counts as down. The pool's own acquire
+/// timeout (5 s, retrying a refused connection) made every refusal wait 5–10 s with the store
+/// gone; a silent partition hangs a connection attempt until it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between the background probe's connection attempts while the store is down.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// Rows per INSERT statement (12 parameters each; well under SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
@@ -56,6 +68,7 @@ struct Inner {
     metrics: AuditMetrics,
     stopped: watch::Receiver<bool>,
     checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
+    store_down: Arc<AtomicBool>,
 }
 
 impl AuditLog {
@@ -82,10 +95,13 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stopped_tx, stopped) = watch::channel(false);
         let (latest, checkpoints) = watch::channel(None);
+        let store_down = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             latest,
             store,
             conn: None,
+            probe: None,
+            store_down: store_down.clone(),
             key,
             origin: cfg.origin,
             node: cfg.node.clone(),
@@ -101,8 +117,15 @@ impl AuditLog {
                 metrics,
                 stopped,
                 checkpoints,
+                store_down,
             }),
         })
+    }
+
+    /// Whether the writer knows its store to be unreachable (it could not connect, and its
+    /// background probe has not connected since): appends fail at once meanwhile.
+    pub fn store_unreachable(&self) -> bool {
+        self.inner.store_down.load(Ordering::Acquire)
     }
 
     /// The newest checkpoint this writer committed, set after each commit (the witnesses'
@@ -177,6 +200,9 @@ struct Writer {
     /// The writer's own connection (see the module's note); None until the first batch and
     /// after a failure.
     conn: Option<AnyConnection>,
+    /// While the store is down: the background task that reconnects (see the module's note).
+    probe: Option<tokio::task::JoinHandle<AnyConnection>>,
+    store_down: Arc<AtomicBool>,
     key: CheckpointKey,
     origin: String,
     node: String,
@@ -218,6 +244,9 @@ impl Writer {
             }
             self.commit(batch).await;
         }
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
         let _ = stopped.send(true);
     }
 
@@ -230,7 +259,12 @@ impl Writer {
         let started = Instant::now();
         let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(recs)).await {
             Ok(r) => r.map_err(|e| format!("{e:#}")),
-            Err(_) => Err(format!("timed out after {} s", COMMIT_TIMEOUT.as_secs())),
+            Err(_) => {
+                // A store silent this long (a partition) would make the next batch wait out a
+                // connection attempt too: reconnect in the background instead.
+                self.start_probe();
+                Err(format!("timed out after {} s", COMMIT_TIMEOUT.as_secs()))
+            }
         };
         if result.is_err() {
             // Whatever state it was left in (a timed-out transaction, a broken socket), the
@@ -267,13 +301,7 @@ impl Writer {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => {
-                let c = self
-                    .store
-                    .pool()
-                    .acquire()
-                    .await
-                    .context("cannot connect to the audit store")?
-                    .detach();
+                let c = self.connect().await?;
                 self.conn.insert(c)
             }
         };
@@ -358,6 +386,55 @@ impl Writer {
             note,
         })));
         Ok(first)
+    }
+}
+
+impl Writer {
+    /// A new connection for the writer; while the store is known to be down, an error at once
+    /// unless the probe has connected.
+    async fn connect(&mut self) -> Result<AnyConnection> {
+        if let Some(probe) = &self.probe {
+            if !probe.is_finished() {
+                bail!("the audit store is unreachable (refused at once until it answers again)");
+            }
+            let probe = self.probe.take().expect("checked above");
+            return probe.await.context("the audit store probe stopped");
+        }
+        let e = match tokio::time::timeout(CONNECT_TIMEOUT, self.store.pool().acquire()).await {
+            Ok(Ok(c)) => return Ok(c.detach()),
+            Ok(Err(e)) => anyhow::Error::from(e),
+            Err(_) => anyhow!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+        };
+        tracing::error!(error = %e, "the audit store is unreachable; refusing at once until it answers again");
+        self.start_probe();
+        Err(e.context("cannot connect to the audit store"))
+    }
+
+    fn start_probe(&mut self) {
+        if self.probe.is_none() {
+            self.store_down.store(true, Ordering::Release);
+            self.probe = Some(tokio::spawn(probe(
+                self.store.clone(),
+                self.store_down.clone(),
+            )));
+        }
+    }
+}
+
+/// Reconnects to a store that is down; returns the first connection that answers.
+async fn probe(store: Store, down: Arc<AtomicBool>) -> AnyConnection {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let attempt = async {
+            let mut c = store.pool().acquire().await?.detach();
+            c.ping().await?;
+            Ok::<_, sqlx::Error>(c)
+        };
+        if let Ok(Ok(c)) = tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            tracing::info!("the audit store answers again");
+            down.store(false, Ordering::Release);
+            return c;
+        }
     }
 }
 

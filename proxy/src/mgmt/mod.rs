@@ -90,10 +90,15 @@ impl Management {
         match req.uri().path() {
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
             "/readyz" => {
-                let store_ok = sqlx::query("SELECT 1")
-                    .execute(self.store.pool())
+                // The audit writer's word first: with the store known down, say so at once. The
+                // query is bounded because a silent partition would hang it.
+                let store_ok = !self.audit.store_unreachable()
+                    && tokio::time::timeout(
+                        std::time::Duration::from_secs(2),
+                        sqlx::query("SELECT 1").execute(self.store.pool()),
+                    )
                     .await
-                    .is_ok();
+                    .is_ok_and(|r| r.is_ok());
                 if store_ok && self.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "text/plain", "ready\n".into())
                 } else {

@@ -48,6 +48,9 @@ pub(super) struct Watcher {
     pub tunnel: Option<sekisho_tunnel::Tunnel>,
     /// What `/readyz` reports.
     pub ready: Arc<AtomicBool>,
+    /// The next update of the CRL the gateway started with: until the watcher reads a newer
+    /// one, expiry is judged by it (a store lost right after the start is not an expired CRL).
+    pub crl_next_update: i64,
     pub metrics: Arc<Metrics>,
     pub notifier: Arc<Notifier>,
     /// Set when a reload after a change failed: the next poll reloads again even though the
@@ -68,7 +71,8 @@ impl Watcher {
                 .await
                 .ok();
         let anomaly_every = Duration::from_secs(u64::from(self.cfg.anomaly.scan_seconds.max(1)));
-        let mut next_update = i64::MIN;
+        let mut next_update = self.crl_next_update;
+        let mut crl_checked = false;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         // systemd's watchdog is fed from this loop: if it stalls, systemd restarts the gateway.
         let watchdog = super::systemd::watchdog_every();
@@ -88,55 +92,64 @@ impl Watcher {
                 }
                 _ = shutdown.changed() => return,
             }
-            // Store trouble skips the reload, never the CRL-expiry check below: an expired CRL
-            // must close connections even when the store cannot be read.
-            if let Some(n) = self.reload_if_changed().await {
-                next_update = n;
-            }
             self.hpki.reload_logged();
             self.policy.reload_if_changed();
-            if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
-                last_unused_check = Some(tokio::time::Instant::now());
-                self.suspend_unused().await;
-                self.renotify_unreviewed().await;
-                // A replica that is behind by more than a day reloads its facts whole.
-                if let Err(e) = sekisho_store::changes::prune(&self.store, now() - 86_400).await {
-                    warn!(error = %e, "cannot prune the change log");
+            // Store trouble skips the store's work, never the CRL-expiry check below: an expired
+            // CRL must close connections even when the store cannot be read. While the audit
+            // writer knows the store to be down, each step would only wait out the pool's
+            // timeout (the loop took a minute, starving systemd's watchdog).
+            'store: {
+                if self.audit.store_unreachable() {
+                    break 'store;
                 }
-            }
-            if last_break_glass.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-                last_break_glass = Some(tokio::time::Instant::now());
-                self.break_glass_rounds().await;
-            }
-            if let Some(below) = backfill_below {
-                backfill_below =
-                    match sekisho_audit::search::backfill(&self.store, below, 20_000).await {
-                        Ok(next) => next,
-                        Err(e) => {
-                            warn!(error = %e, "cannot fill the audit log's search columns");
-                            Some(below)
-                        }
-                    };
-            }
-            if last_anomaly_scan.is_none_or(|t| t.elapsed() >= anomaly_every) {
-                last_anomaly_scan = Some(tokio::time::Instant::now());
-                if let Err(e) = crate::oversight::anomaly::scan(
-                    &self.store,
-                    &self.cfg.anomaly,
-                    &self.notifier,
-                    &self.audit,
-                    &self.metrics,
-                )
-                .await
-                {
-                    warn!(error = %e, "cannot scan for anomalies");
+                if let Some(n) = self.reload_if_changed().await {
+                    next_update = n;
                 }
-            }
-            if last_crl_check.elapsed() >= Duration::from_secs(60) || next_update == i64::MIN {
-                last_crl_check = tokio::time::Instant::now();
-                match terminals::ensure_crl(&self.store, self.enroll.ca(), &self.cfg.ca).await {
-                    Ok(c) => next_update = c.next_update,
-                    Err(e) => warn!(error = %e, "cannot re-sign the CRL"),
+                if last_unused_check.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                    last_unused_check = Some(tokio::time::Instant::now());
+                    self.suspend_unused().await;
+                    self.renotify_unreviewed().await;
+                    // A replica that is behind by more than a day reloads its facts whole.
+                    if let Err(e) = sekisho_store::changes::prune(&self.store, now() - 86_400).await
+                    {
+                        warn!(error = %e, "cannot prune the change log");
+                    }
+                }
+                if last_break_glass.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    last_break_glass = Some(tokio::time::Instant::now());
+                    self.break_glass_rounds().await;
+                }
+                if let Some(below) = backfill_below {
+                    backfill_below =
+                        match sekisho_audit::search::backfill(&self.store, below, 20_000).await {
+                            Ok(next) => next,
+                            Err(e) => {
+                                warn!(error = %e, "cannot fill the audit log's search columns");
+                                Some(below)
+                            }
+                        };
+                }
+                if last_anomaly_scan.is_none_or(|t| t.elapsed() >= anomaly_every) {
+                    last_anomaly_scan = Some(tokio::time::Instant::now());
+                    if let Err(e) = crate::oversight::anomaly::scan(
+                        &self.store,
+                        &self.cfg.anomaly,
+                        &self.notifier,
+                        &self.audit,
+                        &self.metrics,
+                    )
+                    .await
+                    {
+                        warn!(error = %e, "cannot scan for anomalies");
+                    }
+                }
+                if last_crl_check.elapsed() >= Duration::from_secs(60) || !crl_checked {
+                    last_crl_check = tokio::time::Instant::now();
+                    crl_checked = true;
+                    match terminals::ensure_crl(&self.store, self.enroll.ca(), &self.cfg.ca).await {
+                        Ok(c) => next_update = c.next_update,
+                        Err(e) => warn!(error = %e, "cannot re-sign the CRL"),
+                    }
                 }
             }
             let current = next_update > now();
