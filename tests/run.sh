@@ -50,9 +50,13 @@ status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # Fuzzing: every target built and run briefly from its corpus; a crash fails the run
 # (docs/fuzzing.md). SEKISHO_FUZZ_SECONDS=0 skips it.
+# Unoptimised, built where the next run on this machine finds it again: cold, the build is
+# most of the time this takes.
 fuzz_seconds=${SEKISHO_FUZZ_SECONDS:-10}
 if [ "$fuzz_seconds" != 0 ]; then
-  fuzz/run.sh "$fuzz_seconds" || status=$?
+  FUZZ_PROFILE=${FUZZ_PROFILE:-dev} \
+  FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sekisho/fuzz-target} \
+    fuzz/run.sh "$fuzz_seconds" || status=$?
 fi
 # One closing line for every test binary together (cargo's last line is often a doc-test
 # binary with nothing in it).
