@@ -8,8 +8,8 @@
 # instrumentation by LLVM's sancov pass (stable `-C passes`/`-C llvm-args`), release code with
 # debug assertions and overflow checks on. No AddressSanitizer (that needs nightly's
 # `-Zsanitizer`): the code under test forbids `unsafe`, so what the fuzzer looks for is panics,
-# overflows and broken invariants. With cargo-fuzz installed, `cargo fuzz run TARGET -s none`
-# (from the repository root) runs the same targets.
+# overflows and broken invariants. The layout is cargo-fuzz's, so `cargo fuzz run TARGET -s none`
+# should run the same targets where cargo-fuzz is installed.
 #
 # New inputs the fuzzer finds go to a scratch directory, not into fuzz/corpus/; a crash is
 # saved under fuzz/artifacts/TARGET/. FUZZ_TARGET_DIR moves the build (default fuzz/target);
