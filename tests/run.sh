@@ -42,11 +42,22 @@ fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth)"; exit 1; }
 
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# Fuzzing: every target built and run briefly from its corpus; a crash fails the run
+# (docs/fuzzing.md). SEKISHO_FUZZ_SECONDS=0 skips it.
+# Unoptimised, built where the next run on this machine finds it again: cold, the build is
+# most of the time this takes.
+fuzz_seconds=${SEKISHO_FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" != 0 ]; then
+  FUZZ_PROFILE=${FUZZ_PROFILE:-dev} \
+  FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sekisho/fuzz-target} \
+    fuzz/run.sh "$fuzz_seconds" || status=$?
+fi
 # One closing line for every test binary together (cargo's last line is often a doc-test
 # binary with nothing in it).
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

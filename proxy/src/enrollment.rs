@@ -134,7 +134,9 @@ pub async fn issue_code(
 }
 
 /// Upper-cases, drops separators, and maps the letters people confuse with digits.
-fn normalize_code(code: &str) -> Option<String> {
+// Public, hidden, only for the fuzz target (fuzz/fuzz_targets/enrollment.rs).
+#[doc(hidden)]
+pub fn normalize_code(code: &str) -> Option<String> {
     let mut out = String::new();
     for c in code.chars() {
         let c = match c.to_ascii_uppercase() {

@@ -295,6 +295,22 @@ impl HpkiVerifier {
     }
 }
 
+/// Steps 1, 2 and 5 of [`HpkiVerifier::verify`] without the path: the fuzz targets' way to
+/// the identity reader with certificates whose signatures their mutations broke. It trusts
+/// nothing, so it exists only with the `fuzzing` feature, which no build of the gateway
+/// enables.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn read_unverified(ee_der: &[u8]) -> Result<HpkiIdentity, HpkiError> {
+    if ee_der.len() > MAX_CERT_BYTES {
+        return Err(HpkiError::Malformed("the certificate is too large".into()));
+    }
+    let cert = parse_cert(ee_der).map_err(HpkiError::Malformed)?;
+    let policy = check_profile(&cert)?;
+    inspect::inspect(&cert)?;
+    identity(&cert, policy)
+}
+
 fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
     if !rest.is_empty() {
