@@ -253,9 +253,10 @@ fn store_fault(g: &Gateway, relay: &Relay, mode: Mode) -> Vec<f64> {
     let hits = g.upstream.hits();
     let mut latencies = Vec::new();
     for i in 0..6 {
-        // Writes wait for their record: the upstream must see none of them. A safe read would
-        // be forwarded while its record commits (docs/gateway.md, 6), but not once the first
-        // request has found the store down: then nothing reaches the upstream at all.
+        // Writes wait for their record: the upstream must see none of them. A safe read is
+        // forwarded while its record commits (docs/gateway.md, 6) — so the one read that finds
+        // the store down may reach it, its answer withheld — but once the writer knows the
+        // store is down, nothing reaches the upstream at all.
         let method = if i % 2 == 0 { "POST" } else { "GET" };
         let path = if method == "POST" { "/upload" } else { "/" };
         let (status, body, secs) = timed(g, method, path);
@@ -268,9 +269,27 @@ fn store_fault(g: &Gateway, relay: &Relay, mode: Mode) -> Vec<f64> {
         latencies.push(secs);
     }
     let forwarded = g.upstream.hits() - hits;
+    assert!(
+        forwarded <= 1,
+        "{mode:?}: {forwarded} requests reached the upstream; only the read that found the store down may"
+    );
+    // Known down by now: reads are refused before the upstream is asked.
+    let known_down = g.upstream.hits();
+    for _ in 0..3 {
+        let (status, body, secs) = timed(g, "GET", "/");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("audit_unavailable"))
+        );
+        assert!(
+            secs < 1.0,
+            "{mode:?}: a refusal with the store known down took {secs:.2} s"
+        );
+    }
     assert_eq!(
-        forwarded, 0,
-        "{mode:?}: {forwarded} requests reached the upstream with the store known to be down"
+        g.upstream.hits(),
+        known_down,
+        "{mode:?}: a read reached the upstream with the store known to be down"
     );
     let (ready, secs) = timed_readyz(g);
     println!("{mode:?}: /readyz -> {ready:?} in {secs:.2} s");
