@@ -158,7 +158,7 @@ fn kill_9_under_load_loses_no_released_answer() {
                             .enable_all()
                             .build()
                             .unwrap()
-                            .block_on(load_one_connection(g, c))
+                            .block_on(load_until_gone(g, c, false))
                     })
                 })
                 .collect();
@@ -198,42 +198,6 @@ fn kill_9_under_load_loses_no_released_answer() {
         let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
         assert!(out.contains("audit log OK"), "{db:?}: {out}");
     }
-}
-
-/// Requests in sequence on one keep-alive connection until the gateway goes away; the request
-/// ids of the answers that arrived whole.
-async fn load_one_connection(g: &Gateway, c: usize) -> Vec<String> {
-    use http_body_util::BodyExt;
-    let tls = tls_connect(g, "t1").await;
-    let Ok((mut sender, conn)) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await
-    else {
-        return Vec::new();
-    };
-    tokio::spawn(conn);
-    let mut ids = Vec::new();
-    for n in 0.. {
-        let req = http::Request::get(format!("/?c={c}&n={n}"))
-            .header("host", "localhost")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let Ok(resp) = sender.send_request(req).await else {
-            break;
-        };
-        let status = resp.status().as_u16();
-        let id = resp
-            .headers()
-            .get("sekisho-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        // Only an answer that arrived whole counts as released.
-        if resp.into_body().collect().await.is_err() {
-            break;
-        }
-        assert_eq!(status, 200, "an answer other than 200 under plain load");
-        ids.push(id.expect("every answer names its request"));
-    }
-    ids
 }
 
 /// A patient's access history for a disclosure request: only that patient's decisions, in

@@ -360,50 +360,6 @@ fn random_below(n: u64) -> u64 {
     u64::from_str_radix(&sekisho_protocol::new_request_id()[..12], 16).unwrap() % n
 }
 
-/// Keep-alive requests as t1, a GET then a POST (which waits for its record before it is
-/// forwarded), until the gateway goes away; the request ids of the 2xx answers that arrived
-/// whole.
-async fn load_until_gone(g: &Gateway, c: usize) -> Vec<String> {
-    use http_body_util::BodyExt;
-    let mut ids = Vec::new();
-    let Ok(tls) = tls_connect_with(g, Some(g.cert("t1")), None).await else {
-        return ids;
-    };
-    let Ok((mut sender, conn)) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await
-    else {
-        return ids;
-    };
-    tokio::spawn(conn);
-    for n in 0.. {
-        let req = if n % 2 == 0 {
-            http::Request::get(format!("/?c={c}&n={n}"))
-        } else {
-            http::Request::post("/upload")
-        }
-        .header("host", "localhost")
-        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-            "{c}/{n}"
-        ))))
-        .unwrap();
-        let Ok(resp) = sender.send_request(req).await else {
-            break;
-        };
-        let status = resp.status().as_u16();
-        let id = resp
-            .headers()
-            .get("sekisho-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if resp.into_body().collect().await.is_err() {
-            break;
-        }
-        assert_eq!(status, 200, "an answer other than 200 under plain load");
-        ids.push(id.expect("every answer names its request"));
-    }
-    ids
-}
-
 /// Files a crash must never leave behind: temporary files, or a key, certificate, CRL, JSON or
 /// TOML file that is empty or cut short. Returns how many files were looked at.
 fn check_no_torn_files(dir: &std::path::Path) -> usize {
@@ -501,7 +457,7 @@ fn kill_9_repeatedly_loses_no_answered_decision_and_tears_no_file() {
                                 .enable_all()
                                 .build()
                                 .unwrap()
-                                .block_on(load_until_gone(g, c))
+                                .block_on(load_until_gone(g, c, true))
                         })
                     })
                     .collect();

@@ -7,6 +7,9 @@
 //! checkpoints. On SQLite and PostgreSQL.
 
 mod common;
+// The CA and localhost certificate the receivers present (shared with the notify tests).
+#[path = "notify_rig/pki.rs"]
+mod pki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,52 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
-
-/// A CA made in the test and a certificate for localhost and 127.0.0.1 signed by it: what
-/// the witness presents, and what the gateway is told to trust (`ca_file`).
-struct TestPki {
-    ca_pem: String,
-    server: Arc<rustls::ServerConfig>,
-}
-
-impl TestPki {
-    fn new() -> TestPki {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose, SanType,
-        };
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        ca.distinguished_name
-            .push(DnType::CommonName, "Witness test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::from_params(&ca, &ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        leaf.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-        TestPki {
-            ca_pem: ca_cert.pem(),
-            server: Arc::new(server),
-        }
-    }
-}
+use pki::TestPki;
 
 const TOKEN: &str = "0f3c9a1e7b5d2c8f4a6e1b3d5c7a9e2f";
 

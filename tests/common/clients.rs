@@ -183,3 +183,47 @@ pub fn verify_es256(jwt: &str, jwk: &serde_json::Value) -> bool {
         .verify(input.as_bytes(), &b64.decode(sig).unwrap())
         .is_ok()
 }
+
+/// Keep-alive requests as t1 on one connection until the gateway goes away (a crash test's
+/// load): GETs, or with `posts` a GET then a POST (which waits for its record before it is
+/// forwarded); the request ids of the answers that arrived whole, all of which must be 200.
+pub async fn load_until_gone(g: &Gateway, c: usize, posts: bool) -> Vec<String> {
+    use http_body_util::BodyExt;
+    let mut ids = Vec::new();
+    let Ok(tls) = tls_connect_with(g, Some(g.cert("t1")), None).await else {
+        return ids;
+    };
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await
+    else {
+        return ids;
+    };
+    tokio::spawn(conn);
+    for n in 0.. {
+        let req = if !posts || n % 2 == 0 {
+            http::Request::get(format!("/?c={c}&n={n}"))
+        } else {
+            http::Request::post("/upload")
+        }
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "{c}/{n}"
+        ))))
+        .unwrap();
+        let Ok(resp) = sender.send_request(req).await else {
+            break;
+        };
+        let status = resp.status().as_u16();
+        let id = resp
+            .headers()
+            .get("sekisho-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if resp.into_body().collect().await.is_err() {
+            break;
+        }
+        assert_eq!(status, 200, "an answer other than 200 under plain load");
+        ids.push(id.expect("every answer names its request"));
+    }
+    ids
+}

@@ -21,6 +21,7 @@
 //! checkpoint key and the origin (`verify` accepts several verifier keys if they do not).
 
 pub mod checkpoint;
+pub mod client;
 #[cfg(any(test, feature = "test-util"))]
 pub mod forge;
 pub mod merkle;

@@ -15,7 +15,7 @@ use sekisho_audit::{
 };
 use sekisho_export::{
     Destination, ExportMetrics, ExportPump, Format, Identity, PumpConfig, Sink, Start, SyslogSink,
-    SyslogTarget, atna, fhir, jsonl, source,
+    SyslogTarget, atna, fhir, source,
 };
 use sekisho_store::testdb::TestDb;
 use tokio::io::AsyncReadExt;
@@ -257,7 +257,6 @@ async fn main() {
                 n as f64 / took.as_secs_f64()
             );
         }
-        let _ = jsonl::line;
         println!(
             "{kind}: syslog receiver read {} messages",
             heard.load(std::sync::atomic::Ordering::Relaxed)

@@ -2,7 +2,7 @@
 //! server's base URL, every entry a PUT under the event's fixed id, and the batch counts as
 //! delivered only when the server answers 200 with a 2xx status for every entry. A batch sent
 //! again replaces the same resources. The server's certificate is checked against the
-//! configured CA only.
+//! configured CA only (`sekisho_audit::client`).
 
 use std::time::Duration;
 
@@ -10,12 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http::{Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use sekisho_audit::client::HttpsClient;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -26,7 +21,7 @@ pub struct FhirServer {
     url: Uri,
     token: Option<Zeroizing<String>>,
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl FhirServer {
@@ -42,32 +37,11 @@ impl FhirServer {
         if uri.scheme_str() != Some("https") || uri.authority().is_none() {
             bail!("FHIR url {url:?} must be https://HOST[:PORT]/BASE");
         }
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(ca_pem) {
-            roots.add(c.context("the FHIR server's CA file is not PEM certificates")?)?;
-        }
-        if roots.is_empty() {
-            bail!("the FHIR server's CA file holds no certificate");
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
         Ok(FhirServer {
             url: uri,
             token,
             timeout,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: sekisho_audit::client::https(ca_pem, "the FHIR server's CA file", timeout)?,
         })
     }
 

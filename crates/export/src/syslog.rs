@@ -117,13 +117,7 @@ impl SyslogSink {
         let name = name.trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(name.to_string())
             .with_context(|| format!("{name:?} is not a host name or address"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(t.ca_pem) {
-            roots.add(c.context("the syslog CA file is not PEM certificates")?)?;
-        }
-        if roots.is_empty() {
-            bail!("the syslog CA file holds no certificate");
-        }
+        let roots = sekisho_audit::client::roots(t.ca_pem, "the syslog CA file")?;
         let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))

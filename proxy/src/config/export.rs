@@ -231,7 +231,7 @@ pub async fn keep_from(store: &sekisho_store::Store, a: &super::Audit) -> Result
         .iter()
         .filter_map(|e| match cursors.iter().find(|c| c.destination == e.name) {
             Some(c) => Some(c.next_idx),
-            None if e.start == "now" => None,
+            None if e.start().ok() == Some(Start::Now) => None,
             None => Some(0),
         })
         .min())

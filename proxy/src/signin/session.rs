@@ -48,15 +48,10 @@ impl SignIn {
             card: card.clone(),
         };
         let mut tx = self.store.begin_write().await?;
-        // Writes first: on SQLite a transaction that reads and then writes fails at once
-        // ("database is locked") if another connection committed in between, while one that
-        // writes first waits its turn for the lock.
-        session_rows::open(&mut tx, &row).await?;
-        users::touch_login(&mut tx, &user.user_id).await?;
         // The facility once more, in this transaction: a suspension committed since the
         // sign-in checked it refuses the session. On PostgreSQL the row is locked for share,
         // so a suspension waits for this commit and then ends the session with the others;
-        // SQLite has one writer at a time, and this transaction holds it now.
+        // on SQLite this transaction holds the write lock from its start (`begin_write`).
         let lock = match self.store.kind() {
             sekisho_store::DbKind::Postgres => " FOR SHARE",
             sekisho_store::DbKind::Sqlite => "",
@@ -74,6 +69,8 @@ impl SignIn {
                 user.facility
             );
         }
+        session_rows::open(&mut tx, &row).await?;
+        users::touch_login(&mut tx, &user.user_id).await?;
         tx.commit().await?;
         let _ = lockouts::clear_failures(&self.store, Scope::Account, &user.user_id).await;
         let _ =

@@ -16,17 +16,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use zeroize::Zeroizing;
 
 use super::receive::REFUSAL_HEADER;
 use super::{Outcome, Refusal};
 use crate::checkpoint::SignedCheckpoint;
+use crate::client::HttpsClient;
 
 /// A witness's answer is a note; anything much longer is not one.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -35,7 +30,7 @@ pub struct HttpsWitness {
     name: String,
     url: Uri,
     token: Option<Zeroizing<String>>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
 }
 
 impl HttpsWitness {
@@ -53,30 +48,7 @@ impl HttpsWitness {
         if uri.scheme_str() != Some("https") || uri.authority().is_none() {
             bail!("witness url {url:?} must be https://HOST[:PORT]/PATH");
         }
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_slice_iter(ca_pem) {
-            roots.add(c.context("the witness CA file is not PEM certificates")?)?;
-        }
-        if roots.is_empty() {
-            bail!("the witness CA file holds no certificate");
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = crate::client::https(ca_pem, "the witness CA file", connect_timeout)?;
         if let Some(t) = &token
             && (t.is_empty() || t.chars().any(|c| c.is_control() || c == ' '))
         {
