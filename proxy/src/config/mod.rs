@@ -218,7 +218,7 @@ impl Default for Limits {
             idle_timeout_secs: 120,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 32 * 1024 * 1024,
-            max_connections: 4096,
+            max_connections: 16_384,
             tls_handshake_timeout_secs: 10,
         }
     }

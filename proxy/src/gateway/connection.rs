@@ -202,10 +202,13 @@ impl Gateway {
         let svc = {
             let gw = self.clone();
             let conn = conn.clone();
+            // Boxed: hyper keeps room for the service's future in every connection, idle or
+            // not, and the request path's future is several KiB; a box is made per request
+            // instead (`tests/load.rs`, sekisho-bench's memory figure).
             service_fn(move |req| {
                 let gw = gw.clone();
                 let conn = conn.clone();
-                async move { Ok::<_, Infallible>(gw.handle(req, &conn).await) }
+                Box::pin(async move { Ok::<_, Infallible>(gw.handle(req, &conn).await) })
             })
         };
         let mut builder = auto::Builder::new(TokioExecutor::new());
