@@ -29,13 +29,15 @@ type Sent = Result<Response<Incoming>, ForwardError>;
 
 impl Gateway {
     /// Whether this request may go on while its decision record commits: a safe method, no
-    /// upgrade, on a route that does not ask for the strict order — and a store not known to
-    /// be down: then the record cannot be written, so the upstream is not asked at all.
+    /// upgrade, on a route that does not ask for the strict order — and a store neither known
+    /// to be down nor failing its writes (a full disk): then the record cannot be written, so
+    /// the upstream is not asked at all.
     pub(super) fn may_overlap(&self, req: &Request<Incoming>, ctx: &RequestCtx<'_>) -> bool {
         let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         safe && !req.headers().contains_key(http::header::UPGRADE)
             && ctx.route.as_ref().is_some_and(|r| !r.config.strict_audit)
             && !self.audit.store_unreachable()
+            && !self.audit.writes_failing()
     }
 
     /// Forwards a request whose decision record is already durable.

@@ -157,8 +157,8 @@ impl Gateway {
             let durable = self.record_permit_async(&mut ctx);
             return self.forward_while_recording(req, ctx, durable).await;
         }
-        if let Err(reason) = self.record_permit(&mut ctx).await {
-            return self.refuse_unrecorded(&ctx, reason);
+        if self.record_permit(&mut ctx).await.is_err() {
+            return self.refused_unrecorded(ctx, None);
         }
         self.forward(req, ctx).await
     }
