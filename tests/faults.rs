@@ -555,6 +555,95 @@ fn a_full_disk_fails_closed_and_recovers() {
     g.stop();
 }
 
+/// The terminal CRL runs out while the gateway cannot re-sign it (its CA key kept offline):
+/// every terminal is refused `crl_expired` and `/readyz` says so; when the secretariat signs a
+/// new CRL from the CLI, service returns on every request after it, without a restart. The
+/// shortest CRL lifetime is an hour, so the test brings the stored CRL's next update forward to
+/// a few seconds from now while the gateway is stopped.
+#[test]
+fn an_expired_crl_refuses_everyone_until_a_new_one_is_signed() {
+    for db in BOTH {
+        let mut g = Gateway::start(db);
+        g.add_terminal("f1", "t2", &g.out.clone());
+        assert_eq!(g.curl_t1("/", &[]).0, 200, "{db:?}: service before");
+        g.stop();
+        let key = g.data.join("ca").join("issuing.key");
+        let away = g.data.join("issuing.key.offline");
+        std::fs::rename(&key, &away).unwrap();
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 4;
+        g.sql(&format!(
+            "UPDATE crl_state SET next_update = {expires} WHERE id = 1"
+        ));
+        g.serve();
+        assert_eq!(
+            g.curl_t1("/", &[]).0,
+            200,
+            "{db:?}: service until the CRL runs out"
+        );
+
+        let ran_out = Instant::now();
+        let (status, body) = loop {
+            let (status, body, _) = g.curl_t1("/", &["-H", "Accept: application/json"]);
+            if status != 200 {
+                break (status, body);
+            }
+            assert!(
+                ran_out.elapsed() < Duration::from_secs(15),
+                "{db:?}: still served 10 s after the CRL ran out"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        println!(
+            "{db:?}: CRL out: {status} {} {:.1} s after the poll began",
+            body.trim(),
+            ran_out.elapsed().as_secs_f64()
+        );
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("crl_expired"), "{db:?}: {body}");
+        let (status, ready) = g.mgmt_get("/readyz").expect("/readyz");
+        assert_eq!(status, 503, "{db:?}: /readyz with the CRL out: {ready}");
+        g.wait_audit(|r| r["reason"] == "crl_expired" && r["decision"] == "deny");
+
+        // The secretariat signs a new CRL (here, revoking another terminal) where the CA key is.
+        std::fs::rename(&away, &key).unwrap();
+        run_ok(&[
+            "terminal",
+            "revoke",
+            "--data-dir",
+            g.data_str(),
+            "--terminal",
+            "t2",
+            "--reason",
+            "superseded",
+        ]);
+        let signed = Instant::now();
+        loop {
+            if g.curl_t1("/", &[]).0 == 200 {
+                break;
+            }
+            assert!(
+                signed.elapsed() < Duration::from_secs(10),
+                "{db:?}: no service 10 s after a new CRL was signed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!(
+            "{db:?}: service back {:.2} s after a new CRL was signed",
+            signed.elapsed().as_secs_f64()
+        );
+        let ready = within_a_poll(|| g.mgmt_get("/readyz"), |r| matches!(r, Some((200, _))));
+        assert!(
+            matches!(ready, Some((200, _))),
+            "{db:?}: /readyz after: {ready:?}"
+        );
+        verify_ok(&g);
+    }
+}
+
 /// A number in `0..n` that differs from run to run (when the crash comes).
 fn random_below(n: u64) -> u64 {
     u64::from_str_radix(&sekisho_protocol::new_request_id()[..12], 16).unwrap() % n
