@@ -256,6 +256,9 @@ enum Expect {
     Forwarded(&'static [(&'static str, &'static str)]),
     /// Either nothing complete reached the upstream, or this one request (line, body).
     AtMost(&'static str, &'static str),
+    /// Permitted, its head forwarded, then its body broke: the upstream got no complete
+    /// request, the terminal 400 `bad_request`, and the outcome record says so.
+    BodyBroken,
 }
 
 use Expect::*;
@@ -320,13 +323,13 @@ fn http1_corpus() -> Vec<(&'static str, &'static str, String, Expect)> {
         ("obs-fold", "folded Content-Length", format!("{POST}{H}Content-Length: 1\r\n 0\r\nConnection: close\r\n\r\nhellohello"), Rejected),
         ("obs-fold", "folded Transfer-Encoding", format!("{POST}{H}Transfer-Encoding: identity\r\n\tchunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), Rejected),
         // ---- chunk syntax
-        ("chunks", "size overflows 64 bits", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n"), AtMost("", "")),
-        ("chunks", "size with 0x", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"), AtMost("", "")),
-        ("chunks", "negative size", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"), AtMost("", "")),
-        ("chunks", "size with space", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5 5\r\nhello\r\n0\r\n\r\n"), AtMost("", "")),
+        ("chunks", "size overflows 64 bits", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n10000000000000005\r\nhello\r\n0\r\n\r\n"), BodyBroken),
+        ("chunks", "size with 0x", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n"), BodyBroken),
+        ("chunks", "negative size", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"), BodyBroken),
+        ("chunks", "size with space", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5 5\r\nhello\r\n0\r\n\r\n"), BodyBroken),
         ("chunks", "extension with control byte", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;x=\x01y\r\nhello\r\n0\r\n\r\n"), AtMost("POST /debug/post HTTP/1.1", "hello")),
         ("chunks", "extension, quoted CRLF", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;x=\"a\r\nb\"\r\nhello\r\n0\r\n\r\n"), AtMost("POST /debug/post HTTP/1.1", "hello")),
-        ("chunks", "data longer than its size", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhelloX0\r\n\r\n"), AtMost("", "")),
+        ("chunks", "data longer than its size", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhelloX0\r\n\r\n"), BodyBroken),
         ("chunks", "bare LF after size", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\nhello\r\n0\r\n\r\n"), AtMost("POST /debug/post HTTP/1.1", "hello")),
         ("chunks", "no last chunk", format!("{POST}{H}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n"), AtMost("", "")),
         // ---- bare LF and CR
@@ -456,6 +459,18 @@ fn http1_corpus_reaches_the_upstream_only_as_decided() {
                         .collect();
                     let want: Vec<(&str, &str)> = want.to_vec();
                     assert_eq!(lines, want, "{case}: {got:#?}");
+                }
+                BodyBroken => {
+                    assert_eq!(st, [400], "{case}: {answer}");
+                    assert_eq!(error_of(&answer), "bad_request", "{case}: {answer}");
+                    assert!(got.is_empty(), "{case}: reached the upstream: {got:#?}");
+                    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                    g.wait_audit(|r| {
+                        r["request_id"] == v["request_id"]
+                            && r["event"] == "outcome"
+                            && r["reason"] == "bad_request"
+                    });
                 }
                 AtMost(line, body) => {
                     assert!(got.len() <= 1, "{case}: {got:#?}");
