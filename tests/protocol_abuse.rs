@@ -879,6 +879,15 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// CPU time the process has used (user + system), in clock ticks (100 per second).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime and stime are 12th and 13th.
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
 /// A well-behaved terminal's plain GET, with a deadline.
 async fn served(g: &Gateway) -> bool {
     tokio::time::timeout(
@@ -956,8 +965,10 @@ fn http2_floods_are_bounded() {
         assert!(rt.block_on(served(&g)), "{db:?}: served before");
         let _ = settled(&up);
         let before = rss_kib(pid);
+        eprintln!("{db:?}: RSS before the floods {before} KiB");
         for (name, flood) in floods {
             let case = format!("{db:?} {name}");
+            let cpu = cpu_ticks(pid);
             let (frames, during) = rt.block_on(async {
                 let f = raw_h2(&g, flood, Duration::from_secs(15));
                 let other = async {
@@ -969,10 +980,14 @@ fn http2_floods_are_bounded() {
             let goaway = frames.iter().any(|(t, _, _)| *t == GOAWAY);
             let resets = frames.iter().filter(|(t, _, _)| *t == RST_STREAM).count();
             let answered = frames.iter().filter(|(t, _, _)| *t == HEADERS).count();
+            let cpu = cpu_ticks(pid) - cpu;
             eprintln!(
-                "{case}: GOAWAY {goaway}, {resets} RST_STREAM, {answered} answers, RSS {} KiB",
-                rss_kib(pid)
+                "{case}: GOAWAY {goaway}, {resets} RST_STREAM, {answered} answers, RSS {} KiB, CPU {} ms",
+                rss_kib(pid),
+                cpu * 10
             );
+            // Debug build, the other client's requests included: the flood is cut short.
+            assert!(cpu < 500, "{case}: the gateway used {} ms of CPU", cpu * 10);
             let got = settled(&up);
             eprintln!("{case}: {} requests reached the upstream", got.len());
             assert!(
