@@ -735,33 +735,44 @@ fn http2_headers_paths_and_hosts_reach_the_upstream_only_as_decided() {
                 }
             }
         }
-        // A connection-specific header is malformed in HTTP/2 (RFC 9113 §8.2.2): the stream
-        // is refused and nothing of it reaches the upstream.
-        let frames = rt.block_on(raw_h2(
-            &g,
-            |out| {
-                headers_frame(
-                    out,
-                    1,
-                    FLAG_END_HEADERS | FLAG_END_STREAM,
-                    &hpack(&[
-                        (":method", "GET"),
-                        (":scheme", "https"),
-                        (":authority", "localhost"),
-                        (":path", "/debug/headers"),
-                        ("connection", "sekisho-assertion"),
-                    ]),
-                );
-            },
-            Duration::from_secs(2),
-        ));
-        assert!(
-            frames
-                .iter()
-                .any(|(t, _, sid)| (*t == RST_STREAM && *sid == 1) || *t == GOAWAY),
-            "{db:?}: {frames:?}"
-        );
-        assert!(settled(&up).is_empty(), "{db:?}");
+        // Malformed in HTTP/2 (RFC 9113 §8.2): a connection-specific header (which could
+        // nominate the gateway's own headers away), an uppercase name, `transfer-encoding`, a
+        // pseudo-header given twice or after a regular one, a NUL in a value. The stream is
+        // refused and nothing of it reaches the upstream.
+        let malformed: [&[(&str, &str)]; 6] = [
+            &[("connection", "sekisho-assertion")],
+            &[("Sekisho-Assertion", "forged")],
+            &[("transfer-encoding", "chunked")],
+            &[(":path", "/debug/post")],
+            &[("x-a", "1"), (":method", "POST")],
+            &[("x-a", "a\0forged")],
+        ];
+        for extra in malformed {
+            let mut headers = vec![
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", "localhost"),
+                (":path", "/debug/headers"),
+            ];
+            headers.extend_from_slice(extra);
+            let block = hpack(&headers);
+            let frames = rt.block_on(raw_h2(
+                &g,
+                |out| headers_frame(out, 1, FLAG_END_HEADERS | FLAG_END_STREAM, &block),
+                Duration::from_secs(1),
+            ));
+            assert!(
+                frames
+                    .iter()
+                    .any(|(t, _, sid)| (*t == RST_STREAM && *sid == 1) || *t == GOAWAY),
+                "{db:?} {extra:?}: {frames:?}"
+            );
+            assert!(
+                !frames.iter().any(|(t, _, sid)| *t == HEADERS && *sid == 1),
+                "{db:?} {extra:?}: answered"
+            );
+            assert!(settled(&up).is_empty(), "{db:?} {extra:?}");
+        }
     }
 }
 
