@@ -67,6 +67,16 @@ strict_audit = true
             before,
             "{db:?}: nothing unsafe or strict, and no read once the log is known unwritable, may be forwarded without its audit record"
         );
+        // The store answers, but takes no records: not ready, and saying why.
+        let (status, body) = g.mgmt_get("/readyz").expect("/readyz");
+        assert_eq!(
+            status, 503,
+            "{db:?}: /readyz while the log is unwritable: {body}"
+        );
+        assert!(
+            body.contains("audit log cannot be written"),
+            "{db:?}: {body}"
+        );
         g.sql(
             "DROP TRIGGER audit_off"
                 .to_string()

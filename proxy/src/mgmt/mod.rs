@@ -103,10 +103,14 @@ impl Management {
                 if store_ok && writing && self.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "text/plain", "ready\n".into())
                 } else {
-                    let why = if !store_ok {
+                    // A full disk can fail the query too: the writer's failing commits name it
+                    // better, unless the writer itself found the store down.
+                    let why = if self.audit.store_unreachable() {
                         "store unreachable"
                     } else if !writing {
                         "audit log cannot be written"
+                    } else if !store_ok {
+                        "store unreachable"
                     } else {
                         "crl or registry not current"
                     };
