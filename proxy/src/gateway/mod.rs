@@ -89,6 +89,8 @@ pub struct Gateway {
     tunnel: Option<TunnelBinding>,
     /// Records of withheld answers waiting for the audit log (`audit.rs`).
     pending_records: Arc<tokio::sync::Semaphore>,
+    /// Rate limits: handshakes in progress, and those without a certificate (`connection.rs`).
+    throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// The parts of a [`Gateway`]; each is built (and can be tested) on its own.
@@ -111,6 +113,7 @@ pub struct GatewayParts {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub tunnel: Option<TunnelBinding>,
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl Gateway {
@@ -135,6 +138,7 @@ impl Gateway {
             metrics: p.metrics,
             tunnel: p.tunnel,
             pending_records: audit::pending_records(),
+            throttle: p.throttle,
         }
     }
 
