@@ -332,6 +332,27 @@ fn enrollment_pins_are_stored_keyed() {
         );
         assert!(ok, "{out}");
         assert_eq!(pin_hash, out.split_whitespace().next().unwrap(), "{db:?}");
+
+        // A code issued before PINs were keyed (its PIN stored as that unkeyed hash) is
+        // refused as expired when its right PIN comes, and is not redeemed.
+        g.sql(&format!(
+            "UPDATE enroll_codes SET pin_hash = '{}' WHERE terminal = 't7'",
+            sha256(&message)
+        ));
+        let (s, text, _) = curl(
+            &format!("https://localhost:{}/enroll/p12", g.enroll_port),
+            &g.ca(),
+            &[
+                "--data-urlencode",
+                &format!("code={code}"),
+                "--data-urlencode",
+                &format!("pin={pin}"),
+            ],
+        );
+        assert_eq!(s, 410, "{db:?}: {text}");
+        assert!(text.contains("有効期限が切れています"), "{text}");
+        let rows = g.sql_rows("SELECT used_at FROM enroll_codes WHERE terminal = 't7'");
+        assert!(rows[0][0].is_empty() || rows[0][0] == "NULL", "{rows:?}");
     }
 }
 

@@ -161,6 +161,14 @@ fn code_hash(norm: &str) -> String {
     ))
 }
 
+/// How PINs were stored before [`PinKey`]: only to recognise such codes and refuse them.
+fn legacy_pin_hash(norm: &str, pin: &str) -> String {
+    hex::encode(digest(
+        &SHA256,
+        format!("sekisho-enroll-pin:{norm}:{pin}").as_bytes(),
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     /// Unknown code or wrong PIN: one message for both, so the endpoint is no oracle.
@@ -243,6 +251,17 @@ pub async fn redeem(
     if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), row.pin_hash.as_bytes())
         .is_err()
     {
+        // A code issued before PINs were keyed (before an upgrade) matches only its old,
+        // unkeyed hash: with its right PIN it is told it has expired, so the person asks for
+        // a new code instead of trying again; it is never redeemed.
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            legacy_pin_hash(&norm, pin.trim()).as_bytes(),
+            row.pin_hash.as_bytes(),
+        )
+        .is_ok()
+        {
+            return Err(EnrollError::Expired);
+        }
         codes::record_failure(&mut tx, &hash).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         return Err(if row.attempts_left <= 1 {
