@@ -158,6 +158,12 @@ impl BurstClock {
     }
 }
 
+struct Shard {
+    keys: HashMap<String, Bucket>,
+    /// When idle keys were last looked for (see [`Table::check`]).
+    swept: Option<Nanos>,
+}
+
 struct Table {
     /// Time per attempt.
     interval: Nanos,
@@ -167,7 +173,7 @@ struct Table {
     window: Nanos,
     shard_cap: usize,
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<String, Bucket>>>,
+    shards: Vec<Mutex<Shard>>,
     full: BurstClock,
 }
 
@@ -184,7 +190,14 @@ impl Table {
             window: interval * burst,
             shard_cap: max_keys.div_ceil(SHARDS).max(1),
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        keys: HashMap::new(),
+                        swept: None,
+                    })
+                })
+                .collect(),
             full: BurstClock(AtomicU64::new(0)),
         })
     }
@@ -197,12 +210,20 @@ impl Table {
 
     fn check(&self, scope: Scope, key: &str, now: Nanos) -> Result<(), Limited> {
         let shard = &self.shards[(self.hasher.hash_one(key) % SHARDS as u64) as usize];
-        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if !map.contains_key(key) {
-            if map.len() >= self.shard_cap {
-                map.retain(|_, b| !self.idle(b, now));
+        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if !shard.keys.contains_key(key) {
+            // A full shard is swept for idle keys at most once per attempt interval (a second
+            // at most): no key can turn idle sooner, and a flood of new keys must not buy a
+            // sweep each.
+            if shard.keys.len() >= self.shard_cap
+                && shard
+                    .swept
+                    .is_none_or(|s| now.saturating_sub(s) >= self.interval.min(1_000_000_000))
+            {
+                shard.swept = Some(now);
+                shard.keys.retain(|_, b| !self.idle(b, now));
             }
-            if map.len() >= self.shard_cap {
+            if shard.keys.len() >= self.shard_cap {
                 return Err(Limited {
                     scope,
                     retry_after: Duration::from_nanos(self.interval),
@@ -210,7 +231,7 @@ impl Table {
                     table_full: true,
                 });
             }
-            map.insert(
+            shard.keys.insert(
                 key.to_owned(),
                 Bucket {
                     tat: now,
@@ -218,7 +239,7 @@ impl Table {
                 },
             );
         }
-        let b = map.get_mut(key).expect("inserted above");
+        let b = shard.keys.get_mut(key).expect("inserted above");
         let tat = b.tat.max(now);
         if tat - now > self.tolerance {
             let first = b
@@ -238,7 +259,10 @@ impl Table {
 
     #[cfg(test)]
     fn keys(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap().len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap().keys.len())
+            .sum()
     }
 }
 
@@ -401,6 +425,7 @@ mod tests {
                 table.shards[(table.hasher.hash_one(k.as_str()) % SHARDS as u64) as usize]
                     .lock()
                     .unwrap()
+                    .keys
                     .contains_key(k)
             })
             .unwrap();
