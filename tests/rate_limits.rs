@@ -4,13 +4,18 @@
 //! after `Retry-After`. Other source addresses are other loopback addresses (`--interface`).
 //! Limits meant not to refill during a test are one a minute; those meant to lift, one a second
 //! (or one in five seconds where a refill between requests would change the count).
-//! Plus: the stored enrollment secrets are neither the code and PIN nor unkeyed hashes of them.
+//! HPKI sign-in is paced per account once its card names it (the card signed here by the test
+//! HPKI CA's key, as in `tests/signin.rs`). Plus: the stored enrollment secrets are neither the
+//! code and PIN nor unkeyed hashes of them.
 
 mod common;
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
+use sekisho_ca::hpki::{TestCert, TestHpki};
 
 /// curl from source address `from` (a loopback address), headers in the body; (status, text).
 fn curl_from(from: &str, url: &str, ca: &str, extra: &[&str]) -> (u16, String) {
@@ -197,6 +202,111 @@ fn sign_in_is_paced_per_account_terminal_and_source() {
             ),
             1.0
         );
+    }
+}
+
+/// The body of a response read with `-D -`.
+fn body_of(text: &str) -> &str {
+    text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+const HPKI: &str = r#"
+[hpki]
+anchors = ["hpki/root.crt"]
+intermediates = ["hpki/auth-ca.crt"]
+crls = ["hpki/auth-ca.crl", "hpki/root.crl"]
+"#;
+
+#[test]
+fn hpki_sign_in_is_paced_per_account_and_is_no_failure() {
+    for db in BOTH {
+        let mut opts = limits(&[(
+            SIGNIN_ACCOUNT,
+            "[rate_limits.signin_account]\nper_minute = 60\nburst = 2",
+        )]);
+        opts.extra_config.push_str(HPKI);
+        let g = Gateway::start_with(db, opts);
+        let hpki = TestHpki::generate(&g.data.join("hpki")).unwrap();
+        let (c, k) = g.cert("t1");
+        let challenge = || {
+            curl_from(
+                "127.0.0.1",
+                &g.url("/.sekisho/auth/hpki/challenge"),
+                &g.ca(),
+                &["--cert", &c, "--key", &k, "-X", "POST"],
+            )
+        };
+        // The trust files appeared after start: picked up without a restart.
+        assert_eq!(within_a_poll(challenge, |r| r.0 == 200).0, 200);
+        for (id, cert) in [("doctor0000001", "doctor"), ("pharma0000001", "pharmacist")] {
+            let path = g.data.join(format!("hpki/{cert}.crt"));
+            run_ok(&[
+                "user",
+                "add",
+                "--data-dir",
+                g.data_str(),
+                "--id",
+                id,
+                "--name",
+                "テスト　医師",
+                "--facility",
+                "f1",
+                "--roles",
+                "physician",
+                "--hpki-cert",
+                path.to_str().unwrap(),
+            ]);
+        }
+        // Challenge, sign as the card would, log in; (status, text with headers).
+        let login = |card: &TestCert| {
+            let (s, text) = challenge();
+            assert_eq!(s, 200, "{text}");
+            let ch: serde_json::Value = serde_json::from_str(body_of(&text)).unwrap();
+            let sig = card
+                .sign(&B64.decode(ch["to_sign"].as_str().unwrap()).unwrap())
+                .unwrap();
+            let body = serde_json::json!({"nonce": ch["nonce"], "certificate": B64.encode(&card.der), "signature": B64.encode(sig)});
+            curl_from(
+                "127.0.0.1",
+                &g.url("/.sekisho/auth/hpki/login"),
+                &g.ca(),
+                &[
+                    "--cert",
+                    &c,
+                    "--key",
+                    &k,
+                    "-H",
+                    "content-type: application/json",
+                    "--data",
+                    &body.to_string(),
+                ],
+            )
+        };
+        assert_eq!(login(&hpki.doctor).0, 200, "{db:?}");
+        assert_eq!(login(&hpki.doctor).0, 200, "{db:?}");
+        let (s, text) = login(&hpki.doctor);
+        assert_eq!(s, 429, "{db:?}: {text}");
+        let v: serde_json::Value = serde_json::from_str(body_of(&text)).unwrap();
+        assert_eq!(v["error"], "rate_limited", "{v}");
+        let wait = retry_after(&text);
+        assert_eq!(wait, 1);
+        // Another account on the same terminal is served.
+        let (s, text) = login(&hpki.pharmacist);
+        assert_eq!(s, 200, "{db:?}: {text}");
+        let rec = one_limited_record(&g, "signin_account");
+        assert_eq!(
+            (rec["user"].as_str(), rec["method"].as_str()),
+            (Some("doctor0000001"), Some("hpki"))
+        );
+        // A limited attempt is no failure: no refusal of the doctor's sign-in but this record.
+        let denied: Vec<_> = g
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["event"] == "auth" && r["decision"] == "deny")
+            .collect();
+        assert_eq!(denied.len(), 1, "{denied:#?}");
+        std::thread::sleep(Duration::from_secs(wait));
+        assert_eq!(login(&hpki.doctor).0, 200, "{db:?}: the limit lifted");
     }
 }
 
