@@ -30,7 +30,7 @@ use crate::endpoint::{error_with, json};
 use crate::html;
 use crate::metrics::Metrics;
 use crate::terminals;
-use crate::throttle::{Limited, Scope, Throttle};
+use crate::throttle::{Limited, Scope, Throttle, source_key};
 
 /// Crockford base32: no I, L, O, U, so a code read aloud over the phone survives.
 const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -373,7 +373,7 @@ pub async fn run(
         // it costs anything, and counted among the handshakes in progress while it runs.
         let permit = match svc.throttle.handshake().and_then(|p| {
             svc.throttle
-                .check(Scope::NoCertificate, &peer.ip().to_string())
+                .check(Scope::NoCertificate, &source_key(peer.ip()))
                 .map(|()| p)
         }) {
             Ok(p) => p,
@@ -410,7 +410,7 @@ impl EnrollService {
         if req.method() == Method::POST
             && let Err(l) = self
                 .throttle
-                .check(Scope::EnrollSource, &peer.ip().to_string())
+                .check(Scope::EnrollSource, &source_key(peer.ip()))
         {
             self.limited_on_record(&l, peer);
             let e = EnrollError::RateLimited(l.clone());

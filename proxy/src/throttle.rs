@@ -83,6 +83,22 @@ impl Scope {
     }
 }
 
+/// The key of a source address: an IPv4 address (an IPv4-mapped IPv6 one too) as it is, an
+/// IPv6 address by its /64, the least a site is given — one host may use all of its /64, and
+/// would otherwise be a new key at every attempt.
+pub fn source_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 /// A refused attempt.
 #[derive(Clone, Debug)]
 pub struct Limited {
@@ -389,6 +405,16 @@ mod tests {
             "{}",
             t.metrics.encode()
         );
+    }
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_slash_64s() {
+        let key = |s: &str| source_key(s.parse().unwrap());
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff::9"), key("2001:db8:1:2::1"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::Gateway;
 use super::assertion::AssertionCache;
-use crate::throttle::{Limited, Scope};
+use crate::throttle::{Limited, Scope, source_key};
 use crate::tls::handshake_failure_reason;
 use sekisho_protocol::Reason;
 
@@ -190,7 +190,7 @@ impl Gateway {
         if let Identity::None = identity
             && let Err(l) = self
                 .throttle
-                .check(Scope::NoCertificate, &peer.ip().to_string())
+                .check(Scope::NoCertificate, &source_key(peer.ip()))
         {
             self.limited_on_record(&l, peer);
             return serve_limited(stream, l, hs_timeout).await;
@@ -235,7 +235,7 @@ impl Gateway {
                         && conn.requests.fetch_add(1, Ordering::Relaxed) > 0
                         && let Err(l) = gw
                             .throttle
-                            .check(Scope::NoCertificate, &conn.peer.ip().to_string())
+                            .check(Scope::NoCertificate, &source_key(conn.peer.ip()))
                     {
                         gw.limited_on_record(&l, conn.peer);
                         return Ok::<_, Infallible>(limited_response(&l, req.headers()));

@@ -20,7 +20,7 @@ use sekisho_store::Store;
 
 use crate::body::{Body, full};
 use crate::metrics::Metrics;
-use crate::throttle::{Limited, Scope, Throttle};
+use crate::throttle::{Limited, Scope, Throttle, source_key};
 use sekisho_protocol::Reason;
 
 pub struct Management {
@@ -87,7 +87,7 @@ impl Management {
     async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
         if let Err(l) = self
             .throttle
-            .check(Scope::ManagementSource, &peer.ip().to_string())
+            .check(Scope::ManagementSource, &source_key(peer.ip()))
         {
             return self.limited(&l, peer, None);
         }

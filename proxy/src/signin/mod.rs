@@ -41,7 +41,7 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::endpoint::{error, read_form, read_json, same_origin};
 use crate::sessions::Sessions;
-use crate::throttle::{Limited, Scope, Throttle};
+use crate::throttle::{Limited, Scope, Throttle, source_key};
 use pages::{ORIGIN_MSG, login_form, login_form_to, page, password_form};
 
 /// The sign-in desk of one gateway.
@@ -181,7 +181,7 @@ impl SignIn {
     ) -> Result<(), Limited> {
         let t = &self.throttle;
         let r = t
-            .check(Scope::SigninSource, &caller.peer.ip().to_string())
+            .check(Scope::SigninSource, &source_key(caller.peer.ip()))
             .and_then(|()| t.check(Scope::SigninTerminal, &caller.terminal.terminal))
             .and_then(|()| account.map_or(Ok(()), |a| t.check(Scope::SigninAccount, a)));
         self.on_record(r, caller, account, method)
