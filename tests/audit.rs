@@ -42,7 +42,17 @@ strict_audit = true
                  CREATE TRIGGER audit_off BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_off();",
             ),
         }
-        // Unsafe, and strict: refused before anything is forwarded.
+        // Safe, and the first to find the log unwritable: it may have been forwarded while the
+        // record was committing, but the upstream's answer is never released.
+        let (status, body, _) = g.curl_t1("/", &[]);
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("audit_unavailable"), "{db:?}: {body}");
+        assert!(
+            !body.contains("Demo"),
+            "{db:?}: the upstream's answer leaked: {body}"
+        );
+        // Unsafe, and strict: refused before anything is forwarded; and now that the writes
+        // are known to fail, a safe read too.
         let before = g.upstream.hits();
         let (status, body, _) = g.curl_t1("/forms/a", &["-X", "POST", "--data", "x=1"]);
         assert_eq!(status, 503, "{db:?}: {body}");
@@ -50,19 +60,12 @@ strict_audit = true
         let (status, body, _) = g.curl_t1("/strict/a", &[]);
         assert_eq!(status, 503, "{db:?}: {body}");
         assert!(body.contains("audit_unavailable"));
+        let (status, body, _) = g.curl_t1("/", &[]);
+        assert_eq!(status, 503, "{db:?}: {body}");
         assert_eq!(
             g.upstream.hits(),
             before,
-            "{db:?}: nothing unsafe or strict may be forwarded without its audit record"
-        );
-        // Safe: it may have been forwarded while the record was committing, but the
-        // upstream's answer is never released.
-        let (status, body, _) = g.curl_t1("/", &[]);
-        assert_eq!(status, 503, "{db:?}: {body}");
-        assert!(body.contains("audit_unavailable"), "{db:?}: {body}");
-        assert!(
-            !body.contains("Demo"),
-            "{db:?}: the upstream's answer leaked: {body}"
+            "{db:?}: nothing unsafe or strict, and no read once the log is known unwritable, may be forwarded without its audit record"
         );
         g.sql(
             "DROP TRIGGER audit_off"
@@ -83,8 +86,12 @@ strict_audit = true
             200,
             "{db:?}: recovers once the log is writable"
         );
-        // The withheld answer is on record once the log takes records again.
+        // The withheld answer is on record once the log takes records again, and so are the
+        // refusals the log could not take at the time.
         g.wait_audit(|r| r["event"] == "outcome" && r["reason"] == "audit_unavailable");
+        g.wait_audit(|r| {
+            r["decision"] == "deny" && r["reason"] == "audit_unavailable" && r["path"] == "/forms/a"
+        });
         let out = run_ok(&["audit", "verify", "--data-dir", g.data_str()]);
         assert!(out.contains("audit log OK"), "{out}");
     }

@@ -96,6 +96,31 @@ fn the_systemd_unit_is_hardened() {
     println!("systemd-analyze security: {level}");
 }
 
+/// The unit's descriptor limit holds the default `limits.max_connections` (about two
+/// descriptors a connection): the gateway cannot raise the hard limit under its own
+/// `SystemCallFilter`.
+#[test]
+fn the_systemd_unit_allows_the_default_connection_limit() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/systemd/sekisho.service"
+    ))
+    .unwrap();
+    let limit: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .expect("the unit sets LimitNOFILE=")
+        .trim()
+        .parse()
+        .expect("a number");
+    let max_connections = sekisho::config::Limits::default().max_connections;
+    let wanted = sekisho::serve::descriptors::wanted(max_connections);
+    assert!(
+        limit >= wanted,
+        "LimitNOFILE={limit} < {wanted} needed for max_connections {max_connections}"
+    );
+}
+
 /// The Kubernetes manifests validate against the API schemas (offline, `kubernetes-validate`
 /// from PyPI, strict: unknown fields fail), and a broken copy does not.
 #[test]

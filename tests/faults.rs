@@ -355,6 +355,295 @@ fn store_cut_or_partitioned_fails_closed_and_recovers() {
     }
 }
 
+/// A small filesystem of its own (tmpfs, mounted by the test: it runs as root, as
+/// `tests/run.sh` does), unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output()
+            .expect("mount(8)");
+        assert!(
+            out.status.success(),
+            "cannot mount a small tmpfs (the test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the filesystem has no room left; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0x5au8; 64 * 1024];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the filesystem: {e}"),
+            }
+        }
+        // Whatever a smaller write can still take.
+        while f.write(&[0x5a; 512]).is_ok_and(|n| n > 0) {}
+        path
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The disk under the SQLite store and its audit log fills up: every request is refused
+/// `audit_unavailable`, no write reaches the upstream, reads stop being forwarded once the
+/// writes are known to fail, `/readyz` says the log cannot be written; when room is made,
+/// service returns without a restart, the refusals are on record (written late, marked so)
+/// and `audit verify` passes. (On PostgreSQL the store's disk is the server's, which the tests
+/// share: not filled here.)
+#[test]
+fn a_full_disk_fails_closed_and_recovers() {
+    let fs = SmallFs::mount("24m");
+    let mut g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            extra_config: format!("{}{UPLOAD_ROUTE}", Options::default().extra_config),
+            data_in: Some(fs.path().to_path_buf()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        timed(&g, "POST", "/upload").0,
+        200,
+        "service before the fault"
+    );
+    let filler = fs.fill();
+
+    // The WAL may still have room of its own for a few commits: go on until the disk says no.
+    let mut refused_ids = Vec::new();
+    let mut answered = 0;
+    let hits_at_full = g.upstream.hits();
+    let mut forwarded_refused = 0;
+    for i in 0..400 {
+        let hits = g.upstream.hits();
+        let (status, body, _) = timed(&g, "POST", "/upload");
+        match status {
+            200 => answered += 1,
+            503 => {
+                assert_eq!(body["error"], "audit_unavailable", "{body}");
+                forwarded_refused += g.upstream.hits() - hits;
+                refused_ids.push(body["request_id"].as_str().unwrap().to_string());
+            }
+            s => panic!("request {i} on a full disk: {s} {body}"),
+        }
+        if refused_ids.len() >= 3 {
+            break;
+        }
+    }
+    println!(
+        "full disk: {answered} writes still committed in the WAL's room, then refusals {refused_ids:?}"
+    );
+    assert!(refused_ids.len() >= 3, "a full disk never refused a write");
+    assert_eq!(forwarded_refused, 0, "a refused write reached the upstream");
+
+    // Known failing now: reads are refused before the upstream is asked.
+    let before = g.upstream.hits();
+    for _ in 0..3 {
+        let (status, body, _) = timed(&g, "GET", "/");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (503, Some("audit_unavailable")),
+            "{body}"
+        );
+        refused_ids.push(body["request_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        g.upstream.hits(),
+        before,
+        "a read reached the upstream while the log could not be written"
+    );
+    let (status, body) = g
+        .mgmt_get("/readyz")
+        .expect("/readyz answers on a full disk");
+    println!("full disk: /readyz -> {status} {}", body.trim());
+    assert_eq!(status, 503, "/readyz on a full disk: {body}");
+    assert!(body.contains("audit log cannot be written"), "{body}");
+    assert!(g.upstream.hits() >= hits_at_full);
+
+    // Room again: service returns by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    loop {
+        if timed(&g, "POST", "/upload").0 == 200 {
+            break;
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(30),
+            "no service 30 s after the disk had room again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "full disk: service back {:.2} s after room was made",
+        freed.elapsed().as_secs_f64()
+    );
+    let ready = within_a_poll(|| g.mgmt_get("/readyz"), |r| matches!(r, Some((200, _))));
+    assert!(matches!(ready, Some((200, _))), "/readyz after: {ready:?}");
+
+    // Every refusal is on record, written once the log took records again.
+    // (Retried with a backoff of up to 10 s, so this may take a few seconds.)
+    let late = Instant::now();
+    let records = loop {
+        let records = g.audit_records();
+        let missing = refused_ids
+            .iter()
+            .filter(|id| {
+                !records
+                    .iter()
+                    .any(|r| r["request_id"] == id.as_str() && r["decision"] == "deny")
+            })
+            .count();
+        if missing == 0 {
+            break records;
+        }
+        assert!(
+            late.elapsed() < Duration::from_secs(30),
+            "{missing} refusals still not on record 30 s after the disk had room"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "full disk: {} refusals on record {:.2} s after service returned",
+        refused_ids.len(),
+        late.elapsed().as_secs_f64()
+    );
+    for id in &refused_ids {
+        let rec = records
+            .iter()
+            .find(|r| r["request_id"] == id.as_str() && r["decision"] == "deny")
+            .unwrap();
+        assert_eq!(rec["reason"], "audit_unavailable", "{rec}");
+        assert!(
+            rec["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("could not be written")),
+            "{rec}"
+        );
+    }
+    verify_ok(&g);
+    g.stop();
+}
+
+/// The terminal CRL runs out while the gateway cannot re-sign it (its CA key kept offline):
+/// every terminal is refused `crl_expired` and `/readyz` says so; when the secretariat signs a
+/// new CRL from the CLI, service returns on every request after it, without a restart. The
+/// shortest CRL lifetime is an hour, so the test brings the stored CRL's next update forward to
+/// a few seconds from now while the gateway is stopped.
+#[test]
+fn an_expired_crl_refuses_everyone_until_a_new_one_is_signed() {
+    for db in BOTH {
+        let mut g = Gateway::start(db);
+        g.add_terminal("f1", "t2", &g.out.clone());
+        assert_eq!(g.curl_t1("/", &[]).0, 200, "{db:?}: service before");
+        g.stop();
+        let key = g.data.join("ca").join("issuing.key");
+        let away = g.data.join("issuing.key.offline");
+        std::fs::rename(&key, &away).unwrap();
+        let expires = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 4;
+        g.sql(&format!(
+            "UPDATE crl_state SET next_update = {expires} WHERE id = 1"
+        ));
+        g.serve();
+        assert_eq!(
+            g.curl_t1("/", &[]).0,
+            200,
+            "{db:?}: service until the CRL runs out"
+        );
+
+        let ran_out = Instant::now();
+        let (status, body) = loop {
+            let (status, body, _) = g.curl_t1("/", &["-H", "Accept: application/json"]);
+            if status != 200 {
+                break (status, body);
+            }
+            assert!(
+                ran_out.elapsed() < Duration::from_secs(15),
+                "{db:?}: still served 10 s after the CRL ran out"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        println!(
+            "{db:?}: CRL out: {status} {} {:.1} s after the poll began",
+            body.trim(),
+            ran_out.elapsed().as_secs_f64()
+        );
+        assert_eq!(status, 503, "{db:?}: {body}");
+        assert!(body.contains("crl_expired"), "{db:?}: {body}");
+        let (status, ready) = g.mgmt_get("/readyz").expect("/readyz");
+        assert_eq!(status, 503, "{db:?}: /readyz with the CRL out: {ready}");
+        g.wait_audit(|r| r["reason"] == "crl_expired" && r["decision"] == "deny");
+
+        // The secretariat signs a new CRL (here, revoking another terminal) where the CA key is.
+        std::fs::rename(&away, &key).unwrap();
+        run_ok(&[
+            "terminal",
+            "revoke",
+            "--data-dir",
+            g.data_str(),
+            "--terminal",
+            "t2",
+            "--reason",
+            "superseded",
+        ]);
+        let signed = Instant::now();
+        loop {
+            if g.curl_t1("/", &[]).0 == 200 {
+                break;
+            }
+            assert!(
+                signed.elapsed() < Duration::from_secs(10),
+                "{db:?}: no service 10 s after a new CRL was signed"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!(
+            "{db:?}: service back {:.2} s after a new CRL was signed",
+            signed.elapsed().as_secs_f64()
+        );
+        let ready = within_a_poll(|| g.mgmt_get("/readyz"), |r| matches!(r, Some((200, _))));
+        assert!(
+            matches!(ready, Some((200, _))),
+            "{db:?}: /readyz after: {ready:?}"
+        );
+        verify_ok(&g);
+    }
+}
+
 /// A number in `0..n` that differs from run to run (when the crash comes).
 fn random_below(n: u64) -> u64 {
     u64::from_str_radix(&sekisho_protocol::new_request_id()[..12], 16).unwrap() % n
@@ -564,6 +853,7 @@ fn upstream_down_slow_or_garbage_is_answered_and_audited() {
                 upstream_url: Some(format!("http://{addr}")),
                 replace: vec![("timeout_secs = 30", "timeout_secs = 2")],
                 extra_config: format!("{}{UPLOAD_ROUTE}", Options::default().extra_config),
+                ..Default::default()
             },
         );
         for (method, path) in [("GET", "/"), ("POST", "/upload")] {

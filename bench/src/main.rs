@@ -619,6 +619,26 @@ fn measure_memory(
         .mgmt
         .and_then(metrics::try_scrape)
         .and_then(|s| s.value(metrics::CONNECTIONS_OPEN));
+    // Issue 14's load item: the proxy keeps serving keep-alive clients while the idle
+    // connections stay open (they are counted again afterwards, to show none was shed).
+    let busy = (args.duration > 0).then(|| {
+        let cfg = RunConfig {
+            mode: Mode::KeepAlive,
+            connections: args.connections.first().copied().unwrap_or(32),
+            warmup: Duration::from_secs(args.warmup.min(1)),
+            duration: Duration::from_secs(args.duration.div_ceil(2).max(2)),
+        };
+        let sampler: load::Sampler<()> = Arc::new(|| ());
+        rt.block_on(load::run(target.addr, &target.tls, &cfg, sampler))
+            .map(|(r, _)| report::BusyWhileIdle {
+                connections: cfg.connections,
+                req_per_sec: r.req_per_sec(),
+                p99_ms: r.quantile_ms(0.99),
+                errors: r.errors,
+                idle_still_open: conns.still_open(),
+            })
+    });
+    let busy = busy.transpose()?;
     let result = MemoryResult {
         target: target.name,
         asked: args.idle_connections,
@@ -631,6 +651,7 @@ fn measure_memory(
         rss_after_kib: after,
         rss_after_close_kib: 0,
         gateway_gauge,
+        busy,
     };
     drop(conns);
     std::thread::sleep(SETTLE);

@@ -355,6 +355,18 @@ pub struct MemoryResult {
     pub rss_after_close_kib: u64,
     /// What the gateway's own gauge said with the connections open (Sekisho only).
     pub gateway_gauge: Option<f64>,
+    /// A keep-alive run made while the idle connections were held.
+    pub busy: Option<BusyWhileIdle>,
+}
+
+/// Keep-alive load served while the idle connections stay open.
+pub struct BusyWhileIdle {
+    pub connections: usize,
+    pub req_per_sec: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+    /// Idle connections still open after the run.
+    pub idle_still_open: usize,
 }
 
 impl MemoryResult {
@@ -385,6 +397,13 @@ impl MemoryResult {
         );
         if let Some(e) = &self.first_error {
             println!("      first failure: {e}");
+        }
+        if let Some(b) = &self.busy {
+            println!(
+                "           with them held: keep-alive {} connections {:.0} req/s, p99 {:.2} ms, \
+                 {} errors; {} idle connections still open afterwards",
+                b.connections, b.req_per_sec, b.p99_ms, b.errors, b.idle_still_open
+            );
         }
     }
 }

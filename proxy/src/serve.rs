@@ -2,8 +2,10 @@
 //! enrollment, management), the watcher that keeps the registry, sessions, CRL, tunnel
 //! peers and policies current (`watch.rs`), the notification sender when `[notify]` has
 //! channels, the copier of signed checkpoints to `[[audit.witness]]`, and the daily prune of
-//! audit records past their retention (`retention.rs`).
+//! audit records past their retention (`retention.rs`). It raises its own file-descriptor limit
+//! to what `limits.max_connections` needs (`descriptors.rs`).
 
+pub mod descriptors;
 mod retention;
 pub mod systemd;
 mod watch;
@@ -137,6 +139,7 @@ fn assertion_audience(cfg: &Config) -> Result<String> {
 pub async fn start(data_dir: &Path) -> Result<Running> {
     let dd = DataDir::new(data_dir);
     let cfg = Config::load(data_dir)?;
+    descriptors::raise(cfg.limits.max_connections);
     let store = Store::open(&cfg.store_url(data_dir)).await?;
     let ca = match terminals::load_authority(&dd) {
         Ok(a) => Some(a),

@@ -99,6 +99,9 @@ pub struct Options {
     pub replace: Vec<(&'static str, &'static str)>,
     /// Extra TOML appended to sekisho.toml before serving (e.g. more [[route]]s).
     pub extra_config: String,
+    /// Where the gateway's temp dir (its data dir among it) is made, instead of the system's
+    /// (a small filesystem that the test fills).
+    pub data_in: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -115,6 +118,7 @@ level = "terminal"
 action = "view"
 "#
             .into(),
+            data_in: None,
         }
     }
 }
@@ -132,7 +136,10 @@ impl Gateway {
     /// added) before the gateway serves: files, users and patients it should find at start.
     pub fn start_prepared(db: Db, opts: Options, prepare: impl FnOnce(&Gateway)) -> Gateway {
         let upstream = Upstream::start();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = match &opts.data_in {
+            Some(parent) => tempfile::tempdir_in(parent).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
         let data = dir.path().join("data");
         let out = dir.path().join("t1");
         let (port, enroll_port, mgmt_port) = (free_port(), free_port(), free_port());

@@ -14,10 +14,16 @@
 //! down: batches then fail at once (each caller answers 503 without waiting out a connection
 //! attempt of its own) while a probe in the background reconnects, every [`PROBE_EVERY`]; the
 //! first batch after it succeeds is written on the probe's connection.
+//!
+//! A store that answers but cannot write (a full disk: SQLite's "database or disk is full")
+//! is not down; its failing commits are counted instead, and for [`FAILING_FOR`] after one the
+//! writes count as failing ([`AuditLog::writes_failing`]): `/readyz` says so and safe reads
+//! stop being forwarded ahead of their records. A successful commit ends it at once; with no
+//! traffic it lapses, so the next request tries again.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use sqlx::AnyConnection;
@@ -40,6 +46,8 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between the background probe's connection attempts while the store is down.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// How long after a failed commit the writes count as failing (see the module's note).
+const FAILING_FOR: Duration = Duration::from_secs(5);
 /// Rows per INSERT statement (12 parameters each; well under SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
 
@@ -69,6 +77,8 @@ struct Inner {
     stopped: watch::Receiver<bool>,
     checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
     store_down: Arc<AtomicBool>,
+    /// Milliseconds since the epoch of the last failed commit; 0 once one succeeds.
+    failed_at_ms: Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -96,12 +106,14 @@ impl AuditLog {
         let (stopped_tx, stopped) = watch::channel(false);
         let (latest, checkpoints) = watch::channel(None);
         let store_down = Arc::new(AtomicBool::new(false));
+        let failed_at_ms = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             latest,
             store,
             conn: None,
             probe: None,
             store_down: store_down.clone(),
+            failed_at_ms: failed_at_ms.clone(),
             key,
             origin: cfg.origin,
             node: cfg.node.clone(),
@@ -118,6 +130,7 @@ impl AuditLog {
                 stopped,
                 checkpoints,
                 store_down,
+                failed_at_ms,
             }),
         })
     }
@@ -126,6 +139,13 @@ impl AuditLog {
     /// background probe has not connected since): appends fail at once meanwhile.
     pub fn store_unreachable(&self) -> bool {
         self.inner.store_down.load(Ordering::Acquire)
+    }
+
+    /// Whether a commit failed in the last [`FAILING_FOR`] with none succeeding since: the
+    /// store answers but does not take records (a full disk), or is down.
+    pub fn writes_failing(&self) -> bool {
+        let at = self.inner.failed_at_ms.load(Ordering::Acquire);
+        at != 0 && unix_ms().saturating_sub(at) < FAILING_FOR.as_millis() as u64
     }
 
     /// The newest checkpoint this writer committed, set after each commit (the witnesses'
@@ -203,6 +223,7 @@ struct Writer {
     /// While the store is down: the background task that reconnects (see the module's note).
     probe: Option<tokio::task::JoinHandle<AnyConnection>>,
     store_down: Arc<AtomicBool>,
+    failed_at_ms: Arc<AtomicU64>,
     key: CheckpointKey,
     origin: String,
     node: String,
@@ -276,6 +297,10 @@ impl Writer {
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.failed_at_ms.store(
+            if result.is_ok() { 0 } else { unix_ms().max(1) },
+            Ordering::Release,
+        );
         match result {
             Ok(first) => {
                 self.metrics.records.inc_by(n as u64);
@@ -422,6 +447,12 @@ impl Writer {
 }
 
 /// Reconnects to a store that is down; returns the first connection that answers.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 async fn probe(store: Store, down: Arc<AtomicBool>) -> AnyConnection {
     loop {
         tokio::time::sleep(PROBE_EVERY).await;

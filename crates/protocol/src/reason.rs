@@ -385,6 +385,11 @@ reasons! {
     AssertionFailed = "assertion_failed", SERVICE_UNAVAILABLE,
         ja: "ゲートウェイで処理を完了できませんでした。しばらくしてから再度お試しください。",
         en: "The gateway could not complete this request. Please try again shortly.";
+    /// The terminal already has as many requests in progress, or waiting on the upstream, as
+    /// `[limits]` allows a terminal (across all its connections); answered with `Retry-After`.
+    TerminalBusy = "terminal_busy", TOO_MANY_REQUESTS,
+        ja: "この端末からの処理中の要求が多すぎます。少し待ってから再度お試しください。",
+        en: "This terminal has too many requests in progress. Wait a moment and try again.";
     UpstreamUnreachable = "upstream_unreachable", BAD_GATEWAY,
         ja: "連携システムに接続できません。しばらくしてから再度お試しください。",
         en: "The network's application cannot be reached. Please try again shortly.";

@@ -213,6 +213,12 @@ pub struct Limits {
     pub max_body_bytes: u64,
     pub max_connections: usize,
     pub tls_handshake_timeout_secs: u64,
+    /// Requests a terminal may have in progress at once, across all its connections (HTTP/2
+    /// streams and HTTP/1 requests alike); beyond it `terminal_busy`.
+    pub terminal_max_requests: usize,
+    /// Requests of a terminal that may hold an upstream connection at once (from the decision
+    /// until the upstream's answer has been passed on); beyond it `terminal_busy`.
+    pub terminal_max_upstream: usize,
 }
 
 impl Default for Limits {
@@ -222,8 +228,10 @@ impl Default for Limits {
             idle_timeout_secs: 120,
             max_header_bytes: 32 * 1024,
             max_body_bytes: 32 * 1024 * 1024,
-            max_connections: 4096,
+            max_connections: 16_384,
             tls_handshake_timeout_secs: 10,
+            terminal_max_requests: 256,
+            terminal_max_upstream: 64,
         }
     }
 }
@@ -664,6 +672,11 @@ impl Config {
         }
         if self.limits.max_header_bytes < 8192 {
             bail!("limits.max_header_bytes must be at least 8192");
+        }
+        if self.limits.terminal_max_upstream == 0
+            || self.limits.terminal_max_upstream > self.limits.terminal_max_requests
+        {
+            bail!("limits.terminal_max_upstream must be from 1 to limits.terminal_max_requests");
         }
         if let Some(n) = &self.notify {
             n.validate()?;

@@ -62,6 +62,42 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// A request refused because its record could not be written — a refusal (`decided`), or a
+    /// permit (`None`) that could not be made durable: the terminal gets 503
+    /// `audit_unavailable`, and the refusal is recorded as soon as the log takes records again
+    /// (a full disk freed, the store back), stamped then, with the decision's time in `detail`.
+    pub(super) fn refused_unrecorded(
+        &self,
+        ctx: RequestCtx<'_>,
+        decided: Option<Reason>,
+    ) -> Response<Body> {
+        let resp = self.refuse_unrecorded(&ctx, Reason::AuditUnavailable);
+        let mut rec = ctx.record;
+        rec.decision = Decision::Deny;
+        let at = if rec.time.is_empty() {
+            sekisho_audit::format_time(time::OffsetDateTime::now_utc())
+        } else {
+            rec.time.clone()
+        };
+        let what = match decided {
+            Some(r) => format!("refused ({})", r.code()),
+            None => "permitted".to_string(),
+        };
+        let note = format!(
+            "{what} at {at}, but the audit log could not be written, so refused; recorded when it could"
+        );
+        rec.detail = Some(match rec.detail.take() {
+            Some(d) => format!("{d}; {note}"),
+            None => note,
+        });
+        rec.time = String::new();
+        rec.reason = Reason::AuditUnavailable.code().into();
+        record_when_possible(&self.audit, &self.pending_records, rec);
+        resp
+    }
+}
+
 /// Appends `rec` as soon as the log takes it, retrying for a while, in the background.
 fn record_when_possible(audit: &AuditLog, slots: &Arc<Semaphore>, rec: AuditRecord) {
     let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -78,7 +114,10 @@ fn record_when_possible(audit: &AuditLog, slots: &Arc<Semaphore>, rec: AuditReco
         loop {
             match audit.append(rec.clone()).await {
                 Ok(_) => {
-                    info!(request_id = rec.request_id, "recorded a withheld answer");
+                    info!(
+                        request_id = rec.request_id,
+                        "recorded what the log could not take at the time"
+                    );
                     break;
                 }
                 Err(_) if started.elapsed() < RETRY_FOR => {
@@ -86,7 +125,7 @@ fn record_when_possible(audit: &AuditLog, slots: &Arc<Semaphore>, rec: AuditReco
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => {
-                    warn!(request_id = rec.request_id, error = %e, "gave up recording a withheld answer");
+                    warn!(request_id = rec.request_id, error = %e, "gave up recording what the log could not take");
                     break;
                 }
             }

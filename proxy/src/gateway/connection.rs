@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,17 @@ pub(super) struct Connection {
     /// 0: not begun). See [`HeadWatch`].
     head_begun_ms: AtomicU64,
     epoch: Instant,
+    /// Requests refused over a terminal limit since one was last admitted (`fanout.rs`).
+    busy_burst: AtomicBool,
+    /// Of those, the ones not recorded one by one.
+    busy_unrecorded: AtomicU64,
+    /// Permitted requests whose terminal went away before the answer (`forward.rs`).
+    aborted: AtomicU64,
 }
+
+/// Permitted requests per connection whose abandonment gets an outcome record of its own; the
+/// rest are counted in the connection's closing record, so a reset flood cannot double the log.
+const ABORTS_RECORDED: u64 = 16;
 
 impl Connection {
     pub fn serial(&self) -> Option<&str> {
@@ -97,6 +107,25 @@ impl Connection {
         begun != 0
             && self.in_flight.load(Ordering::Relaxed) == 0
             && self.epoch.elapsed().as_millis() as u64 + 1 - begun >= limit.as_millis() as u64
+    }
+
+    /// A request was refused over a terminal limit: whether it starts a burst (and is recorded).
+    pub fn burst_begins(&self) -> bool {
+        let first = !self.busy_burst.swap(true, Ordering::Relaxed);
+        if !first {
+            self.busy_unrecorded.fetch_add(1, Ordering::Relaxed);
+        }
+        first
+    }
+
+    /// A request was admitted: the next refusal begins a new burst.
+    pub fn burst_over(&self) {
+        self.busy_burst.store(false, Ordering::Relaxed);
+    }
+
+    /// A permitted request was abandoned by its terminal: whether it gets its own record.
+    pub fn aborted_one(&self) -> bool {
+        self.aborted.fetch_add(1, Ordering::Relaxed) < ABORTS_RECORDED
     }
 
     fn idle_for(&self) -> Duration {
@@ -210,6 +239,9 @@ impl Gateway {
             last_active_ms: AtomicU64::new(0),
             head_begun_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            busy_burst: AtomicBool::new(false),
+            busy_unrecorded: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
         });
         // HTTP/2 has its own frames between requests (pings, settings): only HTTP/1 heads are
         // timed here.
@@ -224,10 +256,13 @@ impl Gateway {
         let svc = {
             let gw = self.clone();
             let conn = conn.clone();
+            // Boxed: hyper keeps room for the service's future in every connection, idle or
+            // not, and the request path's future is several KiB; a box is made per request
+            // instead (`tests/load.rs`, sekisho-bench's memory figure).
             service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let gw = gw.clone();
                 let conn = conn.clone();
-                async move {
+                Box::pin(async move {
                     // Without a certificate every request is a refusal on record: the requests
                     // of such a connection after its first count against the same limit as its
                     // handshake, so one handshake cannot buy a stream of records.
@@ -241,7 +276,7 @@ impl Gateway {
                         return Ok::<_, Infallible>(limited_response(&l, req.headers()));
                     }
                     Ok::<_, Infallible>(gw.handle(req, &conn).await)
-                }
+                })
             })
         };
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -275,11 +310,14 @@ impl Gateway {
         };
         tokio::pin!(revoked);
         let mut shutting_down = false;
+        // Why the connection ended, when the terminal broke the protocol.
+        let mut broken: Option<String> = None;
         loop {
             tokio::select! {
                 r = served.as_mut() => {
                     if let Err(e) = r {
                         debug!(%peer, error = %e, "connection ended with an error");
+                        broken = protocol_error(e.as_ref());
                     }
                     break;
                 }
@@ -293,6 +331,7 @@ impl Gateway {
                     if conn.head_overdue(head_limit) {
                         // A head that never finishes (slowloris): dropped, as hyper would.
                         debug!(%peer, "request head not finished in time");
+                        broken = Some("request head not finished in time".into());
                         break;
                     }
                     if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= idle {
@@ -306,6 +345,48 @@ impl Gateway {
             }
         }
         self.metrics.connections_open.dec();
+        if let Some(rec) = self.summary_record(&conn, broken) {
+            self.audit.append_nowait(rec);
+        }
+    }
+
+    /// One record per connection for what was not recorded request by request: the protocol
+    /// error that ended it (hyper's 400/431, an HTTP/2 GOAWAY or reset flood), refusals over a
+    /// terminal limit after the first of their burst, and abandoned requests past the first
+    /// few. Nothing for a connection that ended normally.
+    fn summary_record(&self, conn: &Connection, broken: Option<String>) -> Option<AuditRecord> {
+        let busy = conn.busy_unrecorded.load(Ordering::Relaxed);
+        let aborted = conn.aborted.load(Ordering::Relaxed);
+        let unrecorded_aborts = aborted.saturating_sub(ABORTS_RECORDED);
+        let reason = match (&broken, busy, unrecorded_aborts) {
+            (Some(_), _, _) => "protocol_error",
+            (None, 1.., _) => "terminal_busy",
+            (None, 0, 1..) => "client_went_away",
+            (None, 0, 0) => return None,
+        };
+        let mut detail = Vec::new();
+        if let Some(b) = broken {
+            detail.push(crate::headers::escape_text(&b, 200));
+        }
+        if busy > 0 {
+            detail.push(format!("{busy} more requests refused as terminal_busy"));
+        }
+        if aborted > 0 {
+            detail.push(format!(
+                "{aborted} permitted requests abandoned by the terminal"
+            ));
+        }
+        Some(AuditRecord {
+            event: Event::Connection,
+            peer: Some(conn.peer.to_string()),
+            cert_serial: conn.serial().map(str::to_string),
+            terminal: conn.terminal().map(|t| t.terminal.clone()),
+            facility: conn.terminal().map(|t| t.facility.clone()),
+            decision: Decision::Deny,
+            reason: reason.into(),
+            detail: Some(detail.join("; ")),
+            ..Default::default()
+        })
     }
 
     /// The record of a live connection closed because its terminal lost access.
@@ -435,6 +516,35 @@ fn limited_response(l: &Limited, headers: &http::HeaderMap) -> http::Response<cr
         http::HeaderValue::from_static("close"),
     );
     resp
+}
+
+/// What a connection's error says the terminal did wrong; `None` for a client that only went
+/// away (a reset socket, a TLS stream cut without close_notify, a clean HTTP/2 GOAWAY).
+fn protocol_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h2e) = err.downcast_ref::<h2::Error>() {
+            return match h2e.reason() {
+                _ if h2e.is_io() => None,
+                None | Some(h2::Reason::NO_ERROR) => None,
+                Some(r) if h2e.is_remote() => Some(format!("HTTP/2 closed by the terminal: {r:?}")),
+                Some(r) => Some(format!("HTTP/2 closed by the gateway: {r:?}")),
+            };
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some("HTTP/1 request head too large (431)".into());
+            }
+            if h.is_parse() {
+                return Some(format!("HTTP/1 malformed request (400): {h}"));
+            }
+            if h.is_timeout() {
+                return Some("timed out".into());
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// What the client certificate says, before the registry is asked.

@@ -46,6 +46,9 @@ pub(super) struct RequestCtx<'a> {
     /// maintenance: the notices the terminal's facility is shown (the `sekisho-notices`
     /// header forward and outcome set).
     pub notices_shown: usize,
+    /// fan-out: the terminal's count of requests holding an upstream connection, kept until
+    /// the answer has been passed on (`fanout.rs`).
+    pub upstream_permit: Option<super::fanout::LoadPermit>,
 }
 
 /// A request mapped to a route of the route map.
@@ -92,6 +95,7 @@ impl<'a> RequestCtx<'a> {
             entry: None,
             grant: None,
             notices_shown: 0,
+            upstream_permit: None,
         }
     }
 

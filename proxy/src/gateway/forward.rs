@@ -10,12 +10,13 @@
 //! durable — if it cannot be made durable, the answer is discarded and the terminal gets 503.
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 use http::{HeaderValue, Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use sekisho_audit::AuditError;
+use sekisho_audit::{AuditError, AuditRecord, Event};
 use sekisho_protocol::Reason;
 use tracing::warn;
 
@@ -29,13 +30,15 @@ type Sent = Result<Response<Incoming>, ForwardError>;
 
 impl Gateway {
     /// Whether this request may go on while its decision record commits: a safe method, no
-    /// upgrade, on a route that does not ask for the strict order — and a store not known to
-    /// be down: then the record cannot be written, so the upstream is not asked at all.
+    /// upgrade, on a route that does not ask for the strict order — and a store neither known
+    /// to be down nor failing its writes (a full disk): then the record cannot be written, so
+    /// the upstream is not asked at all.
     pub(super) fn may_overlap(&self, req: &Request<Incoming>, ctx: &RequestCtx<'_>) -> bool {
         let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         safe && !req.headers().contains_key(http::header::UPGRADE)
             && ctx.route.as_ref().is_some_and(|r| !r.config.strict_audit)
             && !self.audit.store_unreachable()
+            && !self.audit.writes_failing()
     }
 
     /// Forwards a request whose decision record is already durable.
@@ -44,11 +47,19 @@ impl Gateway {
         req: Request<Incoming>,
         ctx: RequestCtx<'_>,
     ) -> Response<Body> {
-        let (out, upgrade) = match self.upstream_request(req, &ctx) {
+        let fault = BodyFault::default();
+        let (out, upgrade) = match self.upstream_request(req, &ctx, &fault) {
             Ok(x) => x,
             Err(reason) => return self.failed(ctx, reason),
         };
+        let waiting = Unanswered::watch(self, &ctx);
         let sent = self.send(out, &ctx).await;
+        if sent.is_err()
+            && let Some(end) = fault.get()
+        {
+            return self.body_broke(end, waiting, ctx);
+        }
+        waiting.answered();
         self.answer(sent, ctx, upgrade)
     }
 
@@ -60,7 +71,9 @@ impl Gateway {
         ctx: RequestCtx<'_>,
         durable: impl Future<Output = Result<u64, AuditError>>,
     ) -> Response<Body> {
-        let (recorded, sent) = match self.upstream_request(req, &ctx) {
+        let waiting = Unanswered::watch(self, &ctx);
+        let fault = BodyFault::default();
+        let (recorded, sent) = match self.upstream_request(req, &ctx, &fault) {
             Ok((out, _)) => {
                 let (recorded, sent) = tokio::join!(durable, self.send(out, &ctx));
                 (recorded, Ok(sent))
@@ -68,9 +81,16 @@ impl Gateway {
             Err(reason) => (durable.await, Err(reason)),
         };
         if let Err(e) = recorded {
+            waiting.answered();
             warn!(request_id = ctx.id, error = %e, "audit append failed; the upstream's answer is withheld");
             return self.withheld(ctx);
         }
+        if matches!(sent, Ok(Err(_)))
+            && let Some(end) = fault.get()
+        {
+            return self.body_broke(end, waiting, ctx);
+        }
+        waiting.answered();
         match sent {
             Ok(sent) => self.answer(sent, ctx, None),
             Err(reason) => self.failed(ctx, reason),
@@ -82,6 +102,7 @@ impl Gateway {
         &self,
         mut req: Request<Incoming>,
         ctx: &RequestCtx<'_>,
+        fault: &BodyFault,
     ) -> Result<(Request<Body>, Option<OnUpgrade>), Reason> {
         let route = ctx.route.as_ref().ok_or(Reason::RouteNotMapped)?;
         let (_, terminal) = ctx.terminal.ok_or(Reason::NoClientCertificate)?;
@@ -108,10 +129,35 @@ impl Gateway {
         }
         crate::notices::mark(h, ctx.notices_shown);
         let max = self.cfg.limits.max_body_bytes as usize;
+        let fault = fault.clone();
         let body: Body = Limited::new(body, max)
-            .map_err(|e| -> BoxError { e })
+            .map_err(move |e| -> BoxError {
+                fault.note(e.as_ref());
+                e
+            })
             .boxed();
         Ok((Request::from_parts(parts, body), client_upgrade))
+    }
+
+    /// The upstream call failed because the terminal's body did: its fault, not the
+    /// upstream's. A terminal that went away gets no page (nobody would read it) and an
+    /// outcome record saying so (`Unanswered`).
+    fn body_broke(
+        &self,
+        end: BodyEnd,
+        waiting: Unanswered<'_>,
+        ctx: RequestCtx<'_>,
+    ) -> Response<Body> {
+        let reason = match end {
+            BodyEnd::Gone => {
+                drop(waiting);
+                return super::refusal::response(Reason::BadRequest, &ctx.id, ctx.wants_json);
+            }
+            BodyEnd::TooLarge => Reason::BodyTooLarge,
+            BodyEnd::Malformed => Reason::BadRequest,
+        };
+        waiting.answered();
+        self.failed(ctx, reason)
     }
 
     async fn send(&self, out: Request<Body>, ctx: &RequestCtx<'_>) -> Sent {
@@ -133,4 +179,103 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A permitted request on its way to the upstream. If its future is dropped before the answer
+/// (an HTTP/2 stream reset, a closed connection), the terminal went away: an outcome record
+/// says so — for the first few per connection; the rest are counted in the connection's
+/// closing record.
+struct Unanswered<'a> {
+    gw: &'a Gateway,
+    conn: &'a super::connection::Connection,
+    record: Option<AuditRecord>,
+    started: std::time::Instant,
+}
+
+impl<'a> Unanswered<'a> {
+    fn watch(gw: &'a Gateway, ctx: &RequestCtx<'a>) -> Self {
+        Unanswered {
+            gw,
+            conn: ctx.conn,
+            record: Some(ctx.record.clone()),
+            started: ctx.started,
+        }
+    }
+
+    fn answered(mut self) {
+        self.record = None;
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let Some(mut rec) = self.record.take() else {
+            return;
+        };
+        self.gw.metrics.request(
+            "aborted",
+            "client_went_away",
+            self.started.elapsed().as_secs_f64(),
+        );
+        if self.conn.aborted_one() {
+            rec.event = Event::Outcome;
+            rec.time = String::new();
+            rec.reason = "client_went_away".into();
+            rec.detail = Some("the terminal went away before the answer".into());
+            self.gw.audit.append_nowait(rec);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyEnd {
+    /// Past `limits.max_body_bytes`.
+    TooLarge,
+    /// Bad chunk framing, an HTTP/2 DATA length other than its `content-length`, a stream
+    /// error the gateway raised.
+    Malformed,
+    /// The connection closed or the stream was cancelled.
+    Gone,
+}
+
+/// How the terminal's request body ended short, noted while the upstream reads it.
+#[derive(Clone, Default)]
+struct BodyFault(Arc<OnceLock<BodyEnd>>);
+
+impl BodyFault {
+    fn note(&self, e: &(dyn std::error::Error + 'static)) {
+        let _ = self.0.set(body_end(e));
+    }
+
+    fn get(&self) -> Option<BodyEnd> {
+        self.0.get().copied()
+    }
+}
+
+fn body_end(e: &(dyn std::error::Error + 'static)) -> BodyEnd {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() {
+            return BodyEnd::TooLarge;
+        }
+        if let Some(h) = err.downcast_ref::<h2::Error>() {
+            let cancelled = h.is_remote()
+                && matches!(h.reason(), Some(h2::Reason::CANCEL | h2::Reason::NO_ERROR));
+            return if cancelled || h.is_io() {
+                BodyEnd::Gone
+            } else {
+                BodyEnd::Malformed
+            };
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            )
+        {
+            return BodyEnd::Malformed;
+        }
+        cur = err.source();
+    }
+    BodyEnd::Gone
 }

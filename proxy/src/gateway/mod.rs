@@ -24,6 +24,7 @@ mod authorize;
 mod connection;
 mod context;
 mod cross_site;
+mod fanout;
 mod forward;
 mod host;
 mod identify;
@@ -89,6 +90,8 @@ pub struct Gateway {
     tunnel: Option<TunnelBinding>,
     /// Records of withheld answers waiting for the audit log (`audit.rs`).
     pending_records: Arc<tokio::sync::Semaphore>,
+    /// What each terminal has in progress (`fanout.rs`).
+    load: Arc<fanout::TerminalLoad>,
     /// Rate limits: handshakes in progress, and those without a certificate (`connection.rs`).
     throttle: Arc<crate::throttle::Throttle>,
 }
@@ -138,6 +141,7 @@ impl Gateway {
             metrics: p.metrics,
             tunnel: p.tunnel,
             pending_records: audit::pending_records(),
+            load: Default::default(),
             throttle: p.throttle,
         }
     }
@@ -146,6 +150,9 @@ impl Gateway {
     async fn handle(&self, mut req: Request<Incoming>, conn: &Connection) -> Response<Body> {
         let _in_flight = InFlight::enter(conn);
         let mut ctx = RequestCtx::accept(conn, &mut req, &self.metrics);
+        let Ok(_counted) = self.admit_request(conn) else {
+            return self.refuse_busy(ctx).await;
+        };
         // Normalised once: the path recognised here is the one matched and forwarded.
         let path = sekisho_policies::normalize(req.uri().path());
         if let Ok(p) = &path
@@ -157,12 +164,15 @@ impl Gateway {
         if let Err(reason) = self.decide(&req, path, &mut ctx).await {
             return self.refuse(ctx, reason).await;
         }
+        if self.admit_upstream(&mut ctx).is_err() {
+            return self.refuse_busy(ctx).await;
+        }
         if self.may_overlap(&req, &ctx) {
             let durable = self.record_permit_async(&mut ctx);
             return self.forward_while_recording(req, ctx, durable).await;
         }
-        if let Err(reason) = self.record_permit(&mut ctx).await {
-            return self.refuse_unrecorded(&ctx, reason);
+        if self.record_permit(&mut ctx).await.is_err() {
+            return self.refused_unrecorded(ctx, None);
         }
         self.forward(req, ctx).await
     }

@@ -22,9 +22,10 @@ impl Gateway {
     pub(super) fn deliver(
         &self,
         mut resp: Response<Incoming>,
-        ctx: RequestCtx<'_>,
+        mut ctx: RequestCtx<'_>,
         client_upgrade: Option<OnUpgrade>,
     ) -> Response<Body> {
+        let permit = ctx.upstream_permit.take();
         let status = resp.status();
         if status == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client_upgrade) = client_upgrade
@@ -75,7 +76,14 @@ impl Gateway {
         outcome.upstream_status = Some(status.as_u16());
         self.audit.append_nowait(outcome);
         self.metrics.request("permit", "ok", seconds);
-        resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed())
+        // The upstream connection is in use until the answer's body has been passed on.
+        resp.map(|b| {
+            super::fanout::Held {
+                inner: b.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
+                _permit: permit,
+            }
+            .boxed()
+        })
     }
 
     /// A permitted request that could not be completed: the outcome is audited, the person

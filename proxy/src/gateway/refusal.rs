@@ -16,13 +16,14 @@ use crate::body::{Body, full};
 
 impl Gateway {
     /// Refuses the request for `reason`, after its record is durable; if the record cannot be
-    /// written, the answer is `audit_unavailable` instead.
+    /// written, the answer is `audit_unavailable` instead and the record is written later
+    /// ([`Gateway::refused_unrecorded`]).
     pub(super) async fn refuse(&self, mut ctx: RequestCtx<'_>, reason: Reason) -> Response<Body> {
         ctx.record.decision = Decision::Deny;
         ctx.record.reason = reason.code().into();
         if let Err(e) = self.audit.append(ctx.record.clone()).await {
             warn!(request_id = ctx.id, error = %e, "audit append failed for a refusal");
-            return self.refuse_unrecorded(&ctx, Reason::AuditUnavailable);
+            return self.refused_unrecorded(ctx, Some(reason));
         }
         self.metrics.request("deny", reason.code(), ctx.seconds());
         if reason == Reason::Maintenance

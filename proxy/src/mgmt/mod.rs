@@ -113,13 +113,16 @@ impl Management {
                     )
                     .await
                     .is_ok_and(|r| r.is_ok());
-                if store_ok && self.ready.load(Ordering::Acquire) {
+                let writing = !self.audit.writes_failing();
+                if store_ok && writing && self.ready.load(Ordering::Acquire) {
                     text(StatusCode::OK, "text/plain", "ready\n".into())
                 } else {
-                    let why = if store_ok {
-                        "crl or registry not current"
-                    } else {
+                    let why = if !store_ok {
                         "store unreachable"
+                    } else if !writing {
+                        "audit log cannot be written"
+                    } else {
+                        "crl or registry not current"
                     };
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -114,20 +114,24 @@ impl SignIn {
                 return error(Reason::Internal);
             }
         };
-        if ended {
-            self.audit.append_nowait(AuditRecord {
-                request_id: caller.request_id.to_string(),
-                event: Event::Auth,
-                peer: Some(caller.peer.to_string()),
-                terminal: Some(caller.terminal.terminal.clone()),
-                facility: Some(caller.terminal.facility.clone()),
-                user: who.map(|s| s.user_id.clone()),
-                decision: Decision::Permit,
-                reason: reason.into(),
-                detail: Some("DCM 110114 User Authentication / 110123 Logout".into()),
-                ..Default::default()
-            });
-        }
+        // Recorded with nobody signed in too: a sign-out is asked for by something on the
+        // terminal, and the log says what was asked, not only what changed.
+        self.audit.append_nowait(AuditRecord {
+            request_id: caller.request_id.to_string(),
+            event: Event::Auth,
+            peer: Some(caller.peer.to_string()),
+            terminal: Some(caller.terminal.terminal.clone()),
+            facility: Some(caller.terminal.facility.clone()),
+            user: who.map(|s| s.user_id.clone()),
+            decision: Decision::Permit,
+            reason: reason.into(),
+            detail: Some(if ended {
+                "DCM 110114 User Authentication / 110123 Logout".into()
+            } else {
+                "DCM 110114 User Authentication / 110123 Logout; nobody was signed in".into()
+            }),
+            ..Default::default()
+        });
         json(StatusCode::OK, &LogoutAnswer { ended })
     }
 
@@ -135,7 +139,28 @@ impl SignIn {
     /// any other program on the terminal it is only "someone, by password", without the user
     /// id or the expiry.
     pub(super) fn status(&self, caller: &Caller<'_>, cookie: Option<&str>) -> Response<Body> {
-        match self.sessions.for_terminal(&caller.terminal.terminal) {
+        let session = self.sessions.for_terminal(&caller.terminal.terminal);
+        // It names the person signed in on the terminal: who asked is on record.
+        self.audit.append_nowait(AuditRecord {
+            request_id: caller.request_id.to_string(),
+            event: Event::Auth,
+            peer: Some(caller.peer.to_string()),
+            terminal: Some(caller.terminal.terminal.clone()),
+            facility: Some(caller.terminal.facility.clone()),
+            user: session.as_ref().map(|s| s.user_id.clone()),
+            decision: Decision::Permit,
+            reason: "status".into(),
+            detail: Some(
+                if session.is_some() {
+                    "asked who is signed in: someone is"
+                } else {
+                    "asked who is signed in: nobody is"
+                }
+                .into(),
+            ),
+            ..Default::default()
+        });
+        match session {
             Some(s) if s.method == "password" && cookie != Some(s.session_id.as_str()) => json(
                 StatusCode::OK,
                 &serde_json::json!({ "signed_in": true, "user": null, "method": "password" }),
