@@ -1052,6 +1052,7 @@ fn http2_fan_out_is_bounded_per_terminal() {
                     ("terminal_max_requests = 256", "terminal_max_requests = 24"),
                     ("terminal_max_upstream = 64", "terminal_max_upstream = 8"),
                 ],
+                ..Default::default()
             },
         );
         g.add_terminal_live("f1", "t2");
