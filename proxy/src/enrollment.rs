@@ -12,7 +12,7 @@ use anyhow::Result;
 use aws_lc_rs::digest::{SHA256, digest};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sekisho_audit::{AuditLog, AuditRecord};
 use sekisho_ca::{Authority, KeyAlgorithm, TerminalId};
@@ -30,6 +30,7 @@ use crate::endpoint::{error_with, json};
 use crate::html;
 use crate::metrics::Metrics;
 use crate::terminals;
+use crate::throttle::{Limited, Scope, Throttle, source_key};
 
 /// Crockford base32: no I, L, O, U, so a code read aloud over the phone survives.
 const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -160,6 +161,14 @@ fn code_hash(norm: &str) -> String {
     ))
 }
 
+/// How PINs were stored before [`PinKey`]: only to recognise such codes and refuse them.
+fn legacy_pin_hash(norm: &str, pin: &str) -> String {
+    hex::encode(digest(
+        &SHA256,
+        format!("sekisho-enroll-pin:{norm}:{pin}").as_bytes(),
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
     /// Unknown code or wrong PIN: one message for both, so the endpoint is no oracle.
@@ -175,6 +184,9 @@ pub enum EnrollError {
     BadRequest(String),
     #[error("{}", Reason::EnrollInternal.en())]
     Internal(anyhow::Error),
+    /// Too many attempts on this code or from this address (`[rate_limits]`).
+    #[error("{}", Reason::RateLimited.en())]
+    RateLimited(Limited),
 }
 
 impl From<anyhow::Error> for EnrollError {
@@ -192,6 +204,7 @@ impl EnrollError {
             EnrollError::Locked => Reason::EnrollLocked,
             EnrollError::BadRequest(_) => Reason::EnrollBadRequest,
             EnrollError::Internal(_) => Reason::EnrollInternal,
+            EnrollError::RateLimited(_) => Reason::RateLimited,
         }
     }
 
@@ -238,6 +251,17 @@ pub async fn redeem(
     if aws_lc_rs::constant_time::verify_slices_are_equal(given.as_bytes(), row.pin_hash.as_bytes())
         .is_err()
     {
+        // A code issued before PINs were keyed (before an upgrade) matches only its old,
+        // unkeyed hash: with its right PIN it is told it has expired, so the person asks for
+        // a new code instead of trying again; it is never redeemed.
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            legacy_pin_hash(&norm, pin.trim()).as_bytes(),
+            row.pin_hash.as_bytes(),
+        )
+        .is_ok()
+        {
+            return Err(EnrollError::Expired);
+        }
         codes::record_failure(&mut tx, &hash).await?;
         tx.commit().await.map_err(anyhow::Error::from)?;
         return Err(if row.attempts_left <= 1 {
@@ -297,9 +321,12 @@ pub struct EnrollService {
     /// that sends its own WireGuard key gets its tunnel configuration in the answer.
     tunnel_public_key: Option<[u8; 32]>,
     pin_key: PinKey,
+    throttle: Arc<Throttle>,
 }
 
 impl EnrollService {
+    // Each part is built once by `serve`; a parts struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: Config,
         store: Store,
@@ -308,6 +335,7 @@ impl EnrollService {
         ca: Option<Authority>,
         tunnel_public_key: Option<[u8; 32]>,
         pin_key: PinKey,
+        throttle: Arc<Throttle>,
     ) -> EnrollService {
         EnrollService {
             store,
@@ -317,6 +345,7 @@ impl EnrollService {
             metrics,
             tunnel_public_key,
             pin_key,
+            throttle,
         }
     }
 
@@ -340,12 +369,27 @@ pub async fn run(
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             _ = shutdown.changed() => break,
         };
+        // Every handshake here is one without a client certificate: limited per source before
+        // it costs anything, and counted among the handshakes in progress while it runs.
+        let permit = match svc.throttle.handshake().and_then(|p| {
+            svc.throttle
+                .check(Scope::NoCertificate, &source_key(peer.ip()))
+                .map(|()| p)
+        }) {
+            Ok(p) => p,
+            Err(l) => {
+                svc.limited_on_record(&l, peer);
+                drop(tcp);
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let svc = svc.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-            else {
+            let accepted =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await;
+            drop(permit);
+            let Ok(Ok(tls)) = accepted else {
                 return;
             };
             let service = hyper::service::service_fn(move |req| {
@@ -363,6 +407,20 @@ pub async fn run(
 
 impl EnrollService {
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.method() == Method::POST
+            && let Err(l) = self
+                .throttle
+                .check(Scope::EnrollSource, &source_key(peer.ip()))
+        {
+            self.limited_on_record(&l, peer);
+            let e = EnrollError::RateLimited(l.clone());
+            let resp = if req.uri().path() == ENROLL_CSR_PATH {
+                json_error(&e)
+            } else {
+                html(e.reason().status(), error_page(&e))
+            };
+            return l.add_retry_after(resp);
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/") => html(StatusCode::OK, PAGE.to_string()),
             (&Method::POST, ENROLL_CSR_PATH) => {
@@ -421,6 +479,9 @@ impl EnrollService {
                         }
                         json(StatusCode::OK, &answer)
                     }
+                    Err(EnrollError::RateLimited(l)) => {
+                        l.add_retry_after(json_error(&EnrollError::RateLimited(l.clone())))
+                    }
                     Err(e) => json_error(&e),
                 }
             }
@@ -456,6 +517,10 @@ impl EnrollService {
                         }
                         resp
                     }
+                    Err(EnrollError::RateLimited(l)) => {
+                        let e = EnrollError::RateLimited(l.clone());
+                        l.add_retry_after(html(e.reason().status(), error_page(&e)))
+                    }
                     Err(e) => html(e.reason().status(), error_page(&e)),
                 }
             }
@@ -478,6 +543,14 @@ impl EnrollService {
         } else {
             "pkcs12"
         };
+        // Per code, whatever the PIN: the code's own attempt count is the lockout, this the
+        // pace. A malformed code is refused below without a look at the store.
+        if let Some(norm) = normalize_code(code)
+            && let Err(l) = self.throttle.check(Scope::EnrollCode, &norm)
+        {
+            self.limited_on_record(&l, peer);
+            return Err(EnrollError::RateLimited(l));
+        }
         let result = match &self.ca {
             Some(ca) => redeem(&self.store, ca, &self.cfg, &self.pin_key, code, pin, wanted).await,
             None => Err(EnrollError::Internal(anyhow::anyhow!(
@@ -518,8 +591,22 @@ impl EnrollService {
     }
 }
 
+impl EnrollService {
+    /// A refused attempt: counted, and on record when it is the first of its burst.
+    fn limited_on_record(&self, l: &Limited, peer: SocketAddr) {
+        self.metrics
+            .enrollments
+            .get_or_create(&vec![("result", Reason::RateLimited.code())])
+            .inc();
+        if l.first {
+            self.audit
+                .append_nowait(l.record(sekisho_audit::Event::Enrollment, Some(peer.to_string())));
+        }
+    }
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-    match Limited::new(req.into_body(), MAX_ENROLL_BODY)
+    match http_body_util::Limited::new(req.into_body(), MAX_ENROLL_BODY)
         .collect()
         .await
     {

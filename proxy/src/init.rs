@@ -63,6 +63,7 @@ pub fn config_for(o: &InitOptions) -> Config {
         console: Default::default(),
         anomaly: Default::default(),
         notify: None,
+        rate_limits: Default::default(),
         routes: RouteMap::default_routes(),
     }
 }

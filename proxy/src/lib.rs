@@ -41,5 +41,6 @@ pub mod serve;
 pub mod sessions;
 pub mod signin;
 pub mod terminals;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;

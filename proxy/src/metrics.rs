@@ -30,6 +30,10 @@ pub struct Metrics {
     /// Open anomaly findings in the store (all replicas'), as this replica's last scan saw them.
     pub anomaly_open: Gauge,
     pub notify: NotifyMetrics,
+    /// Attempts refused by `[rate_limits]`, by scope and cause (`limit`, `table_full`), and
+    /// the bursts that were put on record (`crate::throttle`).
+    pub rate_limited: Family<Labels, Counter>,
+    pub rate_limit_bursts: Family<Labels, Counter>,
 }
 
 /// The notification sender's metrics (`crate::notify`): what it delivered, and what is waiting.
@@ -137,6 +141,18 @@ impl Metrics {
             anomaly_open.clone(),
         );
         let notify = NotifyMetrics::register(&mut registry);
+        let rate_limited = Family::<Labels, Counter>::default();
+        registry.register(
+            "sekisho_rate_limited",
+            "Attempts refused by a rate limit, by scope and cause (limit, table_full)",
+            rate_limited.clone(),
+        );
+        let rate_limit_bursts = Family::<Labels, Counter>::default();
+        registry.register(
+            "sekisho_rate_limit_bursts",
+            "Bursts of refused attempts put on record (one audit record each), by scope",
+            rate_limit_bursts.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -151,6 +167,8 @@ impl Metrics {
             anomaly_findings,
             anomaly_open,
             notify,
+            rate_limited,
+            rate_limit_bursts,
         }
     }
 

@@ -207,12 +207,17 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
 
     let (shutdown, rx) = signal::channel(false);
     let ready = Arc::new(AtomicBool::new(crl.next_update > now()));
+    let throttle = Arc::new(crate::throttle::Throttle::new(
+        &cfg.rate_limits,
+        metrics.clone(),
+    ));
     let signin = Arc::new(SignIn::new(
         cfg.clone(),
         store.clone(),
         audit.clone(),
         sessions.clone(),
         hpki.clone(),
+        throttle.clone(),
     ));
     let policy = Arc::new(Authorizer::load(
         data_dir.join(&cfg.policy.dir),
@@ -278,6 +283,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         upstream,
         metrics: metrics.clone(),
         tunnel: binding,
+        throttle: throttle.clone(),
     }));
     let enroll = Arc::new(EnrollService::new(
         cfg.clone(),
@@ -287,6 +293,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         ca,
         tunnel.as_ref().map(|t| t.public_key()),
         pin_key.clone(),
+        throttle.clone(),
     ));
     let management = Arc::new(Management::new(
         metrics.clone(),
@@ -296,6 +303,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         audit.clone(),
         checkpoint_verifiers(&dd),
         cfg.node.clone(),
+        throttle.clone(),
     ));
     let mut tasks = vec![
         tokio::spawn(gateway::run(gw, gw_listener, rx.clone())),

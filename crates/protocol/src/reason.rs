@@ -372,6 +372,11 @@ reasons! {
         en: "enrollment failed on the gateway; please try again later";
 
     // ---- the gateway itself and the upstream
+    /// Too many attempts under one key (an access code, an account, a terminal, a source
+    /// address) in a short time (`[rate_limits]`); the answer's `Retry-After` says when to retry.
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS,
+        ja: "短い時間に試行が多すぎます。しばらく待ってから、もう一度お試しください。",
+        en: "Too many attempts in a short time. Wait a little and try again.";
     /// The decision record could not be made durable: nothing goes on without it.
     AuditUnavailable = "audit_unavailable", SERVICE_UNAVAILABLE,
         ja: "アクセス記録を保存できないため、現在この要求を処理できません。しばらくしてから再度お試しください。",

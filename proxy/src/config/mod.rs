@@ -3,6 +3,7 @@
 
 pub mod break_glass;
 pub mod export;
+pub mod rate_limits;
 pub mod retention;
 pub mod witness;
 
@@ -59,6 +60,9 @@ pub struct Config {
     /// (`docs/notifications.md`); absent = no channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
+    /// How fast anyone may try where guessing pays (`[rate_limits]`, `rate_limits.rs`).
+    #[serde(default)]
+    pub rate_limits: rate_limits::RateLimitsConfig,
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
 }
@@ -680,6 +684,7 @@ impl Config {
         witness::validate(&self.audit.witnesses)?;
         export::validate(&self.audit)?;
         self.audit.retention.validate()?;
+        self.rate_limits.validate()?;
         if let Some(t) = &self.tunnel {
             t.subnet()?;
             if t.interface.is_empty() || t.interface.len() > 15 {

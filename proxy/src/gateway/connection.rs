@@ -25,7 +25,9 @@ use tracing::{debug, info, warn};
 
 use super::Gateway;
 use super::assertion::AssertionCache;
+use crate::throttle::{Limited, Scope, source_key};
 use crate::tls::handshake_failure_reason;
+use sekisho_protocol::Reason;
 
 /// Who is at the other end of a connection, as far as its TLS handshake says.
 pub(super) enum Identity {
@@ -52,6 +54,8 @@ pub(super) struct Connection {
     /// Assertions signed for requests on this connection, reused while fresh.
     pub assertions: AssertionCache,
     in_flight: AtomicUsize,
+    /// Requests begun on the connection (the first is paid for by the handshake's limit).
+    requests: AtomicU64,
     last_active_ms: AtomicU64,
     /// When the head of the next HTTP/1 request began to arrive (ms since `epoch`, plus one;
     /// 0: not begun). See [`HeadWatch`].
@@ -195,14 +199,31 @@ impl Gateway {
         if self.tunnel.as_ref().is_some_and(|t| t.required) && via_tunnel.is_none() {
             return self.handshake_refused(peer, "tunnel_required");
         }
+        // A handshake costs the gateway more than the client: only so many at once.
+        let permit = match self.throttle.handshake() {
+            Ok(p) => p,
+            Err(l) => return self.limited_on_record(&l, peer),
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
         let hs_timeout = Duration::from_secs(self.cfg.limits.tls_handshake_timeout_secs);
-        let stream = match tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await {
+        let accepted = tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await;
+        drop(permit);
+        let stream = match accepted {
             Err(_) => return self.handshake_refused(peer, "handshake_timeout"),
             Ok(Err(e)) => return self.handshake_refused(peer, handshake_failure_reason(&e)),
             Ok(Ok(s)) => s,
         };
         let identity = identity(stream.get_ref().1.peer_certificates());
+        // Whether a certificate comes is known only now. Past the limit, the connection gets
+        // one 429 answer, with no record of its own (the burst has one), and is closed.
+        if let Identity::None = identity
+            && let Err(l) = self
+                .throttle
+                .check(Scope::NoCertificate, &source_key(peer.ip()))
+        {
+            self.limited_on_record(&l, peer);
+            return serve_limited(stream, l, hs_timeout).await;
+        }
         let guard = match &identity {
             Identity::Terminal { serial, .. } => Some(self.registry.track(serial)),
             Identity::Invalid { .. } | Identity::None => None,
@@ -214,6 +235,7 @@ impl Gateway {
             identity,
             assertions: AssertionCache::default(),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             last_active_ms: AtomicU64::new(0),
             head_begun_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -237,10 +259,24 @@ impl Gateway {
             // Boxed: hyper keeps room for the service's future in every connection, idle or
             // not, and the request path's future is several KiB; a box is made per request
             // instead (`tests/load.rs`, sekisho-bench's memory figure).
-            service_fn(move |req| {
+            service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let gw = gw.clone();
                 let conn = conn.clone();
-                Box::pin(async move { Ok::<_, Infallible>(gw.handle(req, &conn).await) })
+                Box::pin(async move {
+                    // Without a certificate every request is a refusal on record: the requests
+                    // of such a connection after its first count against the same limit as its
+                    // handshake, so one handshake cannot buy a stream of records.
+                    if let Identity::None = conn.identity
+                        && conn.requests.fetch_add(1, Ordering::Relaxed) > 0
+                        && let Err(l) = gw
+                            .throttle
+                            .check(Scope::NoCertificate, &source_key(conn.peer.ip()))
+                    {
+                        gw.limited_on_record(&l, conn.peer);
+                        return Ok::<_, Infallible>(limited_response(&l, req.headers()));
+                    }
+                    Ok::<_, Infallible>(gw.handle(req, &conn).await)
+                })
             })
         };
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -373,6 +409,14 @@ impl Gateway {
         }
     }
 
+    /// A connection refused by a rate limit: on record when it is the first of its burst.
+    fn limited_on_record(&self, l: &Limited, peer: SocketAddr) {
+        if l.first {
+            self.audit
+                .append_nowait(l.record(Event::Tls, Some(peer.to_string())));
+        }
+    }
+
     fn handshake_refused(&self, peer: SocketAddr, reason: &'static str) {
         self.metrics.handshake_failure(reason);
         // A port scan or a client that hung up is not a decision about anyone.
@@ -444,6 +488,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// Answers whatever comes on a connection past `rate_limits.no_certificate` with 429 and
+/// `Retry-After`, then closes it; the whole connection may take `limit`.
+async fn serve_limited<S>(stream: S, l: Limited, limit: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let resp = limited_response(&l, req.headers());
+        async move { Ok::<_, Infallible>(resp) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(false);
+    let served = builder.serve_connection(TokioIo::new(stream), svc);
+    let _ = tokio::time::timeout(limit, served).await;
+}
+
+/// The `rate_limited` page (or JSON) with `Retry-After`, asking the client to close.
+fn limited_response(l: &Limited, headers: &http::HeaderMap) -> http::Response<crate::body::Body> {
+    let json = super::refusal::wants_json(headers);
+    let id = sekisho_protocol::new_request_id();
+    let mut resp = l.add_retry_after(super::refusal::response(Reason::RateLimited, &id, json));
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// What a connection's error says the terminal did wrong; `None` for a client that only went

@@ -92,6 +92,8 @@ pub struct Gateway {
     pending_records: Arc<tokio::sync::Semaphore>,
     /// What each terminal has in progress (`fanout.rs`).
     load: Arc<fanout::TerminalLoad>,
+    /// Rate limits: handshakes in progress, and those without a certificate (`connection.rs`).
+    throttle: Arc<crate::throttle::Throttle>,
 }
 
 /// The parts of a [`Gateway`]; each is built (and can be tested) on its own.
@@ -114,6 +116,7 @@ pub struct GatewayParts {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub tunnel: Option<TunnelBinding>,
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl Gateway {
@@ -139,6 +142,7 @@ impl Gateway {
             tunnel: p.tunnel,
             pending_records: audit::pending_records(),
             load: Default::default(),
+            throttle: p.throttle,
         }
     }
 

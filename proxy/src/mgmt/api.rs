@@ -110,6 +110,12 @@ impl Management {
             return r;
         };
         let actor = format!("token:{name} (management from {peer})");
+        if let Err(l) = self
+            .throttle
+            .check(crate::throttle::Scope::ManagementToken, &name)
+        {
+            return self.limited(&l, peer, Some(actor));
+        }
         let base = AuditRecord {
             actor: Some(actor.clone()),
             ..base

@@ -20,6 +20,8 @@ use sekisho_store::Store;
 
 use crate::body::{Body, full};
 use crate::metrics::Metrics;
+use crate::throttle::{Limited, Scope, Throttle, source_key};
+use sekisho_protocol::Reason;
 
 pub struct Management {
     metrics: Arc<Metrics>,
@@ -32,9 +34,13 @@ pub struct Management {
     /// Cleared while the CRL is expired or the registry cannot be read: the gateway then
     /// refuses everything, and a load balancer should send terminals elsewhere.
     ready: Arc<AtomicBool>,
+    /// Per source address, and per operator token in `api.rs`.
+    throttle: Arc<Throttle>,
 }
 
 impl Management {
+    // Each part is built once by `serve`; a parts struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         metrics: Arc<Metrics>,
         jwks: String,
@@ -43,6 +49,7 @@ impl Management {
         audit: AuditLog,
         verifiers: Vec<Verifier>,
         node: String,
+        throttle: Arc<Throttle>,
     ) -> Management {
         Management {
             metrics,
@@ -52,6 +59,7 @@ impl Management {
             verifiers,
             node,
             ready,
+            throttle,
         }
     }
 }
@@ -77,6 +85,12 @@ pub async fn run(m: Arc<Management>, listener: TcpListener, mut shutdown: watch:
 
 impl Management {
     async fn handle(&self, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
+        if let Err(l) = self
+            .throttle
+            .check(Scope::ManagementSource, &source_key(peer.ip()))
+        {
+            return self.limited(&l, peer, None);
+        }
         if req.uri().path().starts_with(api::PREFIX) {
             return self.api(req, peer).await;
         }
@@ -133,6 +147,33 @@ impl Management {
             ),
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         }
+    }
+}
+
+impl Management {
+    /// A call refused by a rate limit: on record when it is the first of its burst; 429 with
+    /// `Retry-After`.
+    fn limited(
+        &self,
+        l: &Limited,
+        peer: std::net::SocketAddr,
+        actor: Option<String>,
+    ) -> Response<Body> {
+        if l.first {
+            let mut rec = l.record(sekisho_audit::Event::Auth, Some(peer.to_string()));
+            rec.actor = actor;
+            self.audit.append_nowait(rec);
+        }
+        l.add_retry_after(text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "application/json",
+            serde_json::json!({
+                "error": Reason::RateLimited.code(),
+                "message": Reason::RateLimited.en(),
+                "retry_after": l.retry_after_secs(),
+            })
+            .to_string(),
+        ))
     }
 }
 

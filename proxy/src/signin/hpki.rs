@@ -60,11 +60,22 @@ impl SignIn {
         let Some(verifier) = self.hpki.verifier() else {
             return error(Reason::HpkiNotConfigured);
         };
+        if let Err(l) = self.pace(caller, None, "hpki") {
+            return l.add_retry_after(error(Reason::RateLimited));
+        }
         if let Some(r) = self.terminal_locked(caller).await {
             return error(r);
         }
         let mut rec = auth_record(caller, "hpki");
-        let outcome = self.check_hpki(&verifier, &body, caller, &mut rec).await;
+        let mut limited = None;
+        let outcome = self
+            .check_hpki(&verifier, &body, caller, &mut rec, &mut limited)
+            .await;
+        // The account's limit: neither a failure to count nor a record of its own (its burst
+        // has one).
+        if let Some(l) = limited {
+            return l.add_retry_after(error(Reason::RateLimited));
+        }
         match outcome {
             Err((r, account)) => {
                 // Count the failure against the terminal, and the account when we know it.
@@ -119,6 +130,7 @@ impl SignIn {
         body: &CardAnswer,
         caller: &Caller<'_>,
         rec: &mut AuditRecord,
+        limited: &mut Option<crate::throttle::Limited>,
     ) -> Result<(users::UserRow, Option<String>, String), (Reason, Option<String>)> {
         let malformed = (Reason::HpkiMalformed, None);
         let cert = B64
@@ -171,6 +183,11 @@ impl SignIn {
         let Some(user) = account else {
             return Err((Reason::UserUnknown, None));
         };
+        // The account is known once its card's certificate is: its limit before the signature.
+        if let Err(l) = self.pace_account(caller, &user.user_id, "hpki") {
+            *limited = Some(l);
+            return Err((Reason::RateLimited, None));
+        }
         rec.user = Some(user.user_id.clone());
         let qualification = id.qualification().map(|q| q.as_str().to_string());
         rec.qualification = qualification.clone();

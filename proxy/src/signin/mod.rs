@@ -41,6 +41,7 @@ use crate::body::Body;
 use crate::config::Config;
 use crate::endpoint::{error, read_form, read_json, same_origin};
 use crate::sessions::Sessions;
+use crate::throttle::{Limited, Scope, Throttle, source_key};
 use pages::{ORIGIN_MSG, login_form, login_form_to, page, password_form};
 
 /// The sign-in desk of one gateway.
@@ -50,6 +51,7 @@ pub struct SignIn {
     audit: AuditLog,
     sessions: Arc<Sessions>,
     hpki: Arc<HpkiTrust>,
+    throttle: Arc<Throttle>,
 }
 
 /// The terminal the request came from, already checked against the registry.
@@ -67,6 +69,7 @@ impl SignIn {
         audit: AuditLog,
         sessions: Arc<Sessions>,
         hpki: Arc<HpkiTrust>,
+        throttle: Arc<Throttle>,
     ) -> SignIn {
         SignIn {
             cfg,
@@ -74,6 +77,7 @@ impl SignIn {
             audit,
             sessions,
             hpki,
+            throttle,
         }
     }
 
@@ -164,6 +168,68 @@ impl SignIn {
             _ => error(Reason::NotFound),
         }
     }
+}
+
+impl SignIn {
+    /// The sign-in rate limits (`[rate_limits]`): the source address, the terminal and, when
+    /// the attempt names one, the account. The first refusal of a burst goes on record.
+    fn pace(
+        &self,
+        caller: &Caller<'_>,
+        account: Option<&str>,
+        method: &str,
+    ) -> Result<(), Limited> {
+        let t = &self.throttle;
+        let r = t
+            .check(Scope::SigninSource, &source_key(caller.peer.ip()))
+            .and_then(|()| t.check(Scope::SigninTerminal, &caller.terminal.terminal))
+            .and_then(|()| account.map_or(Ok(()), |a| t.check(Scope::SigninAccount, a)));
+        self.on_record(r, caller, account, method)
+    }
+
+    /// Only the account's limit, for when the attempt names its account late (an HPKI card's
+    /// certificate), after [`SignIn::pace`] has counted it for the source and the terminal.
+    fn pace_account(
+        &self,
+        caller: &Caller<'_>,
+        account: &str,
+        method: &str,
+    ) -> Result<(), Limited> {
+        let r = self.throttle.check(Scope::SigninAccount, account);
+        self.on_record(r, caller, Some(account), method)
+    }
+
+    fn on_record(
+        &self,
+        r: Result<(), Limited>,
+        caller: &Caller<'_>,
+        account: Option<&str>,
+        method: &str,
+    ) -> Result<(), Limited> {
+        r.inspect_err(|l| {
+            if l.first {
+                let mut rec = l.record(Event::Auth, Some(caller.peer.to_string()));
+                rec.request_id = caller.request_id.to_string();
+                rec.terminal = Some(caller.terminal.terminal.clone());
+                rec.facility = Some(caller.terminal.facility.clone());
+                rec.cert_serial = Some(caller.serial.to_string());
+                rec.method = Some(method.into());
+                rec.user = account
+                    .filter(|_| l.scope == Scope::SigninAccount)
+                    .map(str::to_string);
+                self.audit.append_nowait(rec);
+            }
+        })
+    }
+}
+
+/// What a sign-in page says when a rate limit refused the attempt.
+fn limited_message() -> String {
+    format!(
+        "{} / {}",
+        Reason::RateLimited.ja(),
+        Reason::RateLimited.en()
+    )
 }
 
 /// How single-use nonces (sign-in and consent challenges) are kept in the store: hashed, so a

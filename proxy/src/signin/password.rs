@@ -25,6 +25,14 @@ impl SignIn {
         // A failed attempt keeps where the form leads (the console).
         let next = super::pages::next_page(field(form, "next"));
         let pw = zeroize::Zeroizing::new(field(form, "password").to_string());
+        // The account as typed (anyone can type any id; a malformed one names no account).
+        let named = password_rules::valid_user_id(&id).then_some(id.as_str());
+        if let Err(l) = self.pace(caller, named, "password") {
+            return l.add_retry_after(page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &login_form_to(Some(&super::limited_message()), next),
+            ));
+        }
         if let Some(r) = self.terminal_locked(caller).await {
             return page(r.status(), &login_form_to(Some(r.ja()), next));
         }
@@ -134,6 +142,12 @@ impl SignIn {
             field(form, "new"),
             field(form, "confirm"),
         );
+        if let Err(l) = self.pace(caller, Some(&session.user_id), "password") {
+            return l.add_retry_after(page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &password_form(Some(&super::limited_message())),
+            ));
+        }
         let Ok(Some(user)) = users::get(&self.store, &session.user_id).await else {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
