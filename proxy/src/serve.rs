@@ -4,6 +4,7 @@
 //! channels, the copier of signed checkpoints to `[[audit.witness]]`, and the daily prune of
 //! audit records past their retention (`retention.rs`).
 
+mod lapse;
 mod retention;
 pub mod systemd;
 mod watch;
@@ -169,7 +170,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     )?);
     let registry = Registry::load(&store).await?;
     let notices = crate::notices::NoticeBoard::load(&store).await?;
-    let sessions = Arc::new(Sessions::default());
+    let sessions = Arc::new(Sessions::new(cfg.signin.limits()));
     sessions.reload(&store).await?;
     let patients = Arc::new(
         PatientView::load(
@@ -309,6 +310,12 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         tasks.push(tokio::spawn(notifier.clone().run(rx.clone())));
     }
     tokio::spawn(crl_fetch::run(hpki.clone(), rx.clone()));
+    tokio::spawn(lapse::run(
+        store.clone(),
+        audit.clone(),
+        sessions.clone(),
+        rx.clone(),
+    ));
     tokio::spawn(retention::run(
         cfg.clone(),
         store.clone(),

@@ -153,6 +153,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0024_retired_crls.sqlite.sql"),
         postgres: include_str!("migrations/0024_retired_crls.postgres.sql"),
     },
+    Migration {
+        version: 26,
+        name: "session_liveness",
+        sqlite: include_str!("migrations/0026_session_liveness.sql"),
+        postgres: include_str!("migrations/0026_session_liveness.sql"),
+    },
 ];
 
 /// The versions this build applies, in order (what an upgraded database must list).
