@@ -12,6 +12,11 @@
 //!   5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in;
 //! - **sign-out** when the card leaves (`POST /.sekisho/auth/logout`
 //!   `{"reason":"card_removed"}`), retried until the gateway has it;
+//! - **card presence** while a [`watch`] session lasts: `POST /.sekisho/auth/presence/challenge`,
+//!   the card signs it (only a presence challenge, [`check_presence_to_sign`]; no PIN, over the
+//!   connection kept since the sign-in), `POST /.sekisho/auth/presence` → when the next proof
+//!   is due. The gateway ends a card session whose proofs stop (`signin.card_presence_secs`),
+//!   so a session from a one-off [`login`] lasts only that long;
 //! - **consent with the patient card** ([`consent`]): the patient's card signs the gateway's
 //!   consent challenge (`/.sekisho/consent/…`), which opens a consent window for the
 //!   signed-in physician and that patient;
