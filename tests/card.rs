@@ -280,6 +280,14 @@ impl AgentProcess {
         }
     }
 
+    fn signal(&self, sig: &str) {
+        let s = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    }
+
     fn kill9(&mut self) {
         let s = std::process::Command::new("kill")
             .args(["-9", &self.child.id().to_string()])
@@ -329,14 +337,15 @@ fn agent_process() {
 
 /// The card proves its presence, so the session outlives the presence limit many times over;
 /// once the agent is killed (SIGKILL: no sign-out) the proofs stop and the gateway ends the
-/// session within the limit (plus one sweep), on record as `heartbeat_missed`.
+/// session within the limit (plus one sweep), on record as `heartbeat_missed`. Likewise when
+/// the card is taken out while the agent is frozen (SIGSTOP) and cannot sign out.
 #[test]
 fn a_card_session_lasts_while_the_card_proves_its_presence_and_ends_when_the_agent_is_killed() {
     for db in BOTH {
         let _rig = rig();
         let (g, hpki) = card_gateway(db);
         let cfg = agent_config(&g);
-        let _card = insert_card_in(&hpki.doctor);
+        let card = insert_card_in(&hpki.doctor);
         let mut agent = AgentProcess::start(&cfg);
         agent.wait("SignedIn", Duration::from_secs(20));
         assert_eq!(g.curl_t1("/debug/me", &[]).0, 200);
@@ -404,6 +413,45 @@ fn a_card_session_lasts_while_the_card_proves_its_presence_and_ends_when_the_age
         });
         let (_, status, _) = g.curl_t1("/.sekisho/auth/status", &[]);
         assert!(status.contains("\"signed_in\":false"), "{db:?}: {status}");
+
+        // The card taken out while the agent is frozen (SIGSTOP: it can neither notice nor
+        // sign out): the gateway ends the session by itself, since the card proves nothing.
+        let mut agent = AgentProcess::start(&cfg);
+        agent.wait("SignedIn", Duration::from_secs(20));
+        agent.wait("Present", Duration::from_secs(10));
+        assert_eq!(g.curl_t1("/debug/me", &[]).0, 200);
+        agent.signal("-STOP");
+        let (card, _engine) = card;
+        card.disconnect().expect("remove the card");
+        let removed = Instant::now();
+        while g.curl_t1("/debug/me", &[]).0 != 401 {
+            assert!(
+                removed.elapsed() < Duration::from_secs(PRESENCE_SECS + 5),
+                "{db:?}: still signed in {:?} after the card was removed",
+                removed.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!(
+            "{db:?}: with the agent frozen, the session ended {:.1} s after the card was removed",
+            removed.elapsed().as_secs_f64()
+        );
+        // Both ends on record (written without waiting: poll), the second by the gateway's
+        // sweep while the agent is still frozen.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let missed = g
+                .audit_records()
+                .into_iter()
+                .filter(|r| r["reason"] == "heartbeat_missed" && r["user"] == "doctor0000001")
+                .count();
+            if missed == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{db:?}: {missed} ends on record");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        agent.signal("-CONT");
     }
 }
 
