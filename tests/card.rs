@@ -416,7 +416,7 @@ fn a_card_session_lasts_while_the_card_proves_its_presence_and_ends_when_the_age
 
         // The card taken out while the agent is frozen (SIGSTOP: it can neither notice nor
         // sign out): the gateway ends the session by itself, since the card proves nothing.
-        let mut agent = AgentProcess::start(&cfg);
+        let agent = AgentProcess::start(&cfg);
         agent.wait("SignedIn", Duration::from_secs(20));
         agent.wait("Present", Duration::from_secs(10));
         assert_eq!(g.curl_t1("/debug/me", &[]).0, 200);
