@@ -10,7 +10,8 @@
 //!
 //! Proofs are not audited one by one; a proof that shows another card, or a signature that
 //! does not verify, ends the session at once (`card_absent`; a certificate now refused, e.g.
-//! revoked: `card_refused`), and that is on record.
+//! revoked: `card_refused`), and that is on record. A proof whose revocation cannot be
+//! checked (CRL out of date) is refused without ending anything: the presence limit bounds it.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
@@ -116,6 +117,12 @@ impl SignIn {
         }
         let id = match verifier.verify_now(&cert) {
             Ok(id) => id,
+            // Revocation cannot be checked now (CRL out of date): the proof does not count,
+            // but a CRL late by a few seconds does not end every card session at once; if it
+            // stays so, the sessions end when their presence runs out.
+            Err(e) if super::hpki_refusal(&e) == Reason::HpkiRevocationUnknown => {
+                return error(Reason::HpkiRevocationUnknown);
+            }
             Err(e) => {
                 return self
                     .end_on_proof(caller, &session, "card_refused", super::hpki_refusal(&e))
