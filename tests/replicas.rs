@@ -49,8 +49,14 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Self::start_with(n, Vec::new())
+    }
+
+    /// As [`Cluster::start`], with text replacements in the shared sekisho.toml.
+    fn start_with(n: usize, replace: Vec<(&'static str, &'static str)>) -> Cluster {
         let opts = Options {
             extra_config: format!("{}{USER_ROUTE}", Options::default().extra_config),
+            replace,
             ..Default::default()
         };
         let first = Gateway::start_prepared(Db::Postgres, opts, |g| {
@@ -677,4 +683,79 @@ fn the_audit_log_is_one_verifiable_log_of_every_replicas_records() {
     ));
     let out = run_ok(&["audit", "verify", "--data-dir", c.first.data_str()]);
     assert!(out.contains("audit log OK"), "{out}");
+}
+
+// ---- idle timeout ----
+
+/// With `signin.idle_minutes = 1` on two replicas: requests to one of them keep the session
+/// on both past the minute (the other, which sees none of them, neither ends it nor refuses
+/// it); once they stop, the session ends on both a minute after the last request, and one
+/// replica, not both, puts the end on record.
+#[test]
+fn requests_on_one_replica_keep_the_session_on_all_and_idleness_ends_it_on_all() {
+    let _turn = turn();
+    let c = Cluster::start_with(2, vec![("idle_minutes = 15", "idle_minutes = 1")]);
+    let nodes = c.nodes();
+    let dir = tempfile::tempdir().unwrap();
+    let jar = sign_in(&c.first, "t1", "nurse00001", "nurse", dir.path());
+    let ck = cookie(&jar);
+    let rt = rt();
+    let signed_in = |g: &Gateway| {
+        let (s, v) = rt.block_on(call_with(
+            g,
+            "t1",
+            "GET",
+            "/.sekisho/auth/status",
+            &[("cookie", ck.as_str())],
+            "",
+        ));
+        assert_eq!(s, 200, "{v}");
+        serde_json::from_str::<Value>(&v).unwrap()["signed_in"] == true
+    };
+    let opened = Instant::now();
+    loop {
+        assert_eq!(observe(&rt, nodes[0], "t1", &ck, "/debug/me"), "200 -");
+        assert!(signed_in(nodes[1]), "after {:?}", opened.elapsed());
+        if opened.elapsed() > Duration::from_secs(75) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    // The second replica, past the minute since it last read the session, asks the store
+    // before refusing, and finds it alive.
+    let last = Instant::now();
+    assert_eq!(observe(&rt, nodes[1], "t1", &ck, "/debug/me"), "200 -");
+    let mut ended = [None, None];
+    while ended.iter().any(Option::is_none) {
+        for (i, g) in nodes.iter().enumerate() {
+            if ended[i].is_none() && !signed_in(g) {
+                ended[i] = Some(last.elapsed());
+            }
+        }
+        assert!(
+            last.elapsed() < Duration::from_secs(66),
+            "still signed in {:?} after the last request: {ended:?}",
+            last.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (i, t) in ended.iter().enumerate() {
+        let t = t.unwrap();
+        eprintln!("idle end: {} after {:.1} s", node_name(i), t.as_secs_f64());
+        assert!(
+            t >= Duration::from_secs(59),
+            "{}: ended early, {t:?}",
+            node_name(i)
+        );
+    }
+    c.first
+        .wait_audit(|r| r["reason"] == "session_idle" && r["user"] == "nurse00001");
+    std::thread::sleep(Duration::from_secs(3));
+    let on_record = c
+        .first
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["reason"] == "session_idle" && r["user"] == "nurse00001")
+        .count();
+    assert_eq!(on_record, 1, "one replica ends it on record");
 }

@@ -484,3 +484,238 @@ fn pages_of_other_sites_cannot_act_for_the_card_holder() {
         }
     }
 }
+
+/// Every `POST` (and any other unsafe method) under `/.sekisho/` — sign-in and sign-out, the
+/// password change, card presence, consent, emergency access, the officers' console — is
+/// refused when the browser says a page of another site sent it, before anything is read or
+/// changed; the same requests from the gateway's own page are not refused for that reason.
+#[test]
+fn every_state_changing_own_endpoint_refuses_pages_of_other_sites() {
+    const OWN_POSTS: &[&str] = &[
+        "/.sekisho/auth/hpki/challenge",
+        "/.sekisho/auth/hpki/login",
+        "/.sekisho/auth/presence/challenge",
+        "/.sekisho/auth/presence",
+        "/.sekisho/auth/logout",
+        "/.sekisho/login",
+        "/.sekisho/password",
+        "/.sekisho/logout",
+        "/.sekisho/consent/challenge",
+        "/.sekisho/consent/card",
+        "/.sekisho/consent/attest",
+        "/.sekisho/emergency",
+        "/.sekisho/emergency/declarations",
+        "/.sekisho/emergency/declarations/bg-1/patient",
+        "/.sekisho/emergency/declarations/bg-1/signature",
+        "/.sekisho/emergency/declarations/bg-1/follow-up",
+        "/.sekisho/console/findings/1",
+        "/.sekisho/console/breakglass/bg-1",
+        "/.sekisho/console/terminals",
+        "/.sekisho/console/terminals/t2",
+        "/.sekisho/console/users",
+        "/.sekisho/console/users/doctor0000001",
+        "/.sekisho/console/patients/P-0001",
+        "/.sekisho/console/facilities",
+        "/.sekisho/console/facilities/f1",
+        "/.sekisho/notices",
+    ];
+    // What a refused request must leave as it was.
+    const TABLES: &[&str] = &[
+        "sessions",
+        "users",
+        "password_history",
+        "lockouts",
+        "challenges",
+        "consent_challenges",
+        "consent_windows",
+        "break_glass",
+        "terminals",
+        "facilities",
+        "patients",
+        "anomaly_findings",
+    ];
+    let snapshot = |g: &Gateway| -> Vec<Vec<Vec<String>>> {
+        TABLES
+            .iter()
+            .map(|t| g.sql_rows(&format!("SELECT * FROM {t} ORDER BY 1")))
+            .collect()
+    };
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (s, v) = rt.block_on(login(&g, "t1", &hpki.doctor));
+        assert_eq!(s, 200, "{db:?}: {v}");
+        let form = ("content-type", "application/x-www-form-urlencoded");
+        let before = snapshot(&g);
+        let refused = rt.block_on(async {
+            let foreign: [&[(&str, &str)]; 3] = [
+                &[form, ("origin", "https://evil.example")],
+                &[form, ("sec-fetch-site", "cross-site")],
+                &[form, ("origin", "null")],
+            ];
+            let mut refused = 0;
+            for path in OWN_POSTS {
+                for headers in foreign {
+                    for method in ["POST", "PUT", "DELETE"] {
+                        let (s, body) =
+                            call_with(&g, "t1", method, path, headers, "id=x&csrf=y").await;
+                        assert_eq!(s, 403, "{db:?} {method} {path} {headers:?}: {body}");
+                        assert!(
+                            body.contains("cross_site_request"),
+                            "{db:?} {method} {path}: {body}"
+                        );
+                        refused += 1;
+                    }
+                }
+            }
+            refused
+        });
+        assert_eq!(
+            before,
+            snapshot(&g),
+            "{db:?}: a refused request changed something"
+        );
+        rt.block_on(async {
+            let (_, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!(st["signed_in"], true, "{db:?}: still signed in");
+            // The refusal is the header's doing: from the gateway's own page, none of these is
+            // refused as cross-site (sign-out last, since it ends the session).
+            let own: &[(&str, &str)] = &[
+                form,
+                ("origin", "https://localhost"),
+                ("sec-fetch-site", "same-origin"),
+            ];
+            for path in OWN_POSTS.iter().filter(|p| !p.ends_with("logout")) {
+                let (_, body) = call_with(&g, "t1", "POST", path, own, "id=x&csrf=y").await;
+                assert!(
+                    !body.contains("cross_site_request"),
+                    "{db:?} {path}: {body}"
+                );
+            }
+            let (s, _) = call_with(&g, "t1", "POST", "/.sekisho/logout", own, "").await;
+            assert_eq!(s, 303, "{db:?}");
+        });
+        let audited = g
+            .audit_records()
+            .into_iter()
+            .filter(|r| r["reason"] == "cross_site_request" && r["terminal"] == "t1")
+            .count();
+        assert_eq!(audited, refused, "{db:?}: every refusal is on record");
+    }
+}
+
+/// A presence proof counts only when the session's own card signed the gateway's fresh
+/// presence nonce: a replayed proof is refused and changes nothing; another card, or a
+/// signature over anything else (a sign-in text with the same nonce), ends the session at
+/// once, on record as `card_absent`.
+#[test]
+fn presence_proofs_must_be_the_sessions_card_signing_a_fresh_nonce() {
+    for db in BOTH {
+        let (g, hpki) = gateway(db);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let path = "/.sekisho/auth/presence";
+            let (s, v) = call(&g, "t1", "POST", "/.sekisho/auth/presence/challenge", None).await;
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (401, Some("not_signed_in")),
+                "{db:?}"
+            );
+            let proof = |card: &TestCert,
+                         signed: &dyn Fn(&[u8], &str) -> Vec<u8>,
+                         ch: &serde_json::Value| {
+                let to_sign = B64.decode(ch["to_sign"].as_str().unwrap()).unwrap();
+                let text = signed(&to_sign, ch["nonce"].as_str().unwrap());
+                serde_json::json!({
+                    "nonce": ch["nonce"],
+                    "certificate": B64.encode(&card.der),
+                    "signature": B64.encode(card.sign(&text).unwrap()),
+                })
+            };
+            let as_given = |t: &[u8], _: &str| t.to_vec();
+            let challenge = || call(&g, "t1", "POST", "/.sekisho/auth/presence/challenge", None);
+
+            assert_eq!(login(&g, "t1", &hpki.doctor).await.0, 200);
+            let (s, ch) = challenge().await;
+            assert_eq!(s, 200, "{db:?}: {ch}");
+            assert!(ch["to_sign"].as_str().is_some_and(|t| {
+                B64.decode(t)
+                    .unwrap()
+                    .starts_with(b"sekisho-hpki-presence:v1\n")
+            }));
+            let body = proof(&hpki.doctor, &as_given, &ch);
+            let (s, a) = call(&g, "t1", "POST", path, Some(body.clone())).await;
+            assert_eq!(s, 200, "{db:?}: {a}");
+            assert_eq!(
+                (a["next_in"].as_u64(), a["ends_in"].as_u64()),
+                (Some(20), Some(60))
+            );
+            let (s, a) = call(&g, "t1", "POST", path, Some(body)).await;
+            assert_eq!(
+                (s, a["error"].as_str()),
+                (401, Some("challenge_invalid")),
+                "{db:?}"
+            );
+            let (_, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!(st["signed_in"], true, "{db:?}: a replay ends nothing");
+
+            // Another card in the reader.
+            let (_, ch) = challenge().await;
+            let (s, a) = call(
+                &g,
+                "t1",
+                "POST",
+                path,
+                Some(proof(&hpki.pharmacist, &as_given, &ch)),
+            )
+            .await;
+            assert_eq!(
+                (s, a["error"].as_str()),
+                (403, Some("presence_card_mismatch")),
+                "{db:?}"
+            );
+            let (_, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!(st["signed_in"], false, "{db:?}");
+
+            // The right card, the wrong text.
+            assert_eq!(login(&g, "t1", &hpki.doctor).await.0, 200);
+            let (_, ch) = challenge().await;
+            let login_text = |_: &[u8], nonce: &str| {
+                sekisho_protocol::wire::hpki_login_to_sign(
+                    "localhost",
+                    "urn:sekisho:terminal:f1:t1",
+                    nonce,
+                )
+            };
+            let (s, a) = call(
+                &g,
+                "t1",
+                "POST",
+                path,
+                Some(proof(&hpki.doctor, &login_text, &ch)),
+            )
+            .await;
+            assert_eq!(
+                (s, a["error"].as_str()),
+                (401, Some("hpki_bad_signature")),
+                "{db:?}"
+            );
+            let (_, st) = call(&g, "t1", "GET", "/.sekisho/auth/status", None).await;
+            assert_eq!(st["signed_in"], false, "{db:?}");
+        });
+        let ended = g
+            .audit_records()
+            .into_iter()
+            .filter(|r| {
+                r["event"] == "auth" && r["reason"] == "card_absent" && r["user"] == "doctor0000001"
+            })
+            .count();
+        assert_eq!(ended, 2, "{db:?}");
+    }
+}

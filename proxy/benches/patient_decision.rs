@@ -144,6 +144,7 @@ async fn run(patients: usize) -> Figures {
             expires_at: i64::MAX,
             must_change_password: false,
             card: None,
+            live: Default::default(),
         };
         let t = Instant::now();
         let r = auth.patient(

@@ -461,6 +461,7 @@ mod tests {
             expires_at: i64::MAX,
             must_change_password: false,
             card: None,
+            live: Default::default(),
         }
     }
 

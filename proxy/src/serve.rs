@@ -2,10 +2,12 @@
 //! enrollment, management), the watcher that keeps the registry, sessions, CRL, tunnel
 //! peers and policies current (`watch.rs`), the notification sender when `[notify]` has
 //! channels, the copier of signed checkpoints to `[[audit.witness]]`, and the daily prune of
-//! audit records past their retention (`retention.rs`). It raises its own file-descriptor limit
+//! audit records past their retention (`retention.rs`), and the sweep that ends idle sessions and
+//! card sessions whose presence proofs stopped (`lapse.rs`). It raises its own file-descriptor limit
 //! to what `limits.max_connections` needs (`descriptors.rs`).
 
 pub mod descriptors;
+mod lapse;
 mod retention;
 pub mod systemd;
 mod watch;
@@ -172,7 +174,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
     )?);
     let registry = Registry::load(&store).await?;
     let notices = crate::notices::NoticeBoard::load(&store).await?;
-    let sessions = Arc::new(Sessions::default());
+    let sessions = Arc::new(Sessions::new(cfg.signin.limits()));
     sessions.reload(&store).await?;
     let patients = Arc::new(
         PatientView::load(
@@ -320,6 +322,12 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         tasks.push(tokio::spawn(notifier.clone().run(rx.clone())));
     }
     tokio::spawn(crl_fetch::run(hpki.clone(), rx.clone()));
+    tokio::spawn(lapse::run(
+        store.clone(),
+        audit.clone(),
+        sessions.clone(),
+        rx.clone(),
+    ));
     tokio::spawn(retention::run(
         cfg.clone(),
         store.clone(),

@@ -12,6 +12,11 @@
 //!   5. `POST /.sekisho/auth/hpki/login` `{nonce, certificate, signature}` → who is signed in;
 //! - **sign-out** when the card leaves (`POST /.sekisho/auth/logout`
 //!   `{"reason":"card_removed"}`), retried until the gateway has it;
+//! - **card presence** while a [`watch`] session lasts: `POST /.sekisho/auth/presence/challenge`,
+//!   the card signs it (only a presence challenge, [`check_presence_to_sign`]; no PIN, over the
+//!   connection kept since the sign-in), `POST /.sekisho/auth/presence` → when the next proof
+//!   is due. The gateway ends a card session whose proofs stop (`signin.card_presence_secs`),
+//!   so a session from a one-off [`login`] lasts only that long;
 //! - **consent with the patient card** ([`consent`]): the patient's card signs the gateway's
 //!   consent challenge (`/.sekisho/consent/…`), which opens a consent window for the
 //!   signed-in physician and that patient;
@@ -56,6 +61,8 @@ use hyper::Method;
 use serde::{Deserialize, Serialize};
 
 use sekisho_cardreader::hpki::PinState;
+
+use crate::card::CardSession;
 use sekisho_protocol::wire::{self, CardAnswer, LogoutAnswer};
 
 pub use consent::{MAX_CONSENT_TO_SIGN, check_consent_to_sign, consent, consent_with_card};
@@ -261,6 +268,10 @@ pub(crate) struct SignedChallenge {
     nonce: String,
     certificate: Vec<u8>,
     signature: Vec<u8>,
+    /// The connection the card signed over. `watch` keeps it for the session: the card keeps
+    /// its PIN verified while it stays connected (it resets when the last program lets go),
+    /// which is what lets it prove its presence without the PIN again.
+    pub(crate) card: Option<CardSession>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -331,7 +342,71 @@ pub(crate) async fn sign_challenge(
         nonce: challenge.challenge.nonce,
         certificate: session.certificate.clone(),
         signature,
+        card: Some(session),
     })
+}
+
+/// The card proves to the gateway that it is still in the reader: it signs a fresh presence
+/// challenge over the connection kept since the sign-in (no PIN: the card still has it
+/// verified). The connection comes back unless the card is gone.
+pub(crate) async fn prove_presence(
+    gateway: &Gateway,
+    card: CardSession,
+) -> (
+    Option<CardSession>,
+    Result<wire::PresenceAnswer, AgentError>,
+) {
+    let challenge = match gateway
+        .client
+        .json::<(), wire::Challenge>(Method::POST, wire::PRESENCE_CHALLENGE_PATH, None)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return (Some(card), Err(e)),
+    };
+    let to_sign = match B64.decode(challenge.to_sign.as_bytes()) {
+        Ok(t) => t,
+        Err(e) => {
+            let e = AgentError::Protocol {
+                status: Some(200),
+                detail: format!("to_sign is not base64: {e}"),
+            };
+            return (Some(card), Err(e));
+        }
+    };
+    if let Err(e) = check_presence_to_sign(&to_sign) {
+        return (Some(card), Err(e));
+    }
+    let (card, signature) = match signing::sign(card, None, to_sign).await {
+        Ok((card, Ok(sig))) => (card, sig),
+        Ok((_, Err(e))) | Err(e) => return (None, Err(e)),
+    };
+    let body = CardAnswer {
+        nonce: challenge.nonce,
+        certificate: B64.encode(&card.certificate),
+        signature: B64.encode(&signature),
+    };
+    let answer = gateway
+        .client
+        .json(Method::POST, wire::PRESENCE_PROOF_PATH, Some(&body))
+        .await;
+    (Some(card), answer)
+}
+
+/// Refuses anything but a presence challenge (as [`check_login_to_sign`] does for sign-in).
+pub fn check_presence_to_sign(to_sign: &[u8]) -> Result<(), AgentError> {
+    if to_sign.is_empty() || to_sign.len() > MAX_TO_SIGN {
+        return Err(AgentError::NotLoginChallenge(format!(
+            "{} bytes; a presence challenge has 1 to {MAX_TO_SIGN}",
+            to_sign.len()
+        )));
+    }
+    if !to_sign.starts_with(wire::HPKI_PRESENCE_PREFIX) {
+        return Err(AgentError::NotLoginChallenge(
+            "it does not start with \"sekisho-hpki-presence:v1\"".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Signs in with the card and `pin` (for callers that have the PIN already, such as tests).
@@ -364,6 +439,16 @@ pub async fn status(cfg: &AgentConfig) -> Result<Status, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_presence_challenges_are_signed_for_presence() {
+        let ok = wire::hpki_presence_to_sign("gw", "urn:sekisho:terminal:f:t", "n");
+        assert!(check_presence_to_sign(&ok).is_ok());
+        let login = wire::hpki_login_to_sign("gw", "urn:sekisho:terminal:f:t", "n");
+        assert!(check_presence_to_sign(&login).is_err());
+        assert!(check_login_to_sign(&ok).is_err());
+        assert!(check_presence_to_sign(b"").is_err());
+    }
 
     #[test]
     fn only_sign_in_challenges_are_signed_for_sign_in() {

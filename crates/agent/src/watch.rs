@@ -12,6 +12,13 @@
 //! run in a spawned attempt that only produces a signed challenge; the loop sends it if, and
 //! only if, that same card is still in the reader.
 //!
+//! While a card session lasts, the loop has the card prove its presence to the gateway every
+//! so often (`POST /.sekisho/auth/presence`, the interval the gateway asks for): the card
+//! signs a fresh gateway nonce over the connection kept since the sign-in, without the PIN.
+//! The gateway ends a card session whose proofs stop, so a killed agent or a terminal gone
+//! from the network does not leave it open. A proof the card cannot give (it was reset and
+//! wants its PIN again) signs out and starts a new sign-in with the card in the reader.
+//!
 //! Fail-closed rules: a removal (or the smart-card service going away, which the card watcher
 //! reports as removals) signs out at once; a logout the gateway did not get is retried until it
 //! does; a card session the agent cannot account for when it starts (an HPKI session with no
@@ -25,11 +32,15 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+use crate::card::CardSession;
 use crate::error::AgentError;
 use crate::pin::{CancelToken, PinSource};
-use crate::{AgentConfig, Gateway, LogoutReason, SignedChallenge, SignedIn, sign_challenge};
+use crate::{
+    AgentConfig, Gateway, LogoutReason, SignedChallenge, SignedIn, prove_presence, sign_challenge,
+};
 use sekisho_cardreader::apdu::CardError;
 use sekisho_cardreader::watch::{CardEvent, Watcher};
+use sekisho_protocol::Reason;
 
 /// Pause before trying the smart-card service again.
 const SERVICE_RETRY: Duration = Duration::from_secs(2);
@@ -41,6 +52,12 @@ const LOGOUT_RETRY: Duration = Duration::from_secs(2);
 /// After start, how long the card watcher gets to report the cards already in before the
 /// agent looks for a session without a card.
 const SETTLE: Duration = Duration::from_secs(3);
+/// When the first presence proof is sent after a sign-in (later ones: when the gateway says).
+const FIRST_PROOF: Duration = Duration::from_secs(5);
+/// Pause before a presence proof the gateway did not get is sent again.
+const PROOF_RETRY: Duration = Duration::from_secs(3);
+/// The most the gateway may ask the agent to wait between proofs.
+const PROOF_MAX_WAIT: Duration = Duration::from_secs(300);
 /// How soon the start-up check looks again while an inserted card is still being asked whether
 /// it is a patient card.
 const PROBE_WAIT: Duration = Duration::from_millis(500);
@@ -86,6 +103,18 @@ pub enum WatchEvent {
         reader: Option<String>,
         reason: LogoutReason,
         ended: bool,
+    },
+    /// The card proved its presence to the gateway; the next proof is due in `next_in`.
+    Present {
+        reader: String,
+        next_in: Duration,
+    },
+    /// A presence proof failed; `retry_in` is `None` when the session is given up (signed
+    /// out, and a new sign-in started if the card is still there).
+    PresenceFailed {
+        reader: String,
+        error: AgentError,
+        retry_in: Option<Duration>,
     },
     /// The gateway did not get the logout; it is sent again after `retry_in`.
     LogoutFailed {
@@ -156,6 +185,12 @@ pub fn watch(
 }
 
 type AttemptResult = (String, u64, Result<SignedChallenge, AgentError>);
+/// (insertion, the card connection unless lost, the gateway's answer).
+type ProofResult = (
+    u64,
+    Option<CardSession>,
+    Result<sekisho_protocol::wire::PresenceAnswer, AgentError>,
+);
 /// (reader, insertion, is it a patient card).
 type ProbeResult = (String, u64, bool);
 
@@ -214,6 +249,11 @@ struct Loop {
     retry: Option<(String, u64, Instant)>,
     /// The card whose session the gateway has.
     session: Option<(String, u64)>,
+    /// The connection to that card, kept for presence proofs (`None` while a proof uses it).
+    card: Option<CardSession>,
+    /// When the next presence proof is due.
+    proof_at: Option<Instant>,
+    proofs: JoinSet<ProofResult>,
     logout_pending: Option<PendingLogout>,
     /// When to look for a session without a card.
     stale_check: Option<Instant>,
@@ -242,6 +282,9 @@ impl Loop {
             attempts: JoinSet::new(),
             retry: None,
             session: None,
+            card: None,
+            proof_at: None,
+            proofs: JoinSet::new(),
             logout_pending: None,
             stale_check: Some(Instant::now() + SETTLE),
             watcher: None,
@@ -261,6 +304,7 @@ impl Loop {
             let next = [
                 self.retry.as_ref().map(|r| r.2),
                 self.logout_pending.as_ref().map(|p| p.at),
+                self.proof_at.filter(|_| self.card.is_some()),
                 self.stale_check,
                 self.watcher_retry,
             ]
@@ -302,6 +346,17 @@ impl Loop {
                         }
                     }
                     self.maybe_start(None);
+                }
+                Some(done) = self.proofs.join_next(), if !self.proofs.is_empty() => {
+                    match done {
+                        Ok((generation, card, result)) => {
+                            self.on_proof(generation, card, result).await;
+                        }
+                        // Panicked: the connection is lost with it; the next sign-in reopens.
+                        Err(_) => self.on_proof(self.generation_in_session(), None, Err(
+                            AgentError::Internal("the presence proof failed".into()),
+                        )).await,
+                    }
                 }
                 _ = timer => self.on_timer(&card_tx).await,
             }
@@ -408,10 +463,89 @@ impl Loop {
             self.retry = None;
         }
         if self.session.as_ref().is_some_and(|s| s.1 == generation) {
-            self.session = None;
+            self.end_card_session();
             self.logout(LogoutReason::CardRemoved, Some(reader)).await;
         }
         true
+    }
+
+    fn generation_in_session(&self) -> u64 {
+        self.session.as_ref().map_or(0, |s| s.1)
+    }
+
+    /// Forgets the card session here (the connection to the card is let go; a proof in
+    /// flight is dropped when it comes back).
+    fn end_card_session(&mut self) {
+        self.session = None;
+        self.card = None;
+        self.proof_at = None;
+    }
+
+    fn start_proof(&mut self) {
+        let (Some(card), Some((_, generation))) = (self.card.take(), self.session.clone()) else {
+            return;
+        };
+        self.proof_at = None;
+        let gateway = match Gateway::new(&self.cfg) {
+            Ok(g) => g,
+            Err(_) => {
+                self.card = Some(card);
+                self.proof_at = Some(Instant::now() + PROOF_RETRY);
+                return;
+            }
+        };
+        self.proofs.spawn(async move {
+            let (card, r) = prove_presence(&gateway, card).await;
+            (generation, card, r)
+        });
+    }
+
+    async fn on_proof(
+        &mut self,
+        generation: u64,
+        card: Option<CardSession>,
+        result: Result<sekisho_protocol::wire::PresenceAnswer, AgentError>,
+    ) {
+        let Some((reader, current)) = self.session.clone() else {
+            return;
+        };
+        if current != generation {
+            return;
+        }
+        match (card, result) {
+            (Some(card), Ok(a)) => {
+                let next_in = Duration::from_secs(a.next_in.max(1)).min(PROOF_MAX_WAIT);
+                self.card = Some(card);
+                self.proof_at = Some(Instant::now() + next_in);
+                self.emit(WatchEvent::Present { reader, next_in });
+            }
+            // A gateway without presence proofs: nothing more to prove.
+            (Some(card), Err(AgentError::Refused(r))) if r.reason == Some(Reason::NotFound) => {
+                self.card = Some(card);
+            }
+            (Some(card), Err(error)) if error.is_transient() => {
+                self.card = Some(card);
+                self.proof_at = Some(Instant::now() + PROOF_RETRY);
+                self.emit(WatchEvent::PresenceFailed {
+                    reader,
+                    error,
+                    retry_in: Some(PROOF_RETRY),
+                });
+            }
+            (_, result) => {
+                // The card could not sign (reset, gone) or the gateway ended the session: sign
+                // out, and sign in again if the card is still in.
+                let error = result.err().unwrap_or(AgentError::CardRemoved);
+                self.emit(WatchEvent::PresenceFailed {
+                    reader: reader.clone(),
+                    error,
+                    retry_in: None,
+                });
+                self.end_card_session();
+                self.logout(LogoutReason::CardRemoved, Some(reader)).await;
+                self.maybe_start(None);
+            }
+        }
     }
 
     /// Every card gone at once (the watcher stopped).
@@ -492,7 +626,7 @@ impl Loop {
             // The card left meanwhile: whatever came of it is dropped, and nothing was sent.
             return;
         }
-        let signed = match result {
+        let mut signed = match result {
             Ok(s) => s,
             Err(e) => return self.failed_login(reader, generation, e),
         };
@@ -510,6 +644,8 @@ impl Loop {
                 // Superseded: the gateway has the new session now.
                 self.logout_pending = None;
                 self.session = Some((reader.clone(), generation));
+                self.card = signed.card.take();
+                self.proof_at = Some(Instant::now() + FIRST_PROOF);
                 self.emit(WatchEvent::SignedIn { reader, info });
             }
             Err(e) => self.failed_login(reader, generation, e),
@@ -586,6 +722,9 @@ impl Loop {
         if self.logout_pending.as_ref().is_some_and(|p| p.at <= now) {
             self.retry_logout().await;
         }
+        if self.card.is_some() && self.proof_at.is_some_and(|t| t <= now) {
+            self.start_proof();
+        }
         if let Some((reader, generation, at)) = self.retry.clone()
             && at <= now
         {
@@ -636,6 +775,8 @@ impl Loop {
         }
         self.attempts.abort_all();
         self.probes.abort_all();
+        self.proofs.abort_all();
+        self.card = None;
         if let Some((reader, _)) = self.session.take() {
             self.logout(LogoutReason::Logout, Some(reader)).await;
         } else if self.logout_pending.is_some() {

@@ -183,6 +183,11 @@ reasons! {
     SessionOtherTerminal = "session_other_terminal", FORBIDDEN,
         ja: "このサインインは別の端末のものです。この端末でサインインし直してください。",
         en: "This sign-in belongs to another terminal. Please sign in again on this one.";
+    /// A card presence proof signed by another card than the one the session was opened with
+    /// (the session is ended: `card_absent`).
+    PresenceCardMismatch = "presence_card_mismatch", FORBIDDEN,
+        ja: "カードリーダーのカードは、サインインに使われたカードではありません。サインアウトしました。カードを入れ直してください。",
+        en: "The card in the reader is not the card this session was signed in with. You have been signed out; insert your card again.";
     PasswordChangeRequired = "password_change_required", FORBIDDEN,
         ja: "パスワードを変更してください（/.sekisho/password）。",
         en: "Please change your password first (/.sekisho/password).";

@@ -16,6 +16,10 @@ pub const HPKI_CHALLENGE_PATH: &str = "/.sekisho/auth/hpki/challenge";
 pub const HPKI_LOGIN_PATH: &str = "/.sekisho/auth/hpki/login";
 pub const LOGOUT_PATH: &str = "/.sekisho/auth/logout";
 pub const STATUS_PATH: &str = "/.sekisho/auth/status";
+/// Card presence: `POST` a challenge, then `POST` the card's signature of it
+/// ([`PRESENCE_PROOF_PATH`]); a card session whose proofs stop ends at the gateway.
+pub const PRESENCE_CHALLENGE_PATH: &str = "/.sekisho/auth/presence/challenge";
+pub const PRESENCE_PROOF_PATH: &str = "/.sekisho/auth/presence";
 
 /// The consent desk's prefix and its addresses (R-PAT-2).
 pub const CONSENT_PREFIX_PATH: &str = "/.sekisho/consent/";
@@ -34,6 +38,8 @@ pub const ENROLL_CSR_PATH: &str = "/enroll/csr";
 
 /// The first line of the text an HPKI card signs to sign in.
 pub const HPKI_LOGIN_PREFIX: &[u8] = b"sekisho-hpki-login:v1\n";
+/// The first line of the text an HPKI card signs to show it is still in the reader.
+pub const HPKI_PRESENCE_PREFIX: &[u8] = b"sekisho-hpki-presence:v1\n";
 /// The first line of the text a patient card signs to consent. The agent refuses to have a
 /// patient card sign anything else, so the card is no signing oracle.
 pub const CONSENT_PREFIX: &[u8] = b"sekisho-patient-consent:v1\n";
@@ -46,6 +52,13 @@ pub const BREAK_GLASS_PREFIX: &[u8] = b"sekisho-break-glass:v1\n";
 /// terminal, so a signature is worth nothing anywhere else.
 pub fn hpki_login_to_sign(hostname: &str, terminal_urn: &str, nonce: &str) -> Vec<u8> {
     signed_text(HPKI_LOGIN_PREFIX, hostname, terminal_urn, nonce)
+}
+
+/// The exact bytes an HPKI card signs to prove it is still in the terminal's reader: a fresh
+/// gateway nonce, bound like a sign-in's but with its own first line, so neither can stand in
+/// for the other.
+pub fn hpki_presence_to_sign(hostname: &str, terminal_urn: &str, nonce: &str) -> Vec<u8> {
+    signed_text(HPKI_PRESENCE_PREFIX, hostname, terminal_urn, nonce)
 }
 
 /// The exact bytes a patient card signs to consent; the nonce is bound to the signed-in
@@ -117,6 +130,14 @@ pub struct CardAnswer {
     pub nonce: String,
     pub certificate: String,
     pub signature: String,
+}
+
+/// The answer to a presence proof: when the next one is due. The session ends at the gateway
+/// `ends_in` seconds after this proof unless another arrives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceAnswer {
+    pub next_in: u64,
+    pub ends_in: u64,
 }
 
 /// `POST /.sekisho/auth/logout`.
@@ -273,6 +294,8 @@ mod tests {
             b"sekisho-patient-consent:v1\ngw\nurn:sekisho:terminal:f:t\nn\n"
         );
         assert!(!hpki_login_to_sign("a", "b", "c").starts_with(CONSENT_PREFIX));
+        assert!(!hpki_presence_to_sign("a", "b", "c").starts_with(HPKI_LOGIN_PREFIX));
+        assert!(!hpki_login_to_sign("a", "b", "c").starts_with(HPKI_PRESENCE_PREFIX));
     }
 
     #[test]

@@ -356,6 +356,26 @@ pub(crate) async fn end_with_sessions(
     Ok(n)
 }
 
+/// As [`end_with_sessions`], for one session that has just been ended (in the same
+/// transaction).
+pub(crate) async fn end_ended_session(
+    tx: &mut Transaction<'_, Any>,
+    session_id: &str,
+    reason: &str,
+) -> Result<u64> {
+    let n = sqlx::query(
+        "UPDATE break_glass SET status = 'ended', ended_at = $1, ended_by = 'session', end_reason = $2
+         WHERE ends_with_session = 1 AND status IN ('active', 'awaiting_approval') AND session_id = $3",
+    )
+    .bind(now())
+    .bind(reason)
+    .bind(session_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n)
+}
+
 /// Grants past their time become `expired`, drafts never signed too; grants whose category
 /// ends them with the session end when that session ran out of time (a session ended by
 /// sign-out or card removal ends them at once: [`end_with_sessions`]). Returns how many.

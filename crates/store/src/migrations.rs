@@ -153,6 +153,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0024_retired_crls.sqlite.sql"),
         postgres: include_str!("migrations/0024_retired_crls.postgres.sql"),
     },
+    Migration {
+        version: 26,
+        name: "session_liveness",
+        sqlite: include_str!("migrations/0026_session_liveness.sql"),
+        postgres: include_str!("migrations/0026_session_liveness.sql"),
+    },
 ];
 
 /// The versions this build applies, in order (what an upgraded database must list).
@@ -206,7 +212,7 @@ mod tests {
     use crate::DbKind;
     use crate::testdb::TestDb;
 
-    /// The partial indexes (migrations 12 and 13) serve the searches they were made for.
+    /// The partial indexes (migrations 12, 13 and 26) serve the searches they were made for.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn searches_use_the_partial_indexes() {
         for db in TestDb::both().await {
@@ -222,7 +228,12 @@ mod tests {
                     .to_string(),
                 "consent_windows_patient_open",
             );
-            for (filter, index) in searches.into_iter().chain([windows]) {
+            // Migration 26: the sweep for lapsed sessions reads open sessions only.
+            let open_sessions = (
+                "sessions WHERE ended_at IS NULL AND absolute_expires_at > 1".to_string(),
+                "sessions_open_expiry",
+            );
+            for (filter, index) in searches.into_iter().chain([windows, open_sessions]) {
                 let plan: Vec<String> = match s.kind() {
                     DbKind::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(
                         "EXPLAIN QUERY PLAN SELECT * FROM {filter}"

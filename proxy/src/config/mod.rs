@@ -5,6 +5,7 @@ pub mod break_glass;
 pub mod export;
 pub mod rate_limits;
 pub mod retention;
+pub mod session_limits;
 pub mod witness;
 
 use std::net::SocketAddr;
@@ -350,6 +351,11 @@ pub struct Signin {
     pub challenge_seconds: u32,
     /// Accounts nobody signed in to for this many days are suspended (R-ACCT-7); 0 = never.
     pub suspend_unused_days: u32,
+    /// A session with no request for this long ends (`session_idle`); see `session_limits`.
+    pub idle_minutes: u32,
+    /// A card session whose card has not proved its presence for this long ends
+    /// (`heartbeat_missed`); the agent proves it every third of this.
+    pub card_presence_secs: u32,
 }
 
 impl Default for Signin {
@@ -361,6 +367,8 @@ impl Default for Signin {
             session_hours: 12,
             challenge_seconds: 60,
             suspend_unused_days: 180,
+            idle_minutes: session_limits::DEFAULT_IDLE_MINUTES,
+            card_presence_secs: session_limits::DEFAULT_CARD_PRESENCE_SECS,
         }
     }
 }
@@ -666,6 +674,7 @@ impl Config {
         }
         sekisho_policies::RouteMap::new(self.routes.clone())?;
         self.break_glass.validate()?;
+        self.signin.validate_limits()?;
         self.anomaly.hours()?;
         if self.anomaly.scan_seconds == 0 {
             bail!("anomaly.scan_seconds must be at least 1");

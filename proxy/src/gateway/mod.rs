@@ -186,7 +186,7 @@ impl Gateway {
     ) -> Result<(), Reason> {
         self.identify(ctx)?;
         self.host(req)?;
-        self.session(req, ctx)?;
+        self.session(req, ctx).await?;
         self.maintenance(ctx)?;
         self.route(req, path, ctx)?;
         self.cross_site(req)?;

@@ -81,6 +81,7 @@ impl Officer {
                 expires_at: i64::MAX,
                 must_change_password: false,
                 card: None,
+                live: Default::default(),
             },
             via: os_user,
             via_tunnel: false,

@@ -9,6 +9,7 @@
 //! - `password`: the password form and the password change;
 //! - `lockout`: failures counted per account and per terminal, delays, locks (R-ACCT-5);
 //! - `session`: opening and ending sessions, the session cookie;
+//! - `presence`: the card's periodic proof that it is still in the reader;
 //! - `pages`: the sign-in and password pages.
 
 pub mod crl_fetch;
@@ -16,6 +17,7 @@ mod hpki;
 mod lockout;
 mod pages;
 mod password;
+mod presence;
 mod session;
 pub mod trust;
 
@@ -29,7 +31,8 @@ use sekisho_audit::{AuditLog, AuditRecord, Event};
 use sekisho_ca::TerminalId;
 use sekisho_protocol::Reason;
 use sekisho_protocol::wire::{
-    CardAnswer, HPKI_CHALLENGE_PATH, HPKI_LOGIN_PATH, LOGOUT_PATH, Logout, STATUS_PATH,
+    CardAnswer, HPKI_CHALLENGE_PATH, HPKI_LOGIN_PATH, LOGOUT_PATH, Logout, PRESENCE_CHALLENGE_PATH,
+    PRESENCE_PROOF_PATH, STATUS_PATH,
 };
 use sekisho_store::Store;
 
@@ -106,6 +109,11 @@ impl SignIn {
             (Method::POST, HPKI_CHALLENGE_PATH) => self.challenge(caller).await,
             (Method::POST, HPKI_LOGIN_PATH) => match read_json::<CardAnswer>(req).await {
                 Ok(body) => self.hpki_login(body, caller).await,
+                Err(r) => r,
+            },
+            (Method::POST, PRESENCE_CHALLENGE_PATH) => self.presence_challenge(caller).await,
+            (Method::POST, PRESENCE_PROOF_PATH) => match read_json::<CardAnswer>(req).await {
+                Ok(body) => self.presence_proof(body, caller).await,
                 Err(r) => r,
             },
             (Method::POST, LOGOUT_PATH) => {

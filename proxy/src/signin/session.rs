@@ -86,6 +86,10 @@ impl SignIn {
             expires_at,
             must_change_password: method == "password" && password_change_due(user),
             card,
+            live: session_rows::Liveness {
+                activity: now(),
+                presence: now(),
+            },
         };
         self.sessions.put(s.clone());
         Ok(s)

@@ -571,6 +571,26 @@ fn print_event(ev: &WatchEvent, reader: Option<&str>) {
             }
             (LogoutReason::Logout, true) => println!("Signed out / ログアウトしました"),
         },
+        // Every few seconds while signed in: not worth a line.
+        WatchEvent::Present { .. } => {}
+        WatchEvent::PresenceFailed {
+            reader,
+            error,
+            retry_in,
+        } => {
+            println!("The card's presence was not confirmed ({reader}): {error}");
+            println!("  {}", error.message_ja());
+            match retry_in {
+                Some(d) => println!(
+                    "  Trying again in {} s / {}秒後に再試行します",
+                    d.as_secs(),
+                    d.as_secs()
+                ),
+                None => println!(
+                    "  Signed out; signing in again if the card is in / ログアウトしました。カードが挿入されていれば再ログインします"
+                ),
+            }
+        }
         WatchEvent::LogoutFailed { error, retry_in } => {
             println!(
                 "Sign-out not confirmed: {error}; trying again in {} s",
