@@ -713,6 +713,14 @@ fn requests_on_one_replica_keep_the_session_on_all_and_idleness_ends_it_on_all()
         serde_json::from_str::<Value>(&v).unwrap()["signed_in"] == true
     };
     let opened = Instant::now();
+    // The other replica learns of the new session from the store (within a second).
+    while !signed_in(nodes[1]) {
+        assert!(
+            opened.elapsed() < Duration::from_secs(2),
+            "the session has not reached the second replica"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     loop {
         assert_eq!(observe(&rt, nodes[0], "t1", &ck, "/debug/me"), "200 -");
         assert!(signed_in(nodes[1]), "after {:?}", opened.elapsed());
