@@ -302,6 +302,8 @@ fn run(args: Args) -> Result<()> {
     let tuning = sekisho::Tuning {
         max_connections: connection_limit.max(4096),
         idle_secs: nginx::KEEPALIVE_TIMEOUT_SECS,
+        // Each load connection has at most one request in flight.
+        terminal_in_flight: max_conns.max(256),
     };
     let mut notes: Vec<String> = Vec::new();
     let mut instances: Vec<Instance> = Vec::new();
