@@ -235,15 +235,25 @@ mod tests {
             );
             for (filter, index) in searches.into_iter().chain([windows, open_sessions]) {
                 let plan: Vec<String> = match s.kind() {
-                    DbKind::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "EXPLAIN QUERY PLAN SELECT * FROM {filter}"
-                    )))
-                    .fetch_all(s.pool())
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.try_get::<String, _>(3).unwrap())
-                    .collect(),
+                    DbKind::Sqlite => {
+                        // EXPLAIN reads no table, so it does not make a pooled connection
+                        // notice that the migrations changed the schema after it last looked:
+                        // a read first brings the connection's schema up to date.
+                        let mut conn = s.pool().acquire().await.unwrap();
+                        sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+                            .fetch_one(&mut *conn)
+                            .await
+                            .unwrap();
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "EXPLAIN QUERY PLAN SELECT * FROM {filter}"
+                        )))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.try_get::<String, _>(3).unwrap())
+                        .collect()
+                    }
                     DbKind::Postgres => {
                         // An empty table is scanned whatever the indexes; ask what an index
                         // could do.
