@@ -27,6 +27,21 @@ impl SignIn {
         if let Some(r) = self.terminal_locked(caller).await {
             return error(r);
         }
+        self.card_challenge(caller, nonce_hash, hpki_login_to_sign, "login")
+            .await
+    }
+
+    /// A challenge for the terminal's card: a single-use nonce, bound to the terminal's
+    /// certificate, kept in the store only as `hash` of it (sign-in and presence nonces share
+    /// the table under hashes of their own), and the text the card is to sign over it
+    /// (`to_sign`: each use has its own first line, so no signature serves another).
+    pub(super) async fn card_challenge(
+        &self,
+        caller: &Caller<'_>,
+        hash: fn(&str) -> String,
+        to_sign: fn(&str, &str, &str) -> Vec<u8>,
+        purpose: &'static str,
+    ) -> Response<Body> {
         let mut nonce = [0u8; 32];
         if aws_lc_rs::rand::fill(&mut nonce).is_err() {
             return error(Reason::Internal);
@@ -35,17 +50,17 @@ impl SignIn {
         let ttl = i64::from(self.cfg.signin.challenge_seconds.max(10));
         if let Err(e) = session_rows::insert_challenge(
             &self.store,
-            &nonce_hash(&nonce),
+            &hash(&nonce),
             &caller.terminal.terminal,
             caller.serial,
             now() + ttl,
         )
         .await
         {
-            warn!(error = %e, "cannot store a login challenge");
+            warn!(error = %e, purpose, "cannot store a card challenge");
             return error(Reason::Internal);
         }
-        let to_sign = hpki_login_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce);
+        let to_sign = to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce);
         json(
             StatusCode::OK,
             &Challenge {

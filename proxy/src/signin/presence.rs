@@ -14,11 +14,11 @@
 //! checked (CRL out of date) is refused without ending anything: the presence limit bounds it.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD as B64URL};
+use base64::engine::general_purpose::STANDARD as B64;
 use http::{Response, StatusCode};
 use sekisho_audit::{AuditRecord, Decision, Event};
 use sekisho_protocol::Reason;
-use sekisho_protocol::wire::{CardAnswer, Challenge, PresenceAnswer, hpki_presence_to_sign};
+use sekisho_protocol::wire::{CardAnswer, PresenceAnswer, hpki_presence_to_sign};
 use sekisho_store::now;
 use sekisho_store::sessions as session_rows;
 use tracing::warn;
@@ -45,33 +45,8 @@ impl SignIn {
         if self.card_session(caller).is_none() {
             return error(Reason::NotSignedIn);
         }
-        let mut nonce = [0u8; 32];
-        if aws_lc_rs::rand::fill(&mut nonce).is_err() {
-            return error(Reason::Internal);
-        }
-        let nonce = B64URL.encode(nonce);
-        let ttl = i64::from(self.cfg.signin.challenge_seconds.max(10));
-        if let Err(e) = session_rows::insert_challenge(
-            &self.store,
-            &presence_hash(&nonce),
-            &caller.terminal.terminal,
-            caller.serial,
-            now() + ttl,
-        )
-        .await
-        {
-            warn!(error = %e, "cannot store a presence challenge");
-            return error(Reason::Internal);
-        }
-        let to_sign = hpki_presence_to_sign(&self.cfg.hostname, &caller.terminal.urn(), &nonce);
-        json(
-            StatusCode::OK,
-            &Challenge {
-                to_sign: B64.encode(to_sign),
-                nonce,
-                expires_in: ttl as u64,
-            },
-        )
+        self.card_challenge(caller, presence_hash, hpki_presence_to_sign, "presence")
+            .await
     }
 
     pub(super) async fn presence_proof(
