@@ -436,6 +436,21 @@ fn an_assistants_entry_is_confirmed_only_by_a_physician_of_the_same_facility() {
         let other = sign_in_at(&g, "t3", "doctor00002", "physician", "f2", dir.path());
         consented_patient(&g, "P-0001", &["f:f1", "f:f2"]);
         consented_patient(&g, "P-0002", &["f:f1", "f:f2"]);
+        // Each care-team member is a change of its own, which the gateway reads within a
+        // poll: wait until it has the last one (f2 on P-0002), and so every one before it. A
+        // confirmation of an unknown entry is refused without the upstream either way.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let (_, body) = post_as(&g, "t3", &other, "/api/patients/P-0002/entries/e-0/confirm");
+            if body.contains("entry_not_found") {
+                break;
+            }
+            assert!(
+                body.contains("patient_not_in_care_team") && Instant::now() < deadline,
+                "{db:?}: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
 
         // The nurse's entry: permitted as `enter`, given an id the upstream and the nurse see.
         let deadline = Instant::now() + Duration::from_secs(3);
