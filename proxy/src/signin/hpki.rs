@@ -31,6 +31,48 @@ impl SignIn {
             .await
     }
 
+    /// A card's answer to a challenge of [`SignIn::card_challenge`]: its certificate and
+    /// signature decoded and bounded, and the challenge (kept as `hash` of its nonce) spent:
+    /// single use, unexpired, this terminal's certificate. What is left to check is the
+    /// certificate and the signature.
+    pub(super) async fn take_card_answer(
+        &self,
+        body: &CardAnswer,
+        caller: &Caller<'_>,
+        hash: fn(&str) -> String,
+    ) -> Result<(Vec<u8>, Vec<u8>), Reason> {
+        let (Ok(cert), Ok(sig)) = (
+            B64.decode(body.certificate.trim()),
+            B64.decode(body.signature.trim()),
+        ) else {
+            return Err(Reason::HpkiMalformed);
+        };
+        if cert.len() > 16 * 1024 || sig.len() > 1024 || body.nonce.len() > 128 {
+            return Err(Reason::HpkiMalformed);
+        }
+        let consumed = async {
+            let mut tx = self.store.begin_write().await?;
+            let ok = session_rows::consume_challenge(
+                &mut tx,
+                &hash(&body.nonce),
+                &caller.terminal.terminal,
+                caller.serial,
+            )
+            .await?;
+            tx.commit().await?;
+            anyhow::Ok(ok)
+        }
+        .await;
+        match consumed {
+            Ok(true) => Ok((cert, sig)),
+            Ok(false) => Err(Reason::ChallengeInvalid),
+            Err(e) => {
+                warn!(error = %e, "cannot check a card challenge");
+                Err(Reason::Internal)
+            }
+        }
+    }
+
     /// A challenge for the terminal's card: a single-use nonce, bound to the terminal's
     /// certificate, kept in the store only as `hash` of it (sign-in and presence nonces share
     /// the table under hashes of their own), and the text the card is to sign over it
@@ -147,38 +189,10 @@ impl SignIn {
         rec: &mut AuditRecord,
         limited: &mut Option<crate::throttle::Limited>,
     ) -> Result<(users::UserRow, Option<String>, String), (Reason, Option<String>)> {
-        let malformed = (Reason::HpkiMalformed, None);
-        let cert = B64
-            .decode(body.certificate.trim())
-            .map_err(|_| malformed.clone())?;
-        let sig = B64
-            .decode(body.signature.trim())
-            .map_err(|_| malformed.clone())?;
-        if cert.len() > 16 * 1024 || sig.len() > 1024 || body.nonce.len() > 128 {
-            return Err(malformed);
-        }
-        // The challenge first: single use, unexpired, this terminal's certificate.
-        let consumed = async {
-            let mut tx = self.store.begin_write().await?;
-            let ok = session_rows::consume_challenge(
-                &mut tx,
-                &nonce_hash(&body.nonce),
-                &caller.terminal.terminal,
-                caller.serial,
-            )
-            .await?;
-            tx.commit().await?;
-            anyhow::Ok(ok)
-        }
-        .await;
-        match consumed {
-            Ok(true) => {}
-            Ok(false) => return Err((Reason::ChallengeInvalid, None)),
-            Err(e) => {
-                warn!(error = %e, "cannot check a login challenge");
-                return Err((Reason::Internal, None));
-            }
-        }
+        let (cert, sig) = self
+            .take_card_answer(body, caller, nonce_hash)
+            .await
+            .map_err(|r| (r, None))?;
         let id = verifier
             .verify_now(&cert)
             .map_err(|e| (refusal(&e), None))?;

@@ -13,8 +13,6 @@
 //! revoked: `card_refused`), and that is on record. A proof whose revocation cannot be
 //! checked (CRL out of date) is refused without ending anything: the presence limit bounds it.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use http::{Response, StatusCode};
 use sekisho_audit::{AuditRecord, Decision, Event};
 use sekisho_protocol::Reason;
@@ -60,36 +58,10 @@ impl SignIn {
         let Some(session) = self.card_session(caller) else {
             return error(Reason::NotSignedIn);
         };
-        let (Ok(cert), Ok(sig)) = (
-            B64.decode(body.certificate.trim()),
-            B64.decode(body.signature.trim()),
-        ) else {
-            return error(Reason::HpkiMalformed);
+        let (cert, sig) = match self.take_card_answer(&body, caller, presence_hash).await {
+            Ok(answer) => answer,
+            Err(r) => return error(r),
         };
-        if cert.len() > 16 * 1024 || sig.len() > 1024 || body.nonce.len() > 128 {
-            return error(Reason::HpkiMalformed);
-        }
-        let consumed = async {
-            let mut tx = self.store.begin_write().await?;
-            let ok = session_rows::consume_challenge(
-                &mut tx,
-                &presence_hash(&body.nonce),
-                &caller.terminal.terminal,
-                caller.serial,
-            )
-            .await?;
-            tx.commit().await?;
-            anyhow::Ok(ok)
-        }
-        .await;
-        match consumed {
-            Ok(true) => {}
-            Ok(false) => return error(Reason::ChallengeInvalid),
-            Err(e) => {
-                warn!(error = %e, "cannot check a presence challenge");
-                return error(Reason::Internal);
-            }
-        }
         let id = match verifier.verify_now(&cert) {
             Ok(id) => id,
             // Revocation cannot be checked now (CRL out of date): the proof does not count,
