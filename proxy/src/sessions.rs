@@ -152,7 +152,11 @@ impl Sessions {
     pub fn active(&self, s: &Session) -> Option<i64> {
         let now = sekisho_store::now();
         let mut seen = self.seen.lock().expect("sessions lock");
-        let e = seen.entry(s.session_id.clone()).or_default();
+        // Every request passes here: no allocation once the session is known.
+        if !seen.contains_key(&s.session_id) {
+            seen.insert(s.session_id.clone(), Default::default());
+        }
+        let e = seen.get_mut(&s.session_id).expect("inserted above");
         e.live.activity = e.live.activity.max(now);
         let stored = e.flushed.max(s.live.activity);
         (now - stored >= self.limits.flush_secs).then(|| {
