@@ -92,11 +92,38 @@ pub fn audit_origin(cfg: &Config) -> String {
     format!("sekisho.{}/audit", cfg.hostname)
 }
 
+/// The audit log as commands write it: each batch's store transaction is its durability point
+/// (a command appends a record or two, and must not touch a running gateway's journal).
 pub async fn open_audit(
     dd: &DataDir,
     cfg: &Config,
     store: &Store,
     metrics: &Metrics,
+) -> Result<AuditLog> {
+    open_audit_with(dd, cfg, store, metrics, None).await
+}
+
+/// The audit log as the gateway writes it: through this node's journal unless `[audit]
+/// journal = false`.
+async fn open_gateway_audit(
+    dd: &DataDir,
+    cfg: &Config,
+    store: &Store,
+    metrics: &Metrics,
+) -> Result<AuditLog> {
+    let journal = cfg
+        .audit
+        .journal
+        .then(|| sekisho_audit::journal::dir_for(&dd.audit_dir(), &cfg.node));
+    open_audit_with(dd, cfg, store, metrics, journal).await
+}
+
+async fn open_audit_with(
+    dd: &DataDir,
+    cfg: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    journal: Option<std::path::PathBuf>,
 ) -> Result<AuditLog> {
     let origin = audit_origin(cfg);
     let key = CheckpointKey::load_or_create(&dd.audit_dir(), &origin)?;
@@ -108,6 +135,7 @@ pub async fn open_audit(
             max_wait: Duration::from_micros(cfg.audit.max_wait_us),
             node: cfg.node.clone(),
             origin,
+            journal,
         },
         metrics.audit.clone(),
     )
@@ -160,7 +188,7 @@ pub async fn start(data_dir: &Path) -> Result<Running> {
         metrics.register_tunnel(t.clone());
     }
     let metrics = Arc::new(metrics);
-    let audit = open_audit(&dd, &cfg, &store, &metrics).await?;
+    let audit = open_gateway_audit(&dd, &cfg, &store, &metrics).await?;
     let witnesses = start_witnesses(&cfg, data_dir, &store, &audit, &metrics)?;
     let exports = start_exports(&cfg, data_dir, &store, &audit, &metrics)?;
     // Given as `Arc<Notifier>` to the parts that tell officers (break-glass, anomalies).

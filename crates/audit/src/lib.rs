@@ -7,7 +7,9 @@
 //! - `record`: the record and its canonical JSON (the hashed bytes);
 //! - `merkle`: leaf/node hashing and the compact range (the tree's right edge, all a writer keeps);
 //! - `checkpoint`: the signing key, checkpoints, signed notes, verifier keys;
-//! - `writer`: [`AuditLog`], the group-commit writer (one transaction + fsync per batch);
+//! - `journal`: the node's append-only journal, the durability point when the gateway serves;
+//! - `writer`: [`AuditLog`], the group-commit writer (one journal write + fdatasync per batch,
+//!   or one transaction per batch without a journal) and the indexer behind the journal;
 //! - `verify`: the offline check behind `sekisho audit verify` (and `--witness`);
 //! - `witness`: copies of the signed checkpoints off the machine (a directory, an HTTPS
 //!   endpoint), the gateway's copier, and the receiving side of the HTTPS protocol;
@@ -24,6 +26,7 @@ pub mod checkpoint;
 pub mod client;
 #[cfg(any(test, feature = "test-util"))]
 pub mod forge;
+pub mod journal;
 pub mod merkle;
 mod record;
 pub mod retention;
@@ -32,19 +35,21 @@ mod verify;
 pub mod witness;
 mod writer;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 pub use checkpoint::{CheckpointKey, SignedCheckpoint, Verifier};
 pub use record::{AuditRecord, Decision, Event, format_time};
 pub use verify::{PrunedRange, VerifyReport, verify, verify_witnessed};
-pub use writer::AuditLog;
 /// The writer's multi-row INSERT, for the search benchmark's bulk load (the same columns).
 #[doc(hidden)]
 pub use writer::insert_sql;
+pub use writer::{AuditLog, MAX_INDEX_LAG};
 
 /// How many records may wait for the writer; beyond that `append` fails at once.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -61,6 +66,10 @@ pub struct AuditConfig {
     /// The checkpoint origin line, e.g. "sekisho.<hostname>/audit"; one per log, so replicas
     /// sharing a PostgreSQL log should use the same origin.
     pub origin: String,
+    /// The node's journal directory (`journal::dir_for`): the durability point, with the SQL
+    /// log filled behind it. None: each batch's SQL transaction is the durability point (the
+    /// command line, tools, and `[audit] journal = false`).
+    pub journal: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -70,6 +79,7 @@ impl Default for AuditConfig {
             max_wait: Duration::ZERO,
             node: "sekisho".into(),
             origin: "sekisho/audit".into(),
+            journal: None,
         }
     }
 }
@@ -88,8 +98,15 @@ pub enum AuditError {
 pub struct AuditMetrics {
     /// Records per committed (or failed) batch.
     pub batch_size: Histogram,
-    /// Time of one batch transaction, lock wait and commit included.
+    /// Time to make one batch durable: the journal's write and fdatasync, or without a journal
+    /// the batch transaction (lock wait and commit included).
     pub commit_seconds: Histogram,
+    /// With a journal: one indexer transaction (many journal batches).
+    pub index_seconds: Histogram,
+    /// With a journal: records durable and not yet in the store's tables.
+    pub index_lag: Gauge,
+    /// With a journal: records the indexer put in the store.
+    pub indexed: Counter,
     /// Records that were not written: failed batches, a full queue, a stopped writer.
     pub failures: Counter,
     /// Records committed.
@@ -103,7 +120,10 @@ impl AuditMetrics {
     pub fn new() -> Self {
         AuditMetrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
-            commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_025, 2.0, 20)),
+            index_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 16)),
+            index_lag: Gauge::default(),
+            indexed: Counter::default(),
             failures: Counter::default(),
             records: Counter::default(),
             witness: witness::WitnessMetrics::default(),
@@ -120,8 +140,23 @@ impl AuditMetrics {
         );
         reg.register(
             "sekisho_audit_commit_seconds",
-            "Time to commit one audit batch (lock, insert, checkpoint, fsync)",
+            "Time to make one audit batch durable (the journal's write and fdatasync; without a journal the whole transaction)",
             m.commit_seconds.clone(),
+        );
+        reg.register(
+            "sekisho_audit_index_seconds",
+            "Time of one indexer transaction putting journaled audit records into the store",
+            m.index_seconds.clone(),
+        );
+        reg.register(
+            "sekisho_audit_index_lag_records",
+            "Audit records durable in the journal and not yet in the store",
+            m.index_lag.clone(),
+        );
+        reg.register(
+            "sekisho_audit_indexed_records",
+            "Audit records the indexer put into the store",
+            m.indexed.clone(),
         );
         // Counters get their `_total` suffix from the encoder.
         reg.register(
@@ -131,7 +166,7 @@ impl AuditMetrics {
         );
         reg.register(
             "sekisho_audit_records",
-            "Audit records committed",
+            "Audit records made durable",
             m.records.clone(),
         );
         m

@@ -195,6 +195,36 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// A record read back from the journal: its bytes are kept exactly as they were hashed
+    /// and journaled; the query columns are read from them.
+    pub fn from_json(json: String) -> anyhow::Result<Prepared> {
+        let rec: AuditRecord = serde_json::from_str(&json)
+            .map_err(|e| anyhow::anyhow!("a journaled audit record does not parse: {e}"))?;
+        let ts = OffsetDateTime::parse(&rec.time, &Rfc3339).map_err(|e| {
+            anyhow::anyhow!(
+                "a journaled audit record has a bad time {:?}: {e}",
+                rec.time
+            )
+        })?;
+        Ok(Prepared {
+            json,
+            ts_ms: (ts.unix_timestamp_nanos() / 1_000_000) as i64,
+            request_id: rec.request_id,
+            event: rec.event,
+            decision: rec.decision,
+            node: rec.node,
+            terminal: rec.terminal,
+            user: rec.user,
+            patient: rec.patient,
+            break_glass_id: rec.break_glass_id,
+            facility: rec.facility,
+            reason: rec.reason,
+            route: rec.route,
+        })
+    }
+}
+
 /// UTC, RFC 3339, milliseconds: `2025-04-01T09:30:00.123Z`.
 pub fn format_time(t: OffsetDateTime) -> String {
     let fmt =

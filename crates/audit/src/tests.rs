@@ -23,6 +23,7 @@ fn config(node: &str, max_batch: usize) -> AuditConfig {
         max_wait: Duration::from_millis(1),
         node: node.into(),
         origin: ORIGIN.into(),
+        journal: None,
     }
 }
 
@@ -810,6 +811,163 @@ async fn refusals_are_counted_by_reason_since_a_time() {
                 .await
                 .unwrap()
                 .is_empty()
+        );
+    }
+}
+
+/// The log as the gateway opens it: through the node's journal in `dir`.
+async fn open_journaled(
+    store: &Store,
+    key: &CheckpointKey,
+    dir: &std::path::Path,
+) -> (AuditLog, AuditMetrics) {
+    let metrics = AuditMetrics::new();
+    let cfg = AuditConfig {
+        journal: Some(journal::dir_for(dir, "gw1")),
+        ..config("gw1", 512)
+    };
+    let log = AuditLog::open(store.clone(), key.clone(), cfg, metrics.clone())
+        .await
+        .unwrap();
+    (log, metrics)
+}
+
+async fn count_records(store: &Store) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_records")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journaled_log_fills_the_store_behind_it_and_a_crash_leaves_nothing_out() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let tmp = tempfile::tempdir().unwrap();
+        let key = key();
+        let (log, metrics) = open_journaled(&db.store, &key, tmp.path()).await;
+        fill(&log, 500, 50).await;
+        assert!(log.caught_up(Duration::from_secs(5)).await, "{kind:?}");
+        assert_eq!(count_records(&db.store).await, 500, "{kind:?}");
+        assert_eq!(log.index_lag(), 0);
+        assert_eq!(metrics.records.get(), 500);
+        assert_eq!(metrics.indexed.get(), 500);
+        log.shutdown().await;
+
+        // What a gateway killed between the journal's fdatasync and the indexer's commit
+        // leaves: three acknowledged frames past the store's mark, and a write cut short.
+        let dir = journal::dir_for(tmp.path(), "gw1");
+        let (mut j, replay) = journal::Journal::open(&dir, 500).unwrap();
+        assert!(replay.frames.is_empty(), "{kind:?}: all 500 were indexed");
+        let left: Vec<String> = (500..503)
+            .map(|n| crate::record::Prepared::new(record(n), "gw1").json)
+            .collect();
+        assert_eq!(j.append(left.iter().map(|s| s.as_bytes())).unwrap(), 500);
+        drop(j);
+        let seg = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+        std::io::Write::write_all(&mut f, &[200, 0, 0, 0, 1, 2]).unwrap();
+        drop(f);
+
+        let (log, _) = open_journaled(&db.store, &key, tmp.path()).await;
+        // Indexed before open returns, in the journal's order, with the bytes it holds.
+        assert_eq!(count_records(&db.store).await, 503, "{kind:?}");
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT record FROM audit_records WHERE idx >= 500 ORDER BY idx")
+                .fetch_all(db.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, left, "{kind:?}");
+        // Appending goes on after them, in the journal (sequence) and in the tree.
+        assert_eq!(log.append(record(503)).await.unwrap(), 503);
+        assert!(log.caught_up(Duration::from_secs(5)).await);
+        log.shutdown().await;
+        verify_clean(&db.store, &key.verifier_key(), 504).await;
+        let mark: i64 =
+            sqlx::query_scalar("SELECT next_seq FROM audit_journal_marks WHERE node = 'gw1'")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(mark, 504, "{kind:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_refuses_stops_the_journal_and_loses_nothing_it_acknowledged() {
+    for db in TestDb::both().await {
+        let kind = db.store.kind();
+        let pool = db.store.pool();
+        let tmp = tempfile::tempdir().unwrap();
+        let key = key();
+        let (log, metrics) = open_journaled(&db.store, &key, tmp.path()).await;
+        fill(&log, 10, 5).await;
+        assert!(log.caught_up(Duration::from_secs(5)).await);
+        match kind {
+            DbKind::Sqlite => sqlx::raw_sql(
+                "CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
+                 BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
+            ),
+            DbKind::Postgres => sqlx::raw_sql(
+                "CREATE FUNCTION audit_disabled() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN RAISE EXCEPTION 'audit disabled'; END $$; \
+                 CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
+                 FOR EACH ROW EXECUTE FUNCTION audit_disabled();",
+            ),
+        }
+        .execute(pool)
+        .await
+        .unwrap();
+        // Durable in the journal, so acknowledged; the store refuses it behind the journal.
+        assert_eq!(log.append(record(10)).await.unwrap(), 10, "{kind:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !log.writes_failing() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind:?}: the indexer's failure was not seen"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // From then on nothing more is acknowledged.
+        let err = log.append(record(11)).await.unwrap_err();
+        assert!(
+            matches!(&err, AuditError::Commit(m) if m.contains("does not take records")),
+            "{kind:?}: {err:?}"
+        );
+        assert_eq!(log.index_lag(), 1);
+        assert!(!log.caught_up(Duration::from_millis(300)).await);
+        assert_eq!(count_records(&db.store).await, 10);
+
+        match kind {
+            DbKind::Sqlite => sqlx::raw_sql("DROP TRIGGER audit_disabled"),
+            DbKind::Postgres => sqlx::raw_sql("DROP TRIGGER audit_disabled ON audit_records"),
+        }
+        .execute(pool)
+        .await
+        .unwrap();
+        // The indexer's retry puts the acknowledged record in, and the journal takes records
+        // again.
+        assert!(log.caught_up(Duration::from_secs(5)).await, "{kind:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while log.append(record(12)).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "{kind:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        log.shutdown().await;
+        assert_eq!(metrics.failures.get(), 1, "{kind:?}");
+        verify_clean(&db.store, &key.verifier_key(), 12).await;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT request_id FROM audit_records ORDER BY idx")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            ids[10..],
+            ["req-10".to_string(), "req-12".into()],
+            "{kind:?}"
         );
     }
 }

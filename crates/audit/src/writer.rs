@@ -20,9 +20,20 @@
 //! writes count as failing ([`AuditLog::writes_failing`]): `/readyz` says so and safe reads
 //! stop being forwarded ahead of their records. A successful commit ends it at once; with no
 //! traffic it lapses, so the next request tries again.
+//!
+//! With a journal (`AuditConfig::journal`, what `sekisho serve` uses), the durability point
+//! moves in front of the SQL log: one task writes each batch to the node's journal
+//! (`journal.rs`: one `pwrite` + `fdatasync`) and answers its callers; the SQL transaction
+//! above runs in a second task, the indexer, on whatever the journal has made durable since
+//! its last commit (many journal batches in one transaction), and records the journal's
+//! sequence number it reached in the same transaction. While the indexer cannot write (the
+//! store down or refusing), the journal takes no new records: a node does not serve on its
+//! journal alone, so the officers' log never falls behind by more than what was in flight.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -32,6 +43,7 @@ use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::{Checkpoint, CheckpointKey, SignedCheckpoint};
+use super::journal::Journal;
 use super::merkle::{CompactRange, Hash, leaf_hash};
 use super::record::{AuditRecord, Prepared};
 use super::{AuditConfig, AuditError, AuditMetrics, QUEUE_CAPACITY};
@@ -48,8 +60,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long after a failed commit the writes count as failing (see the module's note).
 const FAILING_FOR: Duration = Duration::from_secs(5);
-/// Rows per INSERT statement (12 parameters each; well under SQLite's and PostgreSQL's limits).
+/// Rows per INSERT statement (15 parameters each; well under SQLite's and PostgreSQL's limits).
 const ROWS_PER_INSERT: usize = 64;
+/// Most records the indexer puts in one transaction.
+const INDEX_BATCH: usize = 4096;
+/// Most records journaled and not yet indexed; beyond that the journal refuses (the store is
+/// far slower than the disk, or stuck): a bounded lag, and a bounded loss if the node's disk
+/// dies.
+pub const MAX_INDEX_LAG: u64 = 100_000;
+/// How long a stopping gateway waits for the indexer; what is left is indexed at the next start.
+const SHUTDOWN_INDEX_WAIT: Duration = Duration::from_secs(5);
 
 type Reply = oneshot::Sender<Result<u64, AuditError>>;
 
@@ -79,6 +99,20 @@ struct Inner {
     store_down: Arc<AtomicBool>,
     /// Milliseconds since the epoch of the last failed commit; 0 once one succeeds.
     failed_at_ms: Arc<AtomicU64>,
+    /// With a journal: where the indexer is.
+    journal: Option<Arc<JournalState>>,
+}
+
+/// What the journal task and the indexer share.
+struct JournalState {
+    /// The sequence number the next journaled record gets (everything below is durable).
+    journaled: AtomicU64,
+    /// Everything below this sequence number is in the store.
+    indexed: watch::Sender<u64>,
+    /// Records journaled and not yet indexed.
+    lag: AtomicU64,
+    /// The indexer's last attempt failed and none has succeeded since.
+    index_failing: AtomicBool,
 }
 
 impl AuditLog {
@@ -107,7 +141,7 @@ impl AuditLog {
         let (latest, checkpoints) = watch::channel(None);
         let store_down = Arc::new(AtomicBool::new(false));
         let failed_at_ms = Arc::new(AtomicU64::new(0));
-        let writer = Writer {
+        let mut writer = Writer {
             latest,
             store,
             conn: None,
@@ -121,7 +155,30 @@ impl AuditLog {
             max_wait: cfg.max_wait,
             metrics: metrics.clone(),
         };
-        tokio::spawn(writer.run(rx, stopped_tx));
+        let journal = match cfg.journal {
+            None => {
+                tokio::spawn(writer.run(rx, stopped_tx));
+                None
+            }
+            Some(dir) => {
+                let (journal, state) = writer.replay(dir).await?;
+                let (to_index, from_journal) = mpsc::unbounded_channel();
+                let indexer =
+                    tokio::spawn(writer.index(from_journal, journal.clone(), state.clone()));
+                let journaler = Journaler {
+                    journal,
+                    state: state.clone(),
+                    to_index,
+                    store_down: store_down.clone(),
+                    failed_at_ms: failed_at_ms.clone(),
+                    max_batch: cfg.max_batch.max(1),
+                    max_wait: cfg.max_wait,
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(journaler.run(rx, stopped_tx, indexer));
+                Some(state)
+            }
+        };
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 tx,
@@ -131,8 +188,30 @@ impl AuditLog {
                 checkpoints,
                 store_down,
                 failed_at_ms,
+                journal,
             }),
         })
+    }
+
+    /// Waits (at most `within`) until every record made durable before the call is in the
+    /// store's tables, so a search made now finds them. True at once without a journal.
+    pub async fn caught_up(&self, within: Duration) -> bool {
+        let Some(j) = &self.inner.journal else {
+            return true;
+        };
+        let target = j.journaled.load(Ordering::Acquire);
+        let mut indexed = j.indexed.subscribe();
+        tokio::time::timeout(within, indexed.wait_for(|&i| i >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Records made durable and not yet in the store's tables (0 without a journal).
+    pub fn index_lag(&self) -> u64 {
+        self.inner
+            .journal
+            .as_ref()
+            .map_or(0, |j| j.lag.load(Ordering::Acquire))
     }
 
     /// Whether the writer knows its store to be unreachable (it could not connect, and its
@@ -154,7 +233,8 @@ impl AuditLog {
         self.inner.checkpoints.clone()
     }
 
-    /// Returns once the record's batch is committed (durable), with its leaf index.
+    /// Returns once the record's batch is durable: with its leaf index when the log is written
+    /// directly, with its journal sequence number when a journal is the durability point.
     /// Err => the caller refuses the request with 503.
     pub async fn append(&self, rec: AuditRecord) -> Result<u64, AuditError> {
         self.submit(rec).await
@@ -234,35 +314,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>, stopped: watch::Sender<bool>) {
-        while let Some(first) = rx.recv().await {
-            let mut batch = Vec::new();
-            match first {
-                Msg::Record(p) => batch.push(*p),
-                Msg::Shutdown => {
-                    // No new records; what is queued is still written.
-                    rx.close();
-                    continue;
-                }
-            }
-            let deadline = tokio::time::Instant::now() + self.max_wait;
-            while batch.len() < self.max_batch {
-                let msg = match rx.try_recv() {
-                    Ok(m) => m,
-                    Err(TryRecvError::Disconnected) => break,
-                    // Nothing more queued: with no wait configured, what is here is the batch.
-                    Err(TryRecvError::Empty) if self.max_wait.is_zero() => break,
-                    Err(TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(m)) => m,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                };
-                match msg {
-                    Msg::Record(p) => batch.push(*p),
-                    Msg::Shutdown => rx.close(),
-                }
-            }
+        while let Some(batch) = gather(&mut rx, self.max_batch, self.max_wait).await {
             self.commit(batch).await;
         }
         if let Some(p) = self.probe.take() {
@@ -278,7 +330,9 @@ impl Writer {
         let (recs, replies): (Vec<Prepared>, Vec<Option<Reply>>) =
             batch.into_iter().map(|p| (p.rec, p.reply)).unzip();
         let started = Instant::now();
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(recs)).await {
+        let refs: Vec<&Prepared> = recs.iter().collect();
+        let result = match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(&refs, None)).await
+        {
             Ok(r) => r.map_err(|e| format!("{e:#}")),
             Err(_) => {
                 // A store silent this long (a partition) would make the next batch wait out a
@@ -321,8 +375,9 @@ impl Writer {
         }
     }
 
-    /// One batch, one transaction. Returns the leaf index of the batch's first record.
-    async fn write_batch(&mut self, batch: Vec<Prepared>) -> Result<u64> {
+    /// One batch, one transaction. Returns the leaf index of the batch's first record. With
+    /// `journal_next`, the journal's mark moves to it in the same transaction.
+    async fn write_batch(&mut self, batch: &[&Prepared], journal_next: Option<u64>) -> Result<u64> {
         let conn = match &mut self.conn {
             Some(c) => c,
             None => {
@@ -351,27 +406,26 @@ impl Writer {
             .map_err(|e| anyhow!("the audit head is damaged: {e}"))?;
 
         let leaves: Vec<Hash> = batch.iter().map(|r| leaf_hash(r.json.as_bytes())).collect();
-        let mut rows = batch.into_iter().enumerate().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<(usize, Prepared)> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
             let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), self.store.kind())));
-            for (i, r) in chunk {
+            for (k, r) in chunk.iter().enumerate() {
+                let i = c * ROWS_PER_INSERT + k;
                 q = q
                     .bind((first + i as u64) as i64)
                     .bind(leaves[i].to_vec())
-                    .bind(r.json)
+                    .bind(r.json.as_str())
                     .bind(r.ts_ms)
-                    .bind(r.request_id)
+                    .bind(r.request_id.as_str())
                     .bind(r.event.as_str())
                     .bind(r.decision.as_str())
-                    .bind(r.node)
-                    .bind(r.terminal)
-                    .bind(r.user)
-                    .bind(r.patient)
-                    .bind(r.break_glass_id)
-                    .bind(r.facility)
-                    .bind(r.reason)
-                    .bind(r.route);
+                    .bind(r.node.as_str())
+                    .bind(r.terminal.as_deref())
+                    .bind(r.user.as_deref())
+                    .bind(r.patient.as_deref())
+                    .bind(r.break_glass_id.as_deref())
+                    .bind(r.facility.as_deref())
+                    .bind(r.reason.as_str())
+                    .bind(r.route.as_deref());
             }
             q.execute(&mut *tx)
                 .await
@@ -401,6 +455,18 @@ impl Writer {
         .execute(&mut *tx)
         .await
         .context("cannot update the audit head")?;
+        if let Some(next) = journal_next {
+            sqlx::query(
+                "INSERT INTO audit_journal_marks (node, next_seq, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (node) DO UPDATE SET next_seq = excluded.next_seq, updated_at = excluded.updated_at",
+            )
+            .bind(self.node.as_str())
+            .bind(next as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .context("cannot move the audit journal's mark")?;
+        }
         tx.commit().await.context("cannot commit the audit batch")?;
         self.latest.send_replace(Some(Arc::new(SignedCheckpoint {
             checkpoint: Checkpoint {
@@ -446,13 +512,328 @@ impl Writer {
     }
 }
 
-/// Reconnects to a store that is down; returns the first connection that answers.
+/// The next batch: the first record queued, then whatever else is (up to `max_batch`, waiting
+/// at most `max_wait` for more). None once the queue is closed and empty.
+async fn gather(
+    rx: &mut mpsc::Receiver<Msg>,
+    max_batch: usize,
+    max_wait: Duration,
+) -> Option<Vec<Pending>> {
+    loop {
+        let mut batch = Vec::new();
+        match rx.recv().await? {
+            Msg::Record(p) => batch.push(*p),
+            Msg::Shutdown => {
+                // No new records; what is queued is still written.
+                rx.close();
+                continue;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + max_wait;
+        while batch.len() < max_batch {
+            let msg = match rx.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Disconnected) => break,
+                // Nothing more queued: with no wait configured, what is here is the batch.
+                Err(TryRecvError::Empty) if max_wait.is_zero() => break,
+                Err(TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(m)) => m,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            };
+            match msg {
+                Msg::Record(p) => batch.push(*p),
+                Msg::Shutdown => rx.close(),
+            }
+        }
+        return Some(batch);
+    }
+}
+
+/// Records the journal made durable, for the indexer; `next` is the journal's sequence number
+/// after them.
+struct Journaled {
+    recs: Vec<Prepared>,
+    next: u64,
+}
+
+/// The task that makes batches durable in the journal and answers their callers.
+struct Journaler {
+    journal: Arc<Mutex<Journal>>,
+    state: Arc<JournalState>,
+    to_index: mpsc::UnboundedSender<Journaled>,
+    store_down: Arc<AtomicBool>,
+    failed_at_ms: Arc<AtomicU64>,
+    max_batch: usize,
+    max_wait: Duration,
+    metrics: AuditMetrics,
+}
+
+impl Journaler {
+    async fn run(
+        self,
+        mut rx: mpsc::Receiver<Msg>,
+        stopped: watch::Sender<bool>,
+        indexer: tokio::task::JoinHandle<()>,
+    ) {
+        while let Some(batch) = gather(&mut rx, self.max_batch, self.max_wait).await {
+            self.write(batch).await;
+        }
+        let Journaler {
+            to_index,
+            state,
+            journal,
+            ..
+        } = self;
+        drop(to_index);
+        // The indexer writes what it has, then stops; a store that does not take it leaves it
+        // in the journal for the next start.
+        let abort = indexer.abort_handle();
+        if tokio::time::timeout(SHUTDOWN_INDEX_WAIT, indexer)
+            .await
+            .is_err()
+        {
+            abort.abort();
+            tracing::warn!(
+                records = state.lag.load(Ordering::Acquire),
+                "audit records not yet in the store stay in the journal; they are indexed at the next start"
+            );
+            // The aborted indexer drops its handle on the journal when it is next polled.
+            tokio::task::yield_now().await;
+        }
+        // The journal (and its lock) is closed before the log says it has stopped, so a
+        // restart in the same process opens it.
+        drop(journal);
+        let _ = stopped.send(true);
+    }
+
+    async fn write(&self, batch: Vec<Pending>) {
+        let n = batch.len();
+        self.metrics.batch_size.observe(n as f64);
+        let (recs, replies): (Vec<Prepared>, Vec<Option<Reply>>) =
+            batch.into_iter().map(|p| (p.rec, p.reply)).unzip();
+        let lag = self.state.lag.load(Ordering::Acquire);
+        // Fail closed while the store does not take records: what the journal acknowledges
+        // must reach the officers' log soon, not whenever the store is back.
+        let refused = if self.store_down.load(Ordering::Acquire) {
+            Some("the audit store is unreachable".to_string())
+        } else if self.state.index_failing.load(Ordering::Acquire) {
+            Some("the audit store does not take records".to_string())
+        } else if lag + n as u64 > MAX_INDEX_LAG {
+            Some(format!(
+                "{lag} audit records are still waiting for the store"
+            ))
+        } else {
+            None
+        };
+        let result = match refused {
+            Some(why) => Err(why),
+            None => {
+                let started = Instant::now();
+                let journal = self.journal.clone();
+                let done = tokio::task::spawn_blocking(move || {
+                    let r = journal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .append(recs.iter().map(|r| r.json.as_bytes()));
+                    (recs, r)
+                })
+                .await;
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                match done {
+                    Ok((recs, Ok(first))) => Ok((recs, first)),
+                    Ok((_, Err(e))) => {
+                        self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
+                        Err(format!("{e:#}"))
+                    }
+                    Err(e) => Err(format!("the journal write stopped: {e}")),
+                }
+            }
+        };
+        match result {
+            Ok((recs, first)) => {
+                self.failed_at_ms.store(0, Ordering::Release);
+                let next = first + n as u64;
+                let lag = self.state.lag.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+                self.metrics.index_lag.set(lag as i64);
+                self.state.journaled.store(next, Ordering::Release);
+                self.metrics.records.inc_by(n as u64);
+                // The indexer stops only after this task has dropped its sender.
+                let _ = self.to_index.send(Journaled { recs, next });
+                for (i, reply) in replies.into_iter().enumerate() {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(first + i as u64));
+                    }
+                }
+            }
+            Err(msg) => {
+                self.metrics.failures.inc_by(n as u64);
+                tracing::error!(records = n, error = %msg, "audit records not made durable");
+                let err = AuditError::Commit(msg);
+                for reply in replies.into_iter().flatten() {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl Writer {
+    /// Opens the journal, indexes what it holds past the store's mark (a crash's leftovers),
+    /// and returns it with the state the journal task and the indexer share.
+    async fn replay(&mut self, dir: PathBuf) -> Result<(Arc<Mutex<Journal>>, Arc<JournalState>)> {
+        let mark: Option<i64> =
+            sqlx::query_scalar("SELECT next_seq FROM audit_journal_marks WHERE node = $1")
+                .bind(self.node.as_str())
+                .fetch_optional(self.store.pool())
+                .await
+                .context("cannot read the audit journal's mark")?;
+        let mark = mark.map_or(0, |m| m.max(0) as u64);
+        let (journal, replay) = tokio::task::spawn_blocking(move || Journal::open(&dir, mark))
+            .await
+            .context("the audit journal could not be opened")??;
+        let pending = replay.frames.len();
+        let mut at = replay.first;
+        let mut frames = replay.frames.into_iter().peekable();
+        while frames.peek().is_some() {
+            let chunk = frames
+                .by_ref()
+                .take(INDEX_BATCH)
+                .map(Prepared::from_json)
+                .collect::<Result<Vec<_>>>()?;
+            at += chunk.len() as u64;
+            let refs: Vec<&Prepared> = chunk.iter().collect();
+            tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(&refs, Some(at)))
+                .await
+                .map_err(|_| anyhow!("the store did not take the journal's records in time"))?
+                .context("cannot index the audit journal's records")?;
+            self.metrics.indexed.inc_by(chunk.len() as u64);
+        }
+        if pending > 0 {
+            tracing::info!(
+                records = pending,
+                "indexed the audit records the journal held past the store's mark (the last run stopped before indexing them)"
+            );
+        }
+        let next = journal.next_seq();
+        let (indexed, _) = watch::channel(next);
+        Ok((
+            Arc::new(Mutex::new(journal)),
+            Arc::new(JournalState {
+                journaled: AtomicU64::new(next),
+                indexed,
+                lag: AtomicU64::new(0),
+                index_failing: AtomicBool::new(false),
+            }),
+        ))
+    }
+
+    /// The indexer: appends what the journal made durable to the SQL log, many journal
+    /// batches per transaction, retrying (every [`PROBE_EVERY`]) until the store takes it.
+    async fn index(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Journaled>,
+        journal: Arc<Mutex<Journal>>,
+        state: Arc<JournalState>,
+    ) {
+        let mut pending: VecDeque<Journaled> = VecDeque::new();
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            if pending.is_empty() {
+                match rx.recv().await {
+                    Some(j) => pending.push_back(j),
+                    None => break,
+                }
+            }
+            let mut count: usize = pending.iter().map(|j| j.recs.len()).sum();
+            while count < INDEX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => {
+                        count += j.recs.len();
+                        pending.push_back(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Whole journal batches, up to INDEX_BATCH records (at least one batch).
+            let mut take = 0;
+            let mut n = 0;
+            for j in &pending {
+                if take > 0 && n + j.recs.len() > INDEX_BATCH {
+                    break;
+                }
+                n += j.recs.len();
+                take += 1;
+            }
+            let next = pending[take - 1].next;
+            let batch: Vec<&Prepared> = pending.iter().take(take).flat_map(|j| &j.recs).collect();
+            let started = Instant::now();
+            let result =
+                match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(&batch, Some(next)))
+                    .await
+                {
+                    Ok(r) => r.map_err(|e| format!("{e:#}")),
+                    Err(_) => {
+                        self.start_probe();
+                        Err(format!("timed out after {} s", COMMIT_TIMEOUT.as_secs()))
+                    }
+                };
+            drop(batch);
+            self.metrics
+                .index_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(_) => {
+                    pending.drain(..take);
+                    let lag = state.lag.fetch_sub(n as u64, Ordering::AcqRel) - n as u64;
+                    self.metrics.index_lag.set(lag as i64);
+                    self.metrics.indexed.inc_by(n as u64);
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            after_ms = since.elapsed().as_millis() as u64,
+                            "the audit store takes records again"
+                        );
+                        self.failed_at_ms.store(0, Ordering::Release);
+                    }
+                    state.index_failing.store(false, Ordering::Release);
+                    state.indexed.send_replace(next);
+                    journal
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retire(next);
+                }
+                Err(msg) => {
+                    if let Some(conn) = self.conn.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), conn.close()).await;
+                    }
+                    state.index_failing.store(true, Ordering::Release);
+                    self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        tracing::error!(records = n, error = %msg,
+                            "audit records are durable in the journal but the store does not take them; refusing new ones until it does");
+                    }
+                    tokio::time::sleep(PROBE_EVERY).await;
+                }
+            }
+        }
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+    }
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Reconnects to a store that is down; returns the first connection that answers.
 async fn probe(store: Store, down: Arc<AtomicBool>) -> AnyConnection {
     loop {
         tokio::time::sleep(PROBE_EVERY).await;

@@ -159,6 +159,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/0026_session_liveness.sql"),
         postgres: include_str!("migrations/0026_session_liveness.sql"),
     },
+    Migration {
+        version: 27,
+        name: "audit_journal",
+        sqlite: include_str!("migrations/0027_audit_journal.sql"),
+        postgres: include_str!("migrations/0027_audit_journal.sql"),
+    },
 ];
 
 /// The versions this build applies, in order (what an upgraded database must list).

@@ -278,6 +278,10 @@ pub struct Audit {
     /// default): none — the records that arrive while a batch commits form the next batch,
     /// and waiting on top of that only added latency (`cargo bench --bench durable`).
     pub max_wait_us: u64,
+    /// Whether the node's journal (`audit/journal-<node>/`) is the durability point, with the
+    /// store's log filled behind it (`docs/audit.md`, "The durability point"). `false`: each
+    /// batch's store transaction is, as the command line does (slower; no node-local state).
+    pub journal: bool,
     /// Where signed checkpoints are copied as they are made (`[[audit.witness]]`,
     /// `docs/audit.md`, "Witnesses"); none by default.
     #[serde(rename = "witness", skip_serializing_if = "Vec::is_empty")]
@@ -320,6 +324,7 @@ impl Default for Audit {
         Audit {
             max_batch: 512,
             max_wait_us: 0,
+            journal: true,
             witnesses: Vec::new(),
             witness_interval_ms: 1000,
             witness_poll_ms: 5000,

@@ -188,6 +188,7 @@ impl Console {
             break_glass_id: Some(d.id.clone()),
             ..Filter::default()
         };
+        self.audit.caught_up(super::search::CAUGHT_UP).await;
         match search(&self.store, &filter, None, 500, None).await {
             Ok(page) => {
                 write!(

@@ -16,6 +16,10 @@ use crate::body::Body;
 use crate::html::escape;
 use crate::oversight::jst_day_start_ms;
 
+/// How long a console read waits for this node's durable records to reach the store's tables
+/// (`AuditLog::caught_up`); normally a few milliseconds.
+pub(super) const CAUGHT_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 const PAGE: i64 = 50;
 /// Longest value of one search field.
 const MAX_FIELD: usize = 128;
@@ -80,6 +84,8 @@ impl Console {
         {
             return super::layout::refusal(r, v.caller.request_id, false);
         }
+        // Records made durable a moment ago (this node's journal) reach the tables first.
+        self.audit.caught_up(CAUGHT_UP).await;
         let found = async {
             let cp = latest_checkpoint(&self.store, &self.verifiers).await?;
             search(&self.store, &filter, before, PAGE, cp.as_ref()).await

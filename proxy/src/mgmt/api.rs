@@ -271,6 +271,10 @@ impl Management {
         {
             return r;
         }
+        // Records made durable a moment ago (this node's journal) reach the tables first.
+        self.audit
+            .caught_up(std::time::Duration::from_secs(2))
+            .await;
         let found = async {
             let cp = latest_checkpoint(&self.store, &self.verifiers).await?;
             search(&self.store, &filter, before, limit, cp.as_ref()).await

@@ -78,6 +78,8 @@ pub async fn access_history(
                 format!("the report was not produced: its audit record could not be written: {e}"),
             )
         })?;
+    // Accesses made durable a moment ago (this node's journal) reach the tables first.
+    audit.caught_up(std::time::Duration::from_secs(2)).await;
     let rows = sqlx::query(
         "SELECT record FROM audit_records WHERE patient = $1 AND event = 'request'
            AND ts >= $2 AND ts < $3 ORDER BY idx LIMIT $4",

@@ -1,0 +1,562 @@
+//! The gateway's durability point: an append-only journal of audit records on the node's own
+//! disk, in front of the SQL log. A batch of records is one `pwrite` and one `fdatasync`; once
+//! that returns the records are durable and their requests may be answered. The indexer
+//! (`writer.rs`) then appends them to the SQL log (the tree, the checkpoints, the query
+//! tables), recording in the same transaction how far it got (`audit_journal_marks`), so a
+//! crash at any point loses nothing acknowledged and indexes nothing twice: at the next start
+//! the frames past the mark are indexed before the gateway serves.
+//!
+//! Layout, in `audit/journal-<node>/`:
+//! - `<first seq, 20 digits>.seg`: a segment. An 16-byte header (`SKJOURN1`, the sequence
+//!   number of its first frame, u64 LE), then frames: length (u32 LE), CRC-32 of the payload
+//!   (u32 LE), payload (the record's canonical JSON, as hashed into the tree). A segment is
+//!   closed at [`SEGMENT_BYTES`] and removed once every frame in it is indexed, so the journal
+//!   holds seconds of records, not the log.
+//! - `lock`: an exclusive `flock` while a gateway writes the journal: two processes with the
+//!   same node name on one data dir would otherwise interleave their frames.
+//!
+//! Only the last segment's tail can be cut short (a crash mid-write, before the `fdatasync`
+//! returned, so nothing in it was acknowledged); it is truncated when the journal is opened. A
+//! damaged frame anywhere else, or a gap between segments, means acknowledged records were
+//! lost or altered: the journal refuses to open and says where.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// A segment is closed once it is this long; the next frame starts a new one.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// A frame's payload may not be longer (a record is a few hundred bytes; `detail` is bounded).
+pub const MAX_FRAME: usize = 1 << 20;
+const MAGIC: &[u8; 8] = b"SKJOURN1";
+const HEADER: u64 = 16;
+const FRAME_HEAD: usize = 8;
+
+/// The journal directory of a node, under the data dir's `audit/`. Node names are checked to be
+/// one path component; anything else is hex-encoded.
+pub fn dir_for(audit_dir: &Path, node: &str) -> PathBuf {
+    let plain = !node.is_empty()
+        && node.len() <= 64
+        && node
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !node.starts_with('.');
+    if plain {
+        audit_dir.join(format!("journal-{node}"))
+    } else {
+        audit_dir.join(format!("journal-x{}", hex::encode(node)))
+    }
+}
+
+struct Segment {
+    first: u64,
+    path: PathBuf,
+}
+
+/// An open journal; one writer at a time (the `lock` file).
+pub struct Journal {
+    dir: PathBuf,
+    /// Closed segments still holding frames that may not be indexed, oldest first.
+    closed: Vec<Segment>,
+    current: Segment,
+    file: File,
+    /// Bytes of the current segment (where the next frame goes).
+    len: u64,
+    /// The sequence number the next frame gets.
+    next: u64,
+    /// Set when a failed write could not be undone: the segment's end is unknown, so nothing
+    /// more is appended until the gateway restarts (and the open truncates the torn tail).
+    poisoned: Option<String>,
+    _lock: File,
+}
+
+/// What [`Journal::open`] found: the frames not yet indexed, in order.
+pub struct Replay {
+    /// The sequence number of `frames[0]`.
+    pub first: u64,
+    pub frames: Vec<String>,
+    /// Bytes cut from the last segment's end (a write that never completed).
+    pub truncated: u64,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir`, checks every frame, cuts a torn tail, and
+    /// returns the frames at or after `mark` (the store's next sequence number to index).
+    pub fn open(dir: &Path, mark: u64) -> Result<(Journal, Replay)> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the audit journal {}", dir.display()))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))
+            .with_context(|| format!("cannot open {}/lock", dir.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "the audit journal {} is in use by another gateway (same data dir and node name?)",
+                dir.display()
+            )
+        })?;
+        let mut segments = list(dir)?;
+        let mut replay = Replay {
+            first: mark,
+            frames: Vec::new(),
+            truncated: 0,
+        };
+        if segments.is_empty() {
+            let seg = create_segment(dir, mark)?;
+            let file = open_rw(&seg.path)?;
+            return Ok((
+                Journal {
+                    dir: dir.to_path_buf(),
+                    closed: Vec::new(),
+                    current: seg,
+                    file,
+                    len: HEADER,
+                    next: mark,
+                    poisoned: None,
+                    _lock: lock,
+                },
+                replay,
+            ));
+        }
+        if segments[0].first > mark {
+            bail!(
+                "the audit journal {} starts at record {} of this node but the store has indexed \
+                 only {}: records {}-{} were acknowledged and are gone (a segment removed by hand?). \
+                 Move the directory aside to start anyway, and record the loss as an incident",
+                dir.display(),
+                segments[0].first,
+                mark,
+                mark,
+                segments[0].first - 1
+            );
+        }
+        let count = segments.len();
+        let mut expect = segments[0].first;
+        let mut end_len = HEADER;
+        for (i, seg) in segments.iter().enumerate() {
+            if seg.first != expect {
+                bail!(
+                    "the audit journal {} has a gap: {} should start at record {expect}",
+                    dir.display(),
+                    seg.path.display()
+                );
+            }
+            let bytes = fs::read(&seg.path)
+                .with_context(|| format!("cannot read {}", seg.path.display()))?;
+            let parsed = parse_segment(&bytes, seg.first);
+            let last = i + 1 == count;
+            if let Some(bad) = parsed.damage {
+                if !last {
+                    bail!(
+                        "the audit journal segment {} is damaged at byte {}: {bad}; it holds \
+                         acknowledged records",
+                        seg.path.display(),
+                        parsed.good_len
+                    );
+                }
+                // The tail of the newest segment: a write that was never acknowledged.
+                replay.truncated = bytes.len() as u64 - parsed.good_len;
+                let f = open_rw(&seg.path)?;
+                f.set_len(parsed.good_len)
+                    .and_then(|_| f.sync_all())
+                    .with_context(|| {
+                        format!("cannot cut the torn tail of {}", seg.path.display())
+                    })?;
+                tracing::warn!(segment = %seg.path.display(), bytes = replay.truncated, %bad,
+                    "cut an unfinished write from the audit journal's end (it was never acknowledged)");
+            }
+            for (k, frame) in parsed.frames.into_iter().enumerate() {
+                let seq = seg.first + k as u64;
+                if seq >= mark {
+                    replay.frames.push(frame);
+                }
+            }
+            expect = seg.first + parsed.count;
+            end_len = parsed.good_len;
+        }
+        let next = expect;
+        if next < mark {
+            // The store is ahead of the journal: every frame here is indexed (the data dir was
+            // restored, or the journal copied from another time). Start afresh at the mark.
+            tracing::warn!(journal = %dir.display(), journal_end = next, store_mark = mark,
+                "the audit journal is behind the store's mark; its frames are all indexed, starting a new segment");
+            for s in segments.drain(..) {
+                fs::remove_file(&s.path)
+                    .with_context(|| format!("cannot remove {}", s.path.display()))?;
+            }
+            let seg = create_segment(dir, mark)?;
+            let file = open_rw(&seg.path)?;
+            return Ok((
+                Journal {
+                    dir: dir.to_path_buf(),
+                    closed: Vec::new(),
+                    current: seg,
+                    file,
+                    len: HEADER,
+                    next: mark,
+                    poisoned: None,
+                    _lock: lock,
+                },
+                replay,
+            ));
+        }
+        let current = segments.pop().expect("not empty");
+        let file = open_rw(&current.path)?;
+        Ok((
+            Journal {
+                dir: dir.to_path_buf(),
+                closed: segments,
+                current,
+                file,
+                len: end_len,
+                next,
+                poisoned: None,
+                _lock: lock,
+            },
+            replay,
+        ))
+    }
+
+    /// The sequence number the next frame will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Appends the payloads as one write and makes them durable (`fdatasync`). Returns the
+    /// sequence number of the first. On an error nothing of the batch stays in the journal.
+    pub fn append<'a>(&mut self, payloads: impl ExactSizeIterator<Item = &'a [u8]>) -> Result<u64> {
+        if let Some(why) = &self.poisoned {
+            bail!("the audit journal is not writable until the gateway restarts: {why}");
+        }
+        let n = payloads.len() as u64;
+        let mut buf = Vec::new();
+        for p in payloads {
+            if p.len() > MAX_FRAME {
+                bail!(
+                    "an audit record of {} bytes is too long to journal",
+                    p.len()
+                );
+            }
+            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
+            buf.extend_from_slice(p);
+        }
+        if self.len > HEADER && self.len + buf.len() as u64 > SEGMENT_BYTES {
+            self.rotate()?;
+        }
+        let at = self.len;
+        let written = self
+            .file
+            .write_all_at(&buf, at)
+            .and_then(|_| self.file.sync_data());
+        if let Err(e) = written {
+            // Undo the partial write so the next batch starts on a frame boundary; if even
+            // that fails, stop appending (a restart's open cuts the tail).
+            if let Err(e2) = self.file.set_len(at).and_then(|_| self.file.sync_data()) {
+                self.poisoned = Some(format!("{e2} (after {e})"));
+            }
+            return Err(anyhow::Error::from(e).context(format!(
+                "cannot write the audit journal {}",
+                self.current.path.display()
+            )));
+        }
+        self.len = at + buf.len() as u64;
+        let first = self.next;
+        self.next += n;
+        Ok(first)
+    }
+
+    /// Removes the closed segments whose frames are all below `indexed` (in the store).
+    pub fn retire(&mut self, indexed: u64) {
+        while self.closed.len() > 0 {
+            let end = self.closed.get(1).map_or(self.current.first, |s| s.first);
+            if end > indexed {
+                break;
+            }
+            let seg = self.closed.remove(0);
+            if let Err(e) = fs::remove_file(&seg.path) {
+                tracing::warn!(segment = %seg.path.display(), error = %e, "cannot remove an indexed audit journal segment");
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        let seg = create_segment(&self.dir, self.next)?;
+        let file = open_rw(&seg.path)?;
+        let old = std::mem::replace(&mut self.current, seg);
+        self.closed.push(old);
+        self.file = file;
+        self.len = HEADER;
+        Ok(())
+    }
+}
+
+/// What `verify` reports of a journal: read-only, no lock taken (the gateway may be running).
+pub struct Inspection {
+    pub segments: usize,
+    pub first: u64,
+    /// Frames with their sequence numbers.
+    pub frames: Vec<(u64, String)>,
+    /// A damaged frame: in the last segment possibly a write in progress.
+    pub damage: Option<String>,
+}
+
+pub fn inspect(dir: &Path) -> Result<Inspection> {
+    let segments = list(dir)?;
+    let mut out = Inspection {
+        segments: segments.len(),
+        first: segments.first().map_or(0, |s| s.first),
+        frames: Vec::new(),
+        damage: None,
+    };
+    let mut expect = out.first;
+    let count = segments.len();
+    for (i, seg) in segments.iter().enumerate() {
+        if seg.first != expect && out.damage.is_none() {
+            out.damage = Some(format!(
+                "{} should start at record {expect}",
+                seg.path.display()
+            ));
+        }
+        let bytes =
+            fs::read(&seg.path).with_context(|| format!("cannot read {}", seg.path.display()))?;
+        let parsed = parse_segment(&bytes, seg.first);
+        if let Some(bad) = parsed.damage
+            && out.damage.is_none()
+        {
+            out.damage = Some(format!(
+                "{} at byte {}: {bad}{}",
+                seg.path.display(),
+                parsed.good_len,
+                if i + 1 == count {
+                    " (the newest segment: a write in progress, or cut short by a crash)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for (k, f) in parsed.frames.into_iter().enumerate() {
+            out.frames.push((seg.first + k as u64, f));
+        }
+        expect = seg.first + parsed.count;
+    }
+    Ok(out)
+}
+
+struct Parsed {
+    frames: Vec<String>,
+    count: u64,
+    good_len: u64,
+    damage: Option<String>,
+}
+
+fn parse_segment(bytes: &[u8], first: u64) -> Parsed {
+    let mut p = Parsed {
+        frames: Vec::new(),
+        count: 0,
+        good_len: 0,
+        damage: None,
+    };
+    if bytes.len() < HEADER as usize {
+        p.damage = Some("the header is cut short".into());
+        return p;
+    }
+    if &bytes[..8] != MAGIC {
+        p.damage = Some("not an audit journal segment".into());
+        return p;
+    }
+    let named = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    if named != first {
+        p.damage = Some(format!("its header names record {named}"));
+        return p;
+    }
+    let mut at = HEADER as usize;
+    p.good_len = HEADER;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        if rest.len() < FRAME_HEAD {
+            p.damage = Some("a frame header is cut short".into());
+            break;
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if len > MAX_FRAME {
+            p.damage = Some(format!("a frame claims {len} bytes"));
+            break;
+        }
+        let Some(payload) = rest.get(FRAME_HEAD..FRAME_HEAD + len) else {
+            p.damage = Some("a frame is cut short".into());
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            p.damage = Some("a frame's checksum does not match".into());
+            break;
+        }
+        let Ok(text) = std::str::from_utf8(payload) else {
+            p.damage = Some("a frame is not UTF-8".into());
+            break;
+        };
+        p.frames.push(text.to_string());
+        p.count += 1;
+        at += FRAME_HEAD + len;
+        p.good_len = at as u64;
+    }
+    p
+}
+
+fn list(dir: &Path) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".seg")) else {
+            continue;
+        };
+        let Ok(first) = stem.parse::<u64>() else {
+            continue;
+        };
+        out.push(Segment {
+            first,
+            path: entry.path(),
+        });
+    }
+    out.sort_by_key(|s| s.first);
+    Ok(out)
+}
+
+fn create_segment(dir: &Path, first: u64) -> Result<Segment> {
+    let path = dir.join(format!("{first:020}.seg"));
+    let mut header = Vec::with_capacity(HEADER as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&first.to_le_bytes());
+    let f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all_at(&header, 0)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // The new name must survive a crash too.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    Ok(Segment { first, path })
+}
+
+fn open_rw(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(j: &mut Journal, texts: &[&str]) -> u64 {
+        j.append(texts.iter().map(|t| t.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn frames_survive_a_reopen_and_the_mark_selects_the_replay() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("journal-gw1");
+        let (mut j, r) = Journal::open(&dir, 0).unwrap();
+        assert!(r.frames.is_empty());
+        assert_eq!(frames(&mut j, &["a", "b"]), 0);
+        assert_eq!(frames(&mut j, &["c"]), 2);
+        drop(j);
+        let (j, r) = Journal::open(&dir, 1).unwrap();
+        assert_eq!(
+            (r.first, r.frames.clone()),
+            (1, vec!["b".into(), "c".into()])
+        );
+        assert_eq!(j.next_seq(), 3);
+        drop(j);
+        // A second writer on the same journal is refused while the first holds it.
+        let (_j, _) = Journal::open(&dir, 3).unwrap();
+        assert!(Journal::open(&dir, 3).is_err());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_damage_before_it_refuses_to_open() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        let (mut j, _) = Journal::open(&dir, 5).unwrap();
+        frames(&mut j, &["one", "two"]);
+        drop(j);
+        let seg = dir.join(format!("{:020}.seg", 5));
+        let full = fs::read(&seg).unwrap();
+        // A write cut short after its length and part of its payload.
+        let mut torn = full.clone();
+        torn.extend_from_slice(&10u32.to_le_bytes());
+        torn.extend_from_slice(&0u32.to_le_bytes());
+        torn.extend_from_slice(b"abc");
+        fs::write(&seg, &torn).unwrap();
+        let (mut j, r) = Journal::open(&dir, 5).unwrap();
+        assert_eq!(r.frames, vec!["one".to_string(), "two".into()]);
+        assert_eq!(r.truncated, 11);
+        assert_eq!(fs::read(&seg).unwrap(), full);
+        // Appending goes on after the cut.
+        assert_eq!(frames(&mut j, &["three"]), 7);
+        drop(j);
+        // A flipped byte inside an acknowledged frame of a closed segment is not cut: refused.
+        let (mut j, _) = Journal::open(&dir, 5).unwrap();
+        j.rotate().unwrap();
+        frames(&mut j, &["four"]);
+        drop(j);
+        let mut bytes = fs::read(&seg).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&seg, &bytes).unwrap();
+        let err = Journal::open(&dir, 5).err().unwrap().to_string();
+        assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn indexed_segments_are_removed_and_a_lost_one_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        frames(&mut j, &["a", "b"]);
+        j.rotate().unwrap();
+        frames(&mut j, &["c"]);
+        j.rotate().unwrap();
+        frames(&mut j, &["d"]);
+        assert_eq!(list(&dir).unwrap().len(), 3);
+        j.retire(2); // the first segment (0-1) is indexed
+        assert_eq!(list(&dir).unwrap().len(), 2);
+        j.retire(2);
+        assert_eq!(list(&dir).unwrap().len(), 2);
+        drop(j);
+        // The store says only record 1 is indexed, but the segment holding it is gone.
+        let err = Journal::open(&dir, 1).err().unwrap().to_string();
+        assert!(err.contains("acknowledged and are gone"), "{err}");
+        // The store ahead of the journal (a restored data dir): a fresh segment at the mark.
+        let (j, r) = Journal::open(&dir, 10).unwrap();
+        assert!(r.frames.is_empty());
+        assert_eq!(j.next_seq(), 10);
+        let i = inspect(&dir).unwrap();
+        assert_eq!((i.segments, i.first, i.frames.len()), (1, 10, 0));
+    }
+
+    #[test]
+    fn node_names_become_one_path_component() {
+        let a = Path::new("/a");
+        assert_eq!(dir_for(a, "gw1"), Path::new("/a/journal-gw1"));
+        assert_eq!(dir_for(a, "../x"), Path::new("/a/journal-x2e2e2f78"));
+        assert_eq!(dir_for(a, ".."), Path::new("/a/journal-x2e2e"));
+    }
+}
