@@ -456,6 +456,9 @@ impl Gateway {
     }
 
     pub fn sql_rows(&self, sql: &str) -> Vec<Vec<String>> {
+        if sql.contains("audit_") {
+            self.settle_audit();
+        }
         let url = self.store_url.clone();
         let sql = sql.to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -482,6 +485,29 @@ impl Gateway {
                 })
                 .collect()
         })
+    }
+
+    /// Waits (up to 5 s) until the running gateway's journal has nothing the store's tables
+    /// lack (`sekisho_audit_index_lag_records` 0): records of answered requests are durable in
+    /// the journal first and reach the tables a moment later, as the console waits for them.
+    pub fn settle_audit(&self) {
+        if self.child.is_none() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let Some((200, text)) = self.mgmt_get("/metrics") else {
+                return; // not serving (stopped, or the listener is down in this test)
+            };
+            let lag = text
+                .lines()
+                .find_map(|l| l.strip_prefix("sekisho_audit_index_lag_records "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if lag.is_none_or(|l| l == 0.0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Audit records as JSON values, in log order.

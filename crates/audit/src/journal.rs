@@ -7,11 +7,11 @@
 //! the frames past the mark are indexed before the gateway serves.
 //!
 //! Layout, in `audit/journal-<node>/`:
-//! - `<first seq, 20 digits>.seg`: a segment. An 16-byte header (`SKJOURN1`, the sequence
+//! - `<first seq, 20 digits>.seg`: a segment. A 16-byte header (`SKJOURN1`, the sequence
 //!   number of its first frame, u64 LE), then frames: length (u32 LE), CRC-32 of the payload
 //!   (u32 LE), payload (the record's canonical JSON, as hashed into the tree). A segment is
-//!   closed at [`SEGMENT_BYTES`] and removed once every frame in it is indexed, so the journal
-//!   holds seconds of records, not the log.
+//!   closed at [`SEGMENT_BYTES`] or [`SEGMENT_AGE`] and removed once every frame in it is
+//!   indexed, so the journal holds about a minute of records, not the log.
 //! - `lock`: an exclusive `flock` while a gateway writes the journal: two processes with the
 //!   same node name on one data dir would otherwise interleave their frames.
 //!
@@ -26,8 +26,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// A segment is closed once it is this long; the next frame starts a new one.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// A segment is closed once it is this long, or this old; the next frame starts a new one.
+/// Closed segments are removed once indexed, so the node's disk holds about a minute of records
+/// (they are personal data: the log in the store is where they are kept, and pruned).
+pub const SEGMENT_BYTES: u64 = 16 << 20;
+pub const SEGMENT_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+/// `check_all` compares this many of the newest indexed frames a journal holds with the log.
+const CHECK_NEWEST: usize = 1000;
 /// A frame's payload may not be longer (a record is a few hundred bytes; `detail` is bounded).
 pub const MAX_FRAME: usize = 1 << 20;
 const MAGIC: &[u8; 8] = b"SKJOURN1";
@@ -61,6 +66,8 @@ pub struct Journal {
     /// Closed segments still holding frames that may not be indexed, oldest first.
     closed: Vec<Segment>,
     current: Segment,
+    /// When the current segment was started (by this process).
+    started: std::time::Instant,
     file: File,
     /// Bytes of the current segment (where the next frame goes).
     len: u64,
@@ -113,6 +120,7 @@ impl Journal {
                     dir: dir.to_path_buf(),
                     closed: Vec::new(),
                     current: seg,
+                    started: std::time::Instant::now(),
                     file,
                     len: HEADER,
                     next: mark,
@@ -195,6 +203,7 @@ impl Journal {
                     dir: dir.to_path_buf(),
                     closed: Vec::new(),
                     current: seg,
+                    started: std::time::Instant::now(),
                     file,
                     len: HEADER,
                     next: mark,
@@ -211,6 +220,7 @@ impl Journal {
                 dir: dir.to_path_buf(),
                 closed: segments,
                 current,
+                started: std::time::Instant::now(),
                 file,
                 len: end_len,
                 next,
@@ -245,7 +255,10 @@ impl Journal {
             buf.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
             buf.extend_from_slice(p);
         }
-        if self.len > HEADER && self.len + buf.len() as u64 > SEGMENT_BYTES {
+        if self.len > HEADER
+            && (self.len + buf.len() as u64 > SEGMENT_BYTES
+                || self.started.elapsed() >= SEGMENT_AGE)
+        {
             self.rotate()?;
         }
         let at = self.len;
@@ -272,7 +285,7 @@ impl Journal {
 
     /// Removes the closed segments whose frames are all below `indexed` (in the store).
     pub fn retire(&mut self, indexed: u64) {
-        while self.closed.len() > 0 {
+        while !self.closed.is_empty() {
             let end = self.closed.get(1).map_or(self.current.first, |s| s.first);
             if end > indexed {
                 break;
@@ -291,6 +304,7 @@ impl Journal {
         self.closed.push(old);
         self.file = file;
         self.len = HEADER;
+        self.started = std::time::Instant::now();
         Ok(())
     }
 }
@@ -343,6 +357,115 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
             out.frames.push((seg.first + k as u64, f));
         }
         expect = seg.first + parsed.count;
+    }
+    Ok(out)
+}
+
+/// What `sekisho audit verify` says of one node's journal.
+pub struct JournalCheck {
+    pub node: String,
+    /// Frames the journal still holds.
+    pub frames: usize,
+    /// Of them, not yet in the store (indexed when that node's gateway runs).
+    pub waiting: usize,
+    /// Still held and already indexed, each found in the store with the same bytes.
+    pub matched: usize,
+    pub problems: Vec<String>,
+    /// Not a problem: the newest segment ends in a partial write (one in progress, or cut by a
+    /// crash, never acknowledged).
+    pub note: Option<String>,
+}
+
+/// Checks every node's journal under the data dir's `audit/` against the store: frames below
+/// the node's mark must be in the log with the same bytes; frames at or after it are counted;
+/// damage before the newest segment's end and frames missing below the first held are problems.
+pub async fn check_all(
+    store: &sekisho_store::Store,
+    audit_dir: &Path,
+) -> Result<Vec<JournalCheck>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(audit_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", audit_dir.display())),
+    };
+    let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+    for entry in rd {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(node) = name.strip_prefix("journal-") else {
+            continue;
+        };
+        let node = match node.strip_prefix('x').and_then(|h| hex::decode(h).ok()) {
+            Some(bytes) if dir_for(audit_dir, &String::from_utf8_lossy(&bytes)) == entry.path() => {
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            _ => node.to_string(),
+        };
+        dirs.push((node, entry.path()));
+    }
+    dirs.sort();
+    for (node, dir) in dirs {
+        let mark: Option<i64> =
+            sqlx::query_scalar("SELECT next_seq FROM audit_journal_marks WHERE node = $1")
+                .bind(node.as_str())
+                .fetch_optional(store.pool())
+                .await
+                .context("cannot read the audit journals' marks")?;
+        let mark = mark.map_or(0, |m| m.max(0) as u64);
+        let seen = inspect(&dir)?;
+        let mut c = JournalCheck {
+            node,
+            frames: seen.frames.len(),
+            waiting: 0,
+            matched: 0,
+            problems: Vec::new(),
+            note: None,
+        };
+        if seen.segments > 0 && seen.first > mark {
+            c.problems.push(format!(
+                "journal {}: records {mark}-{} of this node were acknowledged and are neither in the journal nor in the store",
+                c.node,
+                seen.first - 1
+            ));
+        }
+        if let Some(d) = seen.damage {
+            if d.contains("(the newest segment") {
+                c.note = Some(d);
+            } else {
+                c.problems.push(format!("journal {}: damaged: {d}", c.node));
+            }
+        }
+        let indexed = seen.frames.iter().filter(|(seq, _)| *seq < mark).count();
+        for (k, (seq, json)) in seen.frames.iter().enumerate() {
+            if *seq >= mark {
+                c.waiting += 1;
+                continue;
+            }
+            // The newest indexed frames are compared (one lookup each); a busy node's
+            // segment may hold a minute of records.
+            if indexed - k > CHECK_NEWEST {
+                continue;
+            }
+            let rid = serde_json::from_str::<crate::AuditRecord>(json)
+                .map(|r| r.request_id)
+                .unwrap_or_default();
+            let stored: Vec<String> =
+                sqlx::query_scalar("SELECT record FROM audit_records WHERE request_id = $1")
+                    .bind(rid.as_str())
+                    .fetch_all(store.pool())
+                    .await
+                    .context("cannot read the audit records")?;
+            if stored.iter().any(|r| r == json) {
+                c.matched += 1;
+            } else {
+                c.problems.push(format!(
+                    "journal {}: record {seq} (request {rid}) is indexed but the log does not hold it as journaled",
+                    c.node
+                ));
+            }
+        }
+        out.push(c);
     }
     Ok(out)
 }

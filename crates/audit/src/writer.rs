@@ -68,6 +68,12 @@ const INDEX_BATCH: usize = 4096;
 /// far slower than the disk, or stuck): a bounded lag, and a bounded loss if the node's disk
 /// dies.
 pub const MAX_INDEX_LAG: u64 = 100_000;
+/// An indexer attempt in progress this long means the store is not answering (a silent
+/// partition waits out [`COMMIT_TIMEOUT`]): the journal refuses meanwhile, so a node serves at
+/// most this long on its journal alone.
+const INDEX_STALL: Duration = Duration::from_secs(1);
+/// How long a batch waits for a failing indexer's next attempt before it is refused.
+const RETRY_WAIT: Duration = Duration::from_secs(2);
 /// How long a stopping gateway waits for the indexer; what is left is indexed at the next start.
 const SHUTDOWN_INDEX_WAIT: Duration = Duration::from_secs(5);
 
@@ -113,6 +119,12 @@ struct JournalState {
     lag: AtomicU64,
     /// The indexer's last attempt failed and none has succeeded since.
     index_failing: AtomicBool,
+    /// Wakes a failing indexer to try again now (a batch is waiting to be journaled).
+    retry: tokio::sync::Notify,
+    /// Attempts the indexer has finished, so the journal task can wait for the next one.
+    attempts: watch::Sender<u64>,
+    /// When the indexer's attempt in progress began (ms since the epoch); 0 between attempts.
+    busy_since_ms: AtomicU64,
 }
 
 impl AuditLog {
@@ -221,10 +233,24 @@ impl AuditLog {
     }
 
     /// Whether a commit failed in the last [`FAILING_FOR`] with none succeeding since: the
-    /// store answers but does not take records (a full disk), or is down.
+    /// store answers but does not take records (a full disk), or is down. With a journal, also
+    /// while the journal refuses because the indexer fails or is stalled.
     pub fn writes_failing(&self) -> bool {
         let at = self.inner.failed_at_ms.load(Ordering::Acquire);
-        at != 0 && unix_ms().saturating_sub(at) < FAILING_FOR.as_millis() as u64
+        let failed = at != 0 && unix_ms().saturating_sub(at) < FAILING_FOR.as_millis() as u64;
+        failed
+            || self.inner.journal.as_ref().is_some_and(|j| {
+                j.index_failing.load(Ordering::Acquire) || j.stalled_for_ms().is_some()
+            })
+    }
+
+    /// With a journal: the indexer's attempt has gone unanswered past the stall limit (a silent
+    /// store).
+    pub fn store_stalled(&self) -> bool {
+        self.inner
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.stalled_for_ms().is_some())
     }
 
     /// The newest checkpoint this writer committed, set after each commit (the witnesses'
@@ -552,6 +578,15 @@ async fn gather(
     }
 }
 
+impl JournalState {
+    /// How long the indexer's attempt in progress has run, when that is past [`INDEX_STALL`].
+    fn stalled_for_ms(&self) -> Option<u64> {
+        let since = self.busy_since_ms.load(Ordering::Acquire);
+        let ms = unix_ms().saturating_sub(since);
+        (since != 0 && ms >= INDEX_STALL.as_millis() as u64).then_some(ms)
+    }
+}
+
 /// Records the journal made durable, for the indexer; `next` is the journal's sequence number
 /// after them.
 struct Journaled {
@@ -614,13 +649,22 @@ impl Journaler {
         self.metrics.batch_size.observe(n as f64);
         let (recs, replies): (Vec<Prepared>, Vec<Option<Reply>>) =
             batch.into_iter().map(|p| (p.rec, p.reply)).unzip();
-        let lag = self.state.lag.load(Ordering::Acquire);
         // Fail closed while the store does not take records: what the journal acknowledges
-        // must reach the officers' log soon, not whenever the store is back.
+        // must reach the officers' log soon, not whenever the store is back. The indexer is
+        // asked to try again at once, so the first batch after the store is back goes through.
+        if self.state.index_failing.load(Ordering::Acquire) {
+            let mut attempts = self.state.attempts.subscribe();
+            let seen = *attempts.borrow_and_update();
+            self.state.retry.notify_one();
+            let _ = tokio::time::timeout(RETRY_WAIT, attempts.wait_for(|&a| a > seen)).await;
+        }
+        let lag = self.state.lag.load(Ordering::Acquire);
         let refused = if self.store_down.load(Ordering::Acquire) {
             Some("the audit store is unreachable".to_string())
         } else if self.state.index_failing.load(Ordering::Acquire) {
             Some("the audit store does not take records".to_string())
+        } else if let Some(ms) = self.state.stalled_for_ms() {
+            Some(format!("the audit store has not answered for {ms} ms"))
         } else if lag + n as u64 > MAX_INDEX_LAG {
             Some(format!(
                 "{lag} audit records are still waiting for the store"
@@ -728,6 +772,9 @@ impl Writer {
                 indexed,
                 lag: AtomicU64::new(0),
                 index_failing: AtomicBool::new(false),
+                retry: tokio::sync::Notify::new(),
+                attempts: watch::channel(0).0,
+                busy_since_ms: AtomicU64::new(0),
             }),
         ))
     }
@@ -772,6 +819,9 @@ impl Writer {
             let next = pending[take - 1].next;
             let batch: Vec<&Prepared> = pending.iter().take(take).flat_map(|j| &j.recs).collect();
             let started = Instant::now();
+            state
+                .busy_since_ms
+                .store(unix_ms().max(1), Ordering::Release);
             let result =
                 match tokio::time::timeout(COMMIT_TIMEOUT, self.write_batch(&batch, Some(next)))
                     .await
@@ -786,6 +836,8 @@ impl Writer {
             self.metrics
                 .index_seconds
                 .observe(started.elapsed().as_secs_f64());
+            let failed = result.is_err();
+            state.busy_since_ms.store(0, Ordering::Release);
             match result {
                 Ok(_) => {
                     pending.drain(..take);
@@ -817,7 +869,13 @@ impl Writer {
                         tracing::error!(records = n, error = %msg,
                             "audit records are durable in the journal but the store does not take them; refusing new ones until it does");
                     }
-                    tokio::time::sleep(PROBE_EVERY).await;
+                }
+            }
+            state.attempts.send_modify(|a| *a += 1);
+            if failed {
+                tokio::select! {
+                    _ = tokio::time::sleep(PROBE_EVERY) => {}
+                    _ = state.retry.notified() => {}
                 }
             }
         }

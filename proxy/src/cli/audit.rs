@@ -125,6 +125,11 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             let asked = copies.len() + unreadable.len();
             let mut report = sekisho_audit::verify_witnessed(&store, key.trim(), copies).await?;
             report.problems.extend(unreadable);
+            // The nodes' journals: what they made durable is in the log, or waits for it.
+            let journals = sekisho_audit::journal::check_all(&store, &dd.audit_dir()).await?;
+            for j in &journals {
+                report.problems.extend(j.problems.iter().cloned());
+            }
             // The run itself goes on record (the console's dashboard shows the last one). A log
             // that cannot take the record is said, not hidden behind the verdict.
             let ran = sekisho_audit::AuditRecord {
@@ -183,6 +188,23 @@ pub(super) async fn run(cmd: AuditCmd, op: &Operator) -> Result<i32> {
             );
             for w in &report.witnessed {
                 println!("{w}");
+            }
+            for j in &journals {
+                println!(
+                    "journal {}: {} record(s) held, {} checked against the log, {} not yet in the store{}",
+                    j.node,
+                    j.frames,
+                    j.matched,
+                    j.waiting,
+                    if j.waiting > 0 {
+                        " (its gateway puts them there when it runs)"
+                    } else {
+                        ""
+                    }
+                );
+                if let Some(n) = &j.note {
+                    println!("journal {}: {n}", j.node);
+                }
             }
             for p in &report.pruned {
                 println!("pruned: {}", prune::describe(p));

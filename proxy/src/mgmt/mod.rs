@@ -119,7 +119,7 @@ impl Management {
                 } else {
                     // A full disk can fail the query too: the writer's failing commits name it
                     // better, unless the writer itself found the store down.
-                    let why = if self.audit.store_unreachable() {
+                    let why = if self.audit.store_unreachable() || self.audit.store_stalled() {
                         "store unreachable"
                     } else if !writing {
                         "audit log cannot be written"
