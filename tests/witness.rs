@@ -428,6 +428,16 @@ fn a_log_rewritten_and_re_signed_with_the_real_key_is_caught_by_the_witness() {
             out.contains("PROBLEM: witness nas: FORKED: the log's root at tree size"),
             "{db:?}: {out}"
         );
+        // While the node's journal still holds the records' original bytes, plain verify finds
+        // the rewritten one there; once the journal has moved on (its segments are removed as
+        // they are indexed), a re-signed fork passes plain verify: the witness is what catches it.
+        let (code, out) = verify(&g, &[]);
+        assert_eq!(code, 1, "{db:?}: {out}");
+        assert!(
+            out.contains("is indexed, but the log holds that request's record with other bytes"),
+            "{db:?}: {out}"
+        );
+        std::fs::remove_dir_all(g.data.join("audit/journal-localhost")).unwrap();
         let (code, out) = verify(&g, &[]);
         assert_eq!(
             code, 0,

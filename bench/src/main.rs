@@ -38,7 +38,7 @@ use clap::Parser;
 use crate::cpu::{CpuSample, Procs};
 use crate::load::{ClientTls, Kx, Mode, RunConfig};
 use crate::metrics::Scrape;
-use crate::report::{Cpu, MemoryResult, NGINX, SEKISHO, SEKISHO_PG, Sample};
+use crate::report::{Cpu, MemoryResult, NGINX, SEKISHO, SEKISHO_DIRECT, SEKISHO_PG, Sample};
 
 /// Sekisho vs nginx as mTLS reverse proxies: the figures of issue 10's targets from one run.
 #[derive(Parser, Debug)]
@@ -68,7 +68,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sqlite,postgres"
+        default_value = "sqlite,postgres,sqlite-direct"
     )]
     store: Vec<Store>,
     /// PostgreSQL server for `--store postgres`: a URL whose user may CREATE DATABASE; the
@@ -116,6 +116,9 @@ enum Store {
     Sqlite,
     /// One replica on the PostgreSQL server of --pg-url.
     Postgres,
+    /// SQLite with `[audit] journal = false`: each audit batch's transaction is the durability
+    /// point, as before the journal (the before/after of the change, in one run).
+    SqliteDirect,
 }
 
 impl Store {
@@ -123,6 +126,7 @@ impl Store {
         match self {
             Store::Sqlite => SEKISHO,
             Store::Postgres => SEKISHO_PG,
+            Store::SqliteDirect => SEKISHO_DIRECT,
         }
     }
 }
@@ -304,6 +308,7 @@ fn run(args: Args) -> Result<()> {
         idle_secs: nginx::KEEPALIVE_TIMEOUT_SECS,
         // Each load connection has at most one request in flight.
         terminal_in_flight: max_conns.max(256),
+        audit_journal: true,
     };
     let mut notes: Vec<String> = Vec::new();
     let mut instances: Vec<Instance> = Vec::new();
@@ -311,6 +316,7 @@ fn run(args: Args) -> Result<()> {
         for &store in &stores {
             let (dir, db) = match store {
                 Store::Sqlite => (work.join("sekisho"), None),
+                Store::SqliteDirect => (work.join("sekisho-direct"), None),
                 Store::Postgres => (
                     work.join("sekisho-pg"),
                     Some(pg::create(&args.pg_url).context(
@@ -324,7 +330,10 @@ fn run(args: Args) -> Result<()> {
                 &dir,
                 upstream.addr,
                 db.as_ref().map(|d| d.url.as_str()),
-                tuning,
+                sekisho::Tuning {
+                    audit_journal: store != Store::SqliteDirect,
+                    ..tuning
+                },
             )
             .with_context(|| format!("setting up Sekisho on {store:?}"))?;
             for note in &prepared.notes {

@@ -12,6 +12,18 @@ pub const NGINX: &str = "nginx";
 pub const SEKISHO: &str = "sekisho";
 /// Sekisho with its store on PostgreSQL.
 pub const SEKISHO_PG: &str = "sekisho-pg";
+/// Sekisho on SQLite with `[audit] journal = false` (the store's transaction as the
+/// durability point, as before the journal).
+pub const SEKISHO_DIRECT: &str = "sekisho-direct";
+
+/// How a Sekisho target is named in the summary.
+fn store_label(target: &str) -> &'static str {
+    match target {
+        SEKISHO_PG => "PostgreSQL",
+        SEKISHO_DIRECT => "SQLite without journal",
+        _ => "SQLite",
+    }
+}
 
 /// Issue 10's targets.
 pub mod targets {
@@ -503,14 +515,30 @@ pub fn print_targets(summaries: &[Summary], extra: &Extra<'_>) {
 
     for &(mode, conns) in &conn_counts {
         let nginx = find(mode, conns, NGINX);
-        for target in [SEKISHO, SEKISHO_PG] {
+        if let (Some(j), Some(d)) = (
+            find(mode, conns, SEKISHO),
+            find(mode, conns, SEKISHO_DIRECT),
+        ) {
+            rows.push(Row {
+                figure: format!(
+                    "{} {conns} conn req/s, journal / without (SQLite)",
+                    mode.label()
+                ),
+                sekisho: format!("{:.0}", j.req_per_sec),
+                reference: format!("{:.0}", d.req_per_sec),
+                ratio: ratio(Some(j.req_per_sec), Some(d.req_per_sec)),
+                target: "-".into(),
+                verdict: Verdict::Figure,
+            });
+        }
+        for target in [SEKISHO, SEKISHO_PG, SEKISHO_DIRECT] {
             let Some(s) = find(mode, conns, target) else {
                 continue;
             };
-            let store = if target == SEKISHO_PG {
-                "PostgreSQL "
+            let store = if target == SEKISHO {
+                String::new()
             } else {
-                ""
+                format!("{} ", store_label(target))
             };
             let what = format!("{store}{} {conns} conn", mode.label());
             let n_rps = nginx.map(|n| n.req_per_sec);
@@ -518,7 +546,7 @@ pub fn print_targets(summaries: &[Summary], extra: &Extra<'_>) {
             let t = match (mode, target) {
                 (Mode::FullHandshake, SEKISHO) => Some(targets::FULL_HANDSHAKE),
                 (Mode::KeepAlive, SEKISHO) => targets::keep_alive_throughput(conns),
-                (Mode::KeepAlive, _) => targets::postgres_throughput(conns),
+                (Mode::KeepAlive, SEKISHO_PG) => targets::postgres_throughput(conns),
                 _ => None,
             };
             rows.push(Row {
@@ -630,15 +658,11 @@ pub fn print_targets(summaries: &[Summary], extra: &Extra<'_>) {
         if mode != Mode::KeepAlive {
             continue;
         }
-        for target in [SEKISHO, SEKISHO_PG] {
+        for target in [SEKISHO, SEKISHO_PG, SEKISHO_DIRECT] {
             let Some(s) = find(mode, conns, target) else {
                 continue;
             };
-            let store = if target == SEKISHO_PG {
-                "PostgreSQL"
-            } else {
-                "SQLite"
-            };
+            let store = store_label(target);
             let h = s.audit_commit.as_ref();
             let p50 = h.and_then(|h| h.quantile(0.5)).map(|s| s * 1000.0);
             let p99 = h.and_then(|h| h.quantile(0.99)).map(|s| s * 1000.0);

@@ -98,6 +98,9 @@ pub struct Tuning {
     /// the many terminals of a network, so the per-terminal fan-out limits (64 upstream
     /// requests by default) would otherwise refuse the 128-connection round with 429.
     pub terminal_in_flight: usize,
+    /// `[audit] journal`: false measures the store's transaction as the durability point (the
+    /// way every version before the journal wrote), for the journal's before/after in one run.
+    pub audit_journal: bool,
 }
 
 /// A data dir that `sekisho init` made, with terminal `bench/t1` enrolled and a CRL exported.
@@ -299,7 +302,18 @@ fn tune(data_dir: &Path, tuning: Tuning) -> Result<Vec<String>> {
             limits.insert(key.to_owned(), toml::Value::Integer(want));
         }
     }
+    if !tuning.audit_journal {
+        doc.entry("audit")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .context("[audit] in sekisho.toml is not a table")?
+            .insert("journal".to_owned(), toml::Value::Boolean(false));
+    }
     if changed.is_empty() {
+        if !tuning.audit_journal {
+            std::fs::write(&path, toml::to_string(&doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         return Ok(Vec::new());
     }
     std::fs::write(&path, toml::to_string(&doc)?)

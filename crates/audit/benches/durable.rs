@@ -7,8 +7,12 @@
 //! how many records each run appends (default 200,000), `SEKISHO_BENCH_IN_FLIGHT` how many
 //! callers wait at once, a list (default `64,4096`: about what 32 keep-alive connections keep
 //! waiting — a decision and an outcome each — and a flood that fills every batch), and
-//! `SEKISHO_BENCH_MAX_WAIT_US` the writer's wait for a fuller batch, a list (default `0,500`;
-//! the gateway's `audit.max_wait_us`). Each line names `<waiting>/<max wait>`.
+//! `SEKISHO_BENCH_MAX_WAIT_US` the writer's wait for a fuller batch, a list (default `0`;
+//! the gateway's `audit.max_wait_us`), and `SEKISHO_BENCH_MODES` where a record becomes
+//! durable, a list (default `journal,direct`: the node's journal with the store filled behind
+//! it, as `sekisho serve` writes, and the store's transaction, as the commands write and
+//! `[audit] journal = false`). Each line names `<mode> <waiting>/<max wait>`; a journal line
+//! also says how long the indexer took to put every record in the store (its rate).
 //! `SEKISHO_BENCH_WITNESS` (milliseconds, e.g. `0` or `1000`) copies the checkpoints to a
 //! directory witness on the same disk meanwhile, one copy per that interval at most (the
 //! gateway's `audit.witness_interval_ms`); the line then says `+witness`.
@@ -89,6 +93,8 @@ fn record(n: usize) -> AuditRecord {
 struct Run {
     records: usize,
     elapsed: Duration,
+    /// With a journal: from the first append until every record was in the store.
+    indexed: Option<Duration>,
     waits: Vec<Duration>,
     batches: usize,
 }
@@ -100,7 +106,9 @@ async fn run(
     in_flight: usize,
     max_wait: Duration,
     witness: Option<(&Path, Duration)>,
+    journal: Option<&Path>,
 ) -> Run {
+    let journal_dir = journal.map(|d| tempfile::tempdir_in(d).unwrap());
     let key = CheckpointKey::generate("sekisho.bench/audit").unwrap();
     let metrics = AuditMetrics::new();
     let log = AuditLog::open(
@@ -110,6 +118,7 @@ async fn run(
             node: "bench".into(),
             origin: "sekisho.bench/audit".into(),
             max_wait,
+            journal: journal_dir.as_ref().map(|d| d.path().join("journal-bench")),
             ..AuditConfig::default()
         },
         metrics.clone(),
@@ -152,6 +161,16 @@ async fn run(
         waits.push(wait);
     }
     let elapsed = started.elapsed();
+    let indexed = match journal_dir {
+        Some(_) => {
+            assert!(
+                log.caught_up(Duration::from_secs(600)).await,
+                "the indexer did not catch up"
+            );
+            Some(started.elapsed())
+        }
+        None => None,
+    };
     log.shutdown().await;
     if let Some((pump, _dir)) = pump {
         pump.stop(Duration::from_secs(5)).await;
@@ -164,6 +183,7 @@ async fn run(
     Run {
         records,
         elapsed,
+        indexed,
         waits,
         batches: batches as usize,
     }
@@ -172,14 +192,26 @@ async fn run(
 fn print(name: &str, r: &Run, floor_p50: Duration) {
     let rate = r.records as f64 / r.elapsed.as_secs_f64();
     let p50 = percentile(&r.waits, 0.5);
+    let store = match r.indexed {
+        Some(t) => format!(
+            "  in the store after {:.2} s ({:.0} records/s, {} transactions, {:.0} records each)",
+            t.as_secs_f64(),
+            r.records as f64 / t.as_secs_f64(),
+            r.batches,
+            r.records as f64 / r.batches.max(1) as f64,
+        ),
+        None => format!(
+            "  {} batches, {:.0} records/batch",
+            r.batches,
+            r.records as f64 / r.batches.max(1) as f64
+        ),
+    };
     println!(
-        "{name:<20} {:>7.0} records/s  wait p50 {}  p99 {}  ({:.1}× the fdatasync p50)  {} batches, {:.0} records/batch",
+        "{name:<28} {:>7.0} records/s durable  wait p50 {}  p99 {}  ({:.1}× the fdatasync p50){store}",
         rate,
         ms(p50),
         ms(percentile(&r.waits, 0.99)),
         p50.as_secs_f64() / floor_p50.as_secs_f64().max(1e-9),
-        r.batches,
-        r.records as f64 / r.batches.max(1) as f64,
     );
 }
 
@@ -203,7 +235,7 @@ async fn main() {
     );
     let pg = sekisho_store::testdb::postgres_reachable();
     let max_waits: Vec<u64> = std::env::var("SEKISHO_BENCH_MAX_WAIT_US")
-        .unwrap_or_else(|_| "0,500".into())
+        .unwrap_or_else(|_| "0".into())
         .split(',')
         .filter_map(|v| v.trim().parse().ok())
         .collect();
@@ -212,20 +244,36 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .map(|ms| (probe_dir, Duration::from_millis(ms)));
     let w = if witness.is_some() { "+witness" } else { "" };
+    let modes: Vec<String> = std::env::var("SEKISHO_BENCH_MODES")
+        .unwrap_or_else(|_| "journal,direct".into())
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .collect();
     for &in_flight in &in_flights {
         for &us in &max_waits {
-            let max_wait = Duration::from_micros(us);
-            // A fresh store per run: every run starts from an empty log.
-            let sqlite = TestDb::sqlite_in(probe_dir).await;
-            let r = run(&sqlite, records, in_flight, max_wait, witness).await;
-            print(&format!("sqlite   {in_flight:>4}/{us:>4}µs{w}"), &r, f50);
-            drop(sqlite);
-            if pg {
-                let db = TestDb::postgres().await;
-                let r = run(&db, records, in_flight, max_wait, witness).await;
-                print(&format!("postgres {in_flight:>4}/{us:>4}µs{w}"), &r, f50);
-            } else {
-                println!("postgres             not reachable: not measured");
+            for mode in &modes {
+                let journal = (mode == "journal").then_some(probe_dir);
+                let max_wait = Duration::from_micros(us);
+                // A fresh store per run: every run starts from an empty log.
+                let sqlite = TestDb::sqlite_in(probe_dir).await;
+                let r = run(&sqlite, records, in_flight, max_wait, witness, journal).await;
+                print(
+                    &format!("sqlite   {mode:<7} {in_flight:>4}/{us:>3}µs{w}"),
+                    &r,
+                    f50,
+                );
+                drop(sqlite);
+                if pg {
+                    let db = TestDb::postgres().await;
+                    let r = run(&db, records, in_flight, max_wait, witness, journal).await;
+                    print(
+                        &format!("postgres {mode:<7} {in_flight:>4}/{us:>3}µs{w}"),
+                        &r,
+                        f50,
+                    );
+                } else {
+                    println!("postgres             not reachable: not measured");
+                }
             }
         }
     }

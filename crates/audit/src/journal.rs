@@ -460,7 +460,7 @@ pub async fn check_all(
                 c.matched += 1;
             } else {
                 c.problems.push(format!(
-                    "journal {}: record {seq} (request {rid}) is indexed but the log does not hold it as journaled",
+                    "journal {}: frame {seq} (request {rid}) is indexed, but the log holds that request's record with other bytes, or not at all",
                     c.node
                 ));
             }

@@ -64,10 +64,12 @@ const FAILING_FOR: Duration = Duration::from_secs(5);
 const ROWS_PER_INSERT: usize = 64;
 /// Most records the indexer puts in one transaction.
 const INDEX_BATCH: usize = 4096;
-/// Most records journaled and not yet indexed; beyond that the journal refuses (the store is
-/// far slower than the disk, or stuck): a bounded lag, and a bounded loss if the node's disk
-/// dies.
-pub const MAX_INDEX_LAG: u64 = 100_000;
+/// Most records journaled and not yet indexed: beyond that a batch waits for the indexer
+/// (back-pressure: the store is slower than the disk), and is refused if it is still too far
+/// behind after [`RETRY_WAIT`]. It bounds how late records reach the store (at the indexer's
+/// tens of thousands of records a second, well under a second) and what a node's lost disk
+/// could cost.
+pub const MAX_INDEX_LAG: u64 = 20_000;
 /// An indexer attempt in progress this long means the store is not answering (a silent
 /// partition waits out [`COMMIT_TIMEOUT`]): the journal refuses meanwhile, so a node serves at
 /// most this long on its journal alone.
@@ -657,6 +659,15 @@ impl Journaler {
             let seen = *attempts.borrow_and_update();
             self.state.retry.notify_one();
             let _ = tokio::time::timeout(RETRY_WAIT, attempts.wait_for(|&a| a > seen)).await;
+        }
+        if self.state.lag.load(Ordering::Acquire) + n as u64 > MAX_INDEX_LAG {
+            let mut indexed = self.state.indexed.subscribe();
+            let lag = &self.state.lag;
+            let _ = tokio::time::timeout(
+                RETRY_WAIT,
+                indexed.wait_for(|_| lag.load(Ordering::Acquire) + n as u64 <= MAX_INDEX_LAG),
+            )
+            .await;
         }
         let lag = self.state.lag.load(Ordering::Acquire);
         let refused = if self.store_down.load(Ordering::Acquire) {

@@ -312,7 +312,7 @@ fn write_archive(
 const COMPRESSION: u32 = 1;
 
 /// Every directory and regular file under `dir`, in name order, except the database's files
-/// (the snapshot stands for them), snapshots and files being written. A link or special file
+/// (the snapshot stands for them), snapshots, files being written and the audit journals. A link or special file
 /// stops the backup: what it points to would not be restored.
 fn walk<W: Write>(
     dir: &Path,
@@ -336,9 +336,12 @@ fn walk<W: Write>(
         } else {
             format!("{rel}/{name}")
         };
+        // The nodes' audit journals are left out: what they hold is in the snapshot's log or
+        // newer than it, and their segments are removed as they are indexed, under the walk.
         if skip.contains(&r)
             || name.starts_with(SNAPSHOT_PREFIX)
             || (name.starts_with('.') && name.ends_with(".tmp"))
+            || (rel == "audit" && name.starts_with("journal-"))
         {
             continue;
         }
