@@ -420,9 +420,12 @@ fn run(args: Args) -> Result<()> {
             "sekisho: {v}; stores: {}",
             instances
                 .iter()
-                .map(|i| match &i.db {
-                    Some(db) => format!("{} = PostgreSQL database {}", SEKISHO_PG, db.name),
-                    None => format!("{SEKISHO} = SQLite in its data dir"),
+                .map(|i| match (&i.db, i.store) {
+                    (Some(db), _) => format!("{} = PostgreSQL database {}", SEKISHO_PG, db.name),
+                    (None, Store::SqliteDirect) => format!(
+                        "{SEKISHO_DIRECT} = SQLite in its data dir, [audit] journal = false"
+                    ),
+                    (None, _) => format!("{SEKISHO} = SQLite in its data dir"),
                 })
                 .collect::<Vec<_>>()
                 .join("; ")

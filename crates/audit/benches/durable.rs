@@ -90,6 +90,28 @@ fn record(n: usize) -> AuditRecord {
     }
 }
 
+/// The journal alone, as one node's durability point with nothing behind it: batches of
+/// `batch` records (the writer's `max_batch`), one write + fdatasync each. Returns records/s and
+/// the batch's sync p50/p99.
+fn journal_alone(dir: &Path, records: usize, batch: usize) -> (f64, Duration, Duration) {
+    let tmp = tempfile::tempdir_in(dir).unwrap();
+    let (mut j, _) = sekisho_audit::journal::Journal::open(&tmp.path().join("journal-bench"), 0)
+        .expect("journal");
+    let payloads: Vec<Vec<u8>> = (0..batch).map(|n| record(n).canonical_json()).collect();
+    let mut times = Vec::new();
+    let started = Instant::now();
+    let mut done = 0;
+    while done < records {
+        let t = Instant::now();
+        j.append(payloads.iter().map(|p| p.as_slice())).unwrap();
+        times.push(t.elapsed());
+        done += batch;
+    }
+    let rate = done as f64 / started.elapsed().as_secs_f64();
+    times.sort();
+    (rate, percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
 struct Run {
     records: usize,
     elapsed: Duration,
@@ -233,6 +255,15 @@ async fn main() {
         ms(f50),
         ms(f99)
     );
+    for batch in [64, 512] {
+        let (rate, p50, p99) = journal_alone(probe_dir, records, batch);
+        println!(
+            "journal alone, {batch:>3}/batch {rate:>9.0} records/s durable  batch write+fdatasync p50 {}  p99 {}  ({:.1}× the fdatasync p50)",
+            ms(p50),
+            ms(p99),
+            p50.as_secs_f64() / f50.as_secs_f64().max(1e-9)
+        );
+    }
     let pg = sekisho_store::testdb::postgres_reachable();
     let max_waits: Vec<u64> = std::env::var("SEKISHO_BENCH_MAX_WAIT_US")
         .unwrap_or_else(|_| "0".into())

@@ -64,6 +64,11 @@ const FAILING_FOR: Duration = Duration::from_secs(5);
 const ROWS_PER_INSERT: usize = 64;
 /// Most records the indexer puts in one transaction.
 const INDEX_BATCH: usize = 4096;
+/// How long the indexer gathers journal batches after the first before it writes them: the
+/// store's cost per record falls with the size of the transaction (the head, the checkpoint,
+/// the commit, and the index pages each record shares with its neighbours), and nothing waits
+/// for the indexer but the console's reads.
+const INDEX_GATHER: Duration = Duration::from_millis(5);
 /// Most records journaled and not yet indexed: beyond that a batch waits for the indexer
 /// (back-pressure: the store is slower than the disk), and is refused if it is still too far
 /// behind after [`RETRY_WAIT`]. It bounds how late records reach the store (at the indexer's
@@ -808,14 +813,21 @@ impl Writer {
                 }
             }
             let mut count: usize = pending.iter().map(|j| j.recs.len()).sum();
+            let deadline = tokio::time::Instant::now() + INDEX_GATHER;
             while count < INDEX_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => {
-                        count += j.recs.len();
-                        pending.push_back(j);
+                let next = match rx.try_recv() {
+                    Ok(j) => Some(j),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        tokio::time::timeout_at(deadline, rx.recv())
+                            .await
+                            .ok()
+                            .flatten()
                     }
-                    Err(_) => break,
-                }
+                };
+                let Some(j) = next else { break };
+                count += j.recs.len();
+                pending.push_back(j);
             }
             // Whole journal batches, up to INDEX_BATCH records (at least one batch).
             let mut take = 0;
