@@ -1,9 +1,5 @@
 use clap::Parser;
 
-/// mimalloc rather than glibc's malloc: see the dependency's note in Cargo.toml.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = sekisho::cli::Cli::parse();
     tracing_subscriber::fmt()
