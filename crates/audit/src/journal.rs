@@ -106,112 +106,66 @@ impl Journal {
                 dir.display()
             )
         })?;
-        let mut segments = list(dir)?;
-        let mut replay = Replay {
-            first: mark,
-            frames: Vec::new(),
-            truncated: 0,
-        };
-        if segments.is_empty() {
-            let seg = create_segment(dir, mark)?;
-            let file = open_rw(&seg.path)?;
-            return Ok((
-                Journal {
-                    dir: dir.to_path_buf(),
-                    closed: Vec::new(),
-                    current: seg,
-                    started: std::time::Instant::now(),
-                    file,
-                    len: HEADER,
-                    next: mark,
-                    poisoned: None,
-                    _lock: lock,
-                },
-                replay,
-            ));
-        }
-        if segments[0].first > mark {
+        let scan = scan(dir)?;
+        let mut segments = scan.segments;
+        if let Some(first) = segments.first()
+            && first.first > mark
+        {
             bail!(
                 "the audit journal {} starts at record {} of this node but the store has indexed \
-                 only {}: records {}-{} were acknowledged and are gone (a segment removed by hand?). \
-                 Move the directory aside to start anyway, and record the loss as an incident",
+                 only {mark}: records {mark}-{} were acknowledged and are gone (a segment removed \
+                 by hand?). Move the directory aside to start anyway, and record the loss as an \
+                 incident",
                 dir.display(),
-                segments[0].first,
-                mark,
-                mark,
-                segments[0].first - 1
+                first.first,
+                first.first - 1
             );
         }
-        let count = segments.len();
-        let mut expect = segments[0].first;
-        let mut end_len = HEADER;
-        for (i, seg) in segments.iter().enumerate() {
-            if seg.first != expect {
+        let mut truncated = 0;
+        if let Some(d) = &scan.damage {
+            let path = &segments[d.segment].path;
+            if !d.torn_tail {
                 bail!(
-                    "the audit journal {} has a gap: {} should start at record {expect}",
-                    dir.display(),
-                    seg.path.display()
+                    "the audit journal segment {} is damaged at byte {}: {}; it holds \
+                     acknowledged records",
+                    path.display(),
+                    d.good_len,
+                    d.why
                 );
             }
-            let bytes = fs::read(&seg.path)
-                .with_context(|| format!("cannot read {}", seg.path.display()))?;
-            let parsed = parse_segment(&bytes, seg.first);
-            let last = i + 1 == count;
-            if let Some(bad) = parsed.damage {
-                if !last {
-                    bail!(
-                        "the audit journal segment {} is damaged at byte {}: {bad}; it holds \
-                         acknowledged records",
-                        seg.path.display(),
-                        parsed.good_len
-                    );
-                }
-                // The tail of the newest segment: a write that was never acknowledged.
-                replay.truncated = bytes.len() as u64 - parsed.good_len;
-                let f = open_rw(&seg.path)?;
-                f.set_len(parsed.good_len)
-                    .and_then(|_| f.sync_all())
-                    .with_context(|| {
-                        format!("cannot cut the torn tail of {}", seg.path.display())
-                    })?;
-                tracing::warn!(segment = %seg.path.display(), bytes = replay.truncated, %bad,
-                    "cut an unfinished write from the audit journal's end (it was never acknowledged)");
-            }
-            for (k, frame) in parsed.frames.into_iter().enumerate() {
-                let seq = seg.first + k as u64;
-                if seq >= mark {
-                    replay.frames.push(frame);
-                }
-            }
-            expect = seg.first + parsed.count;
-            end_len = parsed.good_len;
+            // The tail of the newest segment: a write that was never acknowledged.
+            truncated = d.file_len - d.good_len;
+            let f = open_rw(path)?;
+            f.set_len(d.good_len)
+                .and_then(|_| f.sync_all())
+                .with_context(|| format!("cannot cut the torn tail of {}", path.display()))?;
+            tracing::warn!(segment = %path.display(), bytes = truncated, why = %d.why,
+                "cut an unfinished write from the audit journal's end (it was never acknowledged)");
         }
-        let next = expect;
-        if next < mark {
-            // The store is ahead of the journal: every frame here is indexed (the data dir was
-            // restored, or the journal copied from another time). Start afresh at the mark.
-            tracing::warn!(journal = %dir.display(), journal_end = next, store_mark = mark,
-                "the audit journal is behind the store's mark; its frames are all indexed, starting a new segment");
+        let replay = Replay {
+            first: mark,
+            frames: scan
+                .frames
+                .into_iter()
+                .filter(|(seq, _)| *seq >= mark)
+                .map(|(_, f)| f)
+                .collect(),
+            truncated,
+        };
+        let (mut next, mut len) = (scan.next, scan.end_len);
+        if segments.is_empty() || next < mark {
+            if !segments.is_empty() {
+                // The store is ahead of the journal: every frame here is indexed (the data dir
+                // was restored, or the journal copied from another time). Start afresh.
+                tracing::warn!(journal = %dir.display(), journal_end = next, store_mark = mark,
+                    "the audit journal is behind the store's mark; its frames are all indexed, starting a new segment");
+            }
             for s in segments.drain(..) {
                 fs::remove_file(&s.path)
                     .with_context(|| format!("cannot remove {}", s.path.display()))?;
             }
-            let seg = create_segment(dir, mark)?;
-            let file = open_rw(&seg.path)?;
-            return Ok((
-                Journal {
-                    dir: dir.to_path_buf(),
-                    closed: Vec::new(),
-                    current: seg,
-                    started: std::time::Instant::now(),
-                    file,
-                    len: HEADER,
-                    next: mark,
-                    poisoned: None,
-                    _lock: lock,
-                },
-                replay,
-            ));
+            segments.push(create_segment(dir, mark)?);
+            (next, len) = (mark, HEADER);
         }
         let current = segments.pop().expect("not empty");
         let file = open_rw(&current.path)?;
@@ -222,7 +176,7 @@ impl Journal {
                 current,
                 started: std::time::Instant::now(),
                 file,
-                len: end_len,
+                len,
                 next,
                 poisoned: None,
                 _lock: lock,
@@ -312,53 +266,98 @@ impl Journal {
 /// What `verify` reports of a journal: read-only, no lock taken (the gateway may be running).
 pub struct Inspection {
     pub segments: usize,
+    /// The sequence number of the oldest segment's first frame (0: no segment).
     pub first: u64,
-    /// Frames with their sequence numbers.
+    /// Frames with their sequence numbers, up to the first damage.
     pub frames: Vec<(u64, String)>,
-    /// A damaged frame: in the last segment possibly a write in progress.
+    /// Where the frames stop short, and why.
     pub damage: Option<String>,
+    /// The damage is the newest segment's end: a write in progress, or cut short by a crash
+    /// (never acknowledged), not a loss.
+    pub torn_tail: bool,
 }
 
 pub fn inspect(dir: &Path) -> Result<Inspection> {
+    let s = scan(dir)?;
+    Ok(Inspection {
+        segments: s.segments.len(),
+        first: s.segments.first().map_or(0, |x| x.first),
+        frames: s.frames,
+        torn_tail: s.damage.as_ref().is_some_and(|d| d.torn_tail),
+        damage: s.damage.map(|d| {
+            format!(
+                "{} at byte {}: {}",
+                s.segments[d.segment].path.display(),
+                d.good_len,
+                d.why
+            )
+        }),
+    })
+}
+
+/// Where a scan of the segments stopped short.
+struct Damage {
+    /// The segment, by its place in the scan's list.
+    segment: usize,
+    /// How many of its bytes hold good frames, and how many it has.
+    good_len: u64,
+    file_len: u64,
+    why: String,
+    /// A bad frame at the newest segment's end (not a gap, not an older segment).
+    torn_tail: bool,
+}
+
+/// The segments read in order, up to the first damaged frame or gap.
+struct Scan {
+    segments: Vec<Segment>,
+    frames: Vec<(u64, String)>,
+    /// The sequence number after the last good frame.
+    next: u64,
+    /// Good bytes of the last segment read.
+    end_len: u64,
+    damage: Option<Damage>,
+}
+
+fn scan(dir: &Path) -> Result<Scan> {
     let segments = list(dir)?;
-    let mut out = Inspection {
-        segments: segments.len(),
-        first: segments.first().map_or(0, |s| s.first),
+    let mut s = Scan {
         frames: Vec::new(),
+        next: segments.first().map_or(0, |s| s.first),
+        end_len: HEADER,
         damage: None,
+        segments: Vec::new(),
     };
-    let mut expect = out.first;
     let count = segments.len();
     for (i, seg) in segments.iter().enumerate() {
-        if seg.first != expect && out.damage.is_none() {
-            out.damage = Some(format!(
-                "{} should start at record {expect}",
-                seg.path.display()
-            ));
+        if seg.first != s.next {
+            s.damage = Some(Damage {
+                segment: i,
+                good_len: 0,
+                file_len: 0,
+                why: format!("it should start at record {} (a gap)", s.next),
+                torn_tail: false,
+            });
+            break;
         }
         let bytes =
             fs::read(&seg.path).with_context(|| format!("cannot read {}", seg.path.display()))?;
         let parsed = parse_segment(&bytes, seg.first);
-        if let Some(bad) = parsed.damage
-            && out.damage.is_none()
-        {
-            out.damage = Some(format!(
-                "{} at byte {}: {bad}{}",
-                seg.path.display(),
-                parsed.good_len,
-                if i + 1 == count {
-                    " (the newest segment: a write in progress, or cut short by a crash)"
-                } else {
-                    ""
-                }
-            ));
+        s.frames.extend((seg.first..).zip(parsed.frames));
+        s.next = seg.first + parsed.count;
+        s.end_len = parsed.good_len;
+        if let Some(why) = parsed.damage {
+            s.damage = Some(Damage {
+                segment: i,
+                good_len: parsed.good_len,
+                file_len: bytes.len() as u64,
+                why,
+                torn_tail: i + 1 == count,
+            });
+            break;
         }
-        for (k, f) in parsed.frames.into_iter().enumerate() {
-            out.frames.push((seg.first + k as u64, f));
-        }
-        expect = seg.first + parsed.count;
     }
-    Ok(out)
+    s.segments = segments;
+    Ok(s)
 }
 
 /// What `sekisho audit verify` says of one node's journal.
@@ -429,12 +428,14 @@ pub async fn check_all(
                 seen.first - 1
             ));
         }
-        if let Some(d) = seen.damage {
-            if d.contains("(the newest segment") {
-                c.note = Some(d);
-            } else {
-                c.problems.push(format!("journal {}: damaged: {d}", c.node));
+        match seen.damage {
+            Some(d) if seen.torn_tail => {
+                c.note = Some(format!(
+                    "{d} (the newest segment's end: a write in progress, or cut short by a crash, never acknowledged)"
+                ))
             }
+            Some(d) => c.problems.push(format!("journal {}: damaged: {d}", c.node)),
+            None => {}
         }
         let indexed = seen.frames.iter().filter(|(seq, _)| *seq < mark).count();
         for (k, (seq, json)) in seen.frames.iter().enumerate() {
