@@ -177,6 +177,11 @@ impl Prepared {
             rec.node = node.to_string();
         }
         let json = String::from_utf8(rec.canonical_json()).expect("JSON is UTF-8");
+        Prepared::of(rec, json, ts)
+    }
+
+    /// The query columns of `rec`, beside its canonical bytes.
+    fn of(rec: AuditRecord, json: String, ts: OffsetDateTime) -> Prepared {
         Prepared {
             json,
             ts_ms: (ts.unix_timestamp_nanos() / 1_000_000) as i64,
@@ -207,21 +212,7 @@ impl Prepared {
                 rec.time
             )
         })?;
-        Ok(Prepared {
-            json,
-            ts_ms: (ts.unix_timestamp_nanos() / 1_000_000) as i64,
-            request_id: rec.request_id,
-            event: rec.event,
-            decision: rec.decision,
-            node: rec.node,
-            terminal: rec.terminal,
-            user: rec.user,
-            patient: rec.patient,
-            break_glass_id: rec.break_glass_id,
-            facility: rec.facility,
-            reason: rec.reason,
-            route: rec.route,
-        })
+        Ok(Prepared::of(rec, json, ts))
     }
 }
 
