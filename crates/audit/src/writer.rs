@@ -391,19 +391,12 @@ impl Writer {
         match result {
             Ok(first) => {
                 self.metrics.records.inc_by(n as u64);
-                for (i, reply) in replies.into_iter().enumerate() {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok(first + i as u64));
-                    }
-                }
+                answer(replies, Ok(first));
             }
             Err(msg) => {
                 self.metrics.failures.inc_by(n as u64);
                 tracing::error!(records = n, error = %msg, "audit batch not committed");
-                let err = AuditError::Commit(msg);
-                for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                answer(replies, Err(AuditError::Commit(msg)));
             }
         }
     }
@@ -588,9 +581,13 @@ async fn gather(
 impl JournalState {
     /// How long the indexer's attempt in progress has run, when that is past [`INDEX_STALL`].
     fn stalled_for_ms(&self) -> Option<u64> {
+        // Asked on every safe read (`writes_failing`): no clock read between attempts.
         let since = self.busy_since_ms.load(Ordering::Acquire);
+        if since == 0 {
+            return None;
+        }
         let ms = unix_ms().saturating_sub(since);
-        (since != 0 && ms >= INDEX_STALL.as_millis() as u64).then_some(ms)
+        (ms >= INDEX_STALL.as_millis() as u64).then_some(ms)
     }
 }
 
@@ -710,7 +707,10 @@ impl Journaler {
                         self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
                         Err(format!("{e:#}"))
                     }
-                    Err(e) => Err(format!("the journal write stopped: {e}")),
+                    Err(e) => {
+                        self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
+                        Err(format!("the journal write stopped: {e}"))
+                    }
                 }
             }
         };
@@ -724,20 +724,26 @@ impl Journaler {
                 self.metrics.records.inc_by(n as u64);
                 // The indexer stops only after this task has dropped its sender.
                 let _ = self.to_index.send(Journaled { recs, next });
-                for (i, reply) in replies.into_iter().enumerate() {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok(first + i as u64));
-                    }
-                }
+                answer(replies, Ok(first));
             }
             Err(msg) => {
                 self.metrics.failures.inc_by(n as u64);
                 tracing::error!(records = n, error = %msg, "audit records not made durable");
-                let err = AuditError::Commit(msg);
-                for reply in replies.into_iter().flatten() {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                answer(replies, Err(AuditError::Commit(msg)));
             }
+        }
+    }
+}
+
+/// Tells each waiting caller of a batch its record's position (the batch's first plus its
+/// place in the batch), or the batch's error.
+fn answer(replies: Vec<Option<Reply>>, result: Result<u64, AuditError>) {
+    for (i, reply) in replies.into_iter().enumerate() {
+        if let Some(reply) = reply {
+            let _ = reply.send(match &result {
+                Ok(first) => Ok(first + i as u64),
+                Err(e) => Err(e.clone()),
+            });
         }
     }
 }
