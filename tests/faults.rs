@@ -221,13 +221,18 @@ fn timed(g: &Gateway, method: &str, path: &str) -> (u16, serde_json::Value, f64)
     )
 }
 
-/// Audit records the gateway has committed so far (`sekisho_audit_records_total`).
-fn committed_records(g: &Gateway) -> u64 {
+/// A metric without labels from the gateway's `/metrics`.
+fn metric(g: &Gateway, name: &str) -> u64 {
     let (_, text) = g.mgmt_get("/metrics").expect("/metrics answers");
     text.lines()
-        .find_map(|l| l.strip_prefix("sekisho_audit_records_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("sekisho_audit_records_total in /metrics") as u64
+        .unwrap_or_else(|| panic!("{name} in /metrics")) as u64
+}
+
+/// Audit records the gateway has made durable so far (`sekisho_audit_records_total`).
+fn committed_records(g: &Gateway) -> u64 {
+    metric(g, "sekisho_audit_records_total")
 }
 
 fn timed_readyz(g: &Gateway) -> (Option<(u16, String)>, f64) {
@@ -348,22 +353,13 @@ fn store_fault(g: &Gateway, relay: &Relay, mode: Mode) -> Vec<f64> {
         "{mode:?}: /readyz after: {ready:?}"
     );
     // What the journal acknowledged during the fault reached the store.
-    let lag = within_a_poll(|| index_lag(g), |l| *l == 0);
+    let lag = within_a_poll(|| metric(g, "sekisho_audit_index_lag_records"), |l| *l == 0);
     assert_eq!(
         lag, 0,
         "{mode:?}: records acknowledged during the fault are not in the store"
     );
     verify_ok(g);
     latencies
-}
-
-/// Records durable in the gateway's journal and not yet in the store.
-fn index_lag(g: &Gateway) -> u64 {
-    let (_, text) = g.mgmt_get("/metrics").expect("/metrics answers");
-    text.lines()
-        .find_map(|l| l.strip_prefix("sekisho_audit_index_lag_records "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("sekisho_audit_index_lag_records in /metrics") as u64
 }
 
 #[test]

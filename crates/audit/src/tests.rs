@@ -498,37 +498,44 @@ async fn tampering_is_found() {
     }
 }
 
+/// A trigger that makes the store refuse every audit record (it answers, but takes none).
+async fn refuse_inserts(store: &Store) {
+    match store.kind() {
+        DbKind::Sqlite => sqlx::raw_sql(
+            "CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
+             BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
+        ),
+        DbKind::Postgres => sqlx::raw_sql(
+            "CREATE FUNCTION audit_disabled() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'audit disabled'; END $$; \
+             CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
+             FOR EACH ROW EXECUTE FUNCTION audit_disabled();",
+        ),
+    }
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// Undoes [`refuse_inserts`].
+async fn take_inserts(store: &Store) {
+    match store.kind() {
+        DbKind::Sqlite => sqlx::raw_sql("DROP TRIGGER audit_disabled"),
+        DbKind::Postgres => sqlx::raw_sql("DROP TRIGGER audit_disabled ON audit_records"),
+    }
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_batch_fails_its_appends_and_the_writer_goes_on() {
     for db in TestDb::both().await {
         let kind = db.store.kind();
-        let pool = db.store.pool();
         let key = key();
         let (log, metrics) = open_log(&db.store, &key, "gw1", 512).await;
         fill(&log, 10, 5).await;
-
-        match kind {
-            DbKind::Sqlite => {
-                sqlx::raw_sql(
-                    "CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
-                     BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
-                )
-                .execute(pool)
-                .await
-                .unwrap();
-            }
-            DbKind::Postgres => {
-                sqlx::raw_sql(
-                    "CREATE FUNCTION audit_disabled() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                     BEGIN RAISE EXCEPTION 'audit disabled'; END $$; \
-                     CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
-                     FOR EACH ROW EXECUTE FUNCTION audit_disabled();",
-                )
-                .execute(pool)
-                .await
-                .unwrap();
-            }
-        }
+        refuse_inserts(&db.store).await;
         let err = log.append(record(10)).await.unwrap_err();
         assert!(
             matches!(&err, AuditError::Commit(m) if m.contains("audit disabled")),
@@ -552,16 +559,7 @@ async fn a_failing_batch_fails_its_appends_and_the_writer_goes_on() {
         );
         assert_eq!(metrics.records.get(), 10);
 
-        match kind {
-            DbKind::Sqlite => sqlx::raw_sql("DROP TRIGGER audit_disabled")
-                .execute(pool)
-                .await
-                .unwrap(),
-            DbKind::Postgres => sqlx::raw_sql("DROP TRIGGER audit_disabled ON audit_records")
-                .execute(pool)
-                .await
-                .unwrap(),
-        };
+        take_inserts(&db.store).await;
         assert_eq!(
             log.append(record(22)).await.unwrap(),
             10,
@@ -906,21 +904,7 @@ async fn a_store_that_refuses_stops_the_journal_and_loses_nothing_it_acknowledge
         let (log, metrics) = open_journaled(&db.store, &key, tmp.path()).await;
         fill(&log, 10, 5).await;
         assert!(log.caught_up(Duration::from_secs(5)).await);
-        match kind {
-            DbKind::Sqlite => sqlx::raw_sql(
-                "CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
-                 BEGIN SELECT RAISE(ABORT, 'audit disabled'); END;",
-            ),
-            DbKind::Postgres => sqlx::raw_sql(
-                "CREATE FUNCTION audit_disabled() RETURNS trigger LANGUAGE plpgsql AS $$ \
-                 BEGIN RAISE EXCEPTION 'audit disabled'; END $$; \
-                 CREATE TRIGGER audit_disabled BEFORE INSERT ON audit_records \
-                 FOR EACH ROW EXECUTE FUNCTION audit_disabled();",
-            ),
-        }
-        .execute(pool)
-        .await
-        .unwrap();
+        refuse_inserts(&db.store).await;
         // Durable in the journal, so acknowledged; the store refuses it behind the journal.
         assert_eq!(log.append(record(10)).await.unwrap(), 10, "{kind:?}");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -941,13 +925,7 @@ async fn a_store_that_refuses_stops_the_journal_and_loses_nothing_it_acknowledge
         assert!(!log.caught_up(Duration::from_millis(300)).await);
         assert_eq!(count_records(&db.store).await, 10);
 
-        match kind {
-            DbKind::Sqlite => sqlx::raw_sql("DROP TRIGGER audit_disabled"),
-            DbKind::Postgres => sqlx::raw_sql("DROP TRIGGER audit_disabled ON audit_records"),
-        }
-        .execute(pool)
-        .await
-        .unwrap();
+        take_inserts(&db.store).await;
         // The indexer's retry puts the acknowledged record in, and the journal takes records
         // again.
         assert!(log.caught_up(Duration::from_secs(5)).await, "{kind:?}");
