@@ -103,11 +103,23 @@ fn check_id(what: &'static str, value: &str) -> Result<(), IdError> {
     }
 }
 
-/// A new request id: 128 random bits in hex. It names one request in the audit log, on the
-/// refusal page the person quotes, and in the assertion the upstream receives.
+/// A new request id: 32 hex digits, the time in milliseconds since 1970 (12) and then 80
+/// random bits (20). It names one request in the audit log, on the refusal page the person
+/// quotes, and in the assertion the upstream receives.
+///
+/// The time comes first so that ids made one after another sort one after another: the audit
+/// log's index on request ids then grows at its end. With 128 random bits every record went to
+/// a random page of that index, a page written again in each transaction of the log; in
+/// `sekisho-bench` at 128 connections that index alone cost a fifth of the throughput and most
+/// of the p99 (docs/audit.md). 80 random bits keep ids unguessable and distinct; an id was
+/// never a secret, and the time it shows is known to whoever holds it.
 pub fn new_request_id() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    aws_lc_rs::rand::fill(&mut b[6..]).expect("system randomness");
     hex::encode(b)
 }
 
@@ -184,10 +196,27 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_are_random_hex() {
+    fn request_ids_are_hex_time_first_then_random() {
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let before = now_ms();
         let (a, b) = (new_request_id(), new_request_id());
+        let after = now_ms();
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+        // The first 12 digits are the time it was made; the rest differ between two ids made
+        // in the same millisecond.
+        let t = u64::from_str_radix(&a[..12], 16).unwrap();
+        assert!(before <= t && t <= after, "{t} not in {before}..={after}");
+        assert_ne!(a[12..], b[12..]);
+        // Made later, sorts later.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let c = new_request_id();
+        assert!(c > a && c > b, "{c} after {a}, {b}");
     }
 }
