@@ -67,6 +67,8 @@ pub(super) struct Connection {
     busy_unrecorded: AtomicU64,
     /// Permitted requests whose terminal went away before the answer (`forward.rs`).
     aborted: AtomicU64,
+    /// The counts this connection's terminal shares across its connections (`fanout.rs`).
+    pub load: Option<super::fanout::SlotRef>,
 }
 
 /// Permitted requests per connection whose abandonment gets an outcome record of its own; the
@@ -228,7 +230,12 @@ impl Gateway {
             Identity::Terminal { serial, .. } => Some(self.registry.track(serial)),
             Identity::Invalid { .. } | Identity::None => None,
         };
+        let load = self.load.join(match &identity {
+            Identity::Terminal { id, .. } => Some(id),
+            _ => None,
+        });
         let conn = Arc::new(Connection {
+            load,
             peer,
             local,
             tunnel_owner: via_tunnel,

@@ -11,13 +11,14 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use sekisho_protocol::Reason;
+use sekisho_protocol::{Reason, TerminalId};
 
 use super::Gateway;
 use super::connection::Connection;
@@ -30,33 +31,87 @@ enum Kind {
     Upstream = 1,
 }
 
-/// What each terminal has in progress; an entry exists only while it has something.
+/// The terminals with a connection open, each with the counts its connections share. The map
+/// is touched once per connection, when it opens and closes; a request only counts in and out
+/// on its connection's [`Slot`], without a lock.
 #[derive(Default)]
 pub(super) struct TerminalLoad {
-    counts: Mutex<HashMap<String, [usize; 2]>>,
+    slots: Mutex<HashMap<String, Weak<Slot>>>,
+}
+
+/// What one terminal has in progress, across its connections.
+#[derive(Default)]
+pub(super) struct Slot {
+    counts: [AtomicUsize; 2],
+}
+
+/// A connection's hold on its terminal's slot: the map forgets the terminal when the last one
+/// goes.
+pub(super) struct SlotRef {
+    load: Arc<TerminalLoad>,
+    key: String,
+    slot: Arc<Slot>,
 }
 
 /// One counted request; dropping it counts it out.
 pub(super) struct LoadPermit {
-    load: Arc<TerminalLoad>,
-    key: String,
+    slot: Arc<Slot>,
     kind: Kind,
 }
 
 impl TerminalLoad {
-    fn enter(self: &Arc<Self>, key: &str, kind: Kind, limit: usize) -> Option<LoadPermit> {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let c = counts.entry(key.to_string()).or_default();
-        if c[kind as usize] >= limit {
-            if c == &[0, 0] {
-                counts.remove(key);
+    /// The slot of the terminal a connection's certificate names (the identity checked against
+    /// the registry later, on every request). Connections without one are not counted: all
+    /// they get is a refusal page, bounded by `limits.max_connections` and the streams per
+    /// connection.
+    pub(super) fn join(self: &Arc<Self>, terminal: Option<&TerminalId>) -> Option<SlotRef> {
+        let t = terminal?;
+        let key = format!("{}/{}", t.facility, t.terminal);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = match slots.get(&key).and_then(Weak::upgrade) {
+            Some(s) => s,
+            None => {
+                let s = Arc::new(Slot::default());
+                slots.insert(key.clone(), Arc::downgrade(&s));
+                s
             }
+        };
+        Some(SlotRef {
+            load: self.clone(),
+            key,
+            slot,
+        })
+    }
+}
+
+impl Drop for SlotRef {
+    fn drop(&mut self) {
+        let mut slots = self.load.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the map's lock no other connection can take a new hold on this slot, so one
+        // strong count left (this one) means the terminal has no other connection. A permit
+        // that outlives its connection keeps the slot alive but not the entry: the terminal's
+        // next connection starts a slot of its own.
+        if Arc::strong_count(&self.slot) == 1
+            && slots
+                .get(&self.key)
+                .is_some_and(|w| w.as_ptr() == Arc::as_ptr(&self.slot))
+        {
+            slots.remove(&self.key);
+        }
+    }
+}
+
+impl Slot {
+    fn enter(self: &Arc<Self>, kind: Kind, limit: usize) -> Option<LoadPermit> {
+        let c = &self.counts[kind as usize];
+        // Counted in first, then checked: two requests racing for the last place cannot both
+        // pass, and one over the limit counts itself out again.
+        if c.fetch_add(1, Ordering::AcqRel) >= limit {
+            c.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        c[kind as usize] += 1;
         Some(LoadPermit {
-            load: self.clone(),
-            key: key.to_string(),
+            slot: self.clone(),
             kind,
         })
     }
@@ -64,33 +119,19 @@ impl TerminalLoad {
 
 impl Drop for LoadPermit {
     fn drop(&mut self) {
-        let mut counts = self.load.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = counts.get_mut(&self.key) {
-            c[self.kind as usize] -= 1;
-            if c == &[0, 0] {
-                counts.remove(&self.key);
-            }
-        }
+        self.slot.counts[self.kind as usize].fetch_sub(1, Ordering::AcqRel);
     }
-}
-
-/// The key a terminal is counted under: the identity its certificate names (checked against
-/// the registry later, on every request). Connections without one are not counted: all they
-/// get is a refusal page, bounded by `limits.max_connections` and the streams per connection.
-fn key(conn: &Connection) -> Option<String> {
-    conn.terminal()
-        .map(|t| format!("{}/{}", t.facility, t.terminal))
 }
 
 impl Gateway {
     /// Counts a request in for its terminal, or refuses it.
     pub(super) fn admit_request(&self, conn: &Connection) -> Result<Option<LoadPermit>, Reason> {
-        let Some(key) = key(conn) else {
+        let Some(slot) = &conn.load else {
             return Ok(None);
         };
-        match self
-            .load
-            .enter(&key, Kind::Requests, self.cfg.limits.terminal_max_requests)
+        match slot
+            .slot
+            .enter(Kind::Requests, self.cfg.limits.terminal_max_requests)
         {
             Some(p) => Ok(Some(p)),
             None => Err(Reason::TerminalBusy),
@@ -100,12 +141,12 @@ impl Gateway {
     /// Counts a decided request in as holding an upstream connection, or refuses it; the
     /// permit goes with the request to the upstream and with the answer's body back.
     pub(super) fn admit_upstream(&self, ctx: &mut RequestCtx<'_>) -> Result<(), Reason> {
-        let Some(key) = key(ctx.conn) else {
+        let Some(slot) = &ctx.conn.load else {
             return Ok(());
         };
-        let p = self
-            .load
-            .enter(&key, Kind::Upstream, self.cfg.limits.terminal_max_upstream)
+        let p = slot
+            .slot
+            .enter(Kind::Upstream, self.cfg.limits.terminal_max_upstream)
             .ok_or(Reason::TerminalBusy)?;
         ctx.upstream_permit = Some(p);
         ctx.conn.burst_over();
@@ -161,21 +202,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_per_key_and_forgets_idle_keys() {
+    fn counts_per_slot_and_forgets_terminals_without_connections() {
         let load = Arc::new(TerminalLoad::default());
-        let a1 = load.enter("f/a", Kind::Requests, 2).unwrap();
-        let a2 = load.enter("f/a", Kind::Requests, 2).unwrap();
-        assert!(load.enter("f/a", Kind::Requests, 2).is_none());
+        let a = Arc::new(Slot::default());
+        let a1 = a.enter(Kind::Requests, 2).unwrap();
+        let a2 = a.enter(Kind::Requests, 2).unwrap();
+        assert!(a.enter(Kind::Requests, 2).is_none());
+        // A refusal counts itself out again.
+        assert_eq!(a.counts[Kind::Requests as usize].load(Ordering::Relaxed), 2);
         // Another terminal, and the other kind, are counted apart.
-        let b = load.enter("f/b", Kind::Requests, 2).unwrap();
-        let u = load.enter("f/a", Kind::Upstream, 1).unwrap();
-        assert!(load.enter("f/a", Kind::Upstream, 1).is_none());
+        let b = Arc::new(Slot::default());
+        let b1 = b.enter(Kind::Requests, 2).unwrap();
+        let u = a.enter(Kind::Upstream, 1).unwrap();
+        assert!(a.enter(Kind::Upstream, 1).is_none());
         drop(a1);
-        assert!(load.enter("f/a", Kind::Requests, 2).is_some());
-        drop((a2, b, u));
-        assert!(load.counts.lock().unwrap().is_empty());
-        // A refusal for a key with nothing in progress leaves no entry behind.
-        assert!(load.enter("f/c", Kind::Requests, 0).is_none());
-        assert!(load.counts.lock().unwrap().is_empty());
+        assert!(a.enter(Kind::Requests, 2).is_some());
+        drop((a2, b1, u));
+        assert_eq!(a.counts[0].load(Ordering::Relaxed), 0);
+        assert_eq!(a.counts[1].load(Ordering::Relaxed), 0);
+        // Two holds on one terminal share its slot; the entry goes with the last of them.
+        let key = "f/a".to_string();
+        let hold = |slot: &Arc<Slot>| SlotRef {
+            load: load.clone(),
+            key: key.clone(),
+            slot: slot.clone(),
+        };
+        load.slots
+            .lock()
+            .unwrap()
+            .insert(key.clone(), Arc::downgrade(&a));
+        let (h1, h2) = (hold(&a), hold(&a));
+        drop(a);
+        drop(h1);
+        assert!(load.slots.lock().unwrap().contains_key("f/a"));
+        drop(h2);
+        assert!(load.slots.lock().unwrap().is_empty());
     }
 }
