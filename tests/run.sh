@@ -41,6 +41,13 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is needed at 127.0.0.1:5432 (user postgres, trust auth)"; exit 1; }
 
+# vpcd's readers listen on 35963 and 35964, inside Linux's ephemeral port range: a test's
+# loopback connection that happened to use one (even in TIME-WAIT) kept pcscd from opening that
+# reader ("Address already in use"), and every card test on it failed. Reserved, no connection
+# is given them.
+sysctl -q -w net.ipv4.ip_local_reserved_ports=35963-35964 2>/dev/null \
+  || echo "warning: cannot reserve ports 35963-35964 for vpcd; a card test may find its reader missing"
+
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
