@@ -221,6 +221,7 @@ fn fill_sample(sample: &mut Sample, requests: u64, edges: &(WindowSample, Window
         };
         sample.audit_commit = delta(metrics::AUDIT_COMMIT_SECONDS);
         sample.audit_batch = delta(metrics::AUDIT_BATCH_SIZE);
+        sample.index_lag = after.value(metrics::AUDIT_INDEX_LAG);
     }
 }
 

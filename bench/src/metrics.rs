@@ -16,6 +16,9 @@ use anyhow::{Context, Result, bail};
 pub const AUDIT_COMMIT_SECONDS: &str = "sekisho_audit_commit_seconds";
 /// Histogram of records per audit batch.
 pub const AUDIT_BATCH_SIZE: &str = "sekisho_audit_batch_size";
+/// Gauge of audit records durable in the journal but not yet in the store (the indexer's lag;
+/// at 20,000 the journal holds new batches back).
+pub const AUDIT_INDEX_LAG: &str = "sekisho_audit_index_lag_records";
 /// Gauge of open terminal connections.
 pub const CONNECTIONS_OPEN: &str = "sekisho_connections_open";
 

@@ -98,6 +98,8 @@ pub struct Sample {
     pub audit_commit: Option<Histogram>,
     /// Records per audit batch, this run's delta.
     pub audit_batch: Option<Histogram>,
+    /// Records waiting for the store at the window's end (journal mode; `None` without).
+    pub index_lag: Option<f64>,
 }
 
 impl Sample {
@@ -123,6 +125,7 @@ impl Sample {
             others_cores: None,
             audit_commit: None,
             audit_batch: None,
+            index_lag: None,
         }
     }
 }
@@ -180,6 +183,9 @@ pub fn print_run(sample: &Sample, run: &RunResult) {
                 );
             }
             None => line.push_str("  audit commit n/a"),
+        }
+        if let Some(lag) = sample.index_lag {
+            let _ = write!(line, ", {lag:.0} waiting for the store at the end");
         }
     }
     if let Some(cpu) = &sample.bench_cpu {
@@ -790,6 +796,7 @@ mod tests {
             others_cores: None,
             audit_commit: None,
             audit_batch: None,
+            index_lag: None,
         }
     }
 
