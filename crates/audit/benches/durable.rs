@@ -72,7 +72,8 @@ fn fdatasync_floor(dir: &Path) -> (Duration, Duration) {
 
 fn record(n: usize) -> AuditRecord {
     AuditRecord {
-        request_id: format!("req-{n:012}"),
+        // The gateway's own ids (time first, then random): their index is part of the cost.
+        request_id: sekisho_protocol::new_request_id(),
         event: Event::Request,
         peer: Some("192.0.2.10:50000".into()),
         terminal: Some("T0001".into()),
