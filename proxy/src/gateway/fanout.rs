@@ -88,9 +88,10 @@ impl Drop for SlotRef {
     fn drop(&mut self) {
         let mut slots = self.load.slots.lock().unwrap_or_else(|p| p.into_inner());
         // Under the map's lock no other connection can take a new hold on this slot, so one
-        // strong count left (this one) means the terminal has no other connection. A permit
-        // that outlives its connection keeps the slot alive but not the entry: the terminal's
-        // next connection starts a slot of its own.
+        // strong count left (this one) means the terminal has nothing else open. A permit that
+        // outlives its connection keeps the slot and its entry: a connection the terminal opens
+        // meanwhile shares them, and once the permit is gone the dead entry is replaced by the
+        // terminal's next connection (at most one entry per terminal either way).
         if Arc::strong_count(&self.slot) == 1
             && slots
                 .get(&self.key)
