@@ -64,10 +64,10 @@ const FAILING_FOR: Duration = Duration::from_secs(5);
 const ROWS_PER_INSERT: usize = 64;
 /// Most records the indexer puts in one transaction.
 const INDEX_BATCH: usize = 4096;
-/// How long the indexer gathers journal batches after the first before it writes them: the
-/// store's cost per record falls with the size of the transaction (the head, the checkpoint,
-/// the commit, and the index pages each record shares with its neighbours), and nothing waits
-/// for the indexer but the console's reads.
+/// How long the indexer gathers journal batches after the first before it writes them, so that
+/// a transaction's fixed costs (the head, the checkpoint, the commit) are shared by many
+/// records; nothing waits for the indexer but the console's reads. In `sekisho-bench` 50 ms
+/// did no better than 5 (docs/audit.md): past this, a record's cost is its row and index pages.
 const INDEX_GATHER: Duration = Duration::from_millis(5);
 /// Most records journaled and not yet indexed: beyond that a batch waits for the indexer
 /// (back-pressure: the store is slower than the disk), and is refused if it is still too far

@@ -43,6 +43,16 @@ pub(super) enum Identity {
     },
 }
 
+impl Identity {
+    /// The terminal the certificate names, if it names one.
+    fn terminal(&self) -> Option<&TerminalId> {
+        match self {
+            Identity::Terminal { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// One terminal connection: what the handshake established and whether it is busy.
 pub(super) struct Connection {
     pub peer: SocketAddr,
@@ -84,10 +94,7 @@ impl Connection {
     }
 
     pub fn terminal(&self) -> Option<&TerminalId> {
-        match &self.identity {
-            Identity::Terminal { id, .. } => Some(id),
-            _ => None,
-        }
+        self.identity.terminal()
     }
 
     fn touch(&self) {
@@ -230,10 +237,7 @@ impl Gateway {
             Identity::Terminal { serial, .. } => Some(self.registry.track(serial)),
             Identity::Invalid { .. } | Identity::None => None,
         };
-        let load = self.load.join(match &identity {
-            Identity::Terminal { id, .. } => Some(id),
-            _ => None,
-        });
+        let load = self.load.join(identity.terminal());
         let conn = Arc::new(Connection {
             load,
             peer,

@@ -221,22 +221,29 @@ mod tests {
         drop((a2, b1, u));
         assert_eq!(a.counts[0].load(Ordering::Relaxed), 0);
         assert_eq!(a.counts[1].load(Ordering::Relaxed), 0);
-        // Two holds on one terminal share its slot; the entry goes with the last of them.
-        let key = "f/a".to_string();
-        let hold = |slot: &Arc<Slot>| SlotRef {
-            load: load.clone(),
-            key: key.clone(),
-            slot: slot.clone(),
-        };
-        load.slots
-            .lock()
-            .unwrap()
-            .insert(key.clone(), Arc::downgrade(&a));
-        let (h1, h2) = (hold(&a), hold(&a));
-        drop(a);
-        drop(h1);
+        // Two connections of one terminal share its slot; the entry goes with the last of
+        // them, and another terminal has a slot of its own.
+        let (fa, fb) = (
+            TerminalId::new("f", "a").unwrap(),
+            TerminalId::new("f", "b").unwrap(),
+        );
+        assert!(load.join(None).is_none());
+        let h1 = load.join(Some(&fa)).unwrap();
+        let h2 = load.join(Some(&fa)).unwrap();
+        let other = load.join(Some(&fb)).unwrap();
+        assert!(Arc::ptr_eq(&h1.slot, &h2.slot));
+        assert!(!Arc::ptr_eq(&h1.slot, &other.slot));
+        let _p = h1.slot.enter(Kind::Requests, 1).unwrap();
+        assert!(h2.slot.enter(Kind::Requests, 1).is_none());
+        drop((h1, other));
         assert!(load.slots.lock().unwrap().contains_key("f/a"));
+        assert!(!load.slots.lock().unwrap().contains_key("f/b"));
         drop(h2);
+        // A permit still out keeps the slot and its entry; a connection opened meanwhile
+        // shares them.
+        let h3 = load.join(Some(&fa)).unwrap();
+        assert!(h3.slot.enter(Kind::Requests, 1).is_none());
+        drop((_p, h3));
         assert!(load.slots.lock().unwrap().is_empty());
     }
 }
