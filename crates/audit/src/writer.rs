@@ -940,10 +940,19 @@ async fn probe(store: Store, down: Arc<AtomicBool>) -> AnyConnection {
 /// The multi-row insert. SQLite gets anonymous `?` parameters: with numbered ones, binding
 /// looks each name up in a linear list (sqlite3_bind_parameter_name), which made a 64-row batch
 /// quadratic and was the largest single cost of the gateway's request path under load.
+///
+/// On SQLite it is `INSERT OR FAIL`: a plain multi-row insert inside a transaction may have to
+/// undo its own rows alone, so SQLite copies every page it touches into a statement journal, a
+/// temporary file (most of the indexer's `pwrite`s under load). With `OR FAIL` it keeps no such
+/// journal; a failed insert fails the whole batch here anyway (the transaction is rolled back).
 pub fn insert_sql(rows: usize, kind: DbKind) -> String {
     const COLS: usize = 15;
-    let mut sql = String::from(
-        "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \
+    let mut sql = String::from(match kind {
+        DbKind::Sqlite => "INSERT OR FAIL",
+        DbKind::Postgres => "INSERT",
+    });
+    sql.push_str(
+        " INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, node, \
          terminal, user_id, patient, break_glass_id, facility, reason, route) VALUES ",
     );
     for r in 0..rows {
@@ -971,7 +980,12 @@ mod tests {
     fn insert_sql_numbers_every_parameter() {
         let sql = super::insert_sql(2, sekisho_store::DbKind::Postgres);
         assert!(sql.ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15), ($16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"), "{sql}");
+        assert!(sql.starts_with("INSERT INTO audit_records "), "{sql}");
         let sql = super::insert_sql(2, sekisho_store::DbKind::Sqlite);
+        assert!(
+            sql.starts_with("INSERT OR FAIL INTO audit_records "),
+            "{sql}"
+        );
         assert!(
             sql.ends_with(
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
