@@ -1050,6 +1050,115 @@ fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
     assert_eq!(g.upstream.hits(), 2);
 }
 
+/// An upstream whose every answer sends half its body, stalls for `stall`, then sends the rest
+/// (keep-alive, HTTP/1.1). Its address.
+fn stalling_upstream(stall: Duration) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.clear();
+                    let head =
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n";
+                    if s.write_all(format!("{head}first half").as_bytes()).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(stall);
+                    if s.write_all(b" then rest").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn parked(g: &Gateway) -> f64 {
+    let (_, metrics) = g.mgmt_get("/metrics").expect("metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sekisho_connections_parked "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("sekisho_connections_parked in /metrics")
+}
+
+/// An HTTP/1 connection idle between requests is parked without hyper's buffers
+/// (`gateway/served.rs`) and served again on its next request, on the same connection; an
+/// answer whose body stalls for longer than that is not taken apart midway.
+#[test]
+fn idle_connections_are_parked_and_woken_and_a_stalled_answer_is_not_cut() {
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            upstream_url: Some(format!(
+                "http://{}",
+                stalling_upstream(Duration::from_millis(2500))
+            )),
+            ..Default::default()
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tls = tls_connect(&g, "t1").await;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for n in 0..3 {
+            let resp = sender
+                .send_request(get(&g, &format!("/?n={n}")))
+                .await
+                .unwrap_or_else(|e| panic!("request {n} on the kept-alive connection: {e}"));
+            assert_eq!(resp.status(), 200, "request {n}");
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap_or_else(|e| panic!("the body of answer {n} was cut: {e}"))
+                .to_bytes();
+            assert_eq!(&body[..], b"first half then rest", "answer {n}");
+            // The answer took 2.5 s: it was not parked meanwhile, and is not yet.
+            assert_eq!(parked(&g), 0.0, "parked right after answer {n}");
+            // Quiet for longer than PARK_AFTER: parked, then woken by the next request.
+            let waited = Instant::now();
+            while parked(&g) < 1.0 {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(5),
+                    "the idle connection was not parked after answer {n}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        drop(sender);
+        let _ = conn.await;
+    });
+    // The connection's close is seen by the gateway: nothing stays counted as parked.
+    let waited = Instant::now();
+    while parked(&g) != 0.0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "a closed connection is still counted as parked"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(g.upstream.hits(), 0);
+}
+
 #[test]
 fn https_upstream_with_its_own_trust_store_and_client_certificate() {
     // Gateway B is the upstream; gateway A reaches it over mTLS as B's terminal "a-link".

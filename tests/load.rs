@@ -83,13 +83,17 @@ fn soft_nofile(pid: u32) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn connections_open(g: &Gateway) -> f64 {
+fn gauge(g: &Gateway, name: &str) -> f64 {
     let (_, metrics) = g.mgmt_get("/metrics").expect("metrics");
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("sekisho_connections_open "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .expect("sekisho_connections_open in /metrics")
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
+fn connections_open(g: &Gateway) -> f64 {
+    gauge(g, "sekisho_connections_open")
 }
 
 #[test]
@@ -144,7 +148,17 @@ fn ten_thousand_idle_connections_and_the_gateway_keeps_serving() {
         held
     });
     let opened_in = began.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
+    // Idle between requests, every one is parked without hyper's buffers (`served.rs`).
+    let waited = Instant::now();
+    let mut parked = gauge(&g, "sekisho_connections_parked");
+    while parked < IDLE as f64 && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        parked = gauge(&g, "sekisho_connections_parked");
+    }
+    assert!(
+        parked >= IDLE as f64,
+        "{parked} of {IDLE} idle connections parked"
+    );
     let rss_held = rss_kib(pid);
     let gauge = connections_open(&g);
     let fds_held = std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub latency: Family<Labels, Histogram>,
     pub handshake_failures: Family<Labels, Counter>,
     pub connections_open: Gauge,
+    /// Of them, idle HTTP/1 connections held without hyper's buffers (`gateway/served.rs`).
+    pub connections_parked: Gauge,
     pub spoofed_headers_removed: Counter,
     pub enrollments: Family<Labels, Counter>,
     pub audit: AuditMetrics,
@@ -108,6 +110,12 @@ impl Metrics {
             "Open terminal connections",
             connections_open.clone(),
         );
+        let connections_parked = Gauge::default();
+        registry.register(
+            "sekisho_connections_parked",
+            "Open terminal connections idle between HTTP/1 requests, held without hyper's buffers",
+            connections_parked.clone(),
+        );
         let spoofed_headers_removed = Counter::default();
         registry.register(
             "sekisho_spoofed_headers_removed",
@@ -159,6 +167,7 @@ impl Metrics {
             latency,
             handshake_failures,
             connections_open,
+            connections_parked,
             spoofed_headers_removed,
             enrollments,
             audit,

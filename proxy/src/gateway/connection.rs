@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls_pki_types::CertificateDer;
 use sekisho_audit::{AuditRecord, Decision, Event};
@@ -25,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use super::Gateway;
 use super::assertion::AssertionCache;
+use super::served::{PARK_AFTER, Served, Step, Unread};
 use crate::throttle::{Limited, Scope, source_key};
 use crate::tls::handshake_failure_reason;
 use sekisho_protocol::Reason;
@@ -77,6 +78,10 @@ pub(super) struct Connection {
     busy_unrecorded: AtomicU64,
     /// Permitted requests whose terminal went away before the answer (`forward.rs`).
     aborted: AtomicU64,
+    /// Answers whose body hyper is still sending ([`Answering`]).
+    answering: AtomicUsize,
+    /// Bytes were written and not yet flushed to the socket ([`HeadWatch`]).
+    unflushed: AtomicBool,
     /// The counts this connection's terminal shares across its connections (`fanout.rs`).
     pub load: Option<super::fanout::SlotRef>,
 }
@@ -141,6 +146,63 @@ impl Connection {
         self.epoch.elapsed().saturating_sub(Duration::from_millis(
             self.last_active_ms.load(Ordering::Relaxed),
         ))
+    }
+
+    /// Between two HTTP/1 requests and quiet for [`PARK_AFTER`]: no request being handled, no
+    /// answer being sent or flushed, no head begun. hyper then holds only empty buffers.
+    fn parkable(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.answering.load(Ordering::Acquire) == 0
+            && !self.unflushed.load(Ordering::Acquire)
+            && self.head_begun_ms.load(Ordering::Acquire) == 0
+            && self.idle_for() >= PARK_AFTER
+    }
+}
+
+/// An answer's body on its way to the terminal: the connection is not idle until hyper has sent
+/// it all and dropped it (an upstream's body can stall for longer than [`PARK_AFTER`]).
+pub(super) struct Answering {
+    body: crate::body::Body,
+    conn: Arc<Connection>,
+}
+
+impl Answering {
+    fn new(
+        resp: http::Response<crate::body::Body>,
+        conn: &Arc<Connection>,
+    ) -> http::Response<Answering> {
+        conn.answering.fetch_add(1, Ordering::AcqRel);
+        resp.map(|body| Answering {
+            body,
+            conn: conn.clone(),
+        })
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.conn.touch();
+        self.conn.answering.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl hyper::body::Body for Answering {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -253,6 +315,8 @@ impl Gateway {
             busy_burst: AtomicBool::new(false),
             busy_unrecorded: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
+            answering: AtomicUsize::new(0),
+            unflushed: AtomicBool::new(false),
         });
         // HTTP/2 has its own frames between requests (pings, settings): only HTTP/1 heads are
         // timed here.
@@ -261,6 +325,7 @@ impl Gateway {
             inner: stream,
             conn: conn.clone(),
             watch: !h2,
+            unread: Unread::default(),
         };
         self.metrics.connections_open.inc();
 
@@ -284,30 +349,16 @@ impl Gateway {
                             .check(Scope::NoCertificate, &source_key(conn.peer.ip()))
                     {
                         gw.limited_on_record(&l, conn.peer);
-                        return Ok::<_, Infallible>(limited_response(&l, req.headers()));
+                        let resp = limited_response(&l, req.headers());
+                        return Ok::<_, Infallible>(Answering::new(resp, &conn));
                     }
-                    Ok::<_, Infallible>(gw.handle(req, &conn).await)
+                    let resp = gw.handle(req, &conn).await;
+                    Ok::<_, Infallible>(Answering::new(resp, &conn))
                 })
             })
         };
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            // hyper's timer also runs while a keep-alive connection waits for its next
-            // request, which closed idle connections after this many seconds instead of
-            // `idle_timeout_secs`; the head is timed from its first byte instead (`HeadWatch`).
-            .header_read_timeout(None)
-            .max_buf_size(self.cfg.limits.max_header_bytes.max(8192))
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(self.cfg.limits.max_header_bytes as u32)
-            .max_concurrent_streams(128)
-            .keep_alive_interval(Some(Duration::from_secs(30)));
-        let served = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-        tokio::pin!(served);
+        let protocols = &self.protocols;
+        let mut served = Served::start(protocols, TokioIo::new(io), svc, h2);
         let idle = Duration::from_secs(self.cfg.limits.idle_timeout_secs);
         let head_limit = Duration::from_secs(self.cfg.limits.header_read_timeout_secs);
         let tick = (idle / 4)
@@ -323,39 +374,68 @@ impl Gateway {
         let mut shutting_down = false;
         // Why the connection ended, when the terminal broke the protocol.
         let mut broken: Option<String> = None;
+        // Deadlines, not fresh sleeps per turn: the loop also turns when a connection parks or
+        // wakes, and the checks must still come round.
+        let mut next_tick = tokio::time::Instant::now() + tick;
+        let mut next_park = tokio::time::Instant::now() + PARK_AFTER;
         loop {
             tokio::select! {
-                r = served.as_mut() => {
-                    if let Err(e) = r {
-                        debug!(%peer, error = %e, "connection ended with an error");
-                        broken = protocol_error(e.as_ref());
+                step = std::future::poll_fn(|cx| served.poll_step(cx)) => match step {
+                    Step::Ended(r) => {
+                        if let Err(e) = r {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                            broken = protocol_error(&e);
+                        }
+                        break;
                     }
-                    break;
-                }
+                    Step::Woken => {
+                        served.wake(protocols);
+                        self.metrics.connections_parked.dec();
+                        next_park = tokio::time::Instant::now() + PARK_AFTER;
+                    }
+                },
                 _ = &mut revoked => {
                     // Dropping the connection closes the socket at once, mid-request or not.
                     info!(%peer, "closing a connection whose terminal lost access");
                     self.audit.append_nowait(self.closed_record(&conn));
                     break;
                 }
-                _ = tokio::time::sleep(tick) => {
+                _ = tokio::time::sleep_until(next_park), if served.can_park() => {
+                    if conn.parkable() && served.park(protocols) {
+                        self.metrics.connections_parked.inc();
+                    }
+                    // Busy (or just parked): look again once it may have been quiet long enough.
+                    let left = PARK_AFTER.saturating_sub(conn.idle_for());
+                    next_park = tokio::time::Instant::now()
+                        + if left.is_zero() { PARK_AFTER } else { left };
+                }
+                _ = tokio::time::sleep_until(next_tick) => {
+                    next_tick = tokio::time::Instant::now() + tick;
                     if conn.head_overdue(head_limit) {
                         // A head that never finishes (slowloris): dropped, as hyper would.
                         debug!(%peer, "request head not finished in time");
                         broken = Some("request head not finished in time".into());
                         break;
                     }
-                    if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= idle {
-                        served.as_mut().graceful_shutdown();
+                    if conn.in_flight.load(Ordering::Relaxed) == 0
+                        && conn.idle_for() >= idle
+                        && served.shut_down().await
+                    {
+                        break;
                     }
                 }
                 _ = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
-                    served.as_mut().graceful_shutdown();
+                    if served.shut_down().await {
+                        break;
+                    }
                 }
             }
         }
         self.metrics.connections_open.dec();
+        if served.is_parked() {
+            self.metrics.connections_parked.dec();
+        }
         if let Some(rec) = self.summary_record(&conn, broken) {
             self.audit.append_nowait(rec);
         }
@@ -445,11 +525,29 @@ impl Gateway {
 }
 
 /// A connection's bytes, noting when the head of a request begins to arrive on an idle HTTP/1
-/// connection, so that the head — and only the head — is timed (`limits.header_read_timeout_secs`).
-struct HeadWatch<S> {
-    inner: S,
+/// connection, so that the head — and only the head — is timed (`limits.header_read_timeout_secs`),
+/// and whether what was written has been flushed (a connection is parked only once it has).
+pub(super) struct HeadWatch<S> {
+    pub inner: S,
     conn: Arc<Connection>,
     watch: bool,
+    /// Read by hyper before its connection was parked, not yet used (`served.rs`).
+    unread: Unread,
+}
+
+impl<S> HeadWatch<S> {
+    /// Bytes to be read again before the stream's own.
+    pub fn unread(&mut self, b: bytes::Bytes) {
+        self.unread.put(b);
+    }
+
+    fn wrote<T>(&self, r: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        // Pending too: hyper has bytes the socket did not take.
+        if !matches!(r, Poll::Ready(Err(_))) {
+            self.conn.unflushed.store(true, Ordering::Release);
+        }
+        r
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for HeadWatch<S> {
@@ -460,7 +558,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for HeadWatch<S> {
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let r = if this.unread.take_into(buf) {
+            Poll::Ready(Ok(()))
+        } else {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        };
         if this.watch
             && buf.filled().len() > before
             && this.conn.in_flight.load(Ordering::Relaxed) == 0
@@ -477,7 +579,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.wrote(r)
     }
 
     fn poll_write_vectored(
@@ -485,7 +589,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -493,7 +599,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            this.conn.unflushed.store(false, Ordering::Release);
+        }
+        r
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -33,6 +33,7 @@ mod outcome;
 mod own;
 pub mod refusal;
 mod route;
+mod served;
 mod session;
 pub mod tunnel;
 mod websocket;
@@ -94,6 +95,8 @@ pub struct Gateway {
     load: Arc<fanout::TerminalLoad>,
     /// Rate limits: handshakes in progress, and those without a certificate (`connection.rs`).
     throttle: Arc<crate::throttle::Throttle>,
+    /// hyper's settings for terminal connections (`served.rs`).
+    protocols: served::Protocols,
 }
 
 /// The parts of a [`Gateway`]; each is built (and can be tested) on its own.
@@ -121,6 +124,7 @@ pub struct GatewayParts {
 
 impl Gateway {
     pub fn new(p: GatewayParts) -> Gateway {
+        let protocols = served::Protocols::new(p.cfg.limits.max_header_bytes);
         Gateway {
             cfg: p.cfg,
             routes: p.routes,
@@ -142,6 +146,7 @@ impl Gateway {
             tunnel: p.tunnel,
             pending_records: audit::pending_records(),
             load: Default::default(),
+            protocols,
             throttle: p.throttle,
         }
     }
