@@ -1,5 +1,9 @@
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = sekisho::cli::Cli::parse();
     tracing_subscriber::fmt()
