@@ -1159,6 +1159,87 @@ fn idle_connections_are_parked_and_woken_and_a_stalled_answer_is_not_cut() {
     assert_eq!(g.upstream.hits(), 0);
 }
 
+/// An upstream that answers each connection's first request as soon as its head has arrived,
+/// then reads and discards whatever else comes (a body it never wanted). Its address.
+fn early_answering_upstream() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { break };
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                while let Ok(n) = s.read(&mut chunk) {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The rest of a request body that arrives after the upstream has answered (and after the
+/// connection has been quiet for longer than it takes to park an idle one) is read as that
+/// body, never as a request of its own: a parked connection forgets where a body ends.
+#[test]
+fn a_body_still_arriving_after_the_answer_is_not_read_as_a_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let g = Gateway::start_with(
+        Db::Sqlite,
+        Options {
+            upstream_url: Some(format!("http://{}", early_answering_upstream())),
+            extra_config: "[[route]]\nname = \"debug-post\"\nmethods = [\"POST\"]\npath = \"/debug/post\"\nlevel = \"terminal\"\naction = \"write\"\n[[route]]\nname = \"debug-headers\"\nmethods = [\"GET\"]\npath = \"/debug/headers\"\nlevel = \"terminal\"\naction = \"view\"\n".into(),
+            ..Default::default()
+        },
+    );
+    let smuggled = "GET /debug/headers?smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let first = "x".repeat(16);
+    let len = first.len() + smuggled.len();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(async {
+        let mut s = tls_connect(&g, "t1").await;
+        let head = format!(
+            "POST /debug/post HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n{first}"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the upstream's early answer")
+            .unwrap();
+        let mut answer = buf[..n].to_vec();
+        assert!(
+            String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        // Quiet for longer than an idle connection takes to be parked, then the body's rest.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let _ = s.write_all(smuggled.as_bytes()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "the body's rest was answered as a request: {answer}"
+    );
+}
+
 #[test]
 fn https_upstream_with_its_own_trust_store_and_client_certificate() {
     // Gateway B is the upstream; gateway A reaches it over mTLS as B's terminal "a-link".

@@ -82,6 +82,14 @@ pub(super) struct Connection {
     answering: AtomicUsize,
     /// Bytes were written and not yet flushed to the socket ([`HeadWatch`]).
     unflushed: AtomicBool,
+    /// The last request came with a body. hyper may still be reading it after the answer (an
+    /// upstream that answered early), and taking hyper apart then would read the rest of the
+    /// body as a new request: such a connection is not parked until its next request begins,
+    /// which hyper parses only once the body is done.
+    body_open: AtomicBool,
+    /// hyper began closing the connection (TLS close_notify): it is not parked, which would
+    /// make it keep-alive again.
+    closing: AtomicBool,
     /// The counts this connection's terminal shares across its connections (`fanout.rs`).
     pub load: Option<super::fanout::SlotRef>,
 }
@@ -149,11 +157,14 @@ impl Connection {
     }
 
     /// Between two HTTP/1 requests and quiet for [`PARK_AFTER`]: no request being handled, no
-    /// answer being sent or flushed, no head begun. hyper then holds only empty buffers.
+    /// answer being sent or flushed, no request body that may still be read, not closing, no
+    /// head begun. hyper then holds only empty buffers.
     fn parkable(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
             && self.answering.load(Ordering::Acquire) == 0
             && !self.unflushed.load(Ordering::Acquire)
+            && !self.body_open.load(Ordering::Acquire)
+            && !self.closing.load(Ordering::Acquire)
             && self.head_begun_ms.load(Ordering::Acquire) == 0
             && self.idle_for() >= PARK_AFTER
     }
@@ -317,6 +328,8 @@ impl Gateway {
             aborted: AtomicU64::new(0),
             answering: AtomicUsize::new(0),
             unflushed: AtomicBool::new(false),
+            body_open: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         // HTTP/2 has its own frames between requests (pings, settings): only HTTP/1 heads are
         // timed here.
@@ -339,6 +352,10 @@ impl Gateway {
                 let gw = gw.clone();
                 let conn = conn.clone();
                 Box::pin(async move {
+                    conn.body_open.store(
+                        !hyper::body::Body::is_end_stream(req.body()),
+                        Ordering::Release,
+                    );
                     // Without a certificate every request is a refusal on record: the requests
                     // of such a connection after its first count against the same limit as its
                     // handshake, so one handshake cannot buy a stream of records.
@@ -372,6 +389,8 @@ impl Gateway {
         };
         tokio::pin!(revoked);
         let mut shutting_down = false;
+        // hyper was asked to close the connection: it is not parked any more.
+        let mut closing = false;
         // Why the connection ended, when the terminal broke the protocol.
         let mut broken: Option<String> = None;
         // Deadlines, not fresh sleeps per turn: the loop also turns when a connection parks or
@@ -400,7 +419,7 @@ impl Gateway {
                     self.audit.append_nowait(self.closed_record(&conn));
                     break;
                 }
-                _ = tokio::time::sleep_until(next_park), if served.can_park() => {
+                _ = tokio::time::sleep_until(next_park), if served.can_park() && !closing => {
                     if conn.parkable() && served.park(protocols) {
                         self.metrics.connections_parked.inc();
                     }
@@ -417,15 +436,16 @@ impl Gateway {
                         broken = Some("request head not finished in time".into());
                         break;
                     }
-                    if conn.in_flight.load(Ordering::Relaxed) == 0
-                        && conn.idle_for() >= idle
-                        && served.shut_down().await
-                    {
-                        break;
+                    if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= idle {
+                        closing = true;
+                        if served.shut_down().await {
+                            break;
+                        }
                     }
                 }
                 _ = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
+                    closing = true;
                     if served.shut_down().await {
                         break;
                     }
@@ -608,7 +628,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for HeadWatch<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        this.conn.closing.store(true, Ordering::Release);
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 
