@@ -604,37 +604,15 @@ fn a_suspended_facility_is_cut_off_at_once_and_a_closed_one_for_good() {
     }
 }
 
+/// A hyper HTTP/1.1 client on a new mTLS connection as terminal t1: the sender, and the
+/// connection's future to spawn.
 async fn rust_client(
     g: &Gateway,
 ) -> (
     hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
     impl std::future::Future<Output = ()> + use<>,
 ) {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(g.ca()).unwrap())
-        .unwrap();
-    let (c, k) = g.cert("t1");
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from_pem_file(&c).unwrap()],
-        PrivateKeyDer::from_pem_file(&k).unwrap(),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", g.port))
-        .await
-        .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = tls_connect(g, "t1").await;
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
         .await
         .unwrap();
@@ -1024,11 +1002,7 @@ fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let tls = tls_connect(&g, "t1").await;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
+        let (mut sender, conn) = rust_client(&g).await;
         let conn = tokio::spawn(conn);
         for n in 0..2 {
             if n == 1 {
@@ -1050,48 +1024,55 @@ fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
     assert_eq!(g.upstream.hits(), 2);
 }
 
-/// An upstream whose every answer sends half its body, stalls for `stall`, then sends the rest
-/// (keep-alive, HTTP/1.1). Its address.
-fn stalling_upstream(stall: Duration) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
+/// A plain-TCP upstream for answers hyper would not give: `serve` runs on each connection, in
+/// a thread of its own. Its address.
+fn raw_upstream(serve: fn(std::net::TcpStream)) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for s in listener.incoming() {
-            let Ok(mut s) = s else { break };
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.clear();
-                    let head =
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n";
-                    if s.write_all(format!("{head}first half").as_bytes()).is_err() {
-                        return;
-                    }
-                    std::thread::sleep(stall);
-                    if s.write_all(b" then rest").is_err() {
-                        return;
-                    }
-                }
-            });
+            let Ok(s) = s else { break };
+            std::thread::spawn(move || serve(s));
         }
     });
     addr
 }
 
+/// Reads until the end of a request head (what follows it in the same read is dropped); false
+/// if the connection ends first.
+fn head_arrived(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    true
+}
+
+/// An upstream whose every answer sends half its body, stalls 2.5 s, then sends the rest
+/// (keep-alive, HTTP/1.1).
+fn stalling_upstream() -> std::net::SocketAddr {
+    raw_upstream(|mut s| {
+        use std::io::Write;
+        while head_arrived(&mut s) {
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 20\r\n\r\n";
+            if s.write_all(format!("{head}first half").as_bytes()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2500));
+            if s.write_all(b" then rest").is_err() {
+                return;
+            }
+        }
+    })
+}
+
 fn parked(g: &Gateway) -> f64 {
-    let (_, metrics) = g.mgmt_get("/metrics").expect("metrics");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sekisho_connections_parked "))
-        .and_then(|v| v.trim().parse().ok())
+    g.metric("sekisho_connections_parked")
         .expect("sekisho_connections_parked in /metrics")
 }
 
@@ -1103,10 +1084,7 @@ fn idle_connections_are_parked_and_woken_and_a_stalled_answer_is_not_cut() {
     let g = Gateway::start_with(
         Db::Sqlite,
         Options {
-            upstream_url: Some(format!(
-                "http://{}",
-                stalling_upstream(Duration::from_millis(2500))
-            )),
+            upstream_url: Some(format!("http://{}", stalling_upstream())),
             ..Default::default()
         },
     );
@@ -1115,11 +1093,7 @@ fn idle_connections_are_parked_and_woken_and_a_stalled_answer_is_not_cut() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let tls = tls_connect(&g, "t1").await;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
+        let (mut sender, conn) = rust_client(&g).await;
         let conn = tokio::spawn(conn);
         for n in 0..3 {
             let resp = sender
@@ -1160,33 +1134,15 @@ fn idle_connections_are_parked_and_woken_and_a_stalled_answer_is_not_cut() {
 }
 
 /// An upstream that answers each connection's first request as soon as its head has arrived,
-/// then reads and discards whatever else comes (a body it never wanted). Its address.
+/// then reads and discards whatever else comes (a body it never wanted).
 fn early_answering_upstream() -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { break };
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
-                while let Ok(n) = s.read(&mut chunk) {
-                    if n == 0 {
-                        return;
-                    }
-                }
-            });
+    raw_upstream(|mut s| {
+        use std::io::Write;
+        if head_arrived(&mut s) {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
         }
-    });
-    addr
+    })
 }
 
 /// The rest of a request body that arrives after the upstream has answered (and after the

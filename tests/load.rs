@@ -84,11 +84,7 @@ fn soft_nofile(pid: u32) -> u64 {
 }
 
 fn gauge(g: &Gateway, name: &str) -> f64 {
-    let (_, metrics) = g.mgmt_get("/metrics").expect("metrics");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
+    g.metric(name)
         .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
 

@@ -380,6 +380,17 @@ impl Gateway {
         }
     }
 
+    /// A metric's value (one without labels) on the management listener's `/metrics`; None
+    /// when it is not serving or does not show the metric.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let Some((200, text)) = self.mgmt_get("/metrics") else {
+            return None;
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// (status, body) of a plain-HTTP GET on the management listener.
     pub fn mgmt_get(&self, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
@@ -496,13 +507,8 @@ impl Gateway {
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            let Some((200, text)) = self.mgmt_get("/metrics") else {
-                return; // not serving (stopped, or the listener is down in this test)
-            };
-            let lag = text
-                .lines()
-                .find_map(|l| l.strip_prefix("sekisho_audit_index_lag_records "))
-                .and_then(|v| v.trim().parse::<f64>().ok());
+            // None: not serving (stopped, or the listener is down in this test).
+            let lag = self.metric("sekisho_audit_index_lag_records");
             if lag.is_none_or(|l| l == 0.0) {
                 return;
             }

@@ -87,8 +87,8 @@ pub(super) struct Connection {
     /// body as a new request: such a connection is not parked until its next request begins,
     /// which hyper parses only once the body is done.
     body_open: AtomicBool,
-    /// hyper began closing the connection (TLS close_notify): it is not parked, which would
-    /// make it keep-alive again.
+    /// The gateway asked hyper to close the connection, or hyper began to (TLS close_notify):
+    /// it is not parked, which would make it keep-alive again.
     closing: AtomicBool,
     /// The counts this connection's terminal shares across its connections (`fanout.rs`).
     pub load: Option<super::fanout::SlotRef>,
@@ -389,8 +389,6 @@ impl Gateway {
         };
         tokio::pin!(revoked);
         let mut shutting_down = false;
-        // hyper was asked to close the connection: it is not parked any more.
-        let mut closing = false;
         // Why the connection ended, when the terminal broke the protocol.
         let mut broken: Option<String> = None;
         // Deadlines, not fresh sleeps per turn: the loop also turns when a connection parks or
@@ -419,7 +417,7 @@ impl Gateway {
                     self.audit.append_nowait(self.closed_record(&conn));
                     break;
                 }
-                _ = tokio::time::sleep_until(next_park), if served.can_park() && !closing => {
+                _ = tokio::time::sleep_until(next_park), if served.can_park() => {
                     if conn.parkable() && served.park(protocols) {
                         self.metrics.connections_parked.inc();
                     }
@@ -437,7 +435,7 @@ impl Gateway {
                         break;
                     }
                     if conn.in_flight.load(Ordering::Relaxed) == 0 && conn.idle_for() >= idle {
-                        closing = true;
+                        conn.closing.store(true, Ordering::Release);
                         if served.shut_down().await {
                             break;
                         }
@@ -445,7 +443,7 @@ impl Gateway {
                 }
                 _ = shutdown.changed(), if !shutting_down => {
                     shutting_down = true;
-                    closing = true;
+                    conn.closing.store(true, Ordering::Release);
                     if served.shut_down().await {
                         break;
                     }
