@@ -304,6 +304,16 @@ fn revocation_refuses_new_connections_and_closes_open_ones_within_a_second() {
             let conn_task = tokio::spawn(conn);
             let resp = sender.send_request(get(&g, "/")).await.unwrap();
             assert_eq!(resp.status(), 200);
+            // Idle, the connection is parked without hyper (`served.rs`); R-TERM-4 holds for
+            // it as for one in use.
+            let waited = Instant::now();
+            while parked(&g) < 1.0 {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(5),
+                    "{db:?}: not parked"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             run_ok(&[
                 "terminal",
                 "revoke",
