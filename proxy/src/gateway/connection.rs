@@ -288,14 +288,24 @@ impl Gateway {
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.current());
         let hs_timeout = Duration::from_secs(self.cfg.limits.tls_handshake_timeout_secs);
-        let accepted = tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await;
+        // The handshake runs in a box and hands the stream back in one, as the 429 connection
+        // below is boxed too: a future is as large as its largest await plus every local it
+        // still keeps (a partly moved or borrowed one keeps its room), and the connection's
+        // task keeps that size for the connection's life. Inline, rustls's handshake state, the
+        // TLS stream and a whole hyper connection were carried by every idle connection (7.4
+        // KiB of its task; `-Zprint-type-sizes` and heaptrack, `docs/audit.md`).
+        let accepted = Box::pin(async move {
+            let r = tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await;
+            r.map(|r| r.map(Box::new))
+        })
+        .await;
         drop(permit);
         let stream = match accepted {
             Err(_) => return self.handshake_refused(peer, "handshake_timeout"),
             Ok(Err(e)) => return self.handshake_refused(peer, handshake_failure_reason(&e)),
-            Ok(Ok(s)) => s,
+            Ok(Ok(s)) => *s,
         };
-        let identity = identity(stream.get_ref().1.peer_certificates());
+        let (stream, identity, h2) = handshake_says(stream);
         // Whether a certificate comes is known only now. Past the limit, the connection gets
         // one 429 answer, with no record of its own (the burst has one), and is closed.
         if let Identity::None = identity
@@ -304,7 +314,7 @@ impl Gateway {
                 .check(Scope::NoCertificate, &source_key(peer.ip()))
         {
             self.limited_on_record(&l, peer);
-            return serve_limited(stream, l, hs_timeout).await;
+            return Box::pin(serve_limited(stream, l, hs_timeout)).await;
         }
         let guard = match &identity {
             Identity::Terminal { serial, .. } => Some(self.registry.track(serial)),
@@ -333,7 +343,6 @@ impl Gateway {
         });
         // HTTP/2 has its own frames between requests (pings, settings): only HTTP/1 heads are
         // timed here.
-        let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let io = HeadWatch {
             inner: stream,
             conn: conn.clone(),
@@ -687,6 +696,22 @@ fn protocol_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         cur = err.source();
     }
     None
+}
+
+/// Who the handshake says is there, and whether HTTP/2 was chosen (ALPN). The stream goes in
+/// and out by value: a local that is ever borrowed keeps its room in the connection's future
+/// across every later await, and the TLS stream is over 1 KiB.
+fn handshake_says(
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> (
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Identity,
+    bool,
+) {
+    let tls = stream.get_ref().1;
+    let identity = identity(tls.peer_certificates());
+    let h2 = tls.alpn_protocol() == Some(b"h2".as_slice());
+    (stream, identity, h2)
 }
 
 /// What the client certificate says, before the registry is asked.
