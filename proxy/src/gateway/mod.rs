@@ -151,12 +151,15 @@ impl Gateway {
         }
     }
 
-    /// One request, through the phases.
+    /// One request, through the phases. The answers off the forwarding path (the gateway's
+    /// own pages, refusals) are boxed: a future is as large as its largest await, and inline
+    /// the own pages alone made every request's future 13 KiB, allocated and copied per
+    /// request (`-Zprint-type-sizes`, `docs/audit.md`).
     async fn handle(&self, mut req: Request<Incoming>, conn: &Connection) -> Response<Body> {
         let _in_flight = InFlight::enter(conn);
         let mut ctx = RequestCtx::accept(conn, &mut req, &self.metrics);
         let Ok(_counted) = self.admit_request(conn) else {
-            return self.refuse_busy(ctx).await;
+            return Box::pin(self.refuse_busy(ctx)).await;
         };
         // Normalised once: the path recognised here is the one matched and forwarded.
         let path = sekisho_policies::normalize(req.uri().path());
@@ -164,13 +167,13 @@ impl Gateway {
             && own::is_own(p.as_str())
         {
             let own_path = p.as_str().to_string();
-            return self.own_endpoint(req, &own_path, ctx).await;
+            return Box::pin(self.own_endpoint(req, &own_path, ctx)).await;
         }
         if let Err(reason) = self.decide(&req, path, &mut ctx).await {
-            return self.refuse(ctx, reason).await;
+            return Box::pin(self.refuse(ctx, reason)).await;
         }
         if self.admit_upstream(&mut ctx).is_err() {
-            return self.refuse_busy(ctx).await;
+            return Box::pin(self.refuse_busy(ctx)).await;
         }
         if self.may_overlap(&req, &ctx) {
             let durable = self.record_permit_async(&mut ctx);
