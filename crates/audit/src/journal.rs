@@ -8,10 +8,14 @@
 //!
 //! Layout, in `audit/journal-<node>/`:
 //! - `<first seq, 20 digits>.seg`: a segment. A 16-byte header (`SKJOURN1`, the sequence
-//!   number of its first frame, u64 LE), then frames: length (u32 LE), CRC-32 of the payload
-//!   (u32 LE), payload (the record's canonical JSON, as hashed into the tree). A segment is
-//!   closed at [`SEGMENT_BYTES`] or [`SEGMENT_AGE`] and removed once every frame in it is
-//!   indexed, so the journal holds about a minute of records, not the log.
+//!   number of its first frame, u64 LE), then frames: length (u32 LE, never 0), CRC-32 of the
+//!   payload (u32 LE), payload (the record's canonical JSON, as hashed into the tree), then
+//!   zeros to the file's end: room written ahead of the frames, so that a batch overwrites
+//!   blocks the file already has and its `fdatasync` writes no metadata (the file's size is
+//!   unchanged). On this machine's ext4 that made a sync 0.12 ms instead of 0.18–0.21 and 45
+//!   µs of CPU instead of 60–80 (`docs/audit.md`). A segment is closed at [`SEGMENT_BYTES`]
+//!   or [`SEGMENT_AGE`] and removed once every frame in it is indexed, so the journal holds
+//!   about a minute of records, not the log.
 //! - `lock`: an exclusive `flock` while a gateway writes the journal: two processes with the
 //!   same node name on one data dir would otherwise interleave their frames.
 //!
@@ -31,6 +35,12 @@ use anyhow::{Context, Result, bail};
 /// (they are personal data: the log in the store is where they are kept, and pruned).
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 pub const SEGMENT_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Zeros written ahead of the frames when the room runs out: as many as the segment already
+/// holds, at least [`ROOM_MIN`] and at most [`ROOM_MAX`]. So an idle gateway (a new segment a
+/// minute) writes 64 KiB of zeros a minute, and one under load 1 MiB per 1 MiB of records, in
+/// the same write as the batch that ran out (one sync of 0.3–0.8 ms in ~50).
+const ROOM_MIN: u64 = 64 << 10;
+const ROOM_MAX: u64 = 1 << 20;
 /// `check_all` compares this many of the newest indexed frames a journal holds with the log.
 const CHECK_NEWEST: usize = 1000;
 /// A frame's payload may not be longer (a record is a few hundred bytes; `detail` is bounded).
@@ -69,8 +79,10 @@ pub struct Journal {
     /// When the current segment was started (by this process).
     started: std::time::Instant,
     file: File,
-    /// Bytes of the current segment (where the next frame goes).
+    /// Bytes of the current segment's frames (where the next frame goes).
     len: u64,
+    /// The current segment's size: zeros from `len` to here.
+    room: u64,
     /// The sequence number the next frame gets.
     next: u64,
     /// Set when a failed write could not be undone: the segment's end is unknown, so nothing
@@ -169,6 +181,11 @@ impl Journal {
         }
         let current = segments.pop().expect("not empty");
         let file = open_rw(&current.path)?;
+        let room = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", current.path.display()))?
+            .len()
+            .max(len);
         Ok((
             Journal {
                 dir: dir.to_path_buf(),
@@ -177,6 +194,7 @@ impl Journal {
                 started: std::time::Instant::now(),
                 file,
                 len,
+                room,
                 next,
                 poisoned: None,
                 _lock: lock,
@@ -205,6 +223,10 @@ impl Journal {
                     p.len()
                 );
             }
+            // A zero length is where the frames end and the room begins.
+            if p.is_empty() {
+                bail!("an empty audit record cannot be journalled");
+            }
             buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(p).to_le_bytes());
             buf.extend_from_slice(p);
@@ -216,13 +238,20 @@ impl Journal {
             self.rotate()?;
         }
         let at = self.len;
+        let end = at + buf.len() as u64;
+        if end > self.room {
+            // Out of room: more zeros after this batch, in the same write.
+            let ahead = (at - HEADER).clamp(ROOM_MIN, ROOM_MAX);
+            buf.resize(buf.len() + ahead as usize, 0);
+        }
         let written = self
             .file
             .write_all_at(&buf, at)
             .and_then(|_| self.file.sync_data());
         if let Err(e) = written {
-            // Undo the partial write so the next batch starts on a frame boundary; if even
-            // that fails, stop appending (a restart's open cuts the tail).
+            // Undo the partial write so the next batch starts on a frame boundary (the room
+            // goes too); if even that fails, stop appending (a restart's open cuts the tail).
+            self.room = at;
             if let Err(e2) = self.file.set_len(at).and_then(|_| self.file.sync_data()) {
                 self.poisoned = Some(format!("{e2} (after {e})"));
             }
@@ -231,7 +260,8 @@ impl Journal {
                 self.current.path.display()
             )));
         }
-        self.len = at + buf.len() as u64;
+        self.room = self.room.max(at + buf.len() as u64);
+        self.len = end;
         let first = self.next;
         self.next += n;
         Ok(first)
@@ -258,6 +288,7 @@ impl Journal {
         self.closed.push(old);
         self.file = file;
         self.len = HEADER;
+        self.room = HEADER;
         self.started = std::time::Instant::now();
         Ok(())
     }
@@ -502,6 +533,14 @@ fn parse_segment(bytes: &[u8], first: u64) -> Parsed {
     p.good_len = HEADER;
     while at < bytes.len() {
         let rest = &bytes[at..];
+        // The room written ahead: zeros to the end. Anything else after a zero length is a
+        // write that did not finish (its first bytes never reached the disk).
+        if rest[..rest.len().min(4)].iter().all(|&b| b == 0) {
+            if rest.iter().any(|&b| b != 0) {
+                p.damage = Some("bytes after the frames' end".into());
+            }
+            break;
+        }
         if rest.len() < FRAME_HEAD {
             p.damage = Some("a frame header is cut short".into());
             break;
@@ -614,6 +653,15 @@ mod tests {
         assert!(Journal::open(&dir, 3).is_err());
     }
 
+    /// Where the frames of a segment end (the room's zeros follow).
+    fn frames_end(seg: &Path) -> usize {
+        parse_segment(&fs::read(seg).unwrap(), first_of(seg)).good_len as usize
+    }
+
+    fn first_of(seg: &Path) -> u64 {
+        seg.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+    }
+
     #[test]
     fn a_torn_tail_is_cut_and_damage_before_it_refuses_to_open() {
         let d = tempfile::tempdir().unwrap();
@@ -622,17 +670,18 @@ mod tests {
         frames(&mut j, &["one", "two"]);
         drop(j);
         let seg = dir.join(format!("{:020}.seg", 5));
+        let end = frames_end(&seg);
+        assert_eq!(end, 16 + 11 + 11);
         let full = fs::read(&seg).unwrap();
-        // A write cut short after its length and part of its payload.
+        // A write cut short after its length and part of its payload, over the room's zeros.
         let mut torn = full.clone();
-        torn.extend_from_slice(&10u32.to_le_bytes());
-        torn.extend_from_slice(&0u32.to_le_bytes());
-        torn.extend_from_slice(b"abc");
+        torn[end..end + 4].copy_from_slice(&10u32.to_le_bytes());
+        torn[end + 8..end + 11].copy_from_slice(b"abc");
         fs::write(&seg, &torn).unwrap();
         let (mut j, r) = Journal::open(&dir, 5).unwrap();
         assert_eq!(r.frames, vec!["one".to_string(), "two".into()]);
-        assert_eq!(r.truncated, 11);
-        assert_eq!(fs::read(&seg).unwrap(), full);
+        assert_eq!(r.truncated, (full.len() - end) as u64);
+        assert_eq!(fs::read(&seg).unwrap(), full[..end]);
         // Appending goes on after the cut.
         assert_eq!(frames(&mut j, &["three"]), 7);
         drop(j);
@@ -642,10 +691,83 @@ mod tests {
         frames(&mut j, &["four"]);
         drop(j);
         let mut bytes = fs::read(&seg).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 1;
+        bytes[frames_end(&seg) - 1] ^= 1;
         fs::write(&seg, &bytes).unwrap();
         let err = Journal::open(&dir, 5).err().unwrap().to_string();
+        assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn batches_overwrite_the_room_written_ahead_and_the_room_is_not_a_frame() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        frames(&mut j, &["a", "b"]);
+        let seg = dir.join(format!("{:020}.seg", 0));
+        let size = fs::metadata(&seg).unwrap().len();
+        assert_eq!(
+            size,
+            16 + 18 + ROOM_MIN,
+            "zeros written ahead of the first batch"
+        );
+        // The next batches go into the room: the file's size (its metadata) does not change.
+        for i in 0..100 {
+            frames(&mut j, &[&format!("record {i}")]);
+        }
+        assert_eq!(fs::metadata(&seg).unwrap().len(), size);
+        // Past the room, more zeros: as many as the segment holds, at least ROOM_MIN.
+        let big = "x".repeat(ROOM_MIN as usize);
+        frames(&mut j, &[&big]);
+        let grown = fs::metadata(&seg).unwrap().len();
+        assert!(
+            grown >= j.len + ROOM_MIN,
+            "{grown} for {} bytes of frames",
+            j.len
+        );
+        let (len, next) = (j.len, j.next_seq());
+        drop(j);
+        // Reopened: the zeros are neither frames nor damage, and nothing is cut.
+        let (mut j, r) = Journal::open(&dir, 0).unwrap();
+        assert_eq!((r.frames.len(), r.truncated), (103, 0));
+        assert_eq!((j.len, j.room, j.next_seq()), (len, grown, next));
+        let i = inspect(&dir).unwrap();
+        assert!(i.damage.is_none() && !i.torn_tail);
+        assert_eq!(frames(&mut j, &["after"]), next);
+        // An empty payload would read as the room: refused, nothing written.
+        assert!(j.append([b"".as_slice()].into_iter()).is_err());
+        assert_eq!(j.next_seq(), next + 1);
+    }
+
+    #[test]
+    fn bytes_past_a_zero_length_in_the_newest_segment_are_a_torn_write() {
+        // A write whose first sector never reached the disk but a later one did: the frames
+        // before it stand, the rest is cut as never acknowledged.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        frames(&mut j, &["one"]);
+        drop(j);
+        let seg = dir.join(format!("{:020}.seg", 0));
+        let end = frames_end(&seg);
+        let mut bytes = fs::read(&seg).unwrap();
+        bytes[end + 600] = 0x7b;
+        fs::write(&seg, &bytes).unwrap();
+        let i = inspect(&dir).unwrap();
+        assert!(i.torn_tail, "{:?}", i.damage);
+        let (mut j, r) = Journal::open(&dir, 0).unwrap();
+        assert_eq!(r.frames, vec!["one".to_string()]);
+        assert_eq!(r.truncated, (bytes.len() - end) as u64);
+        assert_eq!(fs::metadata(&seg).unwrap().len(), end as u64);
+        assert_eq!(frames(&mut j, &["two"]), 1);
+        // In a closed segment the same bytes are damage, not a torn tail.
+        j.rotate().unwrap();
+        frames(&mut j, &["three"]);
+        drop(j);
+        let mut bytes = fs::read(&seg).unwrap();
+        let end = frames_end(&seg);
+        bytes[end + 600] = 0x7b;
+        fs::write(&seg, &bytes).unwrap();
+        let err = Journal::open(&dir, 0).err().unwrap().to_string();
         assert!(err.contains("damaged"), "{err}");
     }
 
