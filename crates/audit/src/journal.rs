@@ -118,8 +118,8 @@ impl Journal {
                 dir.display()
             )
         })?;
-        let scan = scan(dir)?;
-        let mut segments = scan.segments;
+        let mut scan = scan(dir)?;
+        let mut segments = std::mem::take(&mut scan.segments);
         if let Some(first) = segments.first()
             && first.first > mark
         {
@@ -146,11 +146,29 @@ impl Journal {
                 );
             }
             // The tail of the newest segment: a write that was never acknowledged.
-            truncated = d.file_len - d.good_len;
+            truncated = d.written_len - d.good_len;
             let f = open_rw(path)?;
-            f.set_len(d.good_len)
-                .and_then(|_| f.sync_all())
-                .with_context(|| format!("cannot cut the torn tail of {}", path.display()))?;
+            if d.good_len < HEADER {
+                // Its header is not whole. Made and synced before any frame is written, so
+                // only a crash while the segment was being made leaves it so, and no frame in
+                // it was acknowledged: written again. Anything else there is not ours to cut.
+                if !d.header_unwritten {
+                    bail!(
+                        "the newest audit journal segment {} has a header of another kind: {}",
+                        path.display(),
+                        d.why
+                    );
+                }
+                f.write_all_at(&header(segments[d.segment].first), 0)
+                    .and_then(|_| f.set_len(HEADER))
+                    .and_then(|_| f.sync_all())
+                    .with_context(|| format!("cannot write the header of {}", path.display()))?;
+                scan.end_len = HEADER;
+            } else {
+                f.set_len(d.good_len)
+                    .and_then(|_| f.sync_all())
+                    .with_context(|| format!("cannot cut the torn tail of {}", path.display()))?;
+            }
             tracing::warn!(segment = %path.display(), bytes = truncated, why = %d.why,
                 "cut an unfinished write from the audit journal's end (it was never acknowledged)");
         }
@@ -241,7 +259,11 @@ impl Journal {
         let end = at + buf.len() as u64;
         if end > self.room {
             // Out of room: more zeros after this batch, in the same write.
-            let ahead = (at - HEADER).clamp(ROOM_MIN, ROOM_MAX);
+            // None past the segment's end: the next batch starts a new segment anyway.
+            let ahead = at
+                .saturating_sub(HEADER)
+                .clamp(ROOM_MIN, ROOM_MAX)
+                .min(SEGMENT_BYTES.saturating_sub(end));
             buf.resize(buf.len() + ahead as usize, 0);
         }
         let written = self
@@ -330,9 +352,12 @@ pub fn inspect(dir: &Path) -> Result<Inspection> {
 struct Damage {
     /// The segment, by its place in the scan's list.
     segment: usize,
-    /// How many of its bytes hold good frames, and how many it has.
+    /// How many of its bytes hold good frames, and how many were written (up to the last that
+    /// is not zero: the room's zeros are not counted as cut).
     good_len: u64,
-    file_len: u64,
+    written_len: u64,
+    /// Its header is missing or cut short (zeros, or the right bytes as far as they go).
+    header_unwritten: bool,
     why: String,
     /// A bad frame at the newest segment's end (not a gap, not an older segment).
     torn_tail: bool,
@@ -364,7 +389,8 @@ fn scan(dir: &Path) -> Result<Scan> {
             s.damage = Some(Damage {
                 segment: i,
                 good_len: 0,
-                file_len: 0,
+                written_len: 0,
+                header_unwritten: false,
                 why: format!("it should start at record {} (a gap)", s.next),
                 torn_tail: false,
             });
@@ -377,10 +403,17 @@ fn scan(dir: &Path) -> Result<Scan> {
         s.next = seg.first + parsed.count;
         s.end_len = parsed.good_len;
         if let Some(why) = parsed.damage {
+            let expected = header(seg.first);
             s.damage = Some(Damage {
                 segment: i,
                 good_len: parsed.good_len,
-                file_len: bytes.len() as u64,
+                written_len: bytes
+                    .iter()
+                    .rposition(|&b| b != 0)
+                    .map_or(0, |at| at as u64 + 1)
+                    .max(parsed.good_len),
+                header_unwritten: parsed.good_len < HEADER
+                    && bytes.iter().zip(expected).all(|(&b, e)| b == 0 || b == e),
                 why,
                 torn_tail: i + 1 == count,
             });
@@ -596,11 +629,17 @@ fn list(dir: &Path) -> Result<Vec<Segment>> {
     Ok(out)
 }
 
+/// A segment's header: the magic and the sequence number of its first frame.
+fn header(first: u64) -> [u8; HEADER as usize] {
+    let mut h = [0; HEADER as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&first.to_le_bytes());
+    h
+}
+
 fn create_segment(dir: &Path, first: u64) -> Result<Segment> {
     let path = dir.join(format!("{first:020}.seg"));
-    let mut header = Vec::with_capacity(HEADER as usize);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&first.to_le_bytes());
+    let header = header(first);
     let f = OpenOptions::new()
         .create_new(true)
         .write(true)
@@ -680,7 +719,10 @@ mod tests {
         fs::write(&seg, &torn).unwrap();
         let (mut j, r) = Journal::open(&dir, 5).unwrap();
         assert_eq!(r.frames, vec!["one".to_string(), "two".into()]);
-        assert_eq!(r.truncated, (full.len() - end) as u64);
+        assert_eq!(
+            r.truncated, 11,
+            "the torn write's bytes, not the room's zeros"
+        );
         assert_eq!(fs::read(&seg).unwrap(), full[..end]);
         // Appending goes on after the cut.
         assert_eq!(frames(&mut j, &["three"]), 7);
@@ -734,8 +776,10 @@ mod tests {
         assert!(i.damage.is_none() && !i.torn_tail);
         assert_eq!(frames(&mut j, &["after"]), next);
         // An empty payload would read as the room: refused, nothing written.
+        let before = fs::read(&seg).unwrap();
         assert!(j.append([b"".as_slice()].into_iter()).is_err());
         assert_eq!(j.next_seq(), next + 1);
+        assert_eq!(fs::read(&seg).unwrap(), before);
     }
 
     #[test]
@@ -756,7 +800,7 @@ mod tests {
         assert!(i.torn_tail, "{:?}", i.damage);
         let (mut j, r) = Journal::open(&dir, 0).unwrap();
         assert_eq!(r.frames, vec!["one".to_string()]);
-        assert_eq!(r.truncated, (bytes.len() - end) as u64);
+        assert_eq!(r.truncated, 601);
         assert_eq!(fs::metadata(&seg).unwrap().len(), end as u64);
         assert_eq!(frames(&mut j, &["two"]), 1);
         // In a closed segment the same bytes are damage, not a torn tail.
@@ -796,6 +840,53 @@ mod tests {
         assert_eq!(j.next_seq(), 10);
         let i = inspect(&dir).unwrap();
         assert_eq!((i.segments, i.first, i.frames.len()), (1, 10, 0));
+    }
+
+    #[test]
+    fn a_newest_segment_whose_header_never_reached_the_disk_is_made_again() {
+        // A crash while a segment was being made, before its header was synced: no frame in
+        // it can have been acknowledged. Empty, cut short, or zeros: written again, and the
+        // next frames go after the header (not at byte 0, where a reopen would cut them).
+        for leftover in [&b""[..], &b"SKJOU"[..], &[0u8; 16][..]] {
+            let d = tempfile::tempdir().unwrap();
+            let dir = d.path().join("j");
+            let (mut j, _) = Journal::open(&dir, 0).unwrap();
+            frames(&mut j, &["one"]);
+            drop(j);
+            let newest = dir.join(format!("{:020}.seg", 1));
+            fs::write(&newest, leftover).unwrap();
+            let (mut j, r) = Journal::open(&dir, 0).unwrap();
+            assert_eq!(r.frames, vec!["one".to_string()], "{leftover:?}");
+            assert_eq!(fs::read(&newest).unwrap(), header(1), "{leftover:?}");
+            assert_eq!(frames(&mut j, &["two"]), 1);
+            drop(j);
+            let (j, r) = Journal::open(&dir, 0).unwrap();
+            assert_eq!(
+                r.frames,
+                vec!["one".to_string(), "two".into()],
+                "{leftover:?}"
+            );
+            assert_eq!(j.next_seq(), 2);
+        }
+        // A whole header of another kind in the newest segment is not a torn write: refused.
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        drop(Journal::open(&dir, 0).unwrap());
+        fs::write(dir.join(format!("{:020}.seg", 0)), b"SOMETHINGELSE...").unwrap();
+        let err = Journal::open(&dir, 0).err().unwrap().to_string();
+        assert!(err.contains("another kind"), "{err}");
+    }
+
+    #[test]
+    fn the_room_stops_at_the_segment_end() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        let big = "x".repeat(MAX_FRAME);
+        while j.len + (MAX_FRAME + FRAME_HEAD) as u64 <= SEGMENT_BYTES {
+            frames(&mut j, &[&big]);
+        }
+        assert!(j.room <= SEGMENT_BYTES, "{} past {SEGMENT_BYTES}", j.room);
     }
 
     #[test]

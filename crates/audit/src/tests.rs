@@ -867,8 +867,15 @@ async fn a_journaled_log_fills_the_store_behind_it_and_a_crash_leaves_nothing_ou
             .map(|e| e.unwrap().path())
             .find(|p| p.extension().is_some_and(|e| e == "seg"))
             .unwrap();
-        let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
-        std::io::Write::write_all(&mut f, &[200, 0, 0, 0, 1, 2]).unwrap();
+        // Where the frames end: the room's zeros follow (a record ends in `}`).
+        let end = std::fs::read(&seg)
+            .unwrap()
+            .iter()
+            .rposition(|&b| b != 0)
+            .unwrap()
+            + 1;
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[200, 0, 0, 0, 1, 2], end as u64).unwrap();
         drop(f);
 
         let (log, _) = open_journaled(&db.store, &key, tmp.path()).await;
