@@ -637,8 +637,13 @@ fn header(first: u64) -> [u8; HEADER as usize] {
     h
 }
 
+/// Where the segment whose first frame is `first` lives.
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.seg"))
+}
+
 fn create_segment(dir: &Path, first: u64) -> Result<Segment> {
-    let path = dir.join(format!("{first:020}.seg"));
+    let path = segment_path(dir, first);
     let header = header(first);
     let f = OpenOptions::new()
         .create_new(true)
@@ -692,24 +697,26 @@ mod tests {
         assert!(Journal::open(&dir, 3).is_err());
     }
 
-    /// Where the frames of a segment end (the room's zeros follow).
-    fn frames_end(seg: &Path) -> usize {
-        parse_segment(&fs::read(seg).unwrap(), first_of(seg)).good_len as usize
+    /// A journal opened at `mark` in a new temporary directory (kept while the first lives).
+    fn new_journal(mark: u64) -> (tempfile::TempDir, PathBuf, Journal) {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("j");
+        let (j, _) = Journal::open(&dir, mark).unwrap();
+        (d, dir, j)
     }
 
-    fn first_of(seg: &Path) -> u64 {
-        seg.file_stem().unwrap().to_str().unwrap().parse().unwrap()
+    /// Where the frames of the segment starting at `first` end (the room's zeros follow).
+    fn frames_end(dir: &Path, first: u64) -> usize {
+        parse_segment(&fs::read(segment_path(dir, first)).unwrap(), first).good_len as usize
     }
 
     #[test]
     fn a_torn_tail_is_cut_and_damage_before_it_refuses_to_open() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("j");
-        let (mut j, _) = Journal::open(&dir, 5).unwrap();
+        let (_d, dir, mut j) = new_journal(5);
         frames(&mut j, &["one", "two"]);
         drop(j);
-        let seg = dir.join(format!("{:020}.seg", 5));
-        let end = frames_end(&seg);
+        let seg = segment_path(&dir, 5);
+        let end = frames_end(&dir, 5);
         assert_eq!(end, 16 + 11 + 11);
         let full = fs::read(&seg).unwrap();
         // A write cut short after its length and part of its payload, over the room's zeros.
@@ -733,7 +740,7 @@ mod tests {
         frames(&mut j, &["four"]);
         drop(j);
         let mut bytes = fs::read(&seg).unwrap();
-        bytes[frames_end(&seg) - 1] ^= 1;
+        bytes[frames_end(&dir, 5) - 1] ^= 1;
         fs::write(&seg, &bytes).unwrap();
         let err = Journal::open(&dir, 5).err().unwrap().to_string();
         assert!(err.contains("damaged"), "{err}");
@@ -741,11 +748,9 @@ mod tests {
 
     #[test]
     fn batches_overwrite_the_room_written_ahead_and_the_room_is_not_a_frame() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("j");
-        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        let (_d, dir, mut j) = new_journal(0);
         frames(&mut j, &["a", "b"]);
-        let seg = dir.join(format!("{:020}.seg", 0));
+        let seg = segment_path(&dir, 0);
         let size = fs::metadata(&seg).unwrap().len();
         assert_eq!(
             size,
@@ -786,13 +791,11 @@ mod tests {
     fn bytes_past_a_zero_length_in_the_newest_segment_are_a_torn_write() {
         // A write whose first sector never reached the disk but a later one did: the frames
         // before it stand, the rest is cut as never acknowledged.
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("j");
-        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        let (_d, dir, mut j) = new_journal(0);
         frames(&mut j, &["one"]);
         drop(j);
-        let seg = dir.join(format!("{:020}.seg", 0));
-        let end = frames_end(&seg);
+        let seg = segment_path(&dir, 0);
+        let end = frames_end(&dir, 0);
         let mut bytes = fs::read(&seg).unwrap();
         bytes[end + 600] = 0x7b;
         fs::write(&seg, &bytes).unwrap();
@@ -808,7 +811,7 @@ mod tests {
         frames(&mut j, &["three"]);
         drop(j);
         let mut bytes = fs::read(&seg).unwrap();
-        let end = frames_end(&seg);
+        let end = frames_end(&dir, 0);
         bytes[end + 600] = 0x7b;
         fs::write(&seg, &bytes).unwrap();
         let err = Journal::open(&dir, 0).err().unwrap().to_string();
@@ -817,9 +820,7 @@ mod tests {
 
     #[test]
     fn indexed_segments_are_removed_and_a_lost_one_is_reported() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("j");
-        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        let (_d, dir, mut j) = new_journal(0);
         frames(&mut j, &["a", "b"]);
         j.rotate().unwrap();
         frames(&mut j, &["c"]);
@@ -848,12 +849,10 @@ mod tests {
         // it can have been acknowledged. Empty, cut short, or zeros: written again, and the
         // next frames go after the header (not at byte 0, where a reopen would cut them).
         for leftover in [&b""[..], &b"SKJOU"[..], &[0u8; 16][..]] {
-            let d = tempfile::tempdir().unwrap();
-            let dir = d.path().join("j");
-            let (mut j, _) = Journal::open(&dir, 0).unwrap();
+            let (_d, dir, mut j) = new_journal(0);
             frames(&mut j, &["one"]);
             drop(j);
-            let newest = dir.join(format!("{:020}.seg", 1));
+            let newest = segment_path(&dir, 1);
             fs::write(&newest, leftover).unwrap();
             let (mut j, r) = Journal::open(&dir, 0).unwrap();
             assert_eq!(r.frames, vec!["one".to_string()], "{leftover:?}");
@@ -869,19 +868,16 @@ mod tests {
             assert_eq!(j.next_seq(), 2);
         }
         // A whole header of another kind in the newest segment is not a torn write: refused.
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("j");
-        drop(Journal::open(&dir, 0).unwrap());
-        fs::write(dir.join(format!("{:020}.seg", 0)), b"SOMETHINGELSE...").unwrap();
+        let (_d, dir, j) = new_journal(0);
+        drop(j);
+        fs::write(segment_path(&dir, 0), b"SOMETHINGELSE...").unwrap();
         let err = Journal::open(&dir, 0).err().unwrap().to_string();
         assert!(err.contains("another kind"), "{err}");
     }
 
     #[test]
     fn the_room_stops_at_the_segment_end() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("j");
-        let (mut j, _) = Journal::open(&dir, 0).unwrap();
+        let (_d, _dir, mut j) = new_journal(0);
         let big = "x".repeat(MAX_FRAME);
         while j.len + (MAX_FRAME + FRAME_HEAD) as u64 <= SEGMENT_BYTES {
             frames(&mut j, &[&big]);
