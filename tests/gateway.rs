@@ -306,14 +306,7 @@ fn revocation_refuses_new_connections_and_closes_open_ones_within_a_second() {
             assert_eq!(resp.status(), 200);
             // Idle, the connection is parked without hyper (`served.rs`); R-TERM-4 holds for
             // it as for one in use.
-            let waited = Instant::now();
-            while parked(&g) < 1.0 {
-                assert!(
-                    waited.elapsed() < Duration::from_secs(5),
-                    "{db:?}: not parked"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            until_parked(&g, |n| n >= 1.0, &format!("{db:?}: not parked")).await;
             run_ok(&[
                 "terminal",
                 "revoke",
@@ -1086,6 +1079,15 @@ fn parked(g: &Gateway) -> f64 {
         .expect("sekisho_connections_parked in /metrics")
 }
 
+/// Waits up to 5 s until the parked-connections gauge satisfies `ok`; fails with `what`.
+async fn until_parked(g: &Gateway, ok: fn(f64) -> bool, what: &str) {
+    let waited = Instant::now();
+    while !ok(parked(g)) {
+        assert!(waited.elapsed() < Duration::from_secs(5), "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// An HTTP/1 connection idle between requests is parked without hyper's buffers
 /// (`gateway/served.rs`) and served again on its next request, on the same connection; an
 /// answer whose body stalls for longer than that is not taken apart midway.
@@ -1119,27 +1121,19 @@ fn idle_connections_are_parked_and_woken_and_a_stalled_answer_is_not_cut() {
             // The answer took 2.5 s: it was not parked meanwhile, and is not yet.
             assert_eq!(parked(&g), 0.0, "parked right after answer {n}");
             // Quiet for longer than PARK_AFTER: parked, then woken by the next request.
-            let waited = Instant::now();
-            while parked(&g) < 1.0 {
-                assert!(
-                    waited.elapsed() < Duration::from_secs(5),
-                    "the idle connection was not parked after answer {n}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let what = format!("the idle connection was not parked after answer {n}");
+            until_parked(&g, |n| n >= 1.0, &what).await;
         }
         drop(sender);
         let _ = conn.await;
+        // The connection's close is seen by the gateway: nothing stays counted as parked.
+        until_parked(
+            &g,
+            |n| n == 0.0,
+            "a closed connection is still counted as parked",
+        )
+        .await;
     });
-    // The connection's close is seen by the gateway: nothing stays counted as parked.
-    let waited = Instant::now();
-    while parked(&g) != 0.0 {
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "a closed connection is still counted as parked"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(g.upstream.hits(), 0);
 }
 
