@@ -22,7 +22,7 @@
 //! traffic it lapses, so the next request tries again.
 //!
 //! With a journal (`AuditConfig::journal`, what `sekisho serve` uses), the durability point
-//! moves in front of the SQL log: one task writes each batch to the node's journal
+//! moves in front of the SQL log: one thread of its own writes each batch to the node's journal
 //! (`journal.rs`: one `pwrite` + `fdatasync`) and answers its callers; the SQL transaction
 //! above runs in a second task, the indexer, on whatever the journal has made durable since
 //! its last commit (many journal batches in one transaction), and records the journal's
@@ -31,6 +31,7 @@
 //! journal alone, so the officers' log never falls behind by more than what was in flight.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -194,7 +195,15 @@ impl AuditLog {
                     max_wait: cfg.max_wait,
                     metrics: metrics.clone(),
                 };
-                tokio::spawn(journaler.run(rx, stopped_tx, indexer));
+                // Its own thread, not a task: each batch's write and fdatasync block it where
+                // they are, instead of being handed to the blocking pool and back (two thread
+                // wake-ups a batch; docs/audit.md). The waits on the indexer stay async, on
+                // this runtime.
+                let runtime = tokio::runtime::Handle::current();
+                std::thread::Builder::new()
+                    .name("sekisho-journal".into())
+                    .spawn(move || runtime.block_on(journaler.run(rx, stopped_tx, indexer)))
+                    .context("cannot start the audit journal's thread")?;
                 Some(state)
             }
         };
@@ -598,7 +607,8 @@ struct Journaled {
     next: u64,
 }
 
-/// The task that makes batches durable in the journal and answers their callers.
+/// The journal's thread (see where it is started): makes batches durable in the journal and
+/// answers their callers.
 struct Journaler {
     journal: Arc<Mutex<Journal>>,
     state: Arc<JournalState>,
@@ -689,15 +699,14 @@ impl Journaler {
             Some(why) => Err(why),
             None => {
                 let started = Instant::now();
-                let journal = self.journal.clone();
-                let done = tokio::task::spawn_blocking(move || {
-                    let r = journal
+                // On the journal's own thread: blocking here holds up nothing else.
+                let done = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    self.journal
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .append(recs.iter().map(|r| r.json.as_bytes()));
-                    (recs, r)
-                })
-                .await;
+                        .append(recs.iter().map(|r| r.json.as_bytes()))
+                }))
+                .map(|r| (recs, r));
                 self.metrics
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -707,9 +716,9 @@ impl Journaler {
                         self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
                         Err(format!("{e:#}"))
                     }
-                    Err(e) => {
+                    Err(_) => {
                         self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
-                        Err(format!("the journal write stopped: {e}"))
+                        Err("the journal write stopped (it panicked)".to_string())
                     }
                 }
             }
