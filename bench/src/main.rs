@@ -12,6 +12,7 @@
 //! cargo run --release -p sekisho-bench -- --self-test-nginx-only
 //! ```
 
+mod bare;
 mod cpu;
 mod disk;
 mod load;
@@ -108,6 +109,14 @@ struct Args {
     /// Keep the temp dir (configs, logs, data dir) and print where it is.
     #[arg(long)]
     keep_temp: bool,
+    /// Leave out the bare stack (`src/bare.rs`: tokio + rustls + hyper as an mTLS proxy with
+    /// nothing of Sekisho), measured beside the others in keep-alive runs to show the floor of
+    /// the stack Sekisho is built on.
+    #[arg(long)]
+    no_bare_stack: bool,
+    /// Internal: run as the bare stack's process (LISTEN UPSTREAM CERT KEY CRL CA...).
+    #[arg(long, num_args = 5.., hide = true)]
+    bare_child: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,6 +142,15 @@ impl Store {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(child) = &args.bare_child {
+        return match bare::ChildArgs::parse(child).and_then(bare::run_child) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bare stack: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -390,6 +408,14 @@ fn run(args: Args) -> Result<()> {
         mgmt: None,
         primary: true,
     }];
+    // Started after nginx, with nginx's PKI and upstream; kept alive to the end of the run.
+    let bare = match (
+        args.no_bare_stack,
+        args.mode.contains(&Mode::KeepAlive) || args.mode.is_empty(),
+    ) {
+        (false, true) => Some(bare::start(&pki, upstream.addr, &work.join("bare.log"))?),
+        _ => None,
+    };
     for (i, inst) in instances.iter().enumerate() {
         targets.push(Target {
             name: inst.store.target_name(),
@@ -402,6 +428,17 @@ fn run(args: Args) -> Result<()> {
                 .map(|db| Procs::CmdlineContains(format!(" {} ", db.name))),
             mgmt: Some(inst.running.mgmt),
             primary: i == 0,
+        });
+    }
+    if let Some(b) = &bare {
+        targets.push(Target {
+            name: report::BARE,
+            addr: b.addr,
+            tls: tls_for(&pki)?,
+            procs: Procs::One(b.pid()),
+            store_procs: None,
+            mgmt: None,
+            primary: false,
         });
     }
 
@@ -432,6 +469,14 @@ fn run(args: Args) -> Result<()> {
                 .join("; ")
         ),
         None => println!("sekisho: not run (--self-test-nginx-only: nginx alone, self-made PKI)"),
+    }
+    if bare.is_some() {
+        println!(
+            "{}: tokio (multi-thread) + rustls (client certificate, nginx's CAs and CRLs) + hyper 1 \
+             HTTP/1.1 server + hyper-util's pooled client, nothing of Sekisho (src/bare.rs); \
+             keep-alive only, no target",
+            report::BARE
+        );
     }
     println!(
         "upstream: hyper HTTP/1.1 on {}, GET / → {} B HTML, keep-alive",

@@ -15,12 +15,15 @@ pub const SEKISHO_PG: &str = "sekisho-pg";
 /// Sekisho on SQLite with `[audit] journal = false` (the store's transaction as the
 /// durability point, as before the journal).
 pub const SEKISHO_DIRECT: &str = "sekisho-direct";
+/// The bare stack (`bare.rs`): tokio + rustls + hyper as an mTLS proxy, nothing of Sekisho.
+pub const BARE: &str = "bare-stack";
 
 /// How a Sekisho target is named in the summary.
 fn store_label(target: &str) -> &'static str {
     match target {
         SEKISHO_PG => "PostgreSQL",
         SEKISHO_DIRECT => "SQLite without journal",
+        BARE => "bare stack (no Sekisho)",
         _ => "SQLite",
     }
 }
@@ -537,7 +540,7 @@ pub fn print_targets(summaries: &[Summary], extra: &Extra<'_>) {
                 verdict: Verdict::Figure,
             });
         }
-        for target in [SEKISHO, SEKISHO_PG, SEKISHO_DIRECT] {
+        for target in [SEKISHO, SEKISHO_PG, SEKISHO_DIRECT, BARE] {
             let Some(s) = find(mode, conns, target) else {
                 continue;
             };
