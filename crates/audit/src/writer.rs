@@ -126,7 +126,7 @@ struct Inner {
     journal: Option<Arc<JournalState>>,
 }
 
-/// What the journal task and the indexer share.
+/// What the journal thread and the indexer share.
 struct JournalState {
     /// The sequence number the next journaled record gets (everything below is durable).
     journaled: AtomicU64,
@@ -138,7 +138,7 @@ struct JournalState {
     index_failing: AtomicBool,
     /// Wakes a failing indexer to try again now (a batch is waiting to be journaled).
     retry: tokio::sync::Notify,
-    /// Attempts the indexer has finished, so the journal task can wait for the next one.
+    /// Attempts the indexer has finished, so the journal thread can wait for the next one.
     attempts: watch::Sender<u64>,
     /// When the indexer's attempt in progress began (ms since the epoch); 0 between attempts.
     busy_since_ms: AtomicU64,
@@ -786,7 +786,7 @@ fn answer(replies: Vec<Option<Reply>>, result: Result<u64, AuditError>) {
 
 impl Writer {
     /// Opens the journal, indexes what it holds past the store's mark (a crash's leftovers),
-    /// and returns it with the state the journal task and the indexer share.
+    /// and returns it with the state the journal thread and the indexer share.
     async fn replay(&mut self, dir: PathBuf) -> Result<(Arc<Mutex<Journal>>, Arc<JournalState>)> {
         let mark: Option<i64> =
             sqlx::query_scalar("SELECT next_seq FROM audit_journal_marks WHERE node = $1")
