@@ -399,22 +399,22 @@ fn run(args: Args) -> Result<()> {
             args.kx,
         )?))
     };
+    // nginx and the bare stack serve the same certificate and trust the same CAs.
+    let nginx_tls = tls_for(&pki)?;
     let mut targets = vec![Target {
         name: NGINX,
         addr: nginx.addr,
-        tls: tls_for(&pki)?,
+        tls: nginx_tls.clone(),
         procs: Procs::Tree(nginx.master_pid()),
         store_procs: None,
         mgmt: None,
         primary: true,
     }];
     // Started after nginx, with nginx's PKI and upstream; kept alive to the end of the run.
-    let bare = match (
-        args.no_bare_stack,
-        args.mode.contains(&Mode::KeepAlive) || args.mode.is_empty(),
-    ) {
-        (false, true) => Some(bare::start(&pki, upstream.addr, &work.join("bare.log"))?),
-        _ => None,
+    let bare = if !args.no_bare_stack && modes.contains(&Mode::KeepAlive) {
+        Some(bare::start(&pki, upstream.addr, &work.join("bare.log"))?)
+    } else {
+        None
     };
     for (i, inst) in instances.iter().enumerate() {
         targets.push(Target {
@@ -434,7 +434,7 @@ fn run(args: Args) -> Result<()> {
         targets.push(Target {
             name: report::BARE,
             addr: b.addr,
-            tls: tls_for(&pki)?,
+            tls: nginx_tls.clone(),
             procs: Procs::One(b.pid()),
             store_procs: None,
             mgmt: None,

@@ -574,25 +574,27 @@ async fn gather(
             }
         }
         let deadline = tokio::time::Instant::now() + max_wait;
-        while batch.len() < max_batch {
-            let msg = match rx.try_recv() {
-                Ok(m) => m,
-                Err(TryRecvError::Disconnected) => break,
-                // Nothing more queued: with no wait configured, what is here is the batch.
-                Err(TryRecvError::Empty) if max_wait.is_zero() => break,
-                Err(TryRecvError::Empty) => {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => m,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-            };
-            match msg {
-                Msg::Record(p) => batch.push(*p),
-                Msg::Shutdown => rx.close(),
+        loop {
+            top_up(rx, &mut batch, max_batch);
+            // With no wait configured, what is queued now is the batch.
+            if batch.len() >= max_batch || max_wait.is_zero() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(msg)) => take(rx, &mut batch, msg),
+                Ok(None) | Err(_) => break,
             }
         }
         return Some(batch);
+    }
+}
+
+/// A queued message into the batch; a shutdown closes the queue (what is queued is still
+/// taken).
+fn take(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Pending>, msg: Msg) {
+    match msg {
+        Msg::Record(p) => batch.push(*p),
+        Msg::Shutdown => rx.close(),
     }
 }
 
@@ -600,8 +602,7 @@ async fn gather(
 fn top_up(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Pending>, max_batch: usize) {
     while batch.len() < max_batch {
         match rx.try_recv() {
-            Ok(Msg::Record(p)) => batch.push(*p),
-            Ok(Msg::Shutdown) => rx.close(),
+            Ok(msg) => take(rx, batch, msg),
             Err(_) => break,
         }
     }
@@ -732,14 +733,13 @@ impl Journaler {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .append(recs.iter().map(|r| r.json.as_bytes()))
-                }))
-                .map(|r| (recs, r));
+                }));
                 self.metrics
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 match done {
-                    Ok((recs, Ok(first))) => Ok((recs, first)),
-                    Ok((_, Err(e))) => {
+                    Ok(Ok(first)) => Ok(first),
+                    Ok(Err(e)) => {
                         self.failed_at_ms.store(unix_ms().max(1), Ordering::Release);
                         Err(format!("{e:#}"))
                     }
@@ -751,14 +751,14 @@ impl Journaler {
             }
         };
         match result {
-            Ok((recs, first)) => {
+            Ok(first) => {
                 self.failed_at_ms.store(0, Ordering::Release);
                 let next = first + n as u64;
                 let lag = self.state.lag.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
                 self.metrics.index_lag.set(lag as i64);
                 self.state.journaled.store(next, Ordering::Release);
                 self.metrics.records.inc_by(n as u64);
-                // The indexer stops only after this task has dropped its sender.
+                // The indexer stops only after this thread has dropped its sender.
                 let _ = self.to_index.send(Journaled { recs, next });
                 answer(replies, Ok(first));
             }
@@ -859,13 +859,11 @@ impl Writer {
             while count < INDEX_BATCH {
                 let next = match rx.try_recv() {
                     Ok(j) => Some(j),
-                    Err(mpsc::error::TryRecvError::Disconnected) => None,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        tokio::time::timeout_at(deadline, rx.recv())
-                            .await
-                            .ok()
-                            .flatten()
-                    }
+                    Err(TryRecvError::Disconnected) => None,
+                    Err(TryRecvError::Empty) => tokio::time::timeout_at(deadline, rx.recv())
+                        .await
+                        .ok()
+                        .flatten(),
                 };
                 let Some(j) = next else { break };
                 count += j.recs.len();
