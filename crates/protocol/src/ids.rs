@@ -119,8 +119,30 @@ pub fn new_request_id() -> String {
         .map_or(0, |d| d.as_millis() as u64);
     let mut b = [0u8; 16];
     b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-    aws_lc_rs::rand::fill(&mut b[6..]).expect("system randomness");
+    random_bits((&mut b[6..]).try_into().expect("ten bytes"));
     hex::encode(b)
+}
+
+/// Ids' random bits, drawn from the system's generator 64 ids at a time. Each draw from
+/// aws-lc's generator has a fixed cost (its DRBG, reseeded with RDRAND, which a virtual machine
+/// may trap): one draw per request id was 1.8 % of the gateway's request path under load
+/// (`perf`, docs/audit.md). The bytes are used once each, so ids stay as unguessable.
+fn random_bits(out: &mut [u8; 10]) {
+    const IDS_PER_DRAW: usize = 64;
+    thread_local! {
+        static POOL: std::cell::RefCell<([u8; 10 * IDS_PER_DRAW], usize)> =
+            const { std::cell::RefCell::new(([0; 10 * IDS_PER_DRAW], 10 * IDS_PER_DRAW)) };
+    }
+    POOL.with_borrow_mut(|(bytes, used)| {
+        if *used == bytes.len() {
+            aws_lc_rs::rand::fill(bytes).expect("system randomness");
+            *used = 0;
+        }
+        out.copy_from_slice(&bytes[*used..*used + 10]);
+        // Not kept after use.
+        bytes[*used..*used + 10].fill(0);
+        *used += 10;
+    });
 }
 
 #[cfg(test)]
@@ -218,5 +240,23 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let c = new_request_id();
         assert!(c > a && c > b, "{c} after {a}, {b}");
+    }
+
+    /// The random bits come from a pool drawn 64 ids at a time: across several draws, on
+    /// several threads, no two ids share them.
+    #[test]
+    fn request_ids_random_bits_are_never_reused() {
+        let ids: Vec<String> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..300).map(|_| new_request_id()).collect::<Vec<_>>()))
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        });
+        let random: std::collections::HashSet<&str> = ids.iter().map(|i| &i[12..]).collect();
+        assert_eq!(random.len(), ids.len(), "random bits reused");
+        assert!(!random.contains("00000000000000000000"), "an unfilled pool");
     }
 }
