@@ -170,6 +170,7 @@ impl AuditLog {
         let (latest, checkpoints) = watch::channel(None);
         let store_down = Arc::new(AtomicBool::new(false));
         let failed_at_ms = Arc::new(AtomicU64::new(0));
+        let full_insert = insert_sql(ROWS_PER_INSERT, store.kind()).into();
         let mut writer = Writer {
             latest,
             store,
@@ -183,6 +184,7 @@ impl AuditLog {
             max_batch: cfg.max_batch.max(1),
             max_wait: cfg.max_wait,
             metrics: metrics.clone(),
+            full_insert,
         };
         let journal = match cfg.journal {
             None => {
@@ -361,6 +363,8 @@ struct Writer {
     max_batch: usize,
     max_wait: Duration,
     metrics: AuditMetrics,
+    /// The insert of [`ROWS_PER_INSERT`] rows, made once: most of a batch's statements.
+    full_insert: Arc<str>,
 }
 
 impl Writer {
@@ -451,7 +455,11 @@ impl Writer {
 
         let leaves: Vec<Hash> = batch.iter().map(|r| leaf_hash(r.json.as_bytes())).collect();
         for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
-            let mut q = sqlx::query(AssertSqlSafe(insert_sql(chunk.len(), self.store.kind())));
+            let sql: Arc<str> = match chunk.len() {
+                ROWS_PER_INSERT => self.full_insert.clone(),
+                rows => insert_sql(rows, self.store.kind()).into(),
+            };
+            let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, r) in chunk.iter().enumerate() {
                 let i = c * ROWS_PER_INSERT + k;
                 q = q
