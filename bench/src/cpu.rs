@@ -1,7 +1,9 @@
 //! CPU time of the proxies from `/proc/<pid>/stat` (utime + stime of all threads, plus
 //! cutime + cstime of reaped children), sampled at the start and the end of each measurement
 //! window: CPU seconds per 10,000 requests, and cores used (CPU seconds / wall seconds), so that
-//! a proxy that is waiting is told apart from one that is computing.
+//! a proxy that is waiting is told apart from one that is computing. For a single process (a
+//! Sekisho gateway, the bare stack) the same is read per thread, from `/proc/<pid>/task/*/stat`,
+//! and added up by what the threads do ([`THREAD_GROUPS`]): what bounds the gateway, in every run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +34,26 @@ pub struct Stat {
 #[derive(Debug, Clone, Default)]
 pub struct CpuSample {
     per_pid: BTreeMap<u32, u64>,
+    /// [`Procs::One`] only: per thread id, its name and utime + stime.
+    threads: BTreeMap<u32, (String, u64)>,
+}
+
+/// What a gateway's threads do, by their names (the kernel keeps 15 bytes of a name): the
+/// request path on tokio's workers, the audit journal's own thread, and sqlx's SQLite threads
+/// (one per connection; under load nearly all of it the audit indexer's). Anything else is
+/// "other".
+pub const THREAD_GROUPS: [(&str, &str); 3] = [
+    ("workers", "tokio-rt-worker"),
+    ("journal", "sekisho-journal"),
+    ("sqlite", "sqlx-sqlite-wor"),
+];
+
+/// The group of a thread named `comm` ([`THREAD_GROUPS`]).
+pub fn thread_group(comm: &str) -> &'static str {
+    THREAD_GROUPS
+        .iter()
+        .find(|(_, prefix)| comm.starts_with(prefix))
+        .map_or("other", |(group, _)| group)
 }
 
 impl Procs {
@@ -64,8 +86,25 @@ impl Procs {
                 .into_iter()
                 .filter_map(|p| stat(p).ok().map(|s| (p, s.ticks)))
                 .collect(),
+            threads: match self {
+                Procs::One(pid) => threads(*pid),
+                _ => BTreeMap::new(),
+            },
         }
     }
+}
+
+/// Per thread of `pid`: its name and utime + stime, in ticks.
+fn threads(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return BTreeMap::new();
+    };
+    dir.filter_map(|e| {
+        let tid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+        parse_task(&text).ok().map(|t| (tid, t))
+    })
+    .collect()
 }
 
 impl CpuSample {
@@ -78,6 +117,29 @@ impl CpuSample {
             .map(|(pid, &t)| t.saturating_sub(before.per_pid.get(pid).copied().unwrap_or(0)))
             .sum();
         ticks as f64 / crate::process::clock_ticks_per_sec() as f64
+    }
+
+    /// CPU seconds between `before` and `self` per thread group ([`THREAD_GROUPS`], then
+    /// "other"), counted as [`CpuSample::seconds_since`] counts processes; empty unless both
+    /// were read per thread.
+    pub fn thread_seconds_since(&self, before: &CpuSample) -> Vec<(&'static str, f64)> {
+        if self.threads.is_empty() || before.threads.is_empty() {
+            return Vec::new();
+        }
+        let mut groups: Vec<(&'static str, f64)> = THREAD_GROUPS
+            .iter()
+            .map(|(g, _)| (*g, 0.0))
+            .chain([("other", 0.0)])
+            .collect();
+        let per_tick = 1.0 / crate::process::clock_ticks_per_sec() as f64;
+        for (tid, (comm, t)) in &self.threads {
+            let was = before.threads.get(tid).map_or(0, |(_, t)| *t);
+            let group = thread_group(comm);
+            if let Some(g) = groups.iter_mut().find(|(name, _)| *name == group) {
+                g.1 += t.saturating_sub(was) as f64 * per_tick;
+            }
+        }
+        groups
     }
 }
 
@@ -135,6 +197,23 @@ fn parse_stat(text: &str) -> Result<Stat> {
     Ok(Stat { ppid, ticks })
 }
 
+/// A `/proc/<pid>/task/<tid>/stat` line: the thread's name and its utime + stime (a thread's
+/// cutime and cstime are its process's).
+fn parse_task(text: &str) -> Result<(String, u64)> {
+    let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+        bail!("no name in {text:?}");
+    };
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |n: usize| -> Result<u64> {
+        fields
+            .get(n - 3)
+            .with_context(|| format!("no field {n}"))?
+            .parse::<u64>()
+            .with_context(|| format!("field {n} is not a number"))
+    };
+    Ok((text[open + 1..close].to_string(), field(14)? + field(15)?))
+}
+
 fn all_pids() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir(Path::new("/proc")) else {
         return Vec::new();
@@ -154,6 +233,42 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!(s.ppid, 1200);
         assert_eq!(s.ticks, 107);
+    }
+
+    #[test]
+    fn parses_a_threads_name_and_time() {
+        let line = "1240 (sekisho-journal) S 1 1234 1234 0 -1 4194624 10 0 0 0 \
+                    70 30 5 2 20 0 1 0 100 1000 200 18446744073709551615";
+        assert_eq!(parse_task(line).unwrap(), ("sekisho-journal".into(), 100));
+        assert_eq!(thread_group("sekisho-journal"), "journal");
+        assert_eq!(thread_group("sqlx-sqlite-wor"), "sqlite");
+        assert_eq!(thread_group("tokio-rt-worker"), "workers");
+        assert_eq!(thread_group("sekisho"), "other");
+    }
+
+    /// A thread that works between two samples shows in its group, and only there.
+    #[test]
+    fn a_busy_threads_time_lands_in_its_group() {
+        let before = Procs::One(own_pid()).sample();
+        std::thread::Builder::new()
+            .name("sekisho-journal".into())
+            .spawn(|| {
+                let t = std::time::Instant::now();
+                let mut x = 0u64;
+                while t.elapsed() < std::time::Duration::from_millis(300) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+                // Still alive when the second sample is read.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            })
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let after = Procs::One(own_pid()).sample();
+        let groups = after.thread_seconds_since(&before);
+        let journal = groups.iter().find(|(g, _)| *g == "journal").unwrap().1;
+        let sqlite = groups.iter().find(|(g, _)| *g == "sqlite").unwrap().1;
+        assert!(journal >= 0.15, "{groups:?}");
+        assert_eq!(sqlite, 0.0, "{groups:?}");
     }
 
     #[test]

@@ -219,6 +219,7 @@ fn fill_sample(sample: &mut Sample, requests: u64, edges: &(WindowSample, Window
         requests,
     };
     sample.cpu = Some(cpu(&b.cpu, &a.cpu));
+    sample.threads = b.cpu.thread_seconds_since(&a.cpu);
     sample.bench_cpu = Some(cpu(&b.bench_cpu, &a.bench_cpu));
     if let (Some(after), Some(before)) = (&b.store_cpu, &a.store_cpu) {
         sample.store_cpu = Some(cpu(after, before));

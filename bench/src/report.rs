@@ -103,6 +103,9 @@ pub struct Sample {
     pub audit_batch: Option<Histogram>,
     /// Records waiting for the store at the window's end (journal mode; `None` without).
     pub index_lag: Option<f64>,
+    /// CPU seconds per thread group (`cpu::THREAD_GROUPS`) of a one-process proxy; empty for
+    /// nginx.
+    pub threads: Vec<(&'static str, f64)>,
 }
 
 impl Sample {
@@ -129,8 +132,23 @@ impl Sample {
             audit_commit: None,
             audit_batch: None,
             index_lag: None,
+            threads: Vec::new(),
         }
     }
+}
+
+/// CPU per request of each thread group, in µs: `workers 26.1, journal 4.0, …`.
+fn per_request_us(threads: &[(&'static str, f64)], requests: u64) -> Option<String> {
+    if threads.is_empty() || requests == 0 {
+        return None;
+    }
+    // A group with no thread in this proxy (the bare stack has no journal) is left out.
+    let parts: Vec<String> = threads
+        .iter()
+        .filter(|(_, secs)| *secs > 0.0)
+        .map(|(g, secs)| format!("{g} {:.1}", secs / requests as f64 * 1e6))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 fn ms(seconds: Option<f64>) -> String {
@@ -164,6 +182,12 @@ pub fn print_run(sample: &Sample, run: &RunResult) {
             opt(cpu.per_10k(), 3),
             opt(cpu.cores(), 2)
         );
+    }
+    if let Some(by_thread) = sample
+        .cpu
+        .and_then(|c| per_request_us(&sample.threads, c.requests))
+    {
+        let _ = write!(line, " [µs/req by thread: {by_thread}]");
     }
     if let Some(cpu) = &sample.store_cpu {
         let _ = write!(
@@ -238,6 +262,8 @@ pub struct Summary {
     pub store_cpu: Option<Cpu>,
     pub audit_commit: Option<Histogram>,
     pub audit_batch: Option<Histogram>,
+    /// CPU seconds per thread group, summed over the rounds (see [`Sample::threads`]).
+    pub threads: Vec<(&'static str, f64)>,
 }
 
 fn sum_cpu<'a>(cpus: impl Iterator<Item = Option<&'a Cpu>>) -> Option<Cpu> {
@@ -288,9 +314,23 @@ pub fn summarize(samples: &[Sample]) -> Vec<Summary> {
                 store_cpu: sum_cpu(runs.iter().map(|s| s.store_cpu.as_ref())),
                 audit_commit: sum_hist(runs.iter().map(|s| s.audit_commit.as_ref())),
                 audit_batch: sum_hist(runs.iter().map(|s| s.audit_batch.as_ref())),
+                threads: sum_threads(runs.iter().map(|s| s.threads.as_slice())),
             }
         })
         .collect()
+}
+
+fn sum_threads<'a>(
+    runs: impl Iterator<Item = &'a [(&'static str, f64)]>,
+) -> Vec<(&'static str, f64)> {
+    let mut total: Vec<(&'static str, f64)> = Vec::new();
+    for (group, secs) in runs.flatten() {
+        match total.iter_mut().find(|(g, _)| g == group) {
+            Some(t) => t.1 += secs,
+            None => total.push((group, *secs)),
+        }
+    }
+    total
 }
 
 pub fn print_table(summaries: &[Summary]) {
@@ -360,6 +400,28 @@ pub fn print_table(summaries: &[Summary]) {
             ""
         }
     );
+    let by_thread: Vec<String> = summaries
+        .iter()
+        .filter_map(|s| {
+            let by = per_request_us(&s.threads, s.cpu?.requests)?;
+            Some(format!(
+                "  {:<15} {:>5} {:<12} {by}",
+                s.mode.label(),
+                s.connections,
+                s.target
+            ))
+        })
+        .collect();
+    if !by_thread.is_empty() {
+        println!(
+            "CPU per request by thread, µs (workers: tokio's, the request path and the indexer's \
+             task; journal: the audit journal's thread, its write and fdatasync; sqlite: sqlx's \
+             SQLite threads, nearly all the indexer's inserts; other: the rest):"
+        );
+        for line in by_thread {
+            println!("{line}");
+        }
+    }
 }
 
 /// RSS per idle connection, from the memory phase.
@@ -800,6 +862,7 @@ mod tests {
             audit_commit: None,
             audit_batch: None,
             index_lag: None,
+            threads: vec![("workers", cpu_s * 0.75), ("journal", cpu_s * 0.25)],
         }
     }
 
@@ -824,6 +887,13 @@ mod tests {
         assert!(
             (ratio(Some(s[1].req_per_sec), Some(s[0].req_per_sec)).unwrap() - 1.0).abs() < 1e-9
         );
+        // Per thread group, summed over the rounds: 6 + 2 s of sekisho's 8, for 4000 requests.
+        assert_eq!(s[1].threads, vec![("workers", 6.0), ("journal", 2.0)]);
+        assert_eq!(
+            per_request_us(&s[1].threads, s[1].cpu.unwrap().requests).as_deref(),
+            Some("workers 1500.0, journal 500.0")
+        );
+        assert_eq!(per_request_us(&[("sqlite", 0.0)], 10), None);
     }
 
     #[test]
