@@ -283,11 +283,8 @@ mod tests {
         };
         let short = AuditRecord {
             request_id: "r-short".into(),
-            ..long.clone()
-        };
-        let short = AuditRecord {
             detail: None,
-            ..short
+            ..long.clone()
         };
         for rec in [&long, &short, &long, &short] {
             let p = Prepared::new(rec.clone(), "gw1");
