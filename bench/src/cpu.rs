@@ -175,43 +175,50 @@ pub fn stat(pid: u32) -> Result<Stat> {
     parse_stat(&text).with_context(|| format!("parsing {path}"))
 }
 
-/// Parses a `/proc/<pid>/stat` line (the command name, field 2, may hold spaces and parens:
-/// the fields that follow start after the last `)`).
-fn parse_stat(text: &str) -> Result<Stat> {
-    let Some(close) = text.rfind(')') else {
-        bail!("no ')' in {text:?}");
-    };
-    // Field 3 (state) is the first after the name; proc(5) numbers from 1.
-    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let field = |n: usize| -> Result<u64> {
-        fields
+/// A `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` line: the command name (field 2, which
+/// may hold spaces and parens, so the fields that follow start after the last `)`) and the
+/// fields after it.
+struct StatLine<'a> {
+    name: &'a str,
+    /// From field 3 (state) on.
+    fields: Vec<&'a str>,
+}
+
+impl<'a> StatLine<'a> {
+    fn parse(text: &'a str) -> Result<StatLine<'a>> {
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            bail!("no command name in {text:?}");
+        };
+        Ok(StatLine {
+            name: &text[open + 1..close],
+            fields: text[close + 1..].split_whitespace().collect(),
+        })
+    }
+
+    /// Field `n` as proc(5) numbers them, from 1.
+    fn field(&self, n: usize) -> Result<u64> {
+        self.fields
             .get(n - 3)
             .with_context(|| format!("no field {n}"))?
             .parse::<u64>()
             .with_context(|| format!("field {n} is not a number"))
-    };
-    let ppid = u32::try_from(field(4)?)?;
+    }
+}
+
+/// A process's parent and CPU ticks.
+fn parse_stat(text: &str) -> Result<Stat> {
+    let line = StatLine::parse(text)?;
+    let ppid = u32::try_from(line.field(4)?)?;
     // 14 utime, 15 stime, 16 cutime, 17 cstime (cutime/cstime are signed in the kernel but
     // never negative in practice).
-    let ticks = field(14)? + field(15)? + field(16)? + field(17)?;
+    let ticks = line.field(14)? + line.field(15)? + line.field(16)? + line.field(17)?;
     Ok(Stat { ppid, ticks })
 }
 
-/// A `/proc/<pid>/task/<tid>/stat` line: the thread's name and its utime + stime (a thread's
-/// cutime and cstime are its process's).
+/// A thread's name and its utime + stime (a thread's cutime and cstime are its process's).
 fn parse_task(text: &str) -> Result<(String, u64)> {
-    let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
-        bail!("no name in {text:?}");
-    };
-    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let field = |n: usize| -> Result<u64> {
-        fields
-            .get(n - 3)
-            .with_context(|| format!("no field {n}"))?
-            .parse::<u64>()
-            .with_context(|| format!("field {n} is not a number"))
-    };
-    Ok((text[open + 1..close].to_string(), field(14)? + field(15)?))
+    let line = StatLine::parse(text)?;
+    Ok((line.name.to_string(), line.field(14)? + line.field(15)?))
 }
 
 fn all_pids() -> Vec<u32> {
