@@ -257,20 +257,31 @@ mod tests {
     #[test]
     fn a_busy_threads_time_lands_in_its_group() {
         let before = Procs::One(own_pid()).sample();
+        let (spent, done) = std::sync::mpsc::channel();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sekisho-journal".into())
-            .spawn(|| {
-                let t = std::time::Instant::now();
+            .spawn(move || {
+                // Spins until the kernel has counted 0.2 s of its own CPU, however loaded the
+                // machine is, then stays alive until the second sample has been read.
+                let own = || {
+                    let text = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+                    parse_task(&text).unwrap().1
+                };
+                let want = crate::process::clock_ticks_per_sec() / 5;
                 let mut x = 0u64;
-                while t.elapsed() < std::time::Duration::from_millis(300) {
-                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                while own() < want {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                    }
                 }
-                // Still alive when the second sample is read.
-                std::thread::sleep(std::time::Duration::from_millis(500));
+                spent.send(()).unwrap();
+                let _ = hold.recv();
             })
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        done.recv().unwrap();
         let after = Procs::One(own_pid()).sample();
+        drop(release);
         let groups = after.thread_seconds_since(&before);
         let journal = groups.iter().find(|(g, _)| *g == "journal").unwrap().1;
         let sqlite = groups.iter().find(|(g, _)| *g == "sqlite").unwrap().1;
