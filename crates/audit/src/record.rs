@@ -2,6 +2,7 @@
 //! registry event). Its canonical form is the compact JSON of the struct in field order with
 //! absent optional fields left out; those exact bytes are stored and hashed into the tree.
 
+use sekisho_store::direct::SharedText;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -146,26 +147,35 @@ impl AuditRecord {
     }
 }
 
-/// A record ready for the writer: time and node filled in, canonical bytes computed.
+/// A record ready for the writer: time and node filled in, canonical bytes computed, and the
+/// query columns beside them, each shared so that binding it to the insert copies nothing
+/// (`SharedText`).
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    pub json: String,
+    pub json: SharedText,
     pub ts_ms: i64,
-    pub request_id: String,
+    pub request_id: SharedText,
     pub event: Event,
     pub decision: Decision,
-    pub node: String,
-    pub terminal: Option<String>,
-    pub user: Option<String>,
-    pub patient: Option<String>,
-    pub break_glass_id: Option<String>,
-    pub facility: Option<String>,
-    pub reason: String,
-    pub route: Option<String>,
+    pub node: SharedText,
+    pub terminal: Option<SharedText>,
+    pub user: Option<SharedText>,
+    pub patient: Option<SharedText>,
+    pub break_glass_id: Option<SharedText>,
+    pub facility: Option<SharedText>,
+    pub reason: SharedText,
+    pub route: Option<SharedText>,
 }
 
 impl Prepared {
-    pub fn new(mut rec: AuditRecord, node: &str) -> Prepared {
+    pub fn new(mut rec: AuditRecord, node: &SharedText) -> Prepared {
+        Prepared::stamp(&mut rec, node)
+    }
+
+    /// Fills in `rec`'s time (if empty) and node (if empty) in place, and takes what the log
+    /// needs from it: the record itself stays with the caller, who may go on using it (a
+    /// request's outcome record repeats its decision record).
+    pub fn stamp(rec: &mut AuditRecord, node: &SharedText) -> Prepared {
         let now = OffsetDateTime::now_utc();
         let ts = if rec.time.is_empty() {
             rec.time = format_time(now);
@@ -174,37 +184,42 @@ impl Prepared {
             OffsetDateTime::parse(&rec.time, &Rfc3339).unwrap_or(now)
         };
         if rec.node.is_empty() {
-            rec.node = node.to_string();
+            rec.node = node.as_str().to_string();
         }
-        let json = canonical_string(&rec);
-        Prepared::of(rec, json, ts)
+        let json = canonical_text(rec);
+        Prepared::of(rec, json, ts, node)
     }
 
     /// The query columns of `rec`, beside its canonical bytes.
-    fn of(rec: AuditRecord, json: String, ts: OffsetDateTime) -> Prepared {
+    fn of(rec: &AuditRecord, json: SharedText, ts: OffsetDateTime, node: &SharedText) -> Prepared {
+        let text = |s: &str| SharedText::from(s);
+        let opt = |s: &Option<String>| s.as_deref().map(SharedText::from);
         Prepared {
             json,
             ts_ms: (ts.unix_timestamp_nanos() / 1_000_000) as i64,
-            request_id: rec.request_id,
+            request_id: text(&rec.request_id),
             event: rec.event,
             decision: rec.decision,
-            node: rec.node,
-            terminal: rec.terminal,
-            user: rec.user,
-            patient: rec.patient,
-            break_glass_id: rec.break_glass_id,
-            facility: rec.facility,
-            reason: rec.reason,
-            route: rec.route,
+            // The gateway's own node name, shared by all its records.
+            node: if rec.node == node.as_str() {
+                node.clone()
+            } else {
+                text(&rec.node)
+            },
+            terminal: opt(&rec.terminal),
+            user: opt(&rec.user),
+            patient: opt(&rec.patient),
+            break_glass_id: opt(&rec.break_glass_id),
+            facility: opt(&rec.facility),
+            reason: text(&rec.reason),
+            route: opt(&rec.route),
         }
     }
-}
 
-impl Prepared {
     /// A record read back from the journal: its bytes are kept exactly as they were hashed
     /// and journaled; the query columns are read from them.
-    pub fn from_json(json: String) -> anyhow::Result<Prepared> {
-        let rec: AuditRecord = serde_json::from_str(&json)
+    pub fn from_json(json: &str, node: &SharedText) -> anyhow::Result<Prepared> {
+        let rec: AuditRecord = serde_json::from_str(json)
             .map_err(|e| anyhow::anyhow!("a journaled audit record does not parse: {e}"))?;
         let ts = OffsetDateTime::parse(&rec.time, &Rfc3339).map_err(|e| {
             anyhow::anyhow!(
@@ -212,14 +227,14 @@ impl Prepared {
                 rec.time
             )
         })?;
-        Ok(Prepared::of(rec, json, ts))
+        Ok(Prepared::of(&rec, SharedText::from(json), ts, node))
     }
 }
 
-/// [`AuditRecord::canonical_json`] as a string of exactly its length. Serialised into a buffer
-/// kept by the thread and copied out once: serde_json's own `Vec` starts at 128 bytes and grew
-/// three times for a request's record (500-900 bytes), each growth a copy.
-fn canonical_string(rec: &AuditRecord) -> String {
+/// [`AuditRecord::canonical_json`], shared. Serialised into a buffer kept by the thread and
+/// copied out once: serde_json's own `Vec` starts at 128 bytes and grew three times for a
+/// request's record (500-900 bytes), each growth a copy.
+fn canonical_text(rec: &AuditRecord) -> SharedText {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -227,7 +242,7 @@ fn canonical_string(rec: &AuditRecord) -> String {
         buf.clear();
         // A struct of strings and integers always serialises.
         serde_json::to_writer(&mut *buf, rec).expect("an audit record serialises");
-        let json = String::from_utf8(buf.clone()).expect("JSON is UTF-8");
+        let json = SharedText::from(std::str::from_utf8(buf).expect("JSON is UTF-8"));
         // A rare large record (a long detail) does not keep its buffer on the thread.
         if buf.capacity() > 16 * 1024 {
             *buf = Vec::new();
@@ -287,7 +302,7 @@ mod tests {
             ..long.clone()
         };
         for rec in [&long, &short, &long, &short] {
-            let p = Prepared::new(rec.clone(), "gw1");
+            let p = Prepared::new(rec.clone(), &"gw1".into());
             assert_eq!(p.json.as_bytes(), rec.canonical_json().as_slice());
         }
     }
@@ -299,7 +314,7 @@ mod tests {
                 request_id: "r".into(),
                 ..Default::default()
             },
-            "gw9",
+            &"gw9".into(),
         );
         let rec: AuditRecord = serde_json::from_str(&p.json).unwrap();
         assert_eq!(rec.node, "gw9");
@@ -319,10 +334,47 @@ mod tests {
                 node: "a".into(),
                 ..Default::default()
             },
-            "gw9",
+            &"gw9".into(),
         );
         assert_eq!(p.ts_ms, 1_743_499_800_123);
-        assert_eq!(p.node, "a");
+        assert_eq!(p.node.as_str(), "a");
+    }
+
+    /// A record stamped in place keeps its time and node for the caller (the outcome record
+    /// that repeats a decision), and the log's copy has the same bytes and columns.
+    #[test]
+    fn stamping_fills_the_callers_record_and_copies_its_columns() {
+        let node: SharedText = "gw9".into();
+        let mut rec = AuditRecord {
+            request_id: "r1".into(),
+            terminal: Some("t1".into()),
+            facility: Some("f1".into()),
+            route: Some("chart".into()),
+            reason: "ok".into(),
+            decision: Decision::Permit,
+            ..Default::default()
+        };
+        let p = Prepared::stamp(&mut rec, &node);
+        assert_eq!(rec.node, "gw9");
+        assert!(!rec.time.is_empty());
+        assert_eq!(p.json.as_bytes(), rec.canonical_json().as_slice());
+        assert_eq!((p.request_id.as_str(), p.reason.as_str()), ("r1", "ok"));
+        assert_eq!(p.terminal.as_deref(), Some("t1"));
+        assert_eq!(p.facility.as_deref(), Some("f1"));
+        assert_eq!(p.route.as_deref(), Some("chart"));
+        assert_eq!((p.user.as_deref(), p.patient.as_deref()), (None, None));
+        assert!(
+            std::sync::Arc::ptr_eq(&p.node.0, &node.0),
+            "the node's name is shared"
+        );
+        // Stamped again (the outcome), the decision's time is not reused once it is cleared.
+        let first = rec.time.clone();
+        rec.time.clear();
+        rec.event = Event::Outcome;
+        let again = Prepared::stamp(&mut rec, &node);
+        assert!(again.ts_ms >= p.ts_ms);
+        assert_eq!(again.event, Event::Outcome);
+        assert_eq!(rec.time.len(), first.len());
     }
 
     #[test]

@@ -858,7 +858,11 @@ async fn a_journaled_log_fills_the_store_behind_it_and_a_crash_leaves_nothing_ou
         let (mut j, replay) = journal::Journal::open(&dir, 500).unwrap();
         assert!(replay.frames.is_empty(), "{kind:?}: all 500 were indexed");
         let left: Vec<String> = (500..503)
-            .map(|n| crate::record::Prepared::new(record(n), "gw1").json)
+            .map(|n| {
+                crate::record::Prepared::new(record(n), &"gw1".into())
+                    .json
+                    .to_string()
+            })
             .collect();
         assert_eq!(j.append(left.iter().map(|s| s.as_bytes())).unwrap(), 500);
         drop(j);

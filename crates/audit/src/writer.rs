@@ -8,7 +8,10 @@
 //! SQLite, a connection's page cache is dropped whenever another connection has written, so
 //! batches that rotated over the pool re-read the tree's and the indexes' pages from the file
 //! every time (in a profile under load, the SQLite threads spent more time reading pages back
-//! than inserting). A connection that fails is dropped and the next batch opens a new one.
+//! than inserting). A connection that fails is dropped and the next batch opens a new one. It
+//! is a connection of the database's own driver, not sqlx's `Any` (`Store::connect_direct`):
+//! through `Any` each of a record's fifteen bound values was copied twice, four allocations a
+//! text, about 40 % of the gateway's allocations under load.
 //!
 //! When that new connection cannot be had within [`CONNECT_TIMEOUT`], the store is known to be
 //! down: batches then fail at once (each caller answers 503 without waiting out a connection
@@ -38,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use sqlx::AnyConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -46,9 +48,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::checkpoint::{Checkpoint, CheckpointKey, SignedCheckpoint};
 use super::journal::Journal;
 use super::merkle::{CompactRange, Hash, leaf_hash};
-use super::record::{AuditRecord, Prepared};
+use super::record::{AuditRecord, Decision, Event, Prepared};
 use super::{AuditConfig, AuditError, AuditMetrics, QUEUE_CAPACITY};
-use sekisho_store::{DbKind, Store};
+use sekisho_store::direct::{DirectConnection, SharedText};
+use sekisho_store::{DbKind, Store, with_direct};
 
 /// A batch that takes longer than this (lock wait included) is abandoned and its callers get
 /// an error; the transaction rolls back and the next batch re-reads the head.
@@ -115,7 +118,8 @@ pub struct AuditLog {
 
 struct Inner {
     tx: mpsc::Sender<Msg>,
-    node: String,
+    /// The node's name, shared by the query columns of all its records.
+    node: SharedText,
     metrics: AuditMetrics,
     stopped: watch::Receiver<bool>,
     checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
@@ -185,6 +189,7 @@ impl AuditLog {
             max_wait: cfg.max_wait,
             metrics: metrics.clone(),
             full_insert,
+            words: Words::new(),
         };
         let journal = match cfg.journal {
             None => {
@@ -221,7 +226,7 @@ impl AuditLog {
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 tx,
-                node: cfg.node,
+                node: SharedText::from(cfg.node.as_str()),
                 metrics,
                 stopped,
                 checkpoints,
@@ -299,10 +304,22 @@ impl AuditLog {
     /// [`append`]: AuditLog::append
     pub fn submit(
         &self,
-        rec: AuditRecord,
+        mut rec: AuditRecord,
     ) -> impl Future<Output = Result<u64, AuditError>> + Send + 'static {
+        self.submit_stamping(&mut rec)
+    }
+
+    /// As [`submit`], for a record the caller goes on using (a request's decision record,
+    /// which its outcome record repeats): its time and node are filled in place if empty, and
+    /// only what the log keeps is copied, not the whole record.
+    ///
+    /// [`submit`]: AuditLog::submit
+    pub fn submit_stamping(
+        &self,
+        rec: &mut AuditRecord,
+    ) -> impl Future<Output = Result<u64, AuditError>> + Send + 'static + use<> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.enqueue(rec, Some(reply));
+        let queued = self.enqueue(Prepared::stamp(rec, &self.inner.node), Some(reply));
         async move {
             queued?;
             // The writer answers every record it takes; if it is gone, the sender is dropped.
@@ -313,13 +330,12 @@ impl AuditLog {
     /// For after-the-fact records (request outcomes): queued in the same batches, not awaited;
     /// failures are logged and counted.
     pub fn append_nowait(&self, rec: AuditRecord) {
-        if let Err(e) = self.enqueue(rec, None) {
+        if let Err(e) = self.enqueue(Prepared::new(rec, &self.inner.node), None) {
             tracing::error!(error = %e, "audit record dropped");
         }
     }
 
-    fn enqueue(&self, rec: AuditRecord, reply: Option<Reply>) -> Result<(), AuditError> {
-        let rec = Prepared::new(rec, &self.inner.node);
+    fn enqueue(&self, rec: Prepared, reply: Option<Reply>) -> Result<(), AuditError> {
         match self
             .inner
             .tx
@@ -352,9 +368,10 @@ struct Writer {
     store: Store,
     /// The writer's own connection (see the module's note); None until the first batch and
     /// after a failure.
-    conn: Option<AnyConnection>,
+    /// The driver's own, not `Any`'s: `Any` copied each bound value twice (`Store::connect_direct`).
+    conn: Option<DirectConnection>,
     /// While the store is down: the background task that reconnects (see the module's note).
-    probe: Option<tokio::task::JoinHandle<AnyConnection>>,
+    probe: Option<tokio::task::JoinHandle<DirectConnection>>,
     store_down: Arc<AtomicBool>,
     failed_at_ms: Arc<AtomicU64>,
     key: CheckpointKey,
@@ -365,6 +382,27 @@ struct Writer {
     metrics: AuditMetrics,
     /// The insert of [`ROWS_PER_INSERT`] rows, made once: most of a batch's statements.
     full_insert: Arc<str>,
+    /// The event and decision columns' words, made once.
+    words: Words,
+}
+
+/// The words of the event and decision columns, each made once: a `&'static str` bound to an
+/// SQLite statement is copied into a new `Arc<String>`, two allocations a column a record.
+struct Words(Vec<SharedText>);
+
+impl Words {
+    fn new() -> Words {
+        let all = Event::ALL.iter().map(|e| e.as_str());
+        let all = all.chain([Decision::Permit, Decision::Deny].map(Decision::as_str));
+        Words(all.map(SharedText::from).collect())
+    }
+
+    fn of(&self, word: &'static str) -> SharedText {
+        match self.0.iter().find(|w| w.as_str() == word) {
+            Some(w) => w.clone(),
+            None => SharedText::from(word),
+        }
+    }
 }
 
 impl Writer {
@@ -433,93 +471,96 @@ impl Writer {
                 self.conn.insert(c)
             }
         };
-        let mut tx = conn
-            .begin()
-            .await
-            .context("cannot begin the audit transaction")?;
-        // The head row's lock first, and the head read in the same statement: it serialises
-        // writers (other replicas included) before anything is read, in one round trip.
-        let row = sqlx::query(
-            "UPDATE audit_head SET lock_seq = lock_seq + 1 WHERE id = 1 RETURNING tree_size, frontier",
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .context("cannot lock the audit head")?
-        .ok_or_else(|| anyhow!("the audit head row is missing"))?;
-        let size: i64 = row.try_get(0)?;
-        let frontier: Vec<u8> = row.try_get(1)?;
-        let first =
-            u64::try_from(size).map_err(|_| anyhow!("the audit head has tree size {size}"))?;
-        let mut range = CompactRange::from_parts(first, &frontier)
-            .map_err(|e| anyhow!("the audit head is damaged: {e}"))?;
-
-        let leaves: Vec<Hash> = batch.iter().map(|r| leaf_hash(r.json.as_bytes())).collect();
-        for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
-            let sql: Arc<str> = match chunk.len() {
-                ROWS_PER_INSERT => self.full_insert.clone(),
-                rows => insert_sql(rows, self.store.kind()).into(),
-            };
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (k, r) in chunk.iter().enumerate() {
-                let i = c * ROWS_PER_INSERT + k;
-                q = q
-                    .bind((first + i as u64) as i64)
-                    .bind(leaves[i].to_vec())
-                    .bind(r.json.as_str())
-                    .bind(r.ts_ms)
-                    .bind(r.request_id.as_str())
-                    .bind(r.event.as_str())
-                    .bind(r.decision.as_str())
-                    .bind(r.node.as_str())
-                    .bind(r.terminal.as_deref())
-                    .bind(r.user.as_deref())
-                    .bind(r.patient.as_deref())
-                    .bind(r.break_glass_id.as_deref())
-                    .bind(r.facility.as_deref())
-                    .bind(r.reason.as_str())
-                    .bind(r.route.as_deref());
-            }
-            q.execute(&mut *tx)
+        let (first, new_size, root, note) = with_direct!(conn, |db| {
+            let mut tx = db
+                .begin()
                 .await
-                .context("cannot insert the audit records")?;
-        }
-        for leaf in leaves {
-            range.append(leaf);
-        }
-        let new_size = range.size();
-        let root = range.root();
-        let note = self.key.sign_checkpoint(&self.origin, new_size, &root);
-        let now = sekisho_store::now();
-        sqlx::query("INSERT INTO audit_checkpoints (tree_size, note, node, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(new_size as i64)
-            .bind(note.clone())
-            .bind(self.node.clone())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .context("cannot insert the checkpoint")?;
-        sqlx::query(
-            "UPDATE audit_head SET tree_size = $1, frontier = $2, updated_at = $3 WHERE id = 1",
-        )
-        .bind(new_size as i64)
-        .bind(range.frontier_bytes())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .context("cannot update the audit head")?;
-        if let Some(next) = journal_next {
-            sqlx::query(
-                "INSERT INTO audit_journal_marks (node, next_seq, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (node) DO UPDATE SET next_seq = excluded.next_seq, updated_at = excluded.updated_at",
+                .context("cannot begin the audit transaction")?;
+            // The head row's lock first, and the head read in the same statement: it serialises
+            // writers (other replicas included) before anything is read, in one round trip.
+            let row = sqlx::query(
+                "UPDATE audit_head SET lock_seq = lock_seq + 1 WHERE id = 1 RETURNING tree_size, frontier",
             )
-            .bind(self.node.as_str())
-            .bind(next as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .context("cannot lock the audit head")?
+            .ok_or_else(|| anyhow!("the audit head row is missing"))?;
+            let size: i64 = row.try_get(0)?;
+            let frontier: Vec<u8> = row.try_get(1)?;
+            let first =
+                u64::try_from(size).map_err(|_| anyhow!("the audit head has tree size {size}"))?;
+            let mut range = CompactRange::from_parts(first, &frontier)
+                .map_err(|e| anyhow!("the audit head is damaged: {e}"))?;
+
+            let leaves: Vec<Hash> = batch.iter().map(|r| leaf_hash(r.json.as_bytes())).collect();
+            for (c, chunk) in batch.chunks(ROWS_PER_INSERT).enumerate() {
+                let sql: Arc<str> = match chunk.len() {
+                    ROWS_PER_INSERT => self.full_insert.clone(),
+                    rows => insert_sql(rows, self.store.kind()).into(),
+                };
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for (k, r) in chunk.iter().enumerate() {
+                    let i = c * ROWS_PER_INSERT + k;
+                    q = q
+                        .bind((first + i as u64) as i64)
+                        .bind(leaves[i].to_vec())
+                        .bind(&r.json)
+                        .bind(r.ts_ms)
+                        .bind(&r.request_id)
+                        .bind(self.words.of(r.event.as_str()))
+                        .bind(self.words.of(r.decision.as_str()))
+                        .bind(&r.node)
+                        .bind(&r.terminal)
+                        .bind(&r.user)
+                        .bind(&r.patient)
+                        .bind(&r.break_glass_id)
+                        .bind(&r.facility)
+                        .bind(&r.reason)
+                        .bind(&r.route);
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .context("cannot insert the audit records")?;
+            }
+            for leaf in leaves {
+                range.append(leaf);
+            }
+            let new_size = range.size();
+            let root = range.root();
+            let note = self.key.sign_checkpoint(&self.origin, new_size, &root);
+            let now = sekisho_store::now();
+            sqlx::query("INSERT INTO audit_checkpoints (tree_size, note, node, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(new_size as i64)
+                .bind(note.clone())
+                .bind(self.node.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("cannot insert the checkpoint")?;
+            sqlx::query(
+                "UPDATE audit_head SET tree_size = $1, frontier = $2, updated_at = $3 WHERE id = 1",
+            )
+            .bind(new_size as i64)
+            .bind(range.frontier_bytes())
             .bind(now)
             .execute(&mut *tx)
             .await
-            .context("cannot move the audit journal's mark")?;
-        }
-        tx.commit().await.context("cannot commit the audit batch")?;
+            .context("cannot update the audit head")?;
+            if let Some(next) = journal_next {
+                sqlx::query(
+                    "INSERT INTO audit_journal_marks (node, next_seq, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (node) DO UPDATE SET next_seq = excluded.next_seq, updated_at = excluded.updated_at",
+                )
+                .bind(self.node.as_str())
+                .bind(next as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .context("cannot move the audit journal's mark")?;
+            }
+            tx.commit().await.context("cannot commit the audit batch")?;
+            (first, new_size, root, note)
+        });
         self.latest.send_replace(Some(Arc::new(SignedCheckpoint {
             checkpoint: Checkpoint {
                 origin: self.origin.clone(),
@@ -535,7 +576,7 @@ impl Writer {
 impl Writer {
     /// A new connection for the writer; while the store is known to be down, an error at once
     /// unless the probe has connected.
-    async fn connect(&mut self) -> Result<AnyConnection> {
+    async fn connect(&mut self) -> Result<DirectConnection> {
         if let Some(probe) = &self.probe {
             if !probe.is_finished() {
                 bail!("the audit store is unreachable (refused at once until it answers again)");
@@ -543,8 +584,8 @@ impl Writer {
             let probe = self.probe.take().expect("checked above");
             return probe.await.context("the audit store probe stopped");
         }
-        let e = match tokio::time::timeout(CONNECT_TIMEOUT, self.store.pool().acquire()).await {
-            Ok(Ok(c)) => return Ok(c.detach()),
+        let e = match tokio::time::timeout(CONNECT_TIMEOUT, self.store.connect_direct()).await {
+            Ok(Ok(c)) => return Ok(c),
             Ok(Err(e)) => anyhow::Error::from(e),
             Err(_) => anyhow!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
         };
@@ -810,10 +851,11 @@ impl Writer {
         let mut at = replay.first;
         let mut frames = replay.frames.into_iter().peekable();
         while frames.peek().is_some() {
+            let node = SharedText::from(self.node.as_str());
             let chunk = frames
                 .by_ref()
                 .take(INDEX_BATCH)
-                .map(Prepared::from_json)
+                .map(|json| Prepared::from_json(&json, &node))
                 .collect::<Result<Vec<_>>>()?;
             at += chunk.len() as u64;
             let refs: Vec<&Prepared> = chunk.iter().collect();
@@ -963,11 +1005,11 @@ fn unix_ms() -> u64 {
 }
 
 /// Reconnects to a store that is down; returns the first connection that answers.
-async fn probe(store: Store, down: Arc<AtomicBool>) -> AnyConnection {
+async fn probe(store: Store, down: Arc<AtomicBool>) -> DirectConnection {
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
         let attempt = async {
-            let mut c = store.pool().acquire().await?.detach();
+            let mut c = store.connect_direct().await?;
             c.ping().await?;
             Ok::<_, sqlx::Error>(c)
         };
@@ -1027,7 +1069,7 @@ mod tests {
             ..Default::default()
         };
         Msg::Record(Box::new(Pending {
-            rec: Prepared::new(rec, "gw"),
+            rec: Prepared::new(rec, &"gw".into()),
             reply: None,
         }))
     }

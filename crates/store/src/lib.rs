@@ -4,6 +4,8 @@
 //! (several gateway replicas share it). Queries are written once with `$n` placeholders, which
 //! both drivers accept; only the DDL differs per dialect, and the migrations are part of the
 //! binary. Timestamps are Unix seconds (`i64`) because the Any driver carries no date types.
+//! One writer goes around `Any`: the audit log's inserts, on a connection of the driver itself
+//! ([`direct`]), because `Any` copies every bound value twice.
 //!
 //! One module per table family: `terminals` (the registry, R-TERM-*), `enrollment` (access
 //! codes), `crl`, `users`, `sessions` and `lockouts` (sign-in, R-ACCT-*), `patients` and
@@ -19,6 +21,7 @@ pub mod break_glass;
 pub mod changes;
 pub mod consent;
 pub mod crl;
+pub mod direct;
 pub mod durable;
 pub mod enrollment;
 pub mod export_cursors;
@@ -52,6 +55,8 @@ pub enum DbKind {
 pub struct Store {
     pool: AnyPool,
     kind: DbKind,
+    /// For connections of the driver itself, outside the pool ([`direct`]).
+    direct: direct::DirectOptions,
 }
 
 impl Store {
@@ -80,18 +85,9 @@ impl Store {
             .max_connections(if kind == DbKind::Sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(5));
         if kind == DbKind::Sqlite {
-            // synchronous=FULL: a committed audit batch has been fsynced (WAL alone with NORMAL
-            // would lose the last commits on power loss).
-            // secure_delete: freed space is zeroed, so what retention prunes (and a row moved
-            // when a page is rebuilt) does not linger in the file's unused bytes.
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
-                         PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON; \
-                         PRAGMA cache_size=-16384; PRAGMA secure_delete=ON;",
-                    )
-                    .await?;
+                    conn.execute(direct::SQLITE_PRAGMAS).await?;
                     Ok(())
                 })
             });
@@ -100,7 +96,9 @@ impl Store {
             .connect(&url)
             .await
             .with_context(|| format!("cannot open the database {}", redact_url(&url)))?;
-        let store = Store { pool, kind };
+        let direct = direct::DirectOptions::parse(&url, kind)
+            .with_context(|| format!("cannot read the database URL {}", redact_url(&url)))?;
+        let store = Store { pool, kind, direct };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -122,6 +120,12 @@ impl Store {
 
     pub fn kind(&self) -> DbKind {
         self.kind
+    }
+
+    /// A connection of the database's own driver, outside the pool (`direct.rs`: the audit
+    /// log's inserts). The caller closes it.
+    pub async fn connect_direct(&self) -> sqlx::Result<direct::DirectConnection> {
+        direct::DirectConnection::open(&self.direct).await
     }
 
     /// The change counter gateways poll to pick up registry and CRL changes.

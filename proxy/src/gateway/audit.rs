@@ -40,7 +40,8 @@ impl Gateway {
     ) -> impl Future<Output = Result<u64, AuditError>> + Send + 'static {
         ctx.record.decision = Decision::Permit;
         ctx.record.reason = "ok".into();
-        self.audit.submit(ctx.record.clone())
+        // Stamped in place, not cloned: the outcome record goes on from it.
+        self.audit.submit_stamping(&mut ctx.record)
     }
 
     /// A safe read went to the upstream, but its decision record could not be made durable:
