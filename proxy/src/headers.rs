@@ -15,6 +15,14 @@
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
+// The gateway's own headers, each name made once: a `&str` name given to `HeaderMap::insert`
+// is copied into a new buffer every time, four to five times a request.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("sekisho-request-id");
+pub static ASSERTION: HeaderName = HeaderName::from_static("sekisho-assertion");
+pub static TERMINAL: HeaderName = HeaderName::from_static("sekisho-terminal");
+pub static FACILITY: HeaderName = HeaderName::from_static("sekisho-facility");
+pub static ENTRY_ID: HeaderName = HeaderName::from_static("sekisho-entry-id");
+
 /// Exact names (folded) that carry identity or client-certificate data in some proxy.
 const SPOOFABLE: &[&str] = &[
     "forwarded",

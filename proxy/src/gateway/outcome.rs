@@ -48,7 +48,7 @@ impl Gateway {
         );
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&ctx.id) {
-            h.insert("sekisho-request-id", v);
+            h.insert(headers::REQUEST_ID.clone(), v);
         }
         crate::notices::mark(h, ctx.notices_shown);
         let route = ctx.route.as_ref().map(|r| r.config);
@@ -59,7 +59,7 @@ impl Gateway {
             .filter(|_| route.is_some_and(|r| r.action == Action::Enter))
             && let Ok(v) = HeaderValue::from_str(&e.entry_id)
         {
-            h.insert("sekisho-entry-id", v);
+            h.insert(headers::ENTRY_ID.clone(), v);
         }
         if route.is_some_and(|r| r.level == Level::Patient) {
             // R-OPS-3: patient data is not kept on the terminal.

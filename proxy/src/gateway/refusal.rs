@@ -124,7 +124,7 @@ h1{{font-size:1.3rem;border-bottom:3px solid #b03a2e;padding-bottom:.3rem}}.en{{
         HeaderValue::from_static("nosniff"),
     );
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("sekisho-request-id", v);
+        h.insert(crate::headers::REQUEST_ID.clone(), v);
     }
     resp
 }
