@@ -27,9 +27,9 @@
 //! With a journal (`AuditConfig::journal`, what `sekisho serve` uses), the durability point
 //! moves in front of the SQL log: one thread of its own writes each batch to the node's journal
 //! (`journal.rs`: one `pwrite` + `fdatasync`) and answers its callers; the SQL transaction
-//! above runs in a second task, the indexer, on whatever the journal has made durable since
-//! its last commit (many journal batches in one transaction), and records the journal's
-//! sequence number it reached in the same transaction. While the indexer cannot write (the
+//! above runs on a second thread of its own, the indexer, on whatever the journal has made
+//! durable since its last commit (many journal batches in one transaction), and records the
+//! journal's sequence number it reached in the same transaction. While the indexer cannot write (the
 //! store down or refusing), the journal takes no new records: a node does not serve on its
 //! journal alone, so the officers' log never falls behind by more than what was in flight.
 
@@ -199,8 +199,14 @@ impl AuditLog {
             Some(dir) => {
                 let (journal, state) = writer.replay(dir).await?;
                 let (to_index, from_journal) = mpsc::unbounded_channel();
-                let indexer =
-                    tokio::spawn(writer.index(from_journal, journal.clone(), state.clone()));
+                let runtime = tokio::runtime::Handle::current();
+                // Its own thread too, not a task: a task woken after each of a transaction's
+                // statements waited behind every request's task on tokio's busy workers, and
+                // at 128 connections the indexer fell behind by MAX_INDEX_LAG (docs/audit.md).
+                let indexer = Indexer::start(&runtime, {
+                    let (journal, state) = (journal.clone(), state.clone());
+                    writer.index(from_journal, journal, state)
+                })?;
                 let journaler = Journaler {
                     journal,
                     state: state.clone(),
@@ -215,7 +221,6 @@ impl AuditLog {
                 // they are, instead of being handed to the blocking pool and back (two thread
                 // wake-ups a batch; docs/audit.md). The waits on the indexer stay async, on
                 // this runtime.
-                let runtime = tokio::runtime::Handle::current();
                 std::thread::Builder::new()
                     .name("sekisho-journal".into())
                     .spawn(move || runtime.block_on(journaler.run(rx, stopped_tx, indexer)))
@@ -695,7 +700,7 @@ impl Journaler {
         self,
         mut rx: mpsc::Receiver<Msg>,
         stopped: watch::Sender<bool>,
-        indexer: tokio::task::JoinHandle<()>,
+        mut indexer: Indexer,
     ) {
         while let Some(mut batch) = gather(&mut rx, self.max_batch, self.max_wait).await {
             // Under load, a short pause gathers more records into the batch (see GROUP_DELAY).
@@ -716,18 +721,13 @@ impl Journaler {
         drop(to_index);
         // The indexer writes what it has, then stops; a store that does not take it leaves it
         // in the journal for the next start.
-        let abort = indexer.abort_handle();
-        if tokio::time::timeout(SHUTDOWN_INDEX_WAIT, indexer)
-            .await
-            .is_err()
-        {
-            abort.abort();
+        if !indexer.finished_within(SHUTDOWN_INDEX_WAIT).await {
             tracing::warn!(
                 records = state.lag.load(Ordering::Acquire),
                 "audit records not yet in the store stay in the journal; they are indexed at the next start"
             );
-            // The aborted indexer drops its handle on the journal when it is next polled.
-            tokio::task::yield_now().await;
+            // Stopped, it drops its handle on the journal.
+            indexer.stop().await;
         }
         // The journal (and its lock) is closed before the log says it has stopped, so a
         // restart in the same process opens it.
@@ -817,6 +817,51 @@ impl Journaler {
                 answer(replies, Err(AuditError::Commit(msg)));
             }
         }
+    }
+}
+
+/// The indexer's thread (`sekisho-index`): it runs the indexer's future on the gateway's
+/// runtime (its I/O and timers) but is woken as a thread of its own, not queued behind the
+/// request tasks.
+struct Indexer {
+    done: oneshot::Receiver<()>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl Indexer {
+    fn start(
+        runtime: &tokio::runtime::Handle,
+        index: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<Indexer> {
+        let (done_tx, done) = oneshot::channel();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let runtime = runtime.clone();
+        std::thread::Builder::new()
+            .name("sekisho-index".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = index => {}
+                        _ = stopped.notified() => {}
+                    }
+                });
+                let _ = done_tx.send(());
+            })
+            .context("cannot start the audit indexer's thread")?;
+        Ok(Indexer { done, stop })
+    }
+
+    /// Whether the indexer ended (its queue closed and written) within `wait`.
+    async fn finished_within(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, &mut self.done).await.is_ok()
+    }
+
+    /// Stops it where it is (what it had not written stays in the journal) and waits until
+    /// its thread has let go of everything.
+    async fn stop(mut self) {
+        self.stop.notify_one();
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.done).await;
     }
 }
 
