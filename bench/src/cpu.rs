@@ -39,12 +39,13 @@ pub struct CpuSample {
 }
 
 /// What a gateway's threads do, by their names (the kernel keeps 15 bytes of a name): the
-/// request path on tokio's workers, the audit journal's own thread, and sqlx's SQLite threads
-/// (one per connection; under load nearly all of it the audit indexer's). Anything else is
-/// "other".
-pub const THREAD_GROUPS: [(&str, &str); 3] = [
+/// request path on tokio's workers, the audit journal's own thread, the audit indexer's own
+/// thread (its statements and the leaf hashes), and sqlx's SQLite threads (one per connection;
+/// under load nearly all of it the indexer's inserts). Anything else is "other".
+pub const THREAD_GROUPS: [(&str, &str); 4] = [
     ("workers", "tokio-rt-worker"),
     ("journal", "sekisho-journal"),
+    ("indexer", "sekisho-index"),
     ("sqlite", "sqlx-sqlite-wor"),
 ];
 
@@ -248,6 +249,7 @@ mod tests {
                     70 30 5 2 20 0 1 0 100 1000 200 18446744073709551615";
         assert_eq!(parse_task(line).unwrap(), ("sekisho-journal".into(), 100));
         assert_eq!(thread_group("sekisho-journal"), "journal");
+        assert_eq!(thread_group("sekisho-index"), "indexer");
         assert_eq!(thread_group("sqlx-sqlite-wor"), "sqlite");
         assert_eq!(thread_group("tokio-rt-worker"), "workers");
         assert_eq!(thread_group("sekisho"), "other");

@@ -414,9 +414,10 @@ pub fn print_table(summaries: &[Summary]) {
         .collect();
     if !by_thread.is_empty() {
         println!(
-            "CPU per request by thread, µs (workers: tokio's, the request path and the indexer's \
-             task; journal: the audit journal's thread, its write and fdatasync; sqlite: sqlx's \
-             SQLite threads, nearly all the indexer's inserts; other: the rest):"
+            "CPU per request by thread, µs (workers: tokio's, the request path; journal: the \
+             audit journal's thread, its write and fdatasync; indexer: the audit indexer's \
+             thread, its statements and leaf hashes; sqlite: sqlx's SQLite threads, nearly all \
+             the indexer's inserts; other: the rest):"
         );
         for line in by_thread {
             println!("{line}");
