@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sqlx::encode::{Encode, IsNull};
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgConnectOptions, PgConnection, PgTypeInfo, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{
     Sqlite, SqliteArgumentsBuffer, SqliteConnectOptions, SqliteConnection, SqliteTypeInfo,
 };
@@ -99,9 +99,9 @@ macro_rules! with_direct {
     };
 }
 
-/// A text bound to a statement without a copy: on SQLite the driver keeps the `Arc` (a `&str`
-/// would be copied into a new `Arc<String>`), on PostgreSQL its bytes are written into the
-/// message as a `&str`'s are. For values bound many times a second (the audit log's columns).
+/// A text bound to an SQLite statement without a copy: the driver keeps the `Arc` (a `&str`
+/// is copied into a new `Arc<String>`). For values bound many times a second (the audit log's
+/// columns); PostgreSQL's driver writes a `&str` into the message, so there it is bound as one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SharedText(pub Arc<str>);
 
@@ -134,17 +134,5 @@ impl Type<Sqlite> for SharedText {
 impl Encode<'_, Sqlite> for SharedText {
     fn encode_by_ref(&self, buf: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
         <Arc<str> as Encode<Sqlite>>::encode(self.0.clone(), buf)
-    }
-}
-
-impl Type<Postgres> for SharedText {
-    fn type_info() -> PgTypeInfo {
-        <str as Type<Postgres>>::type_info()
-    }
-}
-
-impl Encode<'_, Postgres> for SharedText {
-    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<Postgres>>::encode(&self.0, buf)
     }
 }
