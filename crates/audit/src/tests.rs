@@ -665,8 +665,9 @@ fn metrics_have_their_names() {
 }
 
 /// Every query column holds what its record says, on both drivers' insert paths (SQLite's
-/// statements of 64 rows, PostgreSQL's arrays): 150 records, several statements a batch, with
-/// absent optional columns among them, and leaf indexes in order.
+/// statements of 64 rows, PostgreSQL's arrays, split by bytes: 16 KiB under test): 150 records,
+/// several statements a batch, with absent optional columns among them, and leaf indexes in
+/// order.
 #[tokio::test]
 async fn query_columns_are_their_records_fields() {
     for db in TestDb::both().await {

@@ -64,8 +64,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long after a failed commit the writes count as failing (see the module's note).
 const FAILING_FOR: Duration = Duration::from_secs(5);
-/// Rows per INSERT statement (15 parameters each; well under SQLite's and PostgreSQL's limits).
+/// Rows per INSERT statement on SQLite (15 parameters each; well under its limit).
 const ROWS_PER_INSERT: usize = 64;
+/// Record bytes per INSERT statement on PostgreSQL, after which the next record starts another
+/// (4,096 records of a request's size are about 2 MB: one statement). The unit tests use 16 KiB,
+/// so their larger batches take several statements and small ones one.
+const PG_STATEMENT_BYTES: usize = if cfg!(test) {
+    16 * 1024
+} else {
+    64 * 1024 * 1024
+};
 /// Most records the indexer puts in one transaction.
 const INDEX_BATCH: usize = 4096;
 /// How long the indexer gathers journal batches after the first before it writes them, so that
@@ -446,39 +454,57 @@ impl InsertRows for sqlx::SqliteConnection {
 /// waiting for the last (`docs/audit.md`).
 impl InsertRows for sqlx::PgConnection {
     async fn insert_rows(&mut self, rows: Rows<'_>) -> sqlx::Result<()> {
-        let b = rows.batch;
-        let text = |f: fn(&Prepared) -> &str| b.iter().map(|r| f(r)).collect::<Vec<&str>>();
-        let opt = |f: fn(&Prepared) -> Option<&str>| {
-            b.iter().map(|r| f(r)).collect::<Vec<Option<&str>>>()
-        };
-        sqlx::query(
-            "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, decision, \
-             node, terminal, user_id, patient, break_glass_id, facility, reason, route) \
-             SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], \
-             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], \
-             $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])",
-        )
-        .bind(
-            (0..b.len() as u64)
-                .map(|i| (rows.first + i) as i64)
-                .collect::<Vec<i64>>(),
-        )
-        .bind(rows.leaves.iter().map(|h| &h[..]).collect::<Vec<&[u8]>>())
-        .bind(text(|r| &r.json))
-        .bind(b.iter().map(|r| r.ts_ms).collect::<Vec<i64>>())
-        .bind(text(|r| &r.request_id))
-        .bind(text(|r| r.event.as_str()))
-        .bind(text(|r| r.decision.as_str()))
-        .bind(text(|r| &r.node))
-        .bind(opt(|r| r.terminal.as_deref()))
-        .bind(opt(|r| r.user.as_deref()))
-        .bind(opt(|r| r.patient.as_deref()))
-        .bind(opt(|r| r.break_glass_id.as_deref()))
-        .bind(opt(|r| r.facility.as_deref()))
-        .bind(text(|r| &r.reason))
-        .bind(opt(|r| r.route.as_deref()))
-        .execute(&mut *self)
-        .await?;
+        // A statement's records are capped by their bytes too: a record may be up to a MiB
+        // (the journal's frame limit), and PostgreSQL takes no message over 1 GB.
+        let mut from = 0;
+        while from < rows.batch.len() {
+            let mut to = from;
+            let mut bytes = 0;
+            while to < rows.batch.len() && (to == from || bytes < PG_STATEMENT_BYTES) {
+                bytes += rows.batch[to].json.len();
+                to += 1;
+            }
+            let b = &rows.batch[from..to];
+            let first = rows.first + from as u64;
+            let text = |f: fn(&Prepared) -> &str| b.iter().map(|r| f(r)).collect::<Vec<&str>>();
+            let opt = |f: fn(&Prepared) -> Option<&str>| {
+                b.iter().map(|r| f(r)).collect::<Vec<Option<&str>>>()
+            };
+            sqlx::query(
+                "INSERT INTO audit_records (idx, leaf_hash, record, ts, request_id, event, \
+                 decision, node, terminal, user_id, patient, break_glass_id, facility, reason, \
+                 route) SELECT * FROM UNNEST($1::bigint[], $2::bytea[], $3::text[], \
+                 $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+                 $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])",
+            )
+            .bind(
+                (0..b.len() as u64)
+                    .map(|i| (first + i) as i64)
+                    .collect::<Vec<i64>>(),
+            )
+            .bind(
+                rows.leaves[from..to]
+                    .iter()
+                    .map(|h| &h[..])
+                    .collect::<Vec<&[u8]>>(),
+            )
+            .bind(text(|r| &r.json))
+            .bind(b.iter().map(|r| r.ts_ms).collect::<Vec<i64>>())
+            .bind(text(|r| &r.request_id))
+            .bind(text(|r| r.event.as_str()))
+            .bind(text(|r| r.decision.as_str()))
+            .bind(text(|r| &r.node))
+            .bind(opt(|r| r.terminal.as_deref()))
+            .bind(opt(|r| r.user.as_deref()))
+            .bind(opt(|r| r.patient.as_deref()))
+            .bind(opt(|r| r.break_glass_id.as_deref()))
+            .bind(opt(|r| r.facility.as_deref()))
+            .bind(text(|r| &r.reason))
+            .bind(opt(|r| r.route.as_deref()))
+            .execute(&mut *self)
+            .await?;
+            from = to;
+        }
         Ok(())
     }
 }
@@ -934,7 +960,14 @@ impl Indexer {
     /// its thread has let go of everything.
     async fn stop(mut self) {
         self.stop.notify_one();
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.done).await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the audit indexer did not stop within 5 s; it may still hold the journal's lock"
+            );
+        }
     }
 }
 
